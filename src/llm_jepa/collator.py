@@ -7,8 +7,12 @@ Position ids restart at every segment, which is what isolates the segments (see
 :mod:`llm_jepa.attention`).
 
 Loss dropout: with probability ``loss_dropout`` a batch carries no view segments at all, so the
-step costs exactly what a plain step costs. The decision comes from a generator seeded with
-``seed``, so every rank of a distributed run draws the same sequence and does the same work.
+step costs exactly what a plain step costs. The decision is a pure function of (``seed``, index of
+the micro-batch since training began): every rank of a distributed run makes the same decision and
+does the same work, and a resumed run makes the decisions the uninterrupted run would have made
+(the trainer sets the index to optimizer step x accumulation steps when training starts, see
+:meth:`PackingCollator.set_position`). Batches must be collated in the main process
+(``dataloader_num_workers=0``) for the index to reach the collator.
 """
 
 from __future__ import annotations
@@ -65,16 +69,21 @@ class PackingCollator:
     loss_dropout: float = 0.0
     seed: int = 0
     pad_to_multiple_of: int = 1
-    _rng: random.Random = field(init=False, repr=False)
+    _position: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss_dropout <= 1.0:
             raise ValueError(f"loss_dropout must be in [0, 1], got {self.loss_dropout}")
-        self._rng = random.Random(self.seed)
+
+    def set_position(self, micro_batch: int) -> None:
+        """Index (since training began) of the micro-batch collated next."""
+        self._position = micro_batch
 
     def skip_views(self) -> bool:
-        """Draw the loss-dropout decision for the next batch (always draws, to stay in step)."""
-        return self._rng.random() < self.loss_dropout
+        """The loss-dropout decision for the next batch, seeded by (seed, micro-batch index)."""
+        u = random.Random(f"{self.seed}/{self._position}").random()
+        self._position += 1
+        return u < self.loss_dropout
 
     def __call__(self, batch: list[TokenizedExample]) -> dict[str, Any]:
         skip = self.skip_views()

@@ -110,6 +110,8 @@ class JepaConfig(TrainingArguments):
         self.view_config()  # validates predictors / choices early
         if not 0.0 <= self.loss_dropout <= 1.0:
             raise ConfigError(f"loss_dropout must be in [0, 1], got {self.loss_dropout}")
+        if self.loss_dropout > 0 and self.dataloader_num_workers > 0:
+            raise ConfigError("loss_dropout needs dataloader_num_workers=0 (decisions are seeded by the step)")
 
     @property
     def uses_views(self) -> bool:

@@ -12,7 +12,6 @@ from typing import Any
 
 import torch
 
-from .collator import PackingCollator
 from .config import JepaConfig
 from .data import load_examples
 from .objective import compute_objective

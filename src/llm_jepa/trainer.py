@@ -12,11 +12,24 @@ from collections import defaultdict
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from .objective import ObjectiveConfig, compute_objective
 
-__all__ = ["JepaTrainer"]
+__all__ = ["JepaTrainer", "StepSync"]
+
+
+class StepSync(TrainerCallback):
+    """Start the collator's micro-batch index where a resumed run left off (loss-dropout seeding).
+
+    Exact when every epoch's micro-batch count divides by the accumulation steps; otherwise a resumed
+    run's decisions are shifted (still seeded, still identical on every rank)."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.collator.set_position(state.global_step * args.gradient_accumulation_steps)
 
 
 class JepaTrainer(Trainer):
@@ -24,6 +37,8 @@ class JepaTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.eval_collator = eval_collator
+        if hasattr(self.data_collator, "set_position"):
+            self.add_callback(StepSync(self.data_collator))
         # We normalise the LM term by the token count of the whole accumulated batch ourselves, so the
         # Trainer must count it (num_items_in_batch) and must not divide by the accumulation steps again.
         self.model_accepts_loss_kwargs = True
