@@ -144,3 +144,29 @@ def test_cli_unknown_option_is_a_clear_error(ckpt, data, tmp_path, capsys):
                  "--lamda", "1"])
     assert code == 2 and "--lamda" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_baseline_can_monitor_the_jepa_distance_without_changing_training(ckpt, data, tmp_path):
+    plain, watched = tmp_path / "plain", tmp_path / "watched"
+    train(_cfg(ckpt, data, plain, "--regular", "true"))
+    train(_cfg(ckpt, data, watched, "--regular", "true", "--monitor_views_every", "2"))
+    logs = [m for m in _metrics(watched) if "lm_loss" in m]
+    assert [("jepa_loss" in m) for m in logs] == [True, False, True, False]
+    a, b = load_file(plain / "model.safetensors"), load_file(watched / "model.safetensors")
+    for k in a:  # views are isolated and detached: the baseline's training is untouched
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)
+
+
+def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(ckpt, data, tmp_path):
+    big, acc = tmp_path / "big", tmp_path / "acc"
+    common = ("--max_steps", "1", "--learning_rate", "1e-2", "--k", "1")
+    train(_cfg(ckpt, data, big, *common, "--per_device_train_batch_size", "4"))
+    train(_cfg(ckpt, data, acc, *common, "--per_device_train_batch_size", "2", "--gradient_accumulation_steps", "2"))
+    a, b = load_file(big / "model.safetensors"), load_file(acc / "model.safetensors")
+    base = load_file(ckpt / "model.safetensors")
+    assert not torch.allclose(a["model.norm.weight"], base["model.norm.weight"])
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
+    la, lb = ([m for m in _metrics(d) if "lm_loss" in m][0] for d in (big, acc))
+    assert la["lm_loss"] == pytest.approx(lb["lm_loss"], rel=1e-4)
+    assert la["jepa_loss"] == pytest.approx(lb["jepa_loss"], rel=1e-4)

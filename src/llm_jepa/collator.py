@@ -69,6 +69,7 @@ class PackingCollator:
     loss_dropout: float = 0.0
     seed: int = 0
     pad_to_multiple_of: int = 1
+    views_every: int = 1  # >1: views only on every n-th micro-batch (monitoring a baseline cheaply)
     _position: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,8 +83,9 @@ class PackingCollator:
     def skip_views(self) -> bool:
         """The loss-dropout decision for the next batch, seeded by (seed, micro-batch index)."""
         u = random.Random(f"{self.seed}/{self._position}").random()
+        off_beat = self._position % max(self.views_every, 1) != 0
         self._position += 1
-        return u < self.loss_dropout
+        return u < self.loss_dropout or off_beat
 
     def __call__(self, batch: list[TokenizedExample]) -> dict[str, Any]:
         skip = self.skip_views()

@@ -83,6 +83,9 @@ class JepaConfig(TrainingArguments):
     direction: str = _opt("text_to_code", "Which view predicts which.", choices=["text_to_code", "code_to_text"])
     loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", ["--alpha"])
     regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.")
+    monitor_views_every: int = _opt(
+        0, "With --regular or lambda 0: compute the JEPA distance (no gradient) on every n-th batch, to plot it."
+    )
     anchor_offset: int | None = _opt(
         None, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end."
     )
@@ -114,8 +117,18 @@ class JepaConfig(TrainingArguments):
             raise ConfigError("loss_dropout needs dataloader_num_workers=0 (decisions are seeded by the step)")
 
     @property
+    def is_baseline(self) -> bool:
+        return self.regular or self.jepa_lambda == 0
+
+    @property
     def uses_views(self) -> bool:
-        return not self.regular and self.jepa_lambda != 0 and self.loss_dropout < 1.0
+        if self.is_baseline:
+            return self.monitor_views_every > 0
+        return self.loss_dropout < 1.0
+
+    @property
+    def views_every(self) -> int:
+        return self.monitor_views_every if self.is_baseline and self.monitor_views_every > 0 else 1
 
     def view_config(self) -> ViewConfig:
         return ViewConfig(

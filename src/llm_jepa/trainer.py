@@ -63,9 +63,10 @@ class JepaTrainer(Trainer):
         mode = "train" if self.model.training else "eval"
         m = self._metrics[mode]
         n_items = inputs["shift_labels"].ne(-100).sum().item()
-        # report the per-token LM loss of this micro-batch, whatever the normalisation used for gradients
-        scale = (num_items.item() if torch.is_tensor(num_items) else num_items) / max(n_items, 1) if num_items else 1.0
-        m["lm_loss"].append(out.lm_loss.item() * scale)
+        denom = num_items.item() if torch.is_tensor(num_items) else (num_items or max(n_items, 1))
+        # token-weighted over micro-batches, whatever normalisation the gradients used
+        m["_lm_sum"].append(out.lm_loss.item() * denom)
+        m["_lm_tokens"].append(n_items)
         m["views_skipped"].append(float(inputs["views_skipped"]))
         if out.jepa_loss is not None:
             m["jepa_loss"].append(out.jepa_loss.item())
@@ -87,8 +88,11 @@ class JepaTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if "loss" in logs else "eval"
         prefix = "" if mode == "train" else "eval_"
-        for key, values in self._metrics[mode].items():
-            if values:
+        metrics = self._metrics[mode]
+        if metrics.get("_lm_tokens"):
+            logs[prefix + "lm_loss"] = sum(metrics.pop("_lm_sum")) / max(sum(metrics.pop("_lm_tokens")), 1)
+        for key, values in metrics.items():
+            if values and not key.startswith("_"):
                 logs[prefix + key] = sum(values) / len(values)
         if mode == "train":
             now = time.perf_counter()
