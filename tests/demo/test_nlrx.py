@@ -76,7 +76,6 @@ def test_validate_regex_accepts_well_formed(good):
 
 
 # An independent reading of the atoms: from the English by phrase, from the regex by scanning.
-_EN_ATOM = re.compile("|".join([re.escape(e) for e, _ in CHAR_CLASSES] + [r"the string '(\w+)'"]))
 _EN_TO_RX = dict(CHAR_CLASSES)
 
 
@@ -169,7 +168,8 @@ def test_splits_are_disjoint_and_sized():
 
 
 def test_lengths_resemble_nl_rx_synth(rows):
-    texts, regexes = zip(*_pairs(rows))
+    texts = [text for text, _ in _pairs(rows)]
+    regexes = [rx for _, rx in _pairs(rows)]
     mean_text = sum(map(len, texts)) / len(texts)
     mean_rx = sum(map(len, regexes)) / len(regexes)
     # NL-RX-SYNTH: means 67 / 26 characters, longest 125 / 54
