@@ -53,8 +53,8 @@ CHAR_CLASSES: tuple[tuple[str, str], ...] = (
 #: Literal strings, handed out in this order within one example.
 WORDS: tuple[str, ...] = ("dog", "truck", "ring", "lake")
 
-# frame name -> (English prefix, regex template around the body); weights tuned so lengths and the
-# mix of frames resemble NL-RX-SYNTH (most rows are plain "lines with").
+# (English prefix, regex template around the body, weight); weights tuned so lengths and the mix of
+# frames resemble NL-RX-SYNTH (most rows are plain "lines with").
 _FRAMES: tuple[tuple[str, str, float], ...] = (
     ("lines with ", "{}", 0.44),
     ("lines containing ", ".*({}).*", 0.12),
@@ -71,8 +71,35 @@ _MAX_ENGLISH, _MAX_REGEX = 110, 52
 
 
 # ---------------------------------------------------------------------------------------------
-# The tree: each node renders itself to English and to regex.
+# The tree, drawn top-down and rendered as it is drawn: each node carries its English and its regex.
 # ---------------------------------------------------------------------------------------------
+class _Sampler:
+    """One example's randomness: the seeded RNG plus the words and classes handed out so far."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self._used = 0
+        self._classes: list[tuple[str, str]] = []
+
+    def pick(self, weights: dict):
+        # dicts keep insertion order, so this is deterministic for a given RNG state
+        return self.rng.choices(list(weights), weights=list(weights.values()))[0]
+
+    def next_class(self) -> tuple[str, str]:
+        """A class not yet named in this example while any is left ("a number and a number" is noise)."""
+        fresh = [c for c in CHAR_CLASSES if c not in self._classes] or list(CHAR_CLASSES)
+        choice = self.rng.choice(fresh)
+        self._classes.append(choice)
+        return choice
+
+    def words_left(self) -> bool:
+        return self._used < len(WORDS)
+
+    def next_word(self) -> str:
+        self._used += 1
+        return WORDS[self._used - 1]
+
+
 @dataclass(frozen=True)
 class _Node:
     english: str
@@ -145,33 +172,6 @@ def _example(sampler: _Sampler) -> _Node:
         prefix, template = "lines not having ", "~({})"
         body = _Node(body.english.removeprefix("not "), body.regex[2:-1])
     return _Node(prefix + body.english, template.format(body.regex))
-
-
-class _Sampler:
-    """One example's randomness: the seeded RNG plus the literal words handed out so far."""
-
-    def __init__(self, rng: random.Random) -> None:
-        self.rng = rng
-        self._used = 0
-        self._classes: list[tuple[str, str]] = []
-
-    def pick(self, weights: dict):
-        # dicts keep insertion order, so this is deterministic for a given RNG state
-        return self.rng.choices(list(weights), weights=list(weights.values()))[0]
-
-    def next_class(self) -> tuple[str, str]:
-        """A class not yet named in this example while any is left ("a number and a number" is noise)."""
-        fresh = [c for c in CHAR_CLASSES if c not in self._classes] or list(CHAR_CLASSES)
-        choice = self.rng.choice(fresh)
-        self._classes.append(choice)
-        return choice
-
-    def words_left(self) -> bool:
-        return self._used < len(WORDS)
-
-    def next_word(self) -> str:
-        self._used += 1
-        return WORDS[self._used - 1]
 
 
 # ---------------------------------------------------------------------------------------------
