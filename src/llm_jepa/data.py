@@ -1,0 +1,170 @@
+"""Examples: read conversations from JSONL (or a Hugging Face dataset) and check them.
+
+One row is ``{"messages": [system?, user, assistant]}``. Optional fields:
+
+- ``text`` / ``code``: explicit views that override the ones derived from the messages
+  (HellaSwag rows carry them);
+- ``paraphrases``: a list of strings, a view chain for pretraining (version i predicts i + 1).
+
+Every error names the file, the line and the field, so a user can fix the row directly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DataError", "Example", "load_examples", "example_from_row"]
+
+ROLES = ("system", "user", "assistant")
+
+
+class DataError(ValueError):
+    """A row of the input data is malformed; the message names file, line and field."""
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training or evaluation example, already validated."""
+
+    messages: tuple[dict[str, str], ...]
+    text: str | None = None
+    code: str | None = None
+    paraphrases: tuple[str, ...] = ()
+    source: tuple[str, int] = ("<memory>", 0)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def _content(self, role: str) -> str | None:
+        for m in self.messages:
+            if m["role"] == role:
+                return m["content"]
+        return None
+
+    @property
+    def system(self) -> str | None:
+        return self._content("system")
+
+    @property
+    def user(self) -> str:
+        return self._content("user") or ""
+
+    @property
+    def assistant(self) -> str:
+        return self._content("assistant") or ""
+
+    @property
+    def text_view(self) -> str:
+        """The request: the explicit ``text`` field if given, else the user message."""
+        return self.text if self.text is not None else self.user
+
+    @property
+    def code_view(self) -> str:
+        """The answer: the explicit ``code`` field if given, else the assistant message."""
+        return self.code if self.code is not None else self.assistant
+
+
+def _where(source: tuple[str, int], fieldname: str) -> str:
+    return f"{source[0]}:{source[1]}: field '{fieldname}'"
+
+
+def _check_messages(raw: Any, source: tuple[str, int]) -> tuple[dict[str, str], ...]:
+    if not isinstance(raw, list) or not raw:
+        raise DataError(f"{_where(source, 'messages')}: expected a non-empty list of messages")
+    out = []
+    for i, m in enumerate(raw):
+        name = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise DataError(f"{_where(source, name)}: expected an object with 'role' and 'content'")
+        if "role" not in m:
+            raise DataError(f"{_where(source, name + '.role')}: missing role")
+        if m["role"] not in ROLES:
+            raise DataError(f"{_where(source, name + '.role')}: unknown role {m['role']!r}, expected one of {ROLES}")
+        if not isinstance(m.get("content"), str):
+            raise DataError(f"{_where(source, name + '.content')}: missing or not a string")
+        out.append({"role": m["role"], "content": m["content"]})
+    roles = [m["role"] for m in out]
+    for role in ("user", "assistant"):
+        if roles.count(role) != 1:
+            raise DataError(f"{_where(source, 'messages')}: expected exactly one '{role}' message, found {roles.count(role)}")
+    if roles.index("user") > roles.index("assistant"):
+        raise DataError(f"{_where(source, 'messages')}: the user message must come before the assistant message")
+    for m in out:
+        if m["role"] in ("user", "assistant") and not m["content"].strip():
+            raise DataError(f"{_where(source, 'messages.' + m['role'] + '.content')}: empty {m['role']} message")
+    return tuple(out)
+
+
+def _optional_str(row: dict, key: str, source: tuple[str, int]) -> str | None:
+    value = row.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{_where(source, key)}: expected a non-empty string")
+    return value
+
+
+def example_from_row(row: Any, source: tuple[str, int] = ("<memory>", 0)) -> Example:
+    """Validate one decoded row and turn it into an :class:`Example`."""
+    if not isinstance(row, dict):
+        raise DataError(f"{source[0]}:{source[1]}: expected a JSON object, got {type(row).__name__}")
+    if "messages" not in row:
+        raise DataError(f"{_where(source, 'messages')}: missing")
+    paraphrases = row.get("paraphrases") or ()
+    if not isinstance(paraphrases, (list, tuple)) or not all(isinstance(p, str) for p in paraphrases):
+        raise DataError(f"{_where(source, 'paraphrases')}: expected a list of strings")
+    known = {"messages", "text", "code", "paraphrases"}
+    return Example(
+        messages=_check_messages(row["messages"], source),
+        text=_optional_str(row, "text", source),
+        code=_optional_str(row, "code", source),
+        paraphrases=tuple(paraphrases),
+        source=source,
+        extra={k: v for k, v in row.items() if k not in known},
+    )
+
+
+def _read_jsonl(path: Path, limit: int | None) -> list[Example]:
+    examples = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if limit is not None and len(examples) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            examples.append(example_from_row(row, (str(path), lineno)))
+    return examples
+
+
+def _read_hf_dataset(name: str, split: str, limit: int | None) -> list[Example]:
+    import datasets  # heavy: only when a dataset name is given
+
+    ds = datasets.load_dataset(name, split=split)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    return [example_from_row(ds[i], (f"{name}[{split}]", i)) for i in range(n)]
+
+
+def load_examples(path: str | Path, limit: int | None = None, split: str = "train") -> list[Example]:
+    """Read examples from a JSONL file, or a Hugging Face dataset name / saved directory.
+
+    Raises :class:`DataError` naming file, line and field for any malformed row, and
+    ``FileNotFoundError`` when ``path`` is neither a file nor a loadable dataset.
+    """
+    p = Path(path)
+    if p.is_file():
+        examples = _read_jsonl(p, limit)
+    elif p.is_dir() or not p.suffix:
+        try:
+            examples = _read_hf_dataset(str(path), split, limit)
+        except Exception as e:  # datasets raises many types; the user needs the name and the reason
+            raise FileNotFoundError(f"{path}: not a JSONL file, and loading it as a dataset failed: {e}") from e
+    else:
+        raise FileNotFoundError(f"{path}: no such file")
+    if not examples:
+        raise DataError(f"{path}: no examples")
+    return examples

@@ -1,0 +1,67 @@
+"""Distances d(prediction, target) for the JEPA term, one small function each.
+
+All take ``pred`` and ``target`` of shape [P, C] (P view pairs, C hidden size) and return a
+per-pair loss of shape [P]; the objective averages them. The paper (LLM-JEPA, Huang, LeCun,
+Balestriero 2025, https://arxiv.org/abs/2509.14252) uses 1 - cosine; L2, MSE and InfoNCE are its
+ablations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["cosine_distance", "l2_distance", "mse_distance", "infonce_loss", "DISTANCES", "jepa_distance"]
+
+
+def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.ndim != 2 or pred.shape != target.shape:
+        raise ValueError(f"pred and target must both be [P, C]; got {tuple(pred.shape)} and {tuple(target.shape)}")
+
+
+def cosine_distance(pred: torch.Tensor, target: torch.Tensor, **_: float) -> torch.Tensor:
+    """1 - cos(pred_i, target_i). [P, C], [P, C] -> [P], in [0, 2]; 0 means same direction."""
+    _check(pred, target)
+    return 1.0 - F.cosine_similarity(pred.float(), target.float(), dim=-1)
+
+
+def l2_distance(pred: torch.Tensor, target: torch.Tensor, **_: float) -> torch.Tensor:
+    """Euclidean distance ||pred_i - target_i||_2. [P, C], [P, C] -> [P]."""
+    _check(pred, target)
+    return (pred.float() - target.float()).norm(dim=-1)
+
+
+def mse_distance(pred: torch.Tensor, target: torch.Tensor, **_: float) -> torch.Tensor:
+    """Mean squared error over the hidden dimension. [P, C], [P, C] -> [P]."""
+    _check(pred, target)
+    return (pred.float() - target.float()).pow(2).mean(dim=-1)
+
+
+def infonce_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float = 0.07, **_: float) -> torch.Tensor:
+    """InfoNCE with in-batch negatives: each prediction must pick its own target among all P.
+
+    Logits are cosine similarities / ``temperature``. [P, C], [P, C] -> [P]. With P = 1 there are no
+    negatives and the loss is 0.
+    """
+    _check(pred, target)
+    p = F.normalize(pred.float(), dim=-1)  # [P, C]
+    t = F.normalize(target.float(), dim=-1)  # [P, C]
+    logits = p @ t.T / temperature  # [P, P]
+    return F.cross_entropy(logits, torch.arange(len(p), device=p.device), reduction="none")
+
+
+DISTANCES: dict[str, Callable[..., torch.Tensor]] = {
+    "cosine": cosine_distance,
+    "l2": l2_distance,
+    "mse": mse_distance,
+    "infonce": infonce_loss,
+}
+
+
+def jepa_distance(name: str) -> Callable[..., torch.Tensor]:
+    """Look a distance up by name, with a clear error for unknown names."""
+    if name not in DISTANCES:
+        raise ValueError(f"unknown distance {name!r}; choose one of {sorted(DISTANCES)}")
+    return DISTANCES[name]

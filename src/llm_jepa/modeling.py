@@ -1,0 +1,108 @@
+"""Model and tokenizer: load any Hugging Face causal LM, add the predictor tokens, LoRA, pretraining."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .views import PREDICTOR_TOKENS
+
+__all__ = ["load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "save_model"]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def add_predictor_tokens(tokenizer: Any) -> list[int]:
+    """Make ``<|predictor_1|>``..``<|predictor_10|>`` single special tokens (reused if present, as in
+    the paper's released checkpoints). Returns their ids."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in PREDICTOR_TOKENS if t not in vocab]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    return tokenizer.convert_tokens_to_ids(list(PREDICTOR_TOKENS))
+
+
+def load_tokenizer(name_or_path: str, plain_text: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    path = Path(name_or_path)
+    if path.is_dir() and not any(path.glob("tokenizer*")):
+        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
+    tok = AutoTokenizer.from_pretrained(name_or_path)
+    if not plain_text and not getattr(tok, "chat_template", None):
+        raise ValueError(f"{name_or_path}: the tokenizer has no chat template; use --plain_text")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    add_predictor_tokens(tok)
+    return tok
+
+
+def load_model(
+    name_or_path: str,
+    tokenizer: Any,
+    *,
+    pretrain: bool = False,
+    dtype: str = "auto",
+    attn_implementation: str | None = None,
+    seed: int = 0,
+) -> Any:
+    """Load a causal LM (or build it from its config with random weights when ``pretrain``) and
+    grow its embeddings to fit the predictor tokens."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    torch_dtype = _DTYPES.get(dtype, "auto")
+    if pretrain:
+        config = AutoConfig.from_pretrained(name_or_path, **kwargs)
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config, **kwargs)
+        if torch_dtype != "auto":
+            model = model.to(torch_dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, **kwargs)
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=not pretrain)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def apply_lora(model: Any, tokenizer: Any, r: int, alpha: float, dropout: float, targets: list[str]) -> Any:
+    """Wrap ``model`` with LoRA adapters; the predictor-token embeddings stay trainable too."""
+    from peft import LoraConfig, get_peft_model
+
+    target: Any = targets[0] if targets == ["all-linear"] else targets
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target,
+        task_type="CAUSAL_LM",
+        trainable_token_indices=list(tokenizer.convert_tokens_to_ids(list(PREDICTOR_TOKENS))),
+    )
+    return get_peft_model(model, config)
+
+
+def resolve_isolation(model: Any, isolation: str) -> str:
+    """'auto' -> 'position_ids' for backends that derive segment isolation from restarting position
+    ids in transformers >= 5 (sdpa, eager, flash, flex); 'explicit' for anything else."""
+    if isolation != "auto":
+        return isolation
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "eager"
+    native = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
+    return "position_ids" if impl in native or impl.startswith("kernels-community/flash") else "explicit"
+
+
+def save_model(model: Any, tokenizer: Any, output_dir: str | Path, merge_lora: bool = False) -> None:
+    """Save weights (LoRA as adapter, or merged) and the tokenizer with its predictor tokens."""
+    if merge_lora and hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)

@@ -1,0 +1,132 @@
+"""The LLM-JEPA objective on one packed batch: one forward, then the named loss terms.
+
+    L = gamma * L_LM(conversation) + lambda * mean_p d(Pred(Enc(source_p)), Enc(target_p))
+
+Steps: ``forward_hidden`` (one forward over all packed segments, last-layer hidden states),
+``lm_loss`` (LM head applied only at positions that carry a label), ``view_embeddings`` (hidden
+states at the anchors), ``jepa_loss`` (the distance). Views never pass through the LM head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from .attention import additive_block_causal_mask
+from .losses import jepa_distance
+from .views import IGNORE
+
+__all__ = ["ObjectiveConfig", "ObjectiveOutput", "forward_hidden", "lm_logits", "lm_loss", "compute_objective"]
+
+
+@dataclass
+class ObjectiveConfig:
+    gamma: float = 1.0
+    jepa_lambda: float = 1.0
+    distance: str = "cosine"
+    temperature: float = 0.07
+    stop_gradient_target: bool = False
+    isolation: str = "position_ids"  # position_ids | explicit
+    regularizers: dict[str, float] = field(default_factory=dict)  # name -> weight
+
+
+@dataclass
+class ObjectiveOutput:
+    loss: torch.Tensor
+    lm_loss: torch.Tensor
+    jepa_loss: torch.Tensor | None
+    pred: torch.Tensor | None  # [P, C]
+    target: torch.Tensor | None  # [P, C]
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _unwrap(model: Any) -> Any:
+    """The underlying transformers model (through DDP / PEFT wrappers)."""
+    model = getattr(model, "module", model)
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
+
+
+def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = "position_ids") -> torch.Tensor:
+    """Last-layer hidden states (after the final norm) of every packed token. -> [R, T, C].
+
+    ``logits_to_keep=1`` keeps the model from projecting every token onto the vocabulary.
+    """
+    kwargs: dict[str, Any] = {}
+    if isolation == "explicit":
+        dtype = _unwrap(model).get_input_embeddings().weight.dtype
+        kwargs["attention_mask"] = additive_block_causal_mask(batch["segment_ids"], dtype=dtype)
+    elif isolation != "position_ids":
+        raise ValueError(f"isolation must be 'position_ids' or 'explicit', got {isolation!r}")
+    out = model(
+        input_ids=batch["input_ids"],
+        position_ids=batch["position_ids"],
+        output_hidden_states=True,
+        logits_to_keep=1,
+        use_cache=False,
+        **kwargs,
+    )
+    return out.hidden_states[-1]
+
+
+def lm_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """Vocabulary logits for selected hidden states [N, C] -> [N, V], with the model's own
+    output scaling (Gemma-2 soft-capping, Cohere ``logit_scale``, Granite ``logits_scaling``)."""
+    base = _unwrap(model)
+    logits = base.get_output_embeddings()(hidden)
+    cfg = getattr(base, "config", None)
+    scale = getattr(base, "logit_scale", None) or getattr(cfg, "logit_scale", None)
+    if isinstance(scale, (int, float)):
+        logits = logits * scale
+    if getattr(cfg, "logits_scaling", None):
+        logits = logits / cfg.logits_scaling
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def lm_loss(model: Any, hidden: torch.Tensor, shift_labels: torch.Tensor, num_items: Any = None) -> torch.Tensor:
+    """Next-token cross-entropy summed over labelled positions, divided by ``num_items``
+    (the labelled-token count of the whole accumulated batch) or by this batch's count."""
+    keep = shift_labels != IGNORE  # [R, T]
+    logits = lm_logits(model, hidden[keep])  # [N, V], the head only where labels are
+    total = F.cross_entropy(logits.float(), shift_labels[keep], reduction="sum")
+    denom = num_items if num_items is not None else keep.sum().clamp(min=1)
+    return total / denom
+
+
+def view_embeddings(hidden: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden states at the source and target anchors. [R, T, C] -> ([P, C], [P, C])."""
+    src, tgt = batch["source_anchor"], batch["target_anchor"]  # [P, 2] each
+    return hidden[src[:, 0], src[:, 1]], hidden[tgt[:, 0], tgt[:, 1]]
+
+
+def compute_objective(
+    model: Any, batch: dict[str, Any], cfg: ObjectiveConfig, num_items: Any = None
+) -> ObjectiveOutput:
+    """One forward over the packed batch and every loss term, named."""
+    hidden = forward_hidden(model, batch, cfg.isolation)  # [R, T, C]
+    lm = lm_loss(model, hidden, batch["shift_labels"], num_items)
+    loss = cfg.gamma * lm
+    if batch["source_anchor"].numel() == 0 or cfg.jepa_lambda == 0:
+        return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=None, pred=None, target=None)
+    pred, target = view_embeddings(hidden, batch)
+    if cfg.stop_gradient_target:
+        target = target.detach()
+    jepa = jepa_distance(cfg.distance)(pred, target, temperature=cfg.temperature).mean()
+    loss = loss + cfg.jepa_lambda * jepa
+    terms = {}
+    if cfg.regularizers:
+        from . import regularizers  # optional anti-collapse terms (off by default)
+
+        emb = torch.cat([pred, target]).float()  # [2P, C]
+        for name, weight in cfg.regularizers.items():
+            if weight:
+                terms[name] = getattr(regularizers, name)(emb)
+                loss = loss + weight * terms[name]
+    return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=jepa, pred=pred, target=target, terms=terms)

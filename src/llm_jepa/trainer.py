@@ -1,0 +1,99 @@
+"""``JepaTrainer``: a ``transformers.Trainer`` whose loss is the LLM-JEPA objective.
+
+It overrides ``compute_loss`` (the objective on the packed batch), ``log`` (adds the per-term
+metrics averaged since the last log) and ``evaluate`` (views are never dropped there). Everything
+else (optimizers, schedulers, checkpointing, accelerate, report_to) is the Trainer's own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import torch
+from transformers import Trainer
+
+from .objective import ObjectiveConfig, compute_objective
+
+__all__ = ["JepaTrainer"]
+
+
+class JepaTrainer(Trainer):
+    def __init__(self, *args: Any, objective: ObjectiveConfig, eval_collator: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.eval_collator = eval_collator
+        # We normalise the LM term by the token count of the whole accumulated batch ourselves, so the
+        # Trainer must count it (num_items_in_batch) and must not divide by the accumulation steps again.
+        self.model_accepts_loss_kwargs = True
+        self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._last_log_time = time.perf_counter()
+        self._tokens_since_log = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D401
+        out = compute_objective(model, inputs, self.objective, num_items=num_items_in_batch)
+        loss = self.objective.gamma * out.lm_loss
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            # the LM term was divided by the token count of all ranks; DDP averages gradients over ranks
+            loss = loss * self.accelerator.num_processes
+        if out.jepa_loss is not None:
+            ga = self.current_gradient_accumulation_steps if model.training else 1
+            loss = loss + (out.loss - self.objective.gamma * out.lm_loss) / ga
+        self._record(out, inputs, num_items_in_batch)
+        return (loss, out) if return_outputs else loss
+
+    @torch.no_grad()
+    def _record(self, out: Any, inputs: dict[str, Any], num_items: Any) -> None:
+        mode = "train" if self.model.training else "eval"
+        m = self._metrics[mode]
+        n_items = inputs["shift_labels"].ne(-100).sum().item()
+        # report the per-token LM loss of this micro-batch, whatever the normalisation used for gradients
+        scale = (num_items.item() if torch.is_tensor(num_items) else num_items) / max(n_items, 1) if num_items else 1.0
+        m["lm_loss"].append(out.lm_loss.item() * scale)
+        m["views_skipped"].append(float(inputs["views_skipped"]))
+        if out.jepa_loss is not None:
+            m["jepa_loss"].append(out.jepa_loss.item())
+            p, t = out.pred.float(), out.target.float()
+            m["cosine"].append(torch.nn.functional.cosine_similarity(p, t, dim=-1).mean().item())
+            if len(t) > 1:  # mean cosine between targets of different examples: near 1 means collapse
+                tn = torch.nn.functional.normalize(t, dim=-1)
+                sim = tn @ tn.T
+                off = sim[~torch.eye(len(t), dtype=torch.bool, device=sim.device)]
+                m["target_pairwise_cosine"].append(off.mean().item())
+            for name, value in out.terms.items():
+                m[name].append(value.item())
+        if mode == "train":
+            self._tokens_since_log += inputs["num_lm_tokens"] + inputs["num_view_tokens"]
+            m["view_token_fraction"].append(
+                inputs["num_view_tokens"] / max(inputs["num_lm_tokens"] + inputs["num_view_tokens"], 1)
+            )
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if "loss" in logs else "eval"
+        prefix = "" if mode == "train" else "eval_"
+        for key, values in self._metrics[mode].items():
+            if values:
+                logs[prefix + key] = sum(values) / len(values)
+        if mode == "train":
+            now = time.perf_counter()
+            logs["tokens_per_second"] = self._tokens_since_log / max(now - self._last_log_time, 1e-9)
+            self._last_log_time, self._tokens_since_log = now, 0
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Evaluation computes the objective only (no logits are gathered)."""
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        train_collator = self.data_collator
+        if self.eval_collator is not None:
+            self.data_collator = self.eval_collator
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.data_collator = train_collator

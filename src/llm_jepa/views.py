@@ -1,0 +1,235 @@
+"""Views: turn an :class:`~llm_jepa.data.Example` into token segments.
+
+An example becomes
+
+- LM segments: the full conversation, with per-token labels (which tokens the next-token loss covers);
+- pairs of view segments ``(source, target)``: the source carries the k predictor tokens and its
+  anchor is the prediction ``Pred(Enc(source))``; the target's anchor is ``Enc(target)``.
+
+Default pair: Text (user message rendered alone, predictors appended) -> Code (assistant message
+rendered alone). A row with ``paraphrases`` adds a chain: version i predicts version i + 1.
+
+The anchor is found from the tokenization itself: the token covering the last character of the
+view's content (the last predictor token when k > 0), located through the tokenizer's character
+offsets. No per-model-family offsets; ``anchor_offset`` reproduces the paper's convention
+(anchor = unpadded length + offset, e.g. -2) for compatibility with its checkpoints.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+from .data import Example
+
+__all__ = [
+    "PREDICTOR_TOKENS",
+    "ViewConfig",
+    "Segment",
+    "TokenizedExample",
+    "ViewBuilder",
+]
+
+PREDICTOR_TOKENS = tuple(f"<|predictor_{i}|>" for i in range(1, 11))
+IGNORE = -100
+
+
+@dataclass
+class ViewConfig:
+    """How examples become segments (a flat subset of the training config)."""
+
+    predictors: int = 1
+    predictor_position: str = "append"  # append | prepend
+    direction: str = "text_to_code"  # text_to_code | code_to_text
+    label_mode: str = "assistant"  # assistant | all | paper
+    chat_template: bool = True
+    separator: str = "\n"
+    max_length: int = 512
+    anchor_offset: int | None = None
+    build_views: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.predictors <= len(PREDICTOR_TOKENS):
+            raise ValueError(f"predictors must be in 0..{len(PREDICTOR_TOKENS)}, got {self.predictors}")
+        for name, allowed in [
+            ("predictor_position", ("append", "prepend")),
+            ("direction", ("text_to_code", "code_to_text")),
+            ("label_mode", ("assistant", "all", "paper")),
+        ]:
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+
+@dataclass
+class Segment:
+    """A run of tokens that attends only to itself.
+
+    ``labels`` (LM segments) hold the token id where the next-token loss applies and -100
+    elsewhere, unshifted (as Hugging Face models expect). ``anchor`` (view segments) is the index
+    of the token whose last-layer hidden state is the embedding.
+    """
+
+    input_ids: list[int]
+    labels: list[int] | None = None
+    anchor: int | None = None
+
+
+@dataclass
+class TokenizedExample:
+    lm: list[Segment]
+    pairs: list[tuple[Segment, Segment]] = field(default_factory=list)
+    truncated: bool = False
+    source: tuple[str, int] = ("<memory>", 0)
+
+
+def _last_token_covering(offsets: list[tuple[int, int]], char_end: int) -> int:
+    """Index of the last token that starts before ``char_end`` (and is not an empty span)."""
+    best = -1
+    for i, (start, end) in enumerate(offsets):
+        if start < char_end and end > start:
+            best = i
+    if best < 0:
+        raise ValueError("could not locate the view's content in its tokenization")
+    return best
+
+
+class ViewBuilder:
+    """Tokenize examples into LM and view segments for one tokenizer and :class:`ViewConfig`."""
+
+    def __init__(self, tokenizer, config: ViewConfig) -> None:
+        self.tok = tokenizer
+        self.cfg = config
+        if config.chat_template and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(
+                "the tokenizer has no chat template; pass --plain-text (no chat template) or use a chat model"
+            )
+        self.predictor_str = "".join(PREDICTOR_TOKENS[: config.predictors])
+        self._special_ids = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+        self._warned: set[str] = set()
+        self.num_truncated = 0
+        self.first_truncated: tuple[str, int] | None = None
+
+    # ---- rendering -------------------------------------------------------------------------
+    def _render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
+        return self.tok.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+
+    def _encode(self, s: str) -> tuple[list[int], list[tuple[int, int]]]:
+        enc = self.tok(s, add_special_tokens=not self.cfg.chat_template, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+    def _locate(self, rendered: str, content: str) -> tuple[int, int]:
+        """Character span of ``content`` inside ``rendered`` (templates may strip whitespace)."""
+        for candidate in (content, content.strip()):
+            start = rendered.rfind(candidate)
+            if start >= 0 and candidate:
+                return start, start + len(candidate)
+        raise ValueError(f"the chat template does not reproduce the content {content[:40]!r}...")
+
+    def _warn_once(self, key: str, msg: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(msg, stacklevel=3)
+
+    # ---- views -----------------------------------------------------------------------------
+    def _with_predictors(self, content: str) -> str:
+        if self.cfg.predictor_position == "append":
+            return content + self.predictor_str
+        return self.predictor_str + content
+
+    def view(self, content: str, role: str, predictors: bool) -> Segment:
+        """One view: ``content`` rendered alone in ``role``'s turn; anchor at the content's end."""
+        content = self._with_predictors(content) if predictors else content
+        if self.cfg.chat_template:
+            try:
+                rendered = self._render([{"role": role, "content": content}])
+            except Exception as e:  # some templates (Gemma) refuse a conversation that starts with the assistant
+                self._warn_once(
+                    f"role-{role}",
+                    f"the chat template refused a lone '{role}' message ({e}); rendering that view as 'user'",
+                )
+                rendered = self._render([{"role": "user", "content": content}])
+            _, char_end = self._locate(rendered, content)
+        else:
+            rendered, char_end = content, len(content)
+        ids, offsets = self._encode(rendered)
+        if self.cfg.anchor_offset is not None:
+            anchor = len(ids) + self.cfg.anchor_offset
+        else:
+            anchor = _last_token_covering(offsets, char_end)
+        return Segment(input_ids=ids, anchor=anchor)
+
+    # ---- conversation ----------------------------------------------------------------------
+    def _label_start_and_end(self, example: Example, rendered: str) -> tuple[int, int]:
+        """Character span the next-token loss covers in assistant mode: answer + end of turn."""
+        prompt = self._render([m for m in example.messages if m["role"] != "assistant"], add_generation_prompt=True)
+        ans_start, ans_end = self._locate(rendered, example.assistant)
+        start = len(prompt) if rendered.startswith(prompt) and len(prompt) <= ans_start else ans_start
+        return start, ans_end
+
+    def conversation(self, example: Example) -> Segment:
+        if self.cfg.chat_template:
+            rendered = self._render(list(example.messages))
+            start, ans_end = self._label_start_and_end(example, rendered)
+            ids, offsets = self._encode(rendered)
+        else:
+            prompt = example.user + self.cfg.separator
+            rendered = prompt + example.assistant
+            start, ans_end = len(prompt), len(rendered)
+            ids, offsets = self._encode(rendered)
+            if self.tok.eos_token_id is not None and (not ids or ids[-1] != self.tok.eos_token_id):
+                ids.append(self.tok.eos_token_id)
+                offsets.append((len(rendered), len(rendered)))
+        return Segment(input_ids=ids, labels=self._labels(ids, offsets, start, ans_end))
+
+    def _labels(self, ids: list[int], offsets: list[tuple[int, int]], start: int, ans_end: int) -> list[int]:
+        mode = self.cfg.label_mode
+        if mode == "all":
+            return list(ids)
+        if mode == "paper":  # the paper's collator: every token except pad (= eos) tokens
+            eos = self.tok.eos_token_id
+            return [IGNORE if t == eos else t for t in ids]
+        labels = [IGNORE] * len(ids)
+        for i, (s, e) in enumerate(offsets):
+            if e > start or (s == e and s >= start):
+                labels[i] = ids[i]
+                # the answer ends with the first special token (end of turn / eos) after its content
+                if s >= ans_end and ids[i] in self._special_ids:
+                    break
+        return labels
+
+    # ---- example ---------------------------------------------------------------------------
+    def pairs(self, example: Example) -> list[tuple[Segment, Segment]]:
+        text, code = example.text_view, example.code_view
+        if self.cfg.direction == "text_to_code":
+            pairs = [(self.view(text, "user", True), self.view(code, "assistant", False))]
+        else:
+            pairs = [(self.view(code, "assistant", True), self.view(text, "user", False))]
+        chain = example.paraphrases
+        for a, b in zip(chain[:-1], chain[1:]):
+            pairs.append((self.view(a, "user", True), self.view(b, "user", False)))
+        return pairs
+
+    def __call__(self, example: Example) -> TokenizedExample:
+        lm = [self.conversation(example)]
+        pairs = self.pairs(example) if self.cfg.build_views else []
+        out = TokenizedExample(lm=lm, pairs=pairs, source=example.source)
+        self._truncate(out)
+        return out
+
+    def _truncate(self, ex: TokenizedExample) -> None:
+        """Keep every segment within ``max_length``: LM segments lose their end, views their start
+        (so the anchor and the predictors survive)."""
+        n = self.cfg.max_length
+        for seg in ex.lm:
+            if len(seg.input_ids) > n:
+                seg.input_ids, seg.labels, ex.truncated = seg.input_ids[:n], seg.labels[:n], True
+        for pair in ex.pairs:
+            for seg in pair:
+                if len(seg.input_ids) > n:
+                    cut = len(seg.input_ids) - n
+                    seg.input_ids, seg.anchor, ex.truncated = seg.input_ids[cut:], max(seg.anchor - cut, 0), True
+        if ex.truncated:
+            self.num_truncated += 1
+            self.first_truncated = self.first_truncated or ex.source

@@ -1,0 +1,134 @@
+"""The packed single forward against an obvious oracle: three separate padded forward passes."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llm_jepa.collator import PackingCollator
+from llm_jepa.data import example_from_row
+from llm_jepa.objective import ObjectiveConfig, compute_objective
+from llm_jepa.views import ViewBuilder, ViewConfig
+from tests._factory import conv, make_tokenizer, tiny_llama
+
+ROWS = [
+    conv("lines with the string 'dog'", "(.*dog.*)"),
+    conv("lines ending with a vowel, zero or more times", "(.*[AEIOUaeiou])*"),
+    conv("what is 1,000 plus 42?", "1042"),
+]
+
+
+def _padded(seqs, pad):
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad)
+    mask = torch.zeros((len(seqs), T), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def oracle(model, items, pad, distance="cosine", gamma=1.0, lam=1.0):
+    """Three forwards: conversations (padded, masked), sources, targets. Independent of packing."""
+    convs = [it.lm[0] for it in items]
+    ids, mask = _padded([s.input_ids for s in convs], pad)
+    logits = model(input_ids=ids, attention_mask=mask).logits  # [B, T, V]
+    labels = torch.full_like(ids, -100)
+    for i, s in enumerate(convs):
+        labels[i, : len(s.labels)] = torch.tensor(s.labels)
+    lm = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+
+    def embed(segs):
+        ids, mask = _padded([s.input_ids for s in segs], pad)
+        h = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+        return h[torch.arange(len(segs)), torch.tensor([s.anchor for s in segs])]
+
+    pred = embed([it.pairs[0][0] for it in items])
+    tgt = embed([it.pairs[0][1] for it in items])
+    if distance == "cosine":
+        jepa = (1 - F.cosine_similarity(pred, tgt, dim=-1)).mean()
+    elif distance == "mse":
+        jepa = ((pred - tgt) ** 2).mean(-1).mean()
+    elif distance == "l2":
+        jepa = (pred - tgt).norm(dim=-1).mean()
+    else:
+        logits = F.normalize(pred, dim=-1) @ F.normalize(tgt, dim=-1).T / 0.07
+        jepa = F.cross_entropy(logits, torch.arange(len(pred)))
+    return gamma * lm + lam * jepa, lm, jepa
+
+
+def _grads(model):
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("distance", ["cosine", "l2", "mse", "infonce"])
+@pytest.mark.parametrize("isolation,pack_length", [("position_ids", 0), ("position_ids", 64), ("explicit", 0)])
+def test_packed_forward_matches_three_forward_oracle(distance, isolation, pack_length):
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok)
+    builder = ViewBuilder(tok, ViewConfig(predictors=2))
+    items = [builder(example_from_row({"messages": r})) for r in ROWS]
+    batch = PackingCollator(pad_token_id=tok.pad_token_id, pack_length=pack_length)(items)
+    cfg = ObjectiveConfig(gamma=0.7, jepa_lambda=1.3, distance=distance, isolation=isolation)
+
+    out = compute_objective(model, batch, cfg)
+    out.loss.backward()
+    fast = _grads(model)
+    model.zero_grad()
+    total, lm, jepa = oracle(model, items, tok.pad_token_id, distance, gamma=0.7, lam=1.3)
+    total.backward()
+    slow = _grads(model)
+
+    torch.testing.assert_close(out.lm_loss, lm, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.jepa_loss, jepa, atol=1e-5, rtol=1e-5)
+    assert fast.keys() == slow.keys()
+    for name in slow:
+        torch.testing.assert_close(fast[name], slow[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("isolation", ["position_ids", "explicit"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_every_packed_segment_equals_its_own_forward(isolation, attn):
+    """Isolation, strongest form: every segment's hidden states in the packed row equal those of a
+    forward over that segment alone, whatever precedes it in the row."""
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok, attn=attn)
+    builder = ViewBuilder(tok, ViewConfig(predictors=3))
+    items = [builder(example_from_row({"messages": r})) for r in ROWS]
+    collator = PackingCollator(pad_token_id=tok.pad_token_id, pack_length=0)
+    segments = [s for it in items for s in it.lm] + [s for it in items for p in it.pairs for s in p]
+    for order in (segments, segments[::-1]):
+        batch = collator._pack(list(order), len(order), 0, False)
+        from llm_jepa.objective import forward_hidden
+
+        with torch.no_grad():
+            h = forward_hidden(model, batch, isolation)[0]  # [T, C]
+            col = 0
+            for seg in order:
+                alone = model(input_ids=torch.tensor([seg.input_ids]), output_hidden_states=True).hidden_states[-1][0]
+                n = len(seg.input_ids)
+                torch.testing.assert_close(h[col : col + n], alone, atol=1e-5, rtol=1e-5)
+                col += n
+
+
+def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
+    """Code segment placed first in the row: the Text embedding and the conversation's logits after it
+    must not move when the Code tokens change; the Code embedding must."""
+    from llm_jepa.objective import forward_hidden, lm_logits
+
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok)
+    builder = ViewBuilder(tok, ViewConfig(predictors=1))
+    collator = PackingCollator(pad_token_id=tok.pad_token_id, pack_length=0)
+    results = []
+    for code in ("(.*dog.*)", "[0-9]{3,}"):
+        item = builder(example_from_row({"messages": conv(), "code": code}))
+        src, tgt = item.pairs[0]
+        batch = collator._pack([tgt, src, item.lm[0]], 3, 0, False)
+        with torch.no_grad():
+            h = forward_hidden(model, batch)[0]
+        a, b = len(tgt.input_ids), len(tgt.input_ids) + len(src.input_ids)
+        results.append((h[tgt.anchor], h[a + src.anchor], lm_logits(model, h[b:])))
+    (t1, p1, l1), (t2, p2, l2) = results
+    torch.testing.assert_close(p1, p2, atol=1e-6, rtol=0)
+    torch.testing.assert_close(l1, l2, atol=1e-6, rtol=0)
+    assert not torch.allclose(t1, t2)
