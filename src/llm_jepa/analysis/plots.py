@@ -60,7 +60,11 @@ def _embed_2d(points: Any, seed: int) -> Any:
     from sklearn.manifold import TSNE
 
     points = np.asarray(points, dtype=np.float64)
-    tsne = TSNE(n_components=2, perplexity=tsne_perplexity(len(points)), init="pca", random_state=seed)
+    # PCA initialisation divides by the spread of the first component: identical points (fully
+    # collapsed embeddings) would give NaNs, and sklearn's Barnes-Hut code crashes on them.
+    identical = np.ptp(points, axis=0).max() <= 1e-12 * (np.abs(points).max() + 1.0)
+    tsne = TSNE(n_components=2, perplexity=tsne_perplexity(len(points)),
+                init="random" if identical else "pca", random_state=seed)
     return tsne.fit_transform(points)
 
 
