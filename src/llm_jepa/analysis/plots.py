@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["plot_singular_values", "plot_tsne", "tsne_perplexity", "pyplot"]
+__all__ = ["plot_singular_values", "plot_tsne", "tsne_perplexity", "pyplot", "save_figure"]
 
 
 def pyplot() -> Any:
@@ -20,7 +20,8 @@ def pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (parent folders created), close it, return the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -45,7 +46,7 @@ def plot_singular_values(spectra: Mapping[str, Any], path: str | Path, *,
     ax.set_ylabel("singular value")
     ax.set_title(title)
     ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def tsne_perplexity(n_points: int, preferred: float = 30.0) -> float:
@@ -88,4 +89,4 @@ def plot_tsne(views: Mapping[str, tuple[Any, Any]], path: str | Path, *, seed: i
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize="small")
-    return _save(fig, path)
+    return save_figure(fig, path)

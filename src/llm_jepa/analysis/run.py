@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["analyze", "summarize_views", "format_table", "model_predictors"]
+__all__ = ["analyze", "summarize_views", "format_table", "model_predictors", "json_safe"]
 
 RUN_CONFIG = "llm_jepa_config.yaml"  # written by llm_jepa.train beside every trained model
 
@@ -139,18 +139,18 @@ def analyze(
         "singular_values": str(plot_singular_values(spectra, output / "singular_values.png")),
         "tsne": str(plot_tsne(clouds, output / "tsne.png", seed=seed)),
     }
-    (output / "analysis.json").write_text(json.dumps(_finite(result), indent=2))
+    (output / "analysis.json").write_text(json.dumps(json_safe(result), indent=2))
     return result
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: write it as null."""
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null (recursively through dicts and lists)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
     return value
 
 
