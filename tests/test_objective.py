@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_jepa.collator import PackingCollator
+from llm_jepa.collator import PackingCollator, pack
 from llm_jepa.data import example_from_row
 from llm_jepa.objective import ObjectiveConfig, compute_objective
 from llm_jepa.views import ViewBuilder, ViewConfig
@@ -94,10 +94,9 @@ def test_every_packed_segment_equals_its_own_forward(isolation, attn):
     model = tiny_llama(tok, attn=attn)
     builder = ViewBuilder(tok, ViewConfig(predictors=3))
     items = [builder(example_from_row({"messages": r})) for r in ROWS]
-    collator = PackingCollator(pad_token_id=tok.pad_token_id, pack_length=0)
     segments = [s for it in items for s in it.lm] + [s for it in items for p in it.pairs for s in p]
     for order in (segments, segments[::-1]):
-        batch = collator._pack(list(order), len(order), 0, False)
+        batch = pack(list(order), tok.pad_token_id)
         from llm_jepa.objective import forward_hidden
 
         with torch.no_grad():
@@ -118,12 +117,11 @@ def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
     tok = make_tokenizer("chatml")
     model = tiny_llama(tok)
     builder = ViewBuilder(tok, ViewConfig(predictors=1))
-    collator = PackingCollator(pad_token_id=tok.pad_token_id, pack_length=0)
     results = []
     for code in ("(.*dog.*)", "[0-9]{3,}"):
         item = builder(example_from_row({"messages": conv(), "code": code}))
         src, tgt = item.pairs[0]
-        batch = collator._pack([tgt, src, item.lm[0]], 3, 0, False)
+        batch = pack([tgt, src, item.lm[0]], tok.pad_token_id)
         with torch.no_grad():
             h = forward_hidden(model, batch)[0]
         a, b = len(tgt.input_ids), len(tgt.input_ids) + len(src.input_ids)

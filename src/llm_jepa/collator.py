@@ -7,8 +7,12 @@ Position ids restart at every segment, which is what isolates the segments (see
 :mod:`llm_jepa.attention`).
 
 Loss dropout: with probability ``loss_dropout`` a batch carries no view segments at all, so the
-step costs exactly what a plain step costs. The decision comes from a generator seeded with
-``seed``, so every rank of a distributed run draws the same sequence and does the same work.
+step costs exactly what a plain step costs. The decision is a pure function of (``seed``, index of
+the micro-batch since training began): every rank of a distributed run makes the same decision and
+does the same work, and a resumed run makes the decisions the uninterrupted run would have made
+(the trainer sets the index to optimizer step x accumulation steps when training starts, see
+:meth:`PackingCollator.set_position`). Batches must be collated in the main process
+(``dataloader_num_workers=0``) for the index to reach the collator.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import torch
 from .attention import position_ids_from_segments
 from .views import IGNORE, Segment, TokenizedExample
 
-__all__ = ["PackingCollator", "pack_segments"]
+__all__ = ["PackingCollator", "pack", "pack_segments"]
 
 
 def pack_segments(lengths: list[int], pack_length: int) -> list[list[int]]:
@@ -65,63 +69,78 @@ class PackingCollator:
     loss_dropout: float = 0.0
     seed: int = 0
     pad_to_multiple_of: int = 1
-    _rng: random.Random = field(init=False, repr=False)
+    views_every: int = 1  # >1: views only on every n-th micro-batch (monitoring a baseline cheaply)
+    _position: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss_dropout <= 1.0:
             raise ValueError(f"loss_dropout must be in [0, 1], got {self.loss_dropout}")
-        self._rng = random.Random(self.seed)
+
+    def set_position(self, micro_batch: int) -> None:
+        """Index (since training began) of the micro-batch collated next."""
+        self._position = micro_batch
 
     def skip_views(self) -> bool:
-        """Draw the loss-dropout decision for the next batch (always draws, to stay in step)."""
-        return self._rng.random() < self.loss_dropout
+        """The loss-dropout decision for the next batch, seeded by (seed, micro-batch index)."""
+        u = random.Random(f"{self.seed}/{self._position}").random()
+        off_beat = self._position % max(self.views_every, 1) != 0
+        self._position += 1
+        return u < self.loss_dropout or off_beat
 
     def __call__(self, batch: list[TokenizedExample]) -> dict[str, Any]:
         skip = self.skip_views()
         segments: list[Segment] = [seg for ex in batch for seg in ex.lm]
-        n_lm = len(segments)
+        n_lm_tokens = sum(len(s.input_ids) for s in segments)
         pairs = [] if skip else [p for ex in batch for p in ex.pairs]
         for src, tgt in pairs:
             segments += [src, tgt]
-        return self._pack(segments, n_lm, len(pairs), skip)
+        out = pack(segments, self.pad_token_id, self.pack_length, self.pad_to_multiple_of)
+        anchors = out.pop("anchors")  # [2P, 2]: source, target, source, target, ...
+        out.update(
+            source_anchor=anchors[0::2],  # [P, 2]
+            target_anchor=anchors[1::2],  # [P, 2]
+            num_lm_tokens=n_lm_tokens,
+            num_view_tokens=out["num_real_tokens"] - n_lm_tokens,
+            views_skipped=skip,
+            num_pairs=len(pairs),
+        )
+        return out
 
-    def _pack(self, segments: list[Segment], n_lm: int, n_pairs: int, skipped: bool) -> dict[str, Any]:
-        lengths = [len(s.input_ids) for s in segments]
-        rows = pack_segments(lengths, self.pack_length)
-        T = max(sum(lengths[i] for i in row) for row in rows)
-        T = -(-T // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        R = len(rows)
-        input_ids = torch.full((R, T), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((R, T), IGNORE, dtype=torch.long)
-        shift_labels = torch.full((R, T), IGNORE, dtype=torch.long)
-        segment_ids = torch.zeros((R, T), dtype=torch.long)
-        where: dict[int, tuple[int, int]] = {}  # segment index -> (row, start column)
-        for r, row in enumerate(rows):
-            col = 0
-            for k, i in enumerate(row):
-                seg, n = segments[i], lengths[i]
-                input_ids[r, col : col + n] = torch.tensor(seg.input_ids)
-                if seg.labels is not None:
-                    labels[r, col : col + n] = torch.tensor(seg.labels)
-                    shift_labels[r, col : col + n] = torch.tensor(_shifted(seg.labels))
-                segment_ids[r, col : col + n] = k
-                where[i] = (r, col)
-                col += n
-            segment_ids[r, col:] = len(row)  # padding: a segment of its own, never attended by real tokens
-        anchors = [(where[i][0], where[i][1] + segments[i].anchor) for i in range(n_lm, len(segments))]
-        anchor_t = torch.tensor(anchors, dtype=torch.long).reshape(-1, 2)  # [2P, 2]
-        n_real = sum(lengths)
-        return {
-            "input_ids": input_ids,
-            "position_ids": position_ids_from_segments(segment_ids),
-            "segment_ids": segment_ids,
-            "labels": labels,
-            "shift_labels": shift_labels,
-            "source_anchor": anchor_t[0::2],  # [P, 2]
-            "target_anchor": anchor_t[1::2],  # [P, 2]
-            "num_lm_tokens": sum(lengths[:n_lm]),
-            "num_view_tokens": n_real - sum(lengths[:n_lm]),
-            "num_pad_tokens": R * T - n_real,
-            "views_skipped": skipped,
-            "num_pairs": n_pairs,
-        }
+
+def pack(segments: list[Segment], pad_token_id: int, pack_length: int = 0, pad_to_multiple_of: int = 1) -> dict[str, Any]:
+    """Pack segments into rows. Returns ``input_ids``, ``position_ids``, ``segment_ids``, ``labels``,
+    ``shift_labels`` [R, T], ``anchors`` [A, 2] (row, column) of the segments that have an anchor, in
+    order, and the counters ``num_real_tokens`` / ``num_pad_tokens``."""
+    lengths = [len(s.input_ids) for s in segments]
+    rows = pack_segments(lengths, pack_length)
+    T = max(sum(lengths[i] for i in row) for row in rows)
+    T = -(-T // pad_to_multiple_of) * pad_to_multiple_of
+    R = len(rows)
+    input_ids = torch.full((R, T), pad_token_id, dtype=torch.long)
+    labels = torch.full((R, T), IGNORE, dtype=torch.long)
+    shift_labels = torch.full((R, T), IGNORE, dtype=torch.long)
+    segment_ids = torch.zeros((R, T), dtype=torch.long)
+    where: dict[int, tuple[int, int]] = {}  # segment index -> (row, start column)
+    for r, row in enumerate(rows):
+        col = 0
+        for k, i in enumerate(row):
+            seg, n = segments[i], lengths[i]
+            input_ids[r, col : col + n] = torch.tensor(seg.input_ids)
+            if seg.labels is not None:
+                labels[r, col : col + n] = torch.tensor(seg.labels)
+                shift_labels[r, col : col + n] = torch.tensor(_shifted(seg.labels))
+            segment_ids[r, col : col + n] = k
+            where[i] = (r, col)
+            col += n
+        segment_ids[r, col:] = len(row)  # padding: a segment of its own, never attended by real tokens
+    anchors = [(where[i][0], where[i][1] + s.anchor) for i, s in enumerate(segments) if s.anchor is not None]
+    return {
+        "input_ids": input_ids,
+        "position_ids": position_ids_from_segments(segment_ids),
+        "segment_ids": segment_ids,
+        "labels": labels,
+        "shift_labels": shift_labels,
+        "anchors": torch.tensor(anchors, dtype=torch.long).reshape(-1, 2),
+        "num_real_tokens": sum(lengths),
+        "num_pad_tokens": R * T - sum(lengths),
+    }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .objective import ObjectiveConfig
@@ -82,6 +83,9 @@ class JepaConfig(TrainingArguments):
     direction: str = _opt("text_to_code", "Which view predicts which.", choices=["text_to_code", "code_to_text"])
     loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", ["--alpha"])
     regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.")
+    monitor_views_every: int = _opt(
+        0, "With --regular or lambda 0: compute the JEPA distance (no gradient) on every n-th batch, to plot it."
+    )
     anchor_offset: int | None = _opt(
         None, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end."
     )
@@ -104,13 +108,27 @@ class JepaConfig(TrainingArguments):
             raise ConfigError("output_dir is required (--output_dir DIR)")
         super().__post_init__()
         self.remove_unused_columns = False
+        if not torch.cuda.is_available():
+            self.dataloader_pin_memory = False  # pinning needs an accelerator; avoid torch's warning
         self.view_config()  # validates predictors / choices early
         if not 0.0 <= self.loss_dropout <= 1.0:
             raise ConfigError(f"loss_dropout must be in [0, 1], got {self.loss_dropout}")
+        if self.loss_dropout > 0 and self.dataloader_num_workers > 0:
+            raise ConfigError("loss_dropout needs dataloader_num_workers=0 (decisions are seeded by the step)")
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.regular or self.jepa_lambda == 0
 
     @property
     def uses_views(self) -> bool:
-        return not self.regular and self.jepa_lambda != 0 and self.loss_dropout < 1.0
+        if self.is_baseline:
+            return self.monitor_views_every > 0
+        return self.loss_dropout < 1.0
+
+    @property
+    def views_every(self) -> int:
+        return self.monitor_views_every if self.is_baseline and self.monitor_views_every > 0 else 1
 
     def view_config(self) -> ViewConfig:
         return ViewConfig(
@@ -152,7 +170,7 @@ def _dict_to_argv(values: dict[str, Any], valid: set[str], origin: str) -> list[
         name = key.replace("-", "_")
         if name not in valid:
             raise ConfigError(f"{origin}: unknown option '{key}'")
-        if value is None:
+        if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
         argv.append(f"--{key}")
         argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
@@ -196,6 +214,9 @@ def load_config(
         parsed = parser.parse_args_into_dataclasses(args=argv)
     except SystemExit as e:  # argparse already printed the offending option
         raise ConfigError(f"invalid options: {' '.join(args or [])}") from e
+    except ValueError as e:  # unknown flags, and checks in __post_init__
+        raise ConfigError(str(e).replace("Some specified arguments are not used by the HfArgumentParser",
+                                         "unknown options")) from e
     return parsed if extra else parsed[0]
 
 
@@ -204,6 +225,8 @@ def save_config(cfg: JepaConfig, path: str | Path) -> None:
     import yaml
 
     values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.init and not f.name.startswith("_")}
+    plain = (int, float, str, bool, list, type(None))
     clean = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
-    clean = {k: (v if isinstance(v, (int, float, str, bool, list, type(None))) else str(v)) for k, v in clean.items()}
+    # objects (e.g. accelerator_config) are left out: the file must load back with load_config
+    clean = {k: v for k, v in clean.items() if isinstance(v, plain)}
     Path(path).write_text(yaml.safe_dump(clean, sort_keys=True))

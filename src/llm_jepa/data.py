@@ -2,8 +2,8 @@
 
 One row is ``{"messages": [system?, user, assistant]}``. Optional fields:
 
-- ``text`` / ``code``: explicit views that override the ones derived from the messages
-  (HellaSwag rows carry them);
+- ``text`` / ``code``: explicit views that override the ones derived from the messages, as a
+  string or a one-message list (HellaSwag rows carry them);
 - ``paraphrases``: a list of strings, a view chain for pretraining (version i predicts i + 1).
 
 Every error names the file, the line and the field, so a user can fix the row directly.
@@ -96,10 +96,15 @@ def _check_messages(raw: Any, source: tuple[str, int]) -> tuple[dict[str, str], 
     return tuple(out)
 
 
-def _optional_str(row: dict, key: str, source: tuple[str, int]) -> str | None:
+def _optional_view(row: dict, key: str, source: tuple[str, int]) -> str | None:
+    """An explicit view: a string, or a list holding one message (as in hellaswag_test.jsonl)."""
     value = row.get(key)
     if value is None:
         return None
+    if isinstance(value, list):
+        if len(value) != 1 or not isinstance(value[0], dict) or not isinstance(value[0].get("content"), str):
+            raise DataError(f"{_where(source, key)}: expected a string or a list of one message with 'content'")
+        value = value[0]["content"]
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{_where(source, key)}: expected a non-empty string")
     return value
@@ -117,8 +122,8 @@ def example_from_row(row: Any, source: tuple[str, int] = ("<memory>", 0)) -> Exa
     known = {"messages", "text", "code", "paraphrases"}
     return Example(
         messages=_check_messages(row["messages"], source),
-        text=_optional_str(row, "text", source),
-        code=_optional_str(row, "code", source),
+        text=_optional_view(row, "text", source),
+        code=_optional_view(row, "code", source),
         paraphrases=tuple(paraphrases),
         source=source,
         extra={k: v for k, v in row.items() if k not in known},

@@ -113,14 +113,18 @@ def compute_objective(
     hidden = forward_hidden(model, batch, cfg.isolation)  # [R, T, C]
     lm = lm_loss(model, hidden, batch["shift_labels"], num_items)
     loss = cfg.gamma * lm
-    if batch["source_anchor"].numel() == 0 or cfg.jepa_lambda == 0:
+    if batch["source_anchor"].numel() == 0:
         return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=None, pred=None, target=None)
     pred, target = view_embeddings(hidden, batch)
+    if cfg.jepa_lambda == 0:  # a baseline that monitors the JEPA distance: no gradient from it
+        pred, target = pred.detach(), target.detach()
     if cfg.stop_gradient_target:
         target = target.detach()
     jepa = jepa_distance(cfg.distance)(pred, target, temperature=cfg.temperature).mean()
+    terms: dict[str, torch.Tensor] = {}
+    if cfg.jepa_lambda == 0:
+        return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=jepa, pred=pred, target=target, terms=terms)
     loss = loss + cfg.jepa_lambda * jepa
-    terms = {}
     if cfg.regularizers:
         from . import regularizers  # optional anti-collapse terms (off by default)
 

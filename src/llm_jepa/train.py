@@ -96,7 +96,7 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
         "model": model,
         "builder": ViewBuilder(tok, cfg.view_config()),
         "objective": cfg.objective_config(isolation),
-        "collator": PackingCollator(loss_dropout=cfg.loss_dropout, **collate),
+        "collator": PackingCollator(loss_dropout=cfg.loss_dropout, views_every=cfg.views_every, **collate),
         "eval_collator": PackingCollator(**collate),
     }
 

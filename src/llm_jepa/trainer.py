@@ -12,11 +12,24 @@ from collections import defaultdict
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from .objective import ObjectiveConfig, compute_objective
 
-__all__ = ["JepaTrainer"]
+__all__ = ["JepaTrainer", "StepSync"]
+
+
+class StepSync(TrainerCallback):
+    """Start the collator's micro-batch index where a resumed run left off (loss-dropout seeding).
+
+    Exact when every epoch's micro-batch count divides by the accumulation steps; otherwise a resumed
+    run's decisions are shifted (still seeded, still identical on every rank)."""
+
+    def __init__(self, collator: Any) -> None:
+        self.collator = collator
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.collator.set_position(state.global_step * args.gradient_accumulation_steps)
 
 
 class JepaTrainer(Trainer):
@@ -24,6 +37,8 @@ class JepaTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.eval_collator = eval_collator
+        if hasattr(self.data_collator, "set_position"):
+            self.add_callback(StepSync(self.data_collator))
         # We normalise the LM term by the token count of the whole accumulated batch ourselves, so the
         # Trainer must count it (num_items_in_batch) and must not divide by the accumulation steps again.
         self.model_accepts_loss_kwargs = True
@@ -48,9 +63,10 @@ class JepaTrainer(Trainer):
         mode = "train" if self.model.training else "eval"
         m = self._metrics[mode]
         n_items = inputs["shift_labels"].ne(-100).sum().item()
-        # report the per-token LM loss of this micro-batch, whatever the normalisation used for gradients
-        scale = (num_items.item() if torch.is_tensor(num_items) else num_items) / max(n_items, 1) if num_items else 1.0
-        m["lm_loss"].append(out.lm_loss.item() * scale)
+        denom = num_items.item() if torch.is_tensor(num_items) else (num_items or max(n_items, 1))
+        # token-weighted over micro-batches, whatever normalisation the gradients used
+        m["_lm_sum"].append(out.lm_loss.item() * denom)
+        m["_lm_tokens"].append(n_items)
         m["views_skipped"].append(float(inputs["views_skipped"]))
         if out.jepa_loss is not None:
             m["jepa_loss"].append(out.jepa_loss.item())
@@ -72,8 +88,11 @@ class JepaTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if "loss" in logs else "eval"
         prefix = "" if mode == "train" else "eval_"
-        for key, values in self._metrics[mode].items():
-            if values:
+        metrics = self._metrics[mode]
+        if metrics.get("_lm_tokens"):
+            logs[prefix + "lm_loss"] = sum(metrics.pop("_lm_sum")) / max(sum(metrics.pop("_lm_tokens")), 1)
+        for key, values in metrics.items():
+            if values and not key.startswith("_"):
                 logs[prefix + key] = sum(values) / len(values)
         if mode == "train":
             now = time.perf_counter()

@@ -207,7 +207,7 @@ class ViewBuilder:
         else:
             pairs = [(self.view(code, "assistant", True), self.view(text, "user", False))]
         chain = example.paraphrases
-        for a, b in zip(chain[:-1], chain[1:]):
+        for a, b in zip(chain[:-1], chain[1:], strict=True):
             pairs.append((self.view(a, "user", True), self.view(b, "user", False)))
         return pairs
 

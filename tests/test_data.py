@@ -1,0 +1,55 @@
+import json
+
+import pytest
+
+from llm_jepa.data import DataError, load_examples
+
+GOOD = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+                     {"role": "assistant", "content": "a"}]}
+
+
+def _write(tmp_path, rows):
+    p = tmp_path / "d.jsonl"
+    p.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return p
+
+
+@pytest.mark.parametrize(
+    "bad,needle",
+    [
+        ('{"messages": [', "line 2: malformed JSON"),
+        ({"messages": [{"content": "x"}, {"role": "assistant", "content": "a"}]}, "field 'messages[0].role': missing role"),
+        ({"messages": [{"role": "user", "content": "u"}]}, "exactly one 'assistant'"),
+        ({"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "  "}]},
+         "field 'messages.assistant.content': empty assistant"),
+        ({"messages": [{"role": "user", "content": "u"}, {"role": "bot", "content": "a"}]}, "unknown role 'bot'"),
+        ({"message": []}, "field 'messages': missing"),
+        ({**GOOD, "code": 3}, "field 'code'"),
+    ],
+)
+def test_bad_rows_name_file_line_and_field(tmp_path, bad, needle):
+    path = _write(tmp_path, [GOOD, bad])
+    before = path.read_bytes()
+    with pytest.raises(DataError) as e:
+        load_examples(path)
+    assert f"{path}:2" in str(e.value) and needle.split(": ", 1)[-1] in str(e.value)
+    assert path.read_bytes() == before  # nothing on disk changes
+
+
+def test_good_rows_views_and_limit(tmp_path):
+    path = _write(tmp_path, [GOOD, {**GOOD, "text": "T", "code": "C"}, GOOD])
+    ex = load_examples(path, limit=2)
+    assert len(ex) == 2 and ex[0].source == (str(path), 1)
+    assert (ex[0].text_view, ex[0].code_view) == ("u", "a")
+    assert (ex[1].text_view, ex[1].code_view, ex[1].system) == ("T", "C", "s")
+
+
+def test_missing_file_is_clear(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        load_examples(tmp_path / "nope.jsonl")
+
+
+def test_shared_datasets_load(shared_datasets):
+    for name in ("synth_train", "hellaswag_test", "spider_test"):
+        ex = load_examples(shared_datasets / f"{name}.jsonl", limit=50)
+        assert len(ex) == 50 and all(e.assistant for e in ex)
