@@ -1,0 +1,174 @@
+"""``analyze``: embed the Text and Code views of a data set with several models, compare, and plot.
+
+For each model: Enc(Text), Pred(Enc(Text)) and Enc(Code) for every example (via
+``llm_jepa.embeddings.encode_views``), then the spectrum of Enc(Text) - Enc(Code), the linear
+residual from Text to Code, collapse diagnostics of each view, and retrieval of Code from
+Pred(Enc(Text)). Writes ``analysis.json`` (every number), ``singular_values.png`` and ``tsne.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["analyze", "summarize_views", "format_table", "model_predictors", "json_safe"]
+
+RUN_CONFIG = "llm_jepa_config.yaml"  # written by llm_jepa.train beside every trained model
+
+
+def summarize_views(text: Any, pred: Any, code: Any, *, top: int = 100) -> dict[str, Any]:
+    """Every number of the analysis for one model's views (each [N, C]). Pure; no files written."""
+    from .metrics import collapse_diagnostics, linear_residual, retrieval_accuracy, singular_values
+
+    spectrum = singular_values(text, code, top=top)
+    pred_spectrum = singular_values(pred, code, top=top)
+    return {
+        "n": int(text.shape[0]),
+        "dim": int(text.shape[1]),
+        "singular_values_text_code": spectrum.tolist(),
+        "singular_values_pred_code": pred_spectrum.tolist(),
+        "mean_top_singular_value": spectrum.mean().item(),
+        "linear_residual_text_code": linear_residual(text, code),
+        "linear_residual_pred_code": linear_residual(pred, code),
+        "collapse": {name: collapse_diagnostics(v) for name, v in (("text", text), ("pred", pred), ("code", code))},
+        "retrieval_pred_to_code": retrieval_accuracy(pred, code),
+        "retrieval_text_to_code": retrieval_accuracy(text, code),
+    }
+
+
+def _read_run_config(model_path: str | Path) -> dict[str, Any]:
+    path = Path(model_path) / RUN_CONFIG
+    if not path.is_file():
+        return {}
+    import yaml
+
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def model_predictors(model_path: str | Path) -> int:
+    """k for a model: its training config's ``predictors`` (0 for a ``regular`` or lambda 0 run, which
+    never trained them), or 0 for a model without an llm-jepa training config (e.g. a hub model)."""
+    cfg = _read_run_config(model_path)
+    if not cfg or cfg.get("regular") or cfg.get("jepa_lambda") == 0:
+        return 0
+    return int(cfg.get("predictors", 0))
+
+
+def load_for_analysis(model_path: str | Path) -> tuple[Any, Any]:
+    """(model, tokenizer) in eval mode, on the GPU when there is one."""
+    import torch
+
+    from ..modeling import load_model, load_tokenizer
+
+    plain = bool(_read_run_config(model_path).get("plain_text", False))
+    tok = load_tokenizer(str(model_path), plain_text=plain)
+    model = load_model(str(model_path), tok)
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tok
+
+
+def _default_encode() -> Callable[..., Any]:
+    from ..embeddings import encode_views
+
+    return encode_views
+
+
+def _names(models: Sequence[str | Path]) -> list[str]:
+    """Short unique labels: the directory name, with its parent when two models share it."""
+    base = [Path(m).name or str(m) for m in models]
+    return [f"{Path(m).parent.name}/{b}" if base.count(b) > 1 else b for m, b in zip(models, base, strict=True)]
+
+
+def _check_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise FileExistsError(f"{output} is not empty; pass overwrite=True (--overwrite) to replace its analysis")
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def _per_model_k(models: Sequence[Any], predictors: int | Sequence[int] | None) -> list[int]:
+    if predictors is None:
+        return [model_predictors(m) for m in models]
+    if isinstance(predictors, int):
+        return [predictors] * len(models)
+    if len(predictors) != len(models):
+        raise ValueError(f"got {len(predictors)} predictor counts for {len(models)} models")
+    return [int(k) for k in predictors]
+
+
+def analyze(
+    models: Sequence[str | Path],
+    data: str | Path,
+    *,
+    output: str | Path,
+    limit: int | None = 1000,
+    predictors: int | Sequence[int] | None = None,
+    batch_size: int = 16,
+    overwrite: bool = False,
+    top: int = 100,
+    seed: int = 0,
+    encode: Callable[..., Any] | None = None,
+    load: Callable[[Any], tuple[Any, Any]] | None = None,
+) -> dict[str, Any]:
+    """Analyse ``models`` on the first ``limit`` examples of ``data``; write figures and ``analysis.json``.
+
+    ``predictors``: k per model (an int for all, a list, or None to read each model's training
+    config). ``encode`` / ``load`` replace ``encode_views`` / the model loader (tests, custom models).
+    Returns the dict written to ``analysis.json``: ``{"data", "n", "models": {name: numbers}}``.
+    Refuses a non-empty ``output`` unless ``overwrite``.
+    """
+    from ..data import load_examples
+    from .plots import plot_singular_values, plot_tsne
+
+    output = Path(output)
+    _check_output(output, overwrite)
+    encode, load = encode or _default_encode(), load or load_for_analysis
+    examples = load_examples(data, limit)
+    result: dict[str, Any] = {"data": str(data), "n": len(examples), "models": {}}
+    spectra, clouds = {}, {}
+    for name, path, k in zip(_names(models), models, _per_model_k(models, predictors), strict=True):
+        model, tok = load(path)
+        views = encode(model, tok, examples, predictors=k, batch_size=batch_size)
+        del model  # free the GPU before the next model
+        summary = summarize_views(views.text, views.pred, views.code, top=top)
+        result["models"][name] = {"path": str(path), "predictors": k, **summary}
+        spectra[name] = summary["singular_values_text_code"]
+        clouds[name] = (views.text.float().cpu().numpy(), views.code.float().cpu().numpy())
+    result["figures"] = {
+        "singular_values": str(plot_singular_values(spectra, output / "singular_values.png")),
+        "tsne": str(plot_tsne(clouds, output / "tsne.png", seed=seed)),
+    }
+    (output / "analysis.json").write_text(json.dumps(json_safe(result), indent=2))
+    return result
+
+
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity: write them as null (recursively through dicts and lists)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A short plain-text table of the headline numbers, one line per model."""
+    header = f"{'model':<28} {'k':>2} {'top1':>6} {'top5':>6} {'resid':>7} {'sv1':>9} {'cos(code)':>9} {'erank':>7}  collapsed"
+    lines = [header, "-" * len(header)]
+    for name, m in result["models"].items():
+        r, c = m["retrieval_pred_to_code"], m["collapse"]["code"]
+        sv = m["singular_values_text_code"]
+        lines.append(
+            f"{name[:28]:<28} {m['predictors']:>2} {r['top1']:>6.3f} {r['top5']:>6.3f} "
+            f"{m['linear_residual_text_code']['relative']:>7.3f} {sv[0] if sv else math.nan:>9.3g} "
+            f"{c['mean_cosine']:>9.3f} {c['effective_rank']:>7.2f}  "
+            f"{'YES' if any(v['collapsed'] for v in m['collapse'].values()) else 'no'}"
+        )
+    lines.append("top1/top5: Pred(Enc(Text)) retrieves its own Enc(Code); resid: relative linear residual "
+                 "Text->Code (needs N > C); sv1: largest singular value of Enc(Text)-Enc(Code)")
+    if any(not m["linear_residual_text_code"]["overdetermined"] for m in result["models"].values()):
+        lines.append("note: N <= hidden size for some model, so its linear residual is ~0 by construction")
+    return "\n".join(lines)

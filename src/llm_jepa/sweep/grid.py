@@ -1,0 +1,187 @@
+"""Sweep files and their expansion into runs (cells x seeds) with stable ids.
+
+A sweep file (YAML)::
+
+    base: synth.yaml            # training config; relative paths are relative to this sweep file
+    eval_data: ../shared/datasets/synth_test.jsonl
+    eval: {limit: 500}          # extra keyword arguments for the evaluator (optional)
+    fixed: {num_train_epochs: 4}  # overrides applied to every run (optional)
+    grid:                       # the cartesian product of these is the set of cells
+      k: [0, 1, 2]
+      lambda: [0.5, 1.0]
+    baseline: {regular: true}   # one extra cell every other cell is tested against (optional)
+    seeds: [82, 23, 37, 84, 4]  # default: the paper's five
+    metric: accuracy            # key of the evaluation summary to compare (default accuracy)
+    slurm: {timeout_min: 600, gpus_per_node: 1}  # submitit parameters (optional)
+
+Grid and baseline keys are training-config options (``llm_jepa.config``), passed as overrides.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_SEEDS", "Sweep", "Run", "SweepError", "load_sweep", "expand", "cell_id", "BASELINE_ID"]
+
+DEFAULT_SEEDS = (82, 23, 37, 84, 4)  # the seeds of the paper's five-run protocol
+BASELINE_ID = "baseline"
+_KNOWN = {"base", "eval_data", "eval", "fixed", "grid", "baseline", "seeds", "metric", "slurm"}
+
+
+class SweepError(ValueError):
+    """A sweep file is malformed; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    base: str
+    grid: dict[str, list[Any]]
+    baseline: dict[str, Any] | None = None
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    fixed: dict[str, Any] = field(default_factory=dict)
+    eval_data: str | None = None
+    eval_options: dict[str, Any] = field(default_factory=dict)
+    metric: str = "accuracy"
+    slurm: dict[str, Any] = field(default_factory=dict)
+    source: str = "<memory>"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training + evaluation: a cell's overrides with one seed. Picklable (for submitit/processes)."""
+
+    run_id: str
+    cell_id: str
+    cell: dict[str, Any]
+    seed: int
+    baseline: bool
+    overrides: dict[str, Any]  # fixed + cell + seed: what reaches load_config
+    base: str
+    eval_data: str | None = None
+    eval_options: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> dict[str, Any]:
+        """Everything that defines the run, as saved in its ``run.json``."""
+        return {"run_id": self.run_id, "cell_id": self.cell_id, "cell": self.cell, "seed": self.seed,
+                "baseline": self.baseline, "overrides": self.overrides, "base": self.base,
+                "eval_data": self.eval_data, "eval_options": self.eval_options}
+
+
+def _fmt(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def cell_id(cell: dict[str, Any]) -> str:
+    """``k=1_lambda=0.5``: keys sorted so reordering the sweep file keeps ids (and finished runs)."""
+    text = "_".join(f"{k}={_fmt(cell[k])}" for k in sorted(cell))
+    return re.sub(r"[^A-Za-z0-9._=+-]", "-", text) or "default"
+
+
+def _where(source: str, name: str) -> str:
+    return f"{source}: field '{name}'"
+
+
+def _mapping(raw: Any, source: str, name: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise SweepError(f"{_where(source, name)}: expected a mapping of option: value")
+    return dict(raw)
+
+
+def _grid(raw: Any, source: str) -> dict[str, list[Any]]:
+    if not isinstance(raw, dict) or not raw:
+        raise SweepError(f"{_where(source, 'grid')}: expected a non-empty mapping of option: [values]")
+    grid = {}
+    for key, values in raw.items():
+        values = values if isinstance(values, list) else [values]
+        if not values:
+            raise SweepError(f"{_where(source, 'grid.' + str(key))}: expected at least one value")
+        grid[str(key)] = values
+    return grid
+
+
+def _seeds(raw: Any, source: str) -> tuple[int, ...]:
+    if raw is None:
+        return DEFAULT_SEEDS
+    if not isinstance(raw, list) or not raw or not all(isinstance(s, int) and not isinstance(s, bool) for s in raw):
+        raise SweepError(f"{_where(source, 'seeds')}: expected a non-empty list of integers")
+    if len(set(raw)) != len(raw):
+        raise SweepError(f"{_where(source, 'seeds')}: repeated seeds")
+    return tuple(raw)
+
+
+def _resolve(path: str | None, folder: Path) -> str | None:
+    if path is None:
+        return None
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else folder / p)
+
+
+def sweep_from_dict(data: Any, source: str = "<memory>", folder: Path = Path(".")) -> Sweep:
+    """Validate a decoded sweep file; relative paths are resolved against ``folder``."""
+    if not isinstance(data, dict):
+        raise SweepError(f"{source}: expected a mapping with at least 'base' and 'grid'")
+    unknown = set(data) - _KNOWN
+    if unknown:
+        raise SweepError(f"{_where(source, sorted(unknown)[0])}: unknown; expected one of {sorted(_KNOWN)}")
+    if not isinstance(data.get("base"), str):
+        raise SweepError(f"{_where(source, 'base')}: expected the path of a training config YAML")
+    baseline = data.get("baseline")
+    return Sweep(
+        base=_resolve(data["base"], folder),
+        grid=_grid(data.get("grid"), source),
+        baseline=_mapping(baseline, source, "baseline") if baseline is not None else None,
+        seeds=_seeds(data.get("seeds"), source),
+        fixed=_mapping(data.get("fixed"), source, "fixed"),
+        eval_data=_resolve(data.get("eval_data"), folder),
+        eval_options=_mapping(data.get("eval"), source, "eval"),
+        metric=str(data.get("metric", "accuracy")),
+        slurm=_mapping(data.get("slurm"), source, "slurm"),
+        source=source,
+    )
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and validate a sweep YAML file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: sweep file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SweepError(f"{path}: invalid YAML: {e}") from None
+    return sweep_from_dict(data, str(path), path.parent)
+
+
+def _cells(sweep: Sweep) -> list[tuple[str, dict[str, Any], bool]]:
+    keys = list(sweep.grid)
+    cells = [dict(zip(keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())]
+    out = [(cell_id(c), c, False) for c in cells]
+    if sweep.baseline is not None:
+        # a grid cell equal to the baseline (e.g. lambda: 0 in the grid) is the baseline, not a duplicate
+        out = [(cid, c, False) for cid, c, _ in out if c != sweep.baseline]
+        out.insert(0, (BASELINE_ID, dict(sweep.baseline), True))
+    ids = [cid for cid, _, _ in out]
+    if len(set(ids)) != len(ids):
+        raise SweepError(f"{sweep.source}: two cells map to the same id; grid values must differ as text")
+    return out
+
+
+def expand(sweep: Sweep) -> list[Run]:
+    """All runs: every cell (baseline first) with every seed, in a stable order."""
+    runs = []
+    for cid, cell, is_baseline in _cells(sweep):
+        for seed in sweep.seeds:
+            runs.append(Run(
+                run_id=f"{cid}__seed{seed}", cell_id=cid, cell=cell, seed=seed, baseline=is_baseline,
+                overrides={**sweep.fixed, **cell, "seed": seed}, base=sweep.base,
+                eval_data=sweep.eval_data, eval_options=dict(sweep.eval_options),
+            ))
+    return runs

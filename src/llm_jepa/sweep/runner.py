@@ -1,0 +1,178 @@
+"""Run a sweep's runs, resumably, through a pluggable run function.
+
+Layout under the sweep's output directory::
+
+    runs/<run_id>/run.json      what defines the run (written first)
+    runs/<run_id>/result.json   written atomically when the run function returns: "this run is done"
+    runs/<run_id>/train/, eval/ the default run function's outputs (model, metrics.jsonl, predictions)
+    incomplete/<run_id>-<n>/    half-finished runs moved aside by on_partial="restart" (never deleted)
+
+A run with ``result.json`` is never run again. A run directory without it is half-finished: with
+``on_partial="restart"`` (default) it is moved aside and the run starts from scratch; with
+``"resume"`` the run function gets ``resume=True`` and the same directory. A directory whose
+``run.json`` disagrees with the sweep (the sweep file changed) stops everything: results made with
+different settings are never mixed.
+
+A run function is ``fn(run: Run, run_dir: Path, *, resume: bool) -> dict`` returning the evaluation
+summary (it must contain the sweep's metric). It must be a module-level function to be sent to
+other processes (``executor="local"`` or ``"submitit"``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .grid import Run, Sweep, expand
+
+__all__ = ["run_sweep", "train_and_evaluate", "run_status", "RunFn", "EXECUTORS"]
+
+log = logging.getLogger(__name__)
+
+RunFn = Callable[..., dict[str, Any]]
+EXECUTORS = ("sequential", "local", "submitit")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
+
+
+def _move_aside(path: Path, into: Path) -> Path:
+    into.mkdir(parents=True, exist_ok=True)
+    n = 1
+    while (into / f"{path.name}-{n}").exists():
+        n += 1
+    target = into / f"{path.name}-{n}"
+    path.rename(target)
+    return target
+
+
+def run_status(run: Run, output: Path) -> str:
+    """'done', 'partial' (directory without result) or 'pending'."""
+    run_dir = output / "runs" / run.run_id
+    if (run_dir / "result.json").is_file():
+        return "done"
+    return "partial" if run_dir.exists() else "pending"
+
+
+def _check_spec(run: Run, run_dir: Path) -> None:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    current = json.loads(json.dumps(run.spec(), default=str))
+    if saved != current:
+        changed = sorted(k for k in current if saved.get(k) != current[k])
+        raise ValueError(f"{path}: this run was made with different settings ({', '.join(changed)} changed); "
+                         "use a new --output directory, or move this run away")
+
+
+def execute_run(run: Run, run_dir: Path, run_fn: RunFn, resume: bool, metric: str) -> dict[str, Any]:
+    """Run one run in ``run_dir`` and mark it done. Runs in whatever process the executor chose."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / "run.json", run.spec())
+    start = time.time()
+    summary = run_fn(run, run_dir, resume=resume)
+    if not isinstance(summary, dict) or metric not in summary:
+        raise ValueError(f"run {run.run_id}: the run function returned no '{metric}' (got {summary!r:.200})")
+    result = {**run.spec(), "summary": summary, "elapsed_s": time.time() - start}
+    _write_json(run_dir / "result.json", result)
+    return result
+
+
+def _safe_execute(run: Run, run_dir: Path, run_fn: RunFn, resume: bool, metric: str) -> dict[str, Any] | str:
+    """execute_run, turning an exception into its traceback (saved as error.txt) so one failure
+    does not stop the other runs."""
+    try:
+        return execute_run(run, run_dir, run_fn, resume, metric)
+    except Exception:  # a failed run is reported, the sweep goes on
+        text = traceback.format_exc()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(text)
+        return text
+
+
+def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
+    """Default run function: ``train(load_config(base, overrides))`` then ``evaluate`` the saved model.
+
+    With ``resume``: a finished training is not repeated (only evaluation is), and an interrupted
+    one continues from its last checkpoint, or restarts if it has none.
+    """
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from ..config import load_config
+    from ..eval.runner import evaluate
+    from ..train import train
+
+    if run.eval_data is None:
+        raise ValueError("the sweep file gives no eval_data, so runs cannot be evaluated")
+    train_dir, eval_dir = run_dir / "train", run_dir / "eval"
+    overrides = {**run.overrides, "output_dir": str(train_dir)}
+    if not (train_dir / "train_results.json").is_file():
+        if resume and train_dir.is_dir() and get_last_checkpoint(str(train_dir)):
+            overrides["resume"] = True
+        elif train_dir.exists():
+            _move_aside(train_dir, run_dir / "incomplete")
+        train(load_config(run.base, overrides=overrides))
+    if eval_dir.exists():
+        _move_aside(eval_dir, run_dir / "incomplete")
+    summary = dict(evaluate(str(train_dir), run.eval_data, output=str(eval_dir), **run.eval_options))
+    train_results = train_dir / "train_results.json"
+    if train_results.is_file():
+        summary.setdefault("train", json.loads(train_results.read_text()))
+    return summary
+
+
+def _prepare(runs: Sequence[Run], output: Path, on_partial: str) -> list[tuple[Run, Path, bool]]:
+    todo = []
+    for run in runs:
+        run_dir = output / "runs" / run.run_id
+        _check_spec(run, run_dir)
+        status = run_status(run, output)
+        if status == "done":
+            continue
+        resume = status == "partial" and on_partial == "resume"
+        if status == "partial" and not resume:
+            moved = _move_aside(run_dir, output / "incomplete")
+            log.warning("run %s was half-finished; moved to %s and restarting", run.run_id, moved)
+        todo.append((run, run_dir, resume))
+    return todo
+
+
+def run_sweep(
+    sweep: Sweep,
+    output: str | Path,
+    *,
+    run_fn: RunFn | None = None,
+    executor: str = "sequential",
+    on_partial: str = "restart",
+    gpus: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Run every run of ``sweep`` that is not done yet; return ``{"results", "failed", "ran"}``.
+
+    ``results`` holds the result of every finished run (earlier ones included), ``failed`` maps run
+    ids to tracebacks, ``ran`` lists the ids run now.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
+    if on_partial not in ("restart", "resume"):
+        raise ValueError(f"on_partial must be 'restart' or 'resume', got {on_partial!r}")
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    runs = expand(sweep)
+    todo = _prepare(runs, output, on_partial)
+    fn = run_fn or train_and_evaluate
+    from . import dispatch
+
+    outcomes = getattr(dispatch, executor)(todo, fn, sweep.metric, gpus=gpus, slurm=sweep.slurm, folder=output)
+    failed = {run.run_id: o for (run, _, _), o in zip(todo, outcomes, strict=True) if isinstance(o, str)}
+    results = [json.loads(p.read_text()) for r in runs if (p := output / "runs" / r.run_id / "result.json").is_file()]
+    return {"results": results, "failed": failed, "ran": [run.run_id for run, _, _ in todo]}

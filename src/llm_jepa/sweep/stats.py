@@ -1,0 +1,75 @@
+"""Per-cell statistics of a sweep: mean +- std over seeds, and a paired one-tailed t-test per cell.
+
+The test follows the paper's protocol: each cell is compared with the baseline on the seeds both
+have (seed s of the cell against seed s of the baseline), H1 = the cell's metric is greater.
+With fewer than two shared seeds there is no test: p is NaN and ``note`` says why.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["cell_stats", "paired_test", "SIGNIFICANCE"]
+
+SIGNIFICANCE = 0.05
+
+
+def paired_test(cell: dict[int, float], baseline: dict[int, float]) -> dict[str, Any]:
+    """One-tailed paired t-test (cell > baseline) on matching seeds -> {t, p_value, n_paired, note}."""
+    seeds = sorted(set(cell) & set(baseline))
+    if len(seeds) < 2:
+        return {"t": math.nan, "p_value": math.nan, "n_paired": len(seeds),
+                "note": f"no test: {len(seeds)} seed(s) shared with the baseline, need 2"}
+    from scipy.stats import ttest_rel
+
+    a, b = [cell[s] for s in seeds], [baseline[s] for s in seeds]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # zero-variance differences: handled below
+        res = ttest_rel(a, b, alternative="greater")
+    t, p = float(res.statistic), float(res.pvalue)
+    note = ""
+    if math.isnan(p):
+        note = "no test: the cell equals the baseline on every seed"
+    elif len({x - y for x, y in zip(a, b, strict=True)}) == 1:
+        note = "the difference is the same on every seed, so the t statistic is infinite"
+    return {"t": t, "p_value": p, "n_paired": len(seeds), "note": note}
+
+
+def _by_cell(results: Iterable[dict[str, Any]], metric: str) -> dict[str, dict[str, Any]]:
+    cells: dict[str, dict[str, Any]] = {}
+    for r in results:
+        entry = cells.setdefault(r["cell_id"], {"cell": r["cell"], "baseline": r["baseline"], "values": {}})
+        entry["values"][int(r["seed"])] = float(r["summary"][metric])
+    return cells
+
+
+def cell_stats(results: Iterable[dict[str, Any]], metric: str = "accuracy") -> list[dict[str, Any]]:
+    """One row per cell: ``cell_id``, ``cell``, ``baseline``, ``n``, ``mean``, ``std`` (sample std,
+    NaN for one seed), ``values`` (seed -> value) and the paired test against the baseline cell
+    (``t``, ``p_value``, ``n_paired``, ``significant`` = p < 0.05, ``note``).
+
+    ``results`` are run results as written by the runner: dicts with ``cell_id``, ``cell``,
+    ``baseline``, ``seed`` and ``summary[metric]``. Baseline cell first, then in input order.
+    """
+    cells = _by_cell(results, metric)
+    base = next((c for c in cells.values() if c["baseline"]), None)
+    rows = []
+    for cid, c in sorted(cells.items(), key=lambda kv: not kv[1]["baseline"]):
+        values = list(c["values"].values())
+        if c["baseline"]:
+            test = {"t": math.nan, "p_value": math.nan, "n_paired": 0, "note": "baseline"}
+        elif base is None:
+            test = {"t": math.nan, "p_value": math.nan, "n_paired": 0, "note": "no baseline cell in the sweep"}
+        else:
+            test = paired_test(c["values"], base["values"])
+        rows.append({
+            "cell_id": cid, "cell": c["cell"], "baseline": c["baseline"], "n": len(values),
+            "mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else math.nan,
+            "values": dict(sorted(c["values"].items())), **test,
+            "significant": bool(test["p_value"] < SIGNIFICANCE),
+        })
+    return rows

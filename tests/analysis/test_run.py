@@ -1,0 +1,69 @@
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from llm_jepa.analysis.run import analyze, format_table, model_predictors
+
+ROW = '{"messages": [{"role": "user", "content": "q%d"}, {"role": "assistant", "content": "a%d"}]}\n'
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(ROW % (i, i) for i in range(30)))
+    return path
+
+
+def _fake_encoder(calls):
+    """Model "good": code = text @ M, pred = code (perfect predictor). Model "bad": everything collapsed."""
+
+    def encode(model, tokenizer, examples, *, predictors=0, batch_size=16):
+        calls.append((model, len(examples), predictors, batch_size))
+        g = torch.Generator().manual_seed(0)
+        text = torch.randn(len(examples), 8, generator=g)
+        if model == "bad":
+            text = torch.ones(len(examples), 8)
+            return SimpleNamespace(text=text, pred=text.clone(), code=text.clone())
+        code = text @ (torch.randn(8, 8, generator=g) + 3 * torch.eye(8))
+        return SimpleNamespace(text=text, pred=code.clone(), code=code)
+
+    return encode
+
+
+def test_analyze_two_models_end_to_end(tmp_path, data):
+    calls = []
+    out = tmp_path / "out"
+    result = analyze(["runs/good", "runs/bad"], data, output=out, limit=20, predictors=[2, 0], batch_size=4,
+                     encode=_fake_encoder(calls), load=lambda p: (p.split("/")[-1], None))
+    assert [c[1:] for c in calls] == [(20, 2, 4), (20, 0, 4)]
+    saved = json.loads((out / "analysis.json").read_text())
+    good, bad = saved["models"]["good"], saved["models"]["bad"]
+    assert saved["n"] == 20 and good["predictors"] == 2
+    assert good["retrieval_pred_to_code"]["top1"] == 1.0
+    assert good["linear_residual_text_code"]["relative"] < 1e-6
+    assert not good["collapse"]["code"]["collapsed"] and bad["collapse"]["code"]["collapsed"]
+    assert len(good["singular_values_text_code"]) == 8
+    assert (out / "singular_values.png").stat().st_size > 0 and (out / "tsne.png").stat().st_size > 0
+    table = format_table(result)
+    assert "good" in table and "YES" in table
+
+
+def test_analyze_refuses_to_overwrite(tmp_path, data):
+    out = tmp_path / "out"
+    kwargs = dict(output=out, limit=5, predictors=0, encode=_fake_encoder([]), load=lambda p: ("good", None))
+    analyze(["good"], data, **kwargs)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        analyze(["good"], data, **kwargs)
+    analyze(["good"], data, overwrite=True, **kwargs)
+
+
+def test_predictors_from_training_config(tmp_path):
+    (tmp_path / "jepa").mkdir()
+    (tmp_path / "jepa" / "llm_jepa_config.yaml").write_text("predictors: 3\njepa_lambda: 1.0\nregular: false\n")
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "llm_jepa_config.yaml").write_text("predictors: 3\nregular: true\n")
+    assert model_predictors(tmp_path / "jepa") == 3
+    assert model_predictors(tmp_path / "base") == 0
+    assert model_predictors(tmp_path / "nothing") == 0

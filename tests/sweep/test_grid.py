@@ -1,0 +1,58 @@
+import pytest
+
+from llm_jepa.sweep.grid import DEFAULT_SEEDS, SweepError, cell_id, expand, load_sweep, sweep_from_dict
+
+
+def _sweep(**extra):
+    data = {"base": "train.yaml", "grid": {"k": [0, 1, 2], "lambda": [0.5, 1.0]}, **extra}
+    return sweep_from_dict(data, "s.yaml")
+
+
+def test_expansion_is_cells_times_seeds_with_baseline_first():
+    runs = expand(_sweep(baseline={"regular": True}, seeds=[1, 2]))
+    assert len(runs) == (1 + 3 * 2) * 2
+    assert [r.run_id for r in runs[:2]] == ["baseline__seed1", "baseline__seed2"]
+    assert runs[0].baseline and not runs[2].baseline
+    assert {(r.cell["k"], r.cell["lambda"]) for r in runs[2:]} == {(k, lam) for k in (0, 1, 2) for lam in (0.5, 1.0)}
+    assert runs[2].overrides == {"k": 0, "lambda": 0.5, "seed": 1}
+    assert len({r.run_id for r in runs}) == len(runs)
+
+
+def test_default_seeds_are_the_papers():
+    assert DEFAULT_SEEDS == (82, 23, 37, 84, 4)
+    assert {r.seed for r in expand(_sweep())} == set(DEFAULT_SEEDS)
+
+
+def test_ids_do_not_depend_on_key_order():
+    assert cell_id({"k": 1, "lambda": 0.5}) == cell_id({"lambda": 0.5, "k": 1}) == "k=1_lambda=0.5"
+    assert cell_id({"regular": True, "note": "a/b c"}) == "note=a-b-c_regular=true"
+
+
+def test_grid_cell_equal_to_baseline_is_not_duplicated():
+    runs = expand(sweep_from_dict({"base": "t.yaml", "grid": {"lambda": [0, 1]}, "baseline": {"lambda": 0},
+                                   "seeds": [5]}))
+    assert [r.run_id for r in runs] == ["baseline__seed5", "lambda=1__seed5"]
+
+
+def test_fixed_overrides_reach_every_run_and_paths_resolve(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("base: train.yaml\neval_data: data/test.jsonl\nfixed: {num_train_epochs: 2}\n"
+                    "grid: {k: [1]}\nseeds: [3]\n")
+    sweep = load_sweep(path)
+    (run,) = expand(sweep)
+    assert run.overrides == {"num_train_epochs": 2, "k": 1, "seed": 3}
+    assert run.base == str(tmp_path / "train.yaml") and run.eval_data == str(tmp_path / "data/test.jsonl")
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"grid": {"k": [1]}}, "base"),
+    ({"base": "t.yaml"}, "grid"),
+    ({"base": "t.yaml", "grid": {"k": []}}, "grid.k"),
+    ({"base": "t.yaml", "grid": {"k": [1]}, "seeds": [1, 1]}, "seeds"),
+    ({"base": "t.yaml", "grid": {"k": [1]}, "seeds": ["a"]}, "seeds"),
+    ({"base": "t.yaml", "grid": {"k": [1]}, "baseline": [1]}, "baseline"),
+    ({"base": "t.yaml", "grid": {"k": [1]}, "sedes": [1]}, "sedes"),
+])
+def test_bad_sweep_files_name_the_field(data, field):
+    with pytest.raises(SweepError, match=f"s.yaml: field '{field}'"):
+        sweep_from_dict(data, "s.yaml")

@@ -1,0 +1,113 @@
+import json
+
+import pytest
+
+from llm_jepa.sweep.cli import sweep
+from llm_jepa.sweep.grid import expand, load_sweep
+from llm_jepa.sweep.runner import run_sweep
+
+from . import _fake
+
+SWEEP = """\
+base: train.yaml
+eval_data: test.jsonl
+grid:
+  k: [1, 2]
+  lambda: [1.0]
+baseline: {regular: true}
+seeds: [82, 23]
+"""
+
+
+@pytest.fixture
+def sweep_file(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SWEEP)
+    _fake.CALLS.clear()
+    return path
+
+
+def test_two_cells_two_seeds_end_to_end_then_nothing_reruns(tmp_path, sweep_file):
+    out = tmp_path / "out"
+    first = sweep(sweep_file, out, run_fn=_fake.fake_run)
+    assert len(_fake.CALLS) == 6 and not first["failed"]  # (baseline + 2 cells) x 2 seeds
+    cells = {row["cell_id"]: row for row in first["cells"]}
+    assert cells["k=2_lambda=1.0"]["mean"] == pytest.approx(
+        (_fake.accuracy({"k": 2, "lambda": 1.0}, 82) + _fake.accuracy({"k": 2, "lambda": 1.0}, 23)) / 2)
+    # gains are the same on both seeds: t is infinite, p = 0, and the note says so
+    assert cells["k=1_lambda=1.0"]["p_value"] == pytest.approx(0.0) and cells["k=1_lambda=1.0"]["note"]
+    for name in ("results.csv", "results.json", "results.md", "heatmap.png", "compute.png", "losses.png"):
+        assert (out / name).stat().st_size > 0, name
+    table = (out / "results.md").read_text()
+    k1 = [_fake.accuracy({"k": 1, "lambda": 1.0}, seed) for seed in (82, 23)]
+    assert "| k | lambda | regular |" in table and f"| {100 * sum(k1) / 2:.2f} ± " in table
+    assert table.count("| * |") == 2 and "| baseline |" in table
+    saved = json.loads((out / "results.json").read_text())
+    assert {r["flops"] for r in saved["runs"]} == {3e9, 9e9}  # summed from the metrics logs
+
+    again = sweep(sweep_file, out, run_fn=_fake.fake_run)
+    assert len(_fake.CALLS) == 6 and again["ran"] == []
+    assert [r["mean"] for r in again["cells"]] == [r["mean"] for r in first["cells"]]
+
+
+def test_failed_run_is_reported_and_retried(tmp_path, sweep_file):
+    def flaky(run, run_dir, *, resume=False):
+        if run.run_id == "k=1_lambda=1.0__seed23" and not any(c[0] == run.run_id for c in _fake.CALLS):
+            _fake.CALLS.append((run.run_id, resume))
+            raise RuntimeError("out of memory")
+        return _fake.fake_run(run, run_dir, resume=resume)
+
+    out = tmp_path / "out"
+    first = run_sweep(load_sweep(sweep_file), out, run_fn=flaky)
+    assert list(first["failed"]) == ["k=1_lambda=1.0__seed23"] and len(first["results"]) == 5
+    assert "out of memory" in (out / "runs" / "k=1_lambda=1.0__seed23" / "error.txt").read_text()
+    second = run_sweep(load_sweep(sweep_file), out, run_fn=flaky)
+    assert second["ran"] == ["k=1_lambda=1.0__seed23"] and len(second["results"]) == 6
+    assert (out / "incomplete" / "k=1_lambda=1.0__seed23-1" / "error.txt").is_file()  # moved, not deleted
+
+
+def test_partial_run_restarts_or_resumes(tmp_path, sweep_file):
+    spec = load_sweep(sweep_file)
+    out = tmp_path / "out"
+    run_id = expand(spec)[0].run_id
+    (out / "runs" / run_id).mkdir(parents=True)
+    (out / "runs" / run_id / "checkpoint-5").mkdir()
+    run_sweep(spec, out, run_fn=_fake.fake_run, on_partial="resume")
+    assert (run_id, True) in _fake.CALLS and sum(r for _, r in _fake.CALLS) == 1
+    assert (out / "runs" / run_id / "checkpoint-5").is_dir()  # resumed in place
+
+    other = expand(spec)[1].run_id
+    (out / "runs" / other / "result.json").unlink()  # make it half-finished again
+    run_sweep(spec, out, run_fn=_fake.fake_run)  # default: restart
+    assert (other, False) in _fake.CALLS[6:] and (out / "incomplete" / f"{other}-1" / "run.json").is_file()
+
+
+def test_changed_settings_are_never_mixed(tmp_path, sweep_file):
+    out = tmp_path / "out"
+    run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)
+    sweep_file.write_text(SWEEP.replace("grid:", "fixed: {learning_rate: 0.1}\ngrid:"))
+    with pytest.raises(ValueError, match="different settings"):
+        run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)
+
+
+def test_local_executor_pins_one_gpu_per_process(tmp_path, sweep_file):
+    out = tmp_path / "out"
+    result = run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run, executor="local", gpus=["0", "1"])
+    assert not result["failed"] and len(result["results"]) == 6
+    assert {r["summary"]["gpu"] for r in result["results"]} <= {"0", "1"}
+    assert all(r["summary"]["gpu"] for r in result["results"])
+
+
+def test_unknown_executor(tmp_path, sweep_file):
+    with pytest.raises(ValueError, match="unknown executor"):
+        run_sweep(load_sweep(sweep_file), tmp_path / "o", run_fn=_fake.fake_run, executor="slurm")
+
+
+def test_submitit_executor_says_how_to_install(tmp_path, sweep_file):
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="pip install submitit"):
+            run_sweep(load_sweep(sweep_file), tmp_path / "o", run_fn=_fake.fake_run, executor="submitit")
+    else:
+        pytest.skip("submitit is installed; this checks the message shown without it")
