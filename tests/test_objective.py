@@ -130,3 +130,22 @@ def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
     torch.testing.assert_close(p1, p2, atol=1e-6, rtol=0)
     torch.testing.assert_close(l1, l2, atol=1e-6, rtol=0)
     assert not torch.allclose(t1, t2)
+
+
+@pytest.mark.parametrize("name,field", [("vicreg", "vicreg_weight"), ("sigreg", "sigreg_weight")])
+def test_anti_collapse_terms_are_added_and_logged(name, field):
+    from llm_jepa.objective import anti_collapse_term
+
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok)
+    builder = ViewBuilder(tok, ViewConfig(predictors=1))
+    items = [builder(example_from_row({"messages": r})) for r in ROWS]
+    batch = PackingCollator(pad_token_id=tok.pad_token_id)(items)
+    torch.manual_seed(0)
+    out = compute_objective(model, batch, ObjectiveConfig(regularizers={name: 0.5}))
+    assert set(out.terms) == {name}
+    assert out.loss.item() == pytest.approx(out.lm_loss.item() + out.jepa_loss.item() + 0.5 * out.terms[name].item(),
+                                            rel=1e-5)
+    if name == "vicreg":  # deterministic: recompute from the anchors
+        emb = torch.cat([out.pred, out.target]).float()
+        assert out.terms[name].item() == pytest.approx(anti_collapse_term(name, emb).item(), rel=1e-6)

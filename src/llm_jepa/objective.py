@@ -106,6 +106,18 @@ def view_embeddings(hidden: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.
     return hidden[src[:, 0], src[:, 1]], hidden[tgt[:, 0], tgt[:, 1]]
 
 
+def anti_collapse_term(name: str, emb: torch.Tensor) -> torch.Tensor:
+    """Optional regulariser on the anchor embeddings [2P, C] (off by default): ``vicreg``
+    (variance hinge + covariance) or ``sigreg`` (LeJEPA's sketched Gaussianity test)."""
+    from . import regularizers as R
+
+    if name == "vicreg":
+        return R.vicreg_variance(emb) + R.vicreg_covariance(emb)
+    if name == "sigreg":
+        return R.sigreg(emb)
+    raise ValueError(f"unknown regulariser {name!r}; choose vicreg or sigreg")
+
+
 def compute_objective(
     model: Any, batch: dict[str, Any], cfg: ObjectiveConfig, num_items: Any = None
 ) -> ObjectiveOutput:
@@ -126,11 +138,9 @@ def compute_objective(
         return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=jepa, pred=pred, target=target, terms=terms)
     loss = loss + cfg.jepa_lambda * jepa
     if cfg.regularizers:
-        from . import regularizers  # optional anti-collapse terms (off by default)
-
         emb = torch.cat([pred, target]).float()  # [2P, C]
         for name, weight in cfg.regularizers.items():
             if weight:
-                terms[name] = getattr(regularizers, name)(emb)
+                terms[name] = anti_collapse_term(name, emb)
                 loss = loss + weight * terms[name]
     return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=jepa, pred=pred, target=target, terms=terms)

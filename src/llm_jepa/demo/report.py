@@ -1,0 +1,97 @@
+"""The demo's outputs: a printed side-by-side table, ``report.md``, ``losses.png``, ``results.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["write_report", "comparison_rows", "plot_losses"]
+
+COLUMNS = ("arm", "steps", "train s", "exact", "95% CI", "startswith", "equivalent", "cos(pred, code)",
+           "code mean cos", "retrieval@1", "collapsed")
+
+
+def comparison_rows(results: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name, arm in results["arms"].items():
+        m, d = arm["summary"]["metrics"], arm["diagnostics"]
+        lo, hi = arm["summary"]["ci95"]
+        eq = m.get("equivalent", {}).get("accuracy", float("nan"))
+        rows.append([
+            name, str(arm["steps"]), f"{arm['train_seconds']:.0f}", f"{m['exact']['accuracy']:.3f}",
+            f"[{lo:.3f}, {hi:.3f}]", f"{m['startswith']['accuracy']:.3f}", f"{eq:.3f}",
+            f"{d['pred_code_cosine']:.3f}", f"{d['code_collapse']['mean_cosine']:.3f}",
+            f"{d['retrieval']['top1']:.3f}", "YES" if d["code_collapse"]["collapsed"] else "no",
+        ])
+    return rows
+
+
+def plot_losses(results: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_lm, ax_j) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, arm in results["arms"].items():
+        log = [r for r in arm["log"] if "lm_loss" in r]
+        ax_lm.plot([r["step"] for r in log], [r["lm_loss"] for r in log], label=name)
+        jl = [r for r in log if "jepa_loss" in r]
+        if jl:
+            ax_j.plot([r["step"] for r in jl], [r["jepa_loss"] for r in jl], label=name)
+    ax_lm.set(title="next-token loss", xlabel="step", yscale="log")
+    ax_j.set(title="JEPA loss (1 - cos); baselines: monitored, no gradient", xlabel="step")
+    for ax in (ax_lm, ax_j):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _verdicts(results: dict[str, Any]) -> list[str]:
+    lines = []
+    arms = results["arms"]
+    for name, arm in arms.items():
+        c = arm["diagnostics"]["code_collapse"]
+        lines.append(f"- **{name}**: {c['message']}.")
+    if "baseline" in arms and "jepa" in arms:
+        b, j = (arms[a]["summary"] for a in ("baseline", "jepa"))
+        (blo, bhi), (jlo, jhi) = b["ci95"], j["ci95"]
+        overlap = not (jlo > bhi or blo > jhi)
+        lines.append(
+            f"- JEPA vs baseline exact match: {j['accuracy']:.3f} vs {b['accuracy']:.3f}"
+            + (" (the 95% intervals overlap: one seed cannot tell them apart; use `llm-jepa sweep` over seeds)"
+               if overlap else " (the 95% intervals do not overlap)")
+        )
+    return lines
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = comparison_rows(results)
+    table = Table(title=f"llm-jepa demo ({results['seconds'] / 60:.1f} min)")
+    for col in COLUMNS:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    for line in _verdicts(results):
+        console.print(line)
+    plot_losses(results, out / "losses.png")
+    md = ["# llm-jepa demo", "", f"Settings: `{json.dumps(results['config'])}`", "",
+          "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md += ["| " + " | ".join(r) + " |" for r in rows]
+    md += ["", "How to read it: *exact* is the paper's metric (95% Wilson interval beside it); *cos(pred, code)*",
+           "is what the cosine JEPA loss drives up; *code mean cos* is the mean cosine between the Code",
+           "embeddings of different examples: near 1 means every embedding points the same way (collapse),",
+           "and then a high cos(pred, code) is worthless; *retrieval@1* asks whether Pred(Enc(Text)) finds",
+           "its own Code among the held-out set (chance = 1/n).", "", *_verdicts(results), "",
+           "![losses](losses.png)", ""]
+    (out / "report.md").write_text("\n".join(md))
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))

@@ -1,0 +1,173 @@
+"""``llm-jepa demo``: offline, on a CPU, train a tiny model with and without LLM-JEPA and compare.
+
+Steps: generate NL-RX-style data (or read ``--data``), build a tiny Llama and its tokenizer, train
+every arm with the same seed and data order, evaluate (exact match, startswith, regex
+equivalence), run the collapse diagnostics on held-out views, then print a side-by-side table and
+write ``report.md`` with loss curves (``losses.png``) and every number (``results.json``).
+Arms already trained or evaluated in the output directory are reused, so a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DemoConfig", "ARMS", "run_demo"]
+
+#: arm name -> training overrides on top of the common settings. ``equal_compute`` arms train for
+#: as many steps as the JEPA arm's processed tokens allow (the paper's same-FLOPs comparison).
+ARMS: dict[str, dict[str, Any]] = {
+    "baseline": {"regular": True, "monitor_views_every": 10},
+    "jepa": {"predictors": 1, "jepa_lambda": 1.0},
+    "baseline_equal_compute": {"regular": True, "monitor_views_every": 10},
+    "jepa_sigreg": {"predictors": 1, "jepa_lambda": 1.0, "sigreg_weight": 0.1},
+    "jepa_infonce": {"predictors": 1, "jepa_lambda": 0.5, "distance": "infonce"},
+}
+DEFAULT_ARMS = ["baseline", "jepa", "baseline_equal_compute"]
+
+
+@dataclass
+class DemoConfig:
+    output: str = "demo_output"
+    steps: int = 500
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    n_train: int = 8000
+    n_test: int = 400
+    size: str = "tiny"
+    vocab_size: int = 512
+    seed: int = 82
+    arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS))
+    data: str | None = None  # a train JSONL instead of generated data
+    test_data: str | None = None
+    n_analysis: int = 256
+    max_new_tokens: int = 64
+    overwrite: bool = False
+
+
+def _prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, Path]:
+    from .nlrx import make_splits, write_jsonl
+
+    if cfg.data:
+        if not cfg.test_data:
+            raise ValueError("--data needs --test-data too (a held-out JSONL to evaluate on)")
+        return Path(cfg.data), Path(cfg.test_data)
+    train_file, test_file = out / "data" / "train.jsonl", out / "data" / "test.jsonl"
+    if not (train_file.exists() and test_file.exists()):
+        train, test = make_splits(cfg.n_train, cfg.n_test, seed=cfg.seed)
+        write_jsonl(train, train_file, overwrite=True)
+        write_jsonl(test, test_file, overwrite=True)
+    return train_file, test_file
+
+
+def _base_checkpoint(cfg: DemoConfig, out: Path, train_file: Path) -> Path:
+    from ..data import load_examples
+    from .tiny import build_checkpoint
+
+    base = out / "base"
+    if not (base / "config.json").exists():
+        texts = [m["content"] for ex in load_examples(train_file) for m in ex.messages]
+        build_checkpoint(base, texts, seed=cfg.seed, size=cfg.size, vocab_size=cfg.vocab_size, overwrite=True)
+    return base
+
+
+def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: int, out: Path) -> Path:
+    from ..config import load_config
+    from ..train import train
+
+    run_dir = out / "runs" / name
+    if (run_dir / "train_results.json").exists():
+        return run_dir  # trained by an earlier invocation
+    overrides = {
+        "model_name_or_path": str(base), "train_file": str(train_file), "output_dir": str(run_dir),
+        "max_steps": steps, "per_device_train_batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": "cosine", "warmup_steps": max(steps // 20, 1), "weight_decay": 0.1,
+        "adam_beta2": 0.95, "max_grad_norm": 1.0, "logging_steps": 10, "save_steps": max(steps // 2, 50),
+        "seed": cfg.seed, "disable_tqdm": True, "overwrite": True, "max_length": 256,
+        "dataloader_drop_last": True, **ARMS[name],
+    }
+    if any(run_dir.glob("checkpoint-*")):  # an interrupted earlier invocation: continue it
+        overrides.update(resume=True, overwrite=False)
+    train(load_config(None, overrides=overrides))
+    return run_dir
+
+
+def _metrics_log(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _token_ratio(jepa_dir: Path) -> float:
+    """Tokens a JEPA step processes per token of a plain step: 1 / (1 - view fraction)."""
+    fracs = [m["view_token_fraction"] for m in _metrics_log(jepa_dir) if "view_token_fraction" in m]
+    return 1.0 / (1.0 - sum(fracs) / len(fracs)) if fracs else 1.0
+
+
+def _evaluate_arm(cfg: DemoConfig, run_dir: Path, test_file: Path) -> dict[str, Any]:
+    from ..eval.generate import GenerationSettings
+    from ..eval.runner import evaluate
+
+    return evaluate(str(run_dir), test_file, task="regex", limit=cfg.n_test, output=run_dir / "eval",
+                    batch_size=64, generation=GenerationSettings(max_new_tokens=cfg.max_new_tokens), quiet=True)
+
+
+def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, predictors: int) -> dict[str, Any]:
+    import torch.nn.functional as F
+
+    from ..analysis.metrics import collapse_diagnostics, retrieval_accuracy
+    from ..data import load_examples
+    from ..embeddings import encode_views
+    from ..eval.runner import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(str(run_dir))
+    emb = encode_views(model, tok, load_examples(test_file, cfg.n_analysis), predictors=predictors, batch_size=64)
+    return {
+        "pred_code_cosine": F.cosine_similarity(emb.pred, emb.code, dim=-1).mean().item(),
+        "code_collapse": collapse_diagnostics(emb.code),
+        "retrieval": retrieval_accuracy(emb.pred, emb.code),
+    }
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Run the whole demo; returns every number (also written to ``results.json``)."""
+    unknown = [a for a in cfg.arms if a not in ARMS]
+    if unknown:
+        raise ValueError(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
+    out = Path(cfg.output)
+    marker = out / "demo_config.json"
+    if out.exists() and any(out.iterdir()) and not marker.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{out} is not empty and is not a demo output; choose another --output or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(marker.read_text()) if marker.exists() else None
+    if previous is not None and previous != asdict(cfg) | {"overwrite": previous.get("overwrite")} and not cfg.overwrite:
+        raise FileExistsError(f"{out} holds a demo run with other settings; pass --overwrite or another --output")
+    marker.write_text(json.dumps(asdict(cfg), indent=2))
+
+    t0 = time.perf_counter()
+    train_file, test_file = _prepare_data(cfg, out)
+    base = _base_checkpoint(cfg, out, train_file)
+    results: dict[str, Any] = {"config": asdict(cfg), "arms": {}}
+    ordered = [a for a in cfg.arms if not a.endswith("equal_compute")] + [a for a in cfg.arms if a.endswith("equal_compute")]
+    for name in ordered:
+        steps = cfg.steps
+        if name.endswith("equal_compute") and "jepa" in results["arms"]:
+            steps = math.ceil(cfg.steps * _token_ratio(out / "runs" / "jepa"))
+        start = time.perf_counter()
+        run_dir = _train_arm(cfg, name, base, train_file, steps, out)
+        train_s = time.perf_counter() - start
+        summary = _evaluate_arm(cfg, run_dir, test_file)
+        k = 0 if ARMS[name].get("regular") else ARMS[name].get("predictors", 0)
+        results["arms"][name] = {
+            "steps": steps, "train_seconds": train_s, "summary": summary,
+            "diagnostics": _diagnose(cfg, run_dir, test_file, k), "log": _metrics_log(run_dir),
+        }
+        print(f"[demo] {name}: {steps} steps, exact match {summary['metrics']['exact']['accuracy']:.3f}", flush=True)
+    results["seconds"] = time.perf_counter() - t0
+    from .report import write_report
+
+    write_report(results, out)
+    return results

@@ -1,0 +1,56 @@
+"""``llm-jepa eval``."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="Score a model on a JSONL dataset with the paper's metric for its task.")
+    p.add_argument("--model", required=True, help="checkpoint directory or hub name")
+    p.add_argument("--data", required=True, help="JSONL file of {messages: [...]}")
+    p.add_argument("--output", required=True, help="directory for predictions.jsonl and summary.json")
+    p.add_argument("--task", help="regex, gsm8k, spider, nq_open, hellaswag, sentiment (default: detected)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N examples")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--repetition-penalty", type=float, default=1.0)
+    p.add_argument("--beams", type=int, default=1)
+    p.add_argument("--plain-text", action="store_true", help="the model was trained without a chat template")
+    p.add_argument("--similarity", action="store_true", help="also cosine(Pred(Enc(Text)), Enc(Code)) per example")
+    p.add_argument("--predictors", type=int, default=0, help="k predictor tokens for --similarity")
+    p.add_argument("--db-dir", help="Spider: directory holding DB_ID/DB_ID.sqlite")
+    p.add_argument("--exact-output", action="store_true", help="Spider: also the paper's exact-output comparison")
+    p.add_argument("--reference-compatible", action="store_true",
+                   help="NQ-Open: also the released code's reverse check (accepts trivial answers)")
+    p.add_argument("--no-equivalence", action="store_true", help="regex: skip the DFA equivalence metric")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .generate import GenerationSettings
+    from .runner import evaluate
+
+    settings = GenerationSettings(
+        max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
+        top_p=args.top_p, repetition_penalty=args.repetition_penalty, num_beams=args.beams,
+    )
+    options = {}
+    if args.db_dir:
+        options["db_dir"] = args.db_dir
+    if args.exact_output:
+        options["exact_output"] = True
+    if args.reference_compatible:
+        options["reference_compatible"] = True
+    if args.no_equivalence:
+        options["equivalence"] = False
+    evaluate(args.model, args.data, task=args.task, limit=args.limit, output=args.output, overwrite=args.overwrite,
+             batch_size=args.batch_size, generation=settings, plain=args.plain_text, similarity=args.similarity,
+             predictors=args.predictors, **options)
+    return 0

@@ -1,0 +1,34 @@
+"""Evaluation tasks, one small module each: how to recognise its data, score a generation.
+
+Each module defines ``NAME``, ``PRIMARY`` (the headline metric), ``SYSTEM_PROMPTS`` (system
+messages of the released datasets that identify it) and ``score(generation, example, **options)``
+returning ``{metric: bool | None}`` (``None``: the metric cannot be decided for this example).
+HellaSwag is scored from next-token probabilities instead (``llm_jepa.eval.tasks.hellaswag``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["TASKS", "get_task", "detect_task"]
+
+TASKS = ("regex", "gsm8k", "spider", "nq_open", "hellaswag", "sentiment")
+
+
+def get_task(name: str) -> ModuleType:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}")
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+def detect_task(example) -> str:
+    """The task whose system prompt (or fields) the example carries."""
+    for name in TASKS:
+        module = get_task(name)
+        if module.matches(example):
+            return name
+    raise ValueError(
+        f"{example.source[0]}:{example.source[1]}: cannot tell the task from the system prompt "
+        f"{example.system!r}; pass --task (one of {', '.join(TASKS)})"
+    )

@@ -1,0 +1,19 @@
+"""Sentiment (rotten_tomatoes: Good / Bad; yelp: five labels): the generation starts with the label.
+
+``label``: the generation, stripped of surrounding whitespace, begins with the reference label
+(case-insensitive), the paper's label-prefix criterion.
+"""
+
+from __future__ import annotations
+
+NAME = "sentiment"
+PRIMARY = "label"
+SYSTEM_PROMPTS = ("Determine whether the comment is positive or negative",)
+
+
+def matches(example) -> bool:
+    return (example.system or "").strip() in SYSTEM_PROMPTS
+
+
+def score(generation: str, example, **_) -> dict[str, bool | None]:
+    return {"label": generation.strip().lower().startswith(example.assistant.strip().lower())}
