@@ -65,3 +65,15 @@ def test_loss_dropout_skips_views_at_rate_alpha_and_is_seeded():
             assert d["input_ids"].numel() - d["num_pad_tokens"] == 7
         else:
             assert d["num_view_tokens"] == 8
+
+
+def test_auto_pack_length_keeps_rows_short_for_dense_masks():
+    from llm_jepa.collator import auto_pack_length
+
+    assert auto_pack_length([10, 40, 60]) == 128  # 2 x 60 -> next power of two, at least 128
+    assert auto_pack_length([100]) == 256
+    assert auto_pack_length([3000]) == 4096
+    assert auto_pack_length([5000]) == 5000  # a segment is never split
+    out = PackingCollator(pad_token_id=0)(BATCH)  # default -1: automatic
+    assert out["input_ids"].shape[1] <= 128
+    assert out["lm_segment_lengths"] == [4, 3] and out["view_segment_lengths"] == [2, 3, 1, 2]

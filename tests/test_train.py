@@ -152,6 +152,12 @@ def test_baseline_can_monitor_the_jepa_distance_without_changing_training(ckpt, 
     train(_cfg(ckpt, data, watched, "--regular", "true", "--monitor_views_every", "2"))
     logs = [m for m in _metrics(watched) if "lm_loss" in m]
     assert [("jepa_loss" in m) for m in logs] == [True, False, True, False]
+    # compute accounting: monitoring views are counted apart from the baseline's own FLOPs
+    assert all(m["flops"] > 0 for m in logs)
+    assert [m.get("monitor_flops", 0) > 0 for m in logs] == [True, False, True, False]
+    plain_logs = [m for m in _metrics(plain) if "lm_loss" in m]
+    for a, b in zip(plain_logs, logs, strict=True):
+        assert b["flops"] - b.get("monitor_flops", 0) == pytest.approx(a["flops"], rel=1e-9)
     a, b = load_file(plain / "model.safetensors"), load_file(watched / "model.safetensors")
     for k in a:  # views are isolated and detached: the baseline's training is untouched
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)

@@ -93,7 +93,8 @@ class JepaConfig(TrainingArguments):
     vicreg_weight: float = _opt(0.0, "Anti-collapse: weight of a VICReg variance+covariance term on anchors.")
     sigreg_weight: float = _opt(0.0, "Anti-collapse: weight of SIGReg (LeJEPA) on anchors.")
     pack_length: int = _opt(
-        1024, "Maximum tokens per packed row (0 = everything in one row, best with flash/flex attention)."
+        -1, "Maximum tokens per packed row: 0 = everything in one row (best with flash/flex attention); "
+        "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense)."
     )
     # ---- run -----------------------------------------------------------------------------------
     overwrite: bool = _opt(False, "Allow writing into a non-empty output directory.")

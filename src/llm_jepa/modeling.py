@@ -10,7 +10,9 @@ import torch
 
 from .views import PREDICTOR_TOKENS
 
-__all__ = ["load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "save_model"]
+__all__ = [
+    "load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "resolve_pack_length", "save_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,15 @@ def resolve_isolation(model: Any, isolation: str) -> str:
     impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or "eager"
     native = ("sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention")
     return "position_ids" if impl in native or impl.startswith("kernels-community/flash") else "explicit"
+
+
+def resolve_pack_length(model: Any, pack_length: int) -> int:
+    """-1 (auto) -> 0 (one row) for variable-length backends (flash / flex attention, which skip
+    masked blocks); dense-mask backends keep -1, resolved per batch by the collator."""
+    if pack_length != -1:
+        return pack_length
+    impl = getattr(getattr(model, "config", None), "_attn_implementation", None) or ""
+    return 0 if ("flash" in impl or impl == "flex_attention") else -1
 
 
 def save_model(model: Any, tokenizer: Any, output_dir: str | Path, merge_lora: bool = False) -> None:

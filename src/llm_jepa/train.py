@@ -74,7 +74,7 @@ def prepare_output_dir(cfg: JepaConfig) -> str | None:
 
 def build_components(cfg: JepaConfig) -> dict[str, Any]:
     """Tokenizer, model (LoRA-wrapped if asked), view builder and collators for ``cfg``."""
-    from .modeling import apply_lora, load_model, load_tokenizer, resolve_isolation
+    from .modeling import apply_lora, load_model, load_tokenizer, resolve_isolation, resolve_pack_length
 
     if not cfg.model_name_or_path:
         raise ValueError("no model given (--model NAME_OR_DIR)")
@@ -90,7 +90,8 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
     if cfg.lora:
         model = apply_lora(model, tok, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     isolation = resolve_isolation(model, cfg.isolation)
-    collate = dict(pad_token_id=tok.pad_token_id, pack_length=cfg.pack_length, seed=cfg.seed)
+    collate = dict(pad_token_id=tok.pad_token_id, pack_length=resolve_pack_length(model, cfg.pack_length),
+                   seed=cfg.seed)
     return {
         "tokenizer": tok,
         "model": model,

@@ -15,6 +15,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .objective import ObjectiveConfig, compute_objective
+from .objective import _unwrap as unwrap_model
 
 __all__ = ["JepaTrainer", "StepSync"]
 
@@ -45,6 +46,7 @@ class JepaTrainer(Trainer):
         self._metrics: dict[str, dict[str, list[float]]] = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._last_log_time = time.perf_counter()
         self._tokens_since_log = 0
+        self._flops: dict[str, float] = defaultdict(float)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D401
         out = compute_objective(model, inputs, self.objective, num_items=num_items_in_batch)
@@ -80,10 +82,26 @@ class JepaTrainer(Trainer):
             for name, value in out.terms.items():
                 m[name].append(value.item())
         if mode == "train":
+            self._count_flops(inputs, n_items)
             self._tokens_since_log += inputs["num_lm_tokens"] + inputs["num_view_tokens"]
             m["view_token_fraction"].append(
                 inputs["num_view_tokens"] / max(inputs["num_lm_tokens"] + inputs["num_view_tokens"], 1)
             )
+
+    def _count_flops(self, inputs: dict[str, Any], lm_head_tokens: int) -> None:
+        """Analytic training FLOPs of this micro-batch from the tokens actually processed (see
+        :mod:`llm_jepa.flops`); views of a monitoring baseline are counted apart (``monitor_flops``)."""
+        from .flops import step_flops
+
+        config = getattr(unwrap_model(self.model), "config", None)
+        try:
+            lm = step_flops(config, inputs["lm_segment_lengths"], lm_head_tokens)
+            views = step_flops(config, inputs["view_segment_lengths"], 0)
+        except (AttributeError, TypeError, ValueError):  # a config the analytic formula does not know
+            return
+        key = "monitor_flops" if self.objective.jepa_lambda == 0 else "_view_flops"
+        self._flops["flops"] += lm + views
+        self._flops[key] += views
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if "loss" in logs else "eval"
@@ -95,6 +113,8 @@ class JepaTrainer(Trainer):
             if values and not key.startswith("_"):
                 logs[prefix + key] = sum(values) / len(values)
         if mode == "train":
+            logs.update({k: v for k, v in self._flops.items() if not k.startswith("_")})
+            self._flops.clear()
             now = time.perf_counter()
             logs["tokens_per_second"] = self._tokens_since_log / max(now - self._last_log_time, 1e-9)
             self._last_log_time, self._tokens_since_log = now, 0

@@ -79,7 +79,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         table.add_column(col)
     for row in rows:
         table.add_row(*row)
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     console.print(table)
     for line in _verdicts(results):
         console.print(line)

@@ -10,7 +10,6 @@ Arms already trained or evaluated in the output directory are reused, so a rerun
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 __all__ = ["DemoConfig", "ARMS", "run_demo"]
 
 #: arm name -> training overrides on top of the common settings. ``equal_compute`` arms train for
-#: as many steps as the JEPA arm's processed tokens allow (the paper's same-FLOPs comparison).
+#: as many steps as the JEPA arm's FLOPs allow (the paper's same-FLOPs comparison).
 ARMS: dict[str, dict[str, Any]] = {
     "baseline": {"regular": True, "monitor_views_every": 10},
     "jepa": {"predictors": 1, "jepa_lambda": 1.0},
@@ -101,10 +100,19 @@ def _metrics_log(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def _token_ratio(jepa_dir: Path) -> float:
-    """Tokens a JEPA step processes per token of a plain step: 1 / (1 - view fraction)."""
-    fracs = [m["view_token_fraction"] for m in _metrics_log(jepa_dir) if "view_token_fraction" in m]
-    return 1.0 / (1.0 - sum(fracs) / len(fracs)) if fracs else 1.0
+def _training_flops(run_dir: Path) -> float:
+    """Analytic training FLOPs of a run (monitoring views of a baseline excluded)."""
+    return sum(m.get("flops", 0.0) - m.get("monitor_flops", 0.0) for m in _metrics_log(run_dir))
+
+
+def _equal_compute_steps(out: Path, steps: int) -> int:
+    """Steps for a baseline to spend the JEPA arm's FLOPs (the paper's same-FLOPs comparison)."""
+    from ..flops import equal_compute_steps
+
+    jepa, base = _training_flops(out / "runs" / "jepa"), _training_flops(out / "runs" / "baseline")
+    if not jepa or not base:
+        return steps
+    return equal_compute_steps(jepa / steps, base / steps, steps)
 
 
 def _evaluate_arm(cfg: DemoConfig, run_dir: Path, test_file: Path) -> dict[str, Any]:
@@ -154,8 +162,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     ordered = [a for a in cfg.arms if not a.endswith("equal_compute")] + [a for a in cfg.arms if a.endswith("equal_compute")]
     for name in ordered:
         steps = cfg.steps
-        if name.endswith("equal_compute") and "jepa" in results["arms"]:
-            steps = math.ceil(cfg.steps * _token_ratio(out / "runs" / "jepa"))
+        if name.endswith("equal_compute") and {"jepa", "baseline"} <= set(results["arms"]):
+            steps = _equal_compute_steps(out, cfg.steps)
         start = time.perf_counter()
         run_dir = _train_arm(cfg, name, base, train_file, steps, out)
         train_s = time.perf_counter() - start
