@@ -1,0 +1,81 @@
+import hashlib
+import sqlite3
+
+import pytest
+
+from llm_jepa.data import example_from_row
+from llm_jepa.eval.tasks import spider
+
+
+@pytest.fixture
+def db_dir(tmp_path):
+    d = tmp_path / "dbs" / "shop"
+    d.mkdir(parents=True)
+    con = sqlite3.connect(d / "shop.sqlite")
+    con.executescript("CREATE TABLE item(id INTEGER, name TEXT, price REAL);"
+                      "INSERT INTO item VALUES (1,'pen',2.0),(2,'ink',5.0),(3,'pad',2.0);")
+    con.commit()
+    con.close()
+    return tmp_path / "dbs"
+
+
+def _ex(sql, question="How many items?"):
+    return example_from_row({"messages": [
+        {"role": "system", "content": "Convert natural language to SQL."},
+        {"role": "user", "content": f"For db_id:[shop]\n\n{question}"},
+        {"role": "assistant", "content": sql}]})
+
+
+def _digest(db_dir):
+    return hashlib.sha256((db_dir / "shop" / "shop.sqlite").read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("attack", [
+    "DROP TABLE item", "UPDATE item SET price = 0", "DELETE FROM item", "INSERT INTO item VALUES (9,'x',1)",
+    "ATTACH DATABASE 'evil.sqlite' AS evil", "PRAGMA writable_schema = ON",
+    "SELECT 1; DROP TABLE item",
+])
+def test_generated_writes_fail_and_leave_the_database_byte_identical(db_dir, attack, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = _digest(db_dir)
+    got = spider.score(attack, _ex("SELECT count(*) FROM item"), db_dir=db_dir)
+    assert got["execution"] is False
+    assert _digest(db_dir) == before
+    assert not (tmp_path / "evil.sqlite").exists()
+
+
+def test_runaway_recursive_query_is_stopped_by_the_time_limit(db_dir):
+    import time
+
+    runaway = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+    t = time.monotonic()
+    with pytest.raises(spider.QueryError):
+        spider.run_query(db_dir / "shop" / "shop.sqlite", runaway, time_limit=0.3)
+    assert time.monotonic() - t < 5
+    assert spider.score(runaway, _ex("SELECT count(*) FROM item"), db_dir=db_dir, time_limit=0.3)["execution"] is False
+
+
+def test_order_insensitive_unless_the_reference_orders(db_dir):
+    unordered = _ex("SELECT name FROM item WHERE price = 2.0")
+    assert spider.score("SELECT name FROM item WHERE price = 2.0 ORDER BY name DESC", unordered,
+                        db_dir=db_dir)["execution"] is True
+    ordered = _ex("SELECT name FROM item ORDER BY price, name")
+    assert spider.score("SELECT name FROM item ORDER BY price, name DESC", ordered, db_dir=db_dir)["execution"] is False
+    assert spider.score("SELECT name FROM item ORDER BY price, name", ordered, db_dir=db_dir)["execution"] is True
+    # multiset: a duplicate row matters
+    assert spider.score("SELECT name FROM item UNION ALL SELECT 'pen'", _ex("SELECT name FROM item"),
+                        db_dir=db_dir)["execution"] is False
+
+
+def test_exact_output_option_is_stricter(db_dir):
+    e = _ex("SELECT name FROM item WHERE price = 2.0")
+    got = spider.score("SELECT name FROM item WHERE price = 2.0 ORDER BY name", e, db_dir=db_dir,
+                       exact_output=True)
+    assert got == {"execution": True, "exact_output": False}
+
+
+def test_missing_database_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="shop.sqlite"):
+        spider.check([_ex("SELECT 1")], db_dir=tmp_path)
+    with pytest.raises(ValueError, match="--db-dir"):
+        spider.check([_ex("SELECT 1")])
