@@ -85,7 +85,7 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
         "model_name_or_path": str(base), "train_file": str(train_file), "output_dir": str(run_dir),
         "max_steps": steps, "per_device_train_batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "lr_scheduler_type": "cosine", "warmup_steps": max(steps // 20, 1), "weight_decay": 0.1,
-        "adam_beta2": 0.95, "max_grad_norm": 1.0, "logging_steps": 10, "save_steps": max(steps // 2, 50),
+        "adam_beta2": 0.95, "max_grad_norm": 1.0, "logging_steps": max(1, min(10, steps // 5)), "save_steps": max(steps // 2, 50),
         "seed": cfg.seed, "disable_tqdm": True, "overwrite": True, "max_length": 256,
         "dataloader_drop_last": True, **ARMS[name],
     }

@@ -1,0 +1,49 @@
+"""A shortened demo, end to end: data, checkpoint, three arms, evaluation, diagnostics, report."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llm_jepa.demo.run import DemoConfig, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    cfg = DemoConfig(output=str(out), steps=6, batch_size=8, n_train=120, n_test=8, size="micro", n_analysis=8,
+                     max_new_tokens=8)
+    return cfg, run_demo(cfg)
+
+
+def test_demo_writes_report_and_compares_all_arms(demo):
+    cfg, results = demo
+    out = Path(cfg.output)
+    assert set(results["arms"]) == {"baseline", "jepa", "baseline_equal_compute"}
+    for name in ("report.md", "losses.png", "results.json", "data/train.jsonl", "base/config.json"):
+        assert (out / name).exists(), name
+    arms = results["arms"]
+    # the equal-compute baseline gets the JEPA arm's FLOPs: more steps than the plain baseline
+    assert arms["baseline_equal_compute"]["steps"] > arms["baseline"]["steps"] == 6
+    for arm in arms.values():
+        s = arm["summary"]
+        assert s["n"] == 8 and {"exact", "startswith", "equivalent"} <= set(s["metrics"])
+        assert "collapsed" in arm["diagnostics"]["code_collapse"]
+    report = (out / "report.md").read_text()
+    assert "baseline_equal_compute" in report and "retrieval@1" in report
+
+
+def test_rerun_resumes_without_retraining(demo):
+    cfg, _ = demo
+    stamp = {p: p.stat().st_mtime_ns for p in Path(cfg.output).glob("runs/*/train_results.json")}
+    again = run_demo(cfg)
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    assert set(again["arms"]) == {"baseline", "jepa", "baseline_equal_compute"}
+    assert json.loads((Path(cfg.output) / "results.json").read_text())["arms"].keys() == again["arms"].keys()
+
+
+def test_other_directory_is_refused(tmp_path):
+    (tmp_path / "precious.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        run_demo(DemoConfig(output=str(tmp_path)))
+    assert (tmp_path / "precious.txt").read_text() == "mine"
