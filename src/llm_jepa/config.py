@@ -97,6 +97,7 @@ class JepaConfig(TrainingArguments):
         "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense)."
     )
     # ---- run -----------------------------------------------------------------------------------
+    callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
     overwrite: bool = _opt(False, "Allow writing into a non-empty output directory.")
     resume: bool = _opt(False, "Continue from the last checkpoint in the output directory.")
     # ---- Trainer defaults that suit this library -------------------------------------------------
@@ -107,6 +108,10 @@ class JepaConfig(TrainingArguments):
     def __post_init__(self) -> None:
         if self.output_dir is None:
             raise ConfigError("output_dir is required (--output_dir DIR)")
+        self._auto_cpu = not self.use_cpu and not _has_accelerator()
+        if self._auto_cpu:
+            # on CPU-only machines say so: accelerate then sets up multi-process CPU (gloo) under torchrun
+            self.use_cpu = True
         super().__post_init__()
         self.remove_unused_columns = False
         if not torch.cuda.is_available():
@@ -159,6 +164,13 @@ class JepaConfig(TrainingArguments):
             isolation=isolation,
             regularizers=regs,
         )
+
+
+def _has_accelerator() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return (torch.cuda.is_available() or bool(mps and mps.is_available())
+            or bool(xpu and xpu.is_available()))
 
 
 def config_parser(*extra: type) -> HfArgumentParser:
@@ -230,4 +242,6 @@ def save_config(cfg: JepaConfig, path: str | Path) -> None:
     clean = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
     # objects (e.g. accelerator_config) are left out: the file must load back with load_config
     clean = {k: v for k, v in clean.items() if isinstance(v, plain)}
+    if getattr(cfg, "_auto_cpu", False):
+        clean["use_cpu"] = False  # chosen for this machine only; the file must also run on a GPU
     Path(path).write_text(yaml.safe_dump(clean, sort_keys=True))

@@ -54,6 +54,16 @@ class MetricsFileCallback(TrainerCallback):
                 f.write(json.dumps(record) + "\n")
 
 
+def _import(path: str) -> Any:
+    """'package.module:Name' -> the object."""
+    import importlib
+
+    module, _, name = path.partition(":")
+    if not name:
+        raise ValueError(f"callback {path!r} must be written 'module:ClassName'")
+    return getattr(importlib.import_module(module), name)
+
+
 def prepare_output_dir(cfg: JepaConfig) -> str | None:
     """Refuse to write into a non-empty directory unless told to; return the checkpoint to resume."""
     from transformers.trainer_utils import get_last_checkpoint
@@ -104,12 +114,15 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
 
 def train(cfg: JepaConfig) -> dict[str, Any]:
     """Train with LLM-JEPA (or the plain baseline) and save model, tokenizer, config and logs."""
+    from accelerate import PartialState
     from transformers import set_seed
 
     from .modeling import save_model
     from .trainer import JepaTrainer
 
-    resume_from = prepare_output_dir(cfg)
+    state = PartialState()  # the distributed context (one process when not launched)
+    resume_from = prepare_output_dir(cfg)  # every rank checks before any rank writes
+    state.wait_for_everyone()
     set_seed(cfg.seed)
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
@@ -117,7 +130,8 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     train_set = TokenizedDataset(load_examples(cfg.train_file, cfg.max_train_examples), parts["builder"])
     eval_set = TokenizedDataset(load_examples(cfg.eval_file), parts["builder"]) if cfg.eval_file else None
     out = Path(cfg.output_dir)
-    save_config(cfg, out / "llm_jepa_config.yaml")
+    if state.is_main_process:
+        save_config(cfg, out / "llm_jepa_config.yaml")
     trainer = JepaTrainer(
         model=parts["model"],
         args=cfg,
@@ -127,11 +141,16 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         processing_class=parts["tokenizer"],
         objective=parts["objective"],
         eval_collator=parts["eval_collator"],
-        callbacks=[MetricsFileCallback(out / "metrics.jsonl")],
+        callbacks=[MetricsFileCallback(out / "metrics.jsonl"), *(_import(path)() for path in cfg.callbacks)],
     )
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(result.metrics)
+    if cfg.lora and cfg.lora_save == "merged":
+        if trainer.is_world_process_zero():
+            save_model(trainer.model, parts["tokenizer"], out, merge_lora=True)
+    else:
+        trainer.save_model(str(out))  # rank-aware; gathers sharded (FSDP / ZeRO-3) weights
     if trainer.is_world_process_zero():
-        save_model(trainer.model, parts["tokenizer"], out, merge_lora=cfg.lora and cfg.lora_save == "merged")
         (out / "train_results.json").write_text(json.dumps(metrics, indent=2))
+    state.wait_for_everyone()
     return metrics

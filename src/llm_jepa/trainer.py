@@ -103,17 +103,36 @@ class JepaTrainer(Trainer):
         self._flops["flops"] += lm + views
         self._flops[key] += views
 
+    # every key a step may record, in a fixed order, so that ranks can sum them in one collective
+    _KEYS = ("_lm_sum", "_lm_tokens", "views_skipped", "jepa_loss", "cosine", "target_pairwise_cosine",
+             "view_token_fraction", "vicreg", "sigreg")
+
+    def _reduced(self, metrics: dict[str, list[float]]) -> dict[str, tuple[float, int]]:
+        """(sum, count) of each metric over the micro-batches since the last log, on all ranks."""
+        pairs = {k: (sum(metrics.get(k, [])), len(metrics.get(k, []))) for k in self._KEYS}
+        if self.accelerator.num_processes > 1:
+            flat = torch.tensor([x for k in self._KEYS for x in pairs[k]], dtype=torch.float64,
+                                device=self.accelerator.device)
+            flat = self.accelerator.reduce(flat, reduction="sum").tolist()
+            pairs = {k: (flat[2 * i], int(flat[2 * i + 1])) for i, k in enumerate(self._KEYS)}
+        return pairs
+
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if "loss" in logs else "eval"
         prefix = "" if mode == "train" else "eval_"
-        metrics = self._metrics[mode]
-        if metrics.get("_lm_tokens"):
-            logs[prefix + "lm_loss"] = sum(metrics.pop("_lm_sum")) / max(sum(metrics.pop("_lm_tokens")), 1)
-        for key, values in metrics.items():
-            if values and not key.startswith("_"):
-                logs[prefix + key] = sum(values) / len(values)
+        pairs = self._reduced(self._metrics[mode])
+        if pairs["_lm_tokens"][0]:
+            logs[prefix + "lm_loss"] = pairs["_lm_sum"][0] / pairs["_lm_tokens"][0]
+        for key, (total, count) in pairs.items():
+            if count and not key.startswith("_"):
+                logs[prefix + key] = total / count
         if mode == "train":
-            logs.update({k: v for k, v in self._flops.items() if not k.startswith("_")})
+            flops = self._flops
+            if self.accelerator.num_processes > 1:
+                keys = ("flops", "monitor_flops")
+                t = torch.tensor([flops.get(k, 0.0) for k in keys], dtype=torch.float64, device=self.accelerator.device)
+                flops = dict(zip(keys, self.accelerator.reduce(t, reduction="sum").tolist(), strict=True))
+            logs.update({k: v for k, v in flops.items() if v and not k.startswith("_")})
             self._flops.clear()
             now = time.perf_counter()
             logs["tokens_per_second"] = self._tokens_since_log / max(now - self._last_log_time, 1e-9)

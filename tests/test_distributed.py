@@ -1,0 +1,96 @@
+"""Two CPU processes (gloo) under torchrun against one process with the same global batch."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests._factory import conv, make_tokenizer, tiny_llama
+
+pytestmark = pytest.mark.distributed
+ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}") for w in ("dog", "truck", "ring", "lake")
+        for n in range(1, 5)]
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dist")
+    tok = make_tokenizer("chatml")
+    tiny_llama(tok).save_pretrained(d / "ckpt")
+    tok.save_pretrained(d / "ckpt")
+    (d / "train.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
+    return d
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _train(setup, out, nproc, per_device, *extra, env=None, check=True):
+    args = ["--model", str(setup / "ckpt"), "--data", str(setup / "train.jsonl"), "--output_dir", str(out),
+            "--max_steps", "6", "--per_device_train_batch_size", str(per_device), "--logging_steps", "1",
+            "--save_steps", "2", "--learning_rate", "1e-3", "--seed", "7", "--alpha", "0.5", "--disable_tqdm", "true",
+            "--k", "2", *extra]
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "llm_jepa.cli", "train", *args]
+    else:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+               "127.0.0.1", "--master_port", str(_free_port()), "-m", "llm_jepa.cli", "train", *args]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "src"), REPO]),
+                **(env or {})}
+    proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _logs(out):
+    return [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines() if '"lm_loss"' in x]
+
+
+def _assert_same_weights(a, b):
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], atol=1e-5, rtol=1e-4, msg=k)
+
+
+@pytest.fixture(scope="module")
+def reference(setup):
+    out = setup / "one"
+    _train(setup, out, 1, 4)
+    return out
+
+
+def test_two_processes_match_one_with_the_same_global_batch(setup, reference):
+    two = setup / "two"
+    _train(setup, two, 2, 2)
+    la, lb = _logs(reference), _logs(two)
+    assert len(la) == len(lb) == 6
+    for a, b in zip(la, lb, strict=True):
+        assert b["lm_loss"] == pytest.approx(a["lm_loss"], rel=1e-4)
+        assert b["views_skipped"] in (0.0, 1.0)  # both ranks made the same loss-dropout decision
+        assert b["views_skipped"] == a["views_skipped"]
+        if "jepa_loss" in a:
+            assert b["jepa_loss"] == pytest.approx(a["jepa_loss"], rel=1e-4)
+    _assert_same_weights(reference, two)
+    # rank 0 alone writes the run's files: one metrics line per logged step
+    assert len((two / "metrics.jsonl").read_text().splitlines()) == len(la) + 1
+
+
+def test_failing_rank_stops_the_run_keeps_checkpoints_and_resumes_on_one_process(setup, reference):
+    out = setup / "crash"
+    proc = _train(setup, out, 2, 2, "--callbacks", "tests._callbacks:CrashOnRank",
+                  env={"LLM_JEPA_CRASH_RANK": "1", "LLM_JEPA_CRASH_STEP": "3"}, check=False)
+    assert proc.returncode != 0
+    assert "injected failure on rank 1" in proc.stderr
+    assert (out / "checkpoint-2").is_dir() and not (out / "model.safetensors").exists()
+    _train(setup, out, 1, 4, "--resume", "true")  # the same global batch on one process
+    _assert_same_weights(reference, out)
