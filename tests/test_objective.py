@@ -149,3 +149,21 @@ def test_anti_collapse_terms_are_added_and_logged(name, field):
     if name == "vicreg":  # deterministic: recompute from the anchors
         emb = torch.cat([out.pred, out.target]).float()
         assert out.terms[name].item() == pytest.approx(anti_collapse_term(name, emb).item(), rel=1e-6)
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    tok = make_tokenizer("chatml")
+    items = [ViewBuilder(tok, ViewConfig(predictors=2))(example_from_row({"messages": r})) for r in ROWS]
+    batch = PackingCollator(pad_token_id=tok.pad_token_id)(items)
+    results = []
+    for checkpointing in (False, True):
+        model = tiny_llama(tok).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        out = compute_objective(model, batch, ObjectiveConfig())
+        out.loss.backward()
+        results.append((out.loss.detach(), _grads(model)))
+    (l1, g1), (l2, g2) = results
+    torch.testing.assert_close(l1, l2)
+    for name in g1:
+        torch.testing.assert_close(g1[name], g2[name], atol=1e-6, rtol=1e-5, msg=name)

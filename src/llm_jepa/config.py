@@ -78,6 +78,9 @@ class JepaConfig(TrainingArguments):
     predictors: int = _opt(1, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).", ["--k"])
     distance: str = _opt("cosine", "JEPA distance.", choices=["cosine", "l2", "mse", "infonce"])
     temperature: float = _opt(0.07, "InfoNCE temperature.")
+    infonce_gather: bool = _opt(
+        False, "InfoNCE negatives from all ranks (gathered); default: in-batch negatives of each rank only."
+    )
     predictor_position: str = _opt("append", "Where predictor tokens go in the source view.",
                                    choices=["append", "prepend"])
     direction: str = _opt("text_to_code", "Which view predicts which.", choices=["text_to_code", "code_to_text"])
@@ -108,6 +111,8 @@ class JepaConfig(TrainingArguments):
     def __post_init__(self) -> None:
         if self.output_dir is None:
             raise ConfigError("output_dir is required (--output_dir DIR)")
+        if self.gradient_checkpointing and not self.gradient_checkpointing_kwargs:
+            self.gradient_checkpointing_kwargs = {"use_reentrant": False}  # needed with LoRA and frozen inputs
         self._auto_cpu = not self.use_cpu and not _has_accelerator()
         if self._auto_cpu:
             # on CPU-only machines say so: accelerate then sets up multi-process CPU (gloo) under torchrun
@@ -119,6 +124,8 @@ class JepaConfig(TrainingArguments):
         self.view_config()  # validates predictors / choices early
         if not 0.0 <= self.loss_dropout <= 1.0:
             raise ConfigError(f"loss_dropout must be in [0, 1], got {self.loss_dropout}")
+        if self.infonce_gather and not self.dataloader_drop_last:
+            self.dataloader_drop_last = True  # all ranks must hold the same number of pairs to gather
         if self.loss_dropout > 0 and self.dataloader_num_workers > 0:
             raise ConfigError("loss_dropout needs dataloader_num_workers=0 (decisions are seeded by the step)")
 
@@ -160,6 +167,7 @@ class JepaConfig(TrainingArguments):
             jepa_lambda=0.0 if self.regular else self.jepa_lambda,
             distance=self.distance,
             temperature=self.temperature,
+            infonce_gather=self.infonce_gather,
             stop_gradient_target=self.stop_gradient_target,
             isolation=isolation,
             regularizers=regs,

@@ -13,7 +13,10 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["cosine_distance", "l2_distance", "mse_distance", "infonce_loss", "DISTANCES", "jepa_distance"]
+__all__ = [
+    "cosine_distance", "l2_distance", "mse_distance", "infonce_loss", "infonce_loss_gathered", "DISTANCES",
+    "jepa_distance",
+]
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -50,6 +53,26 @@ def infonce_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float = 
     t = F.normalize(target.float(), dim=-1)  # [P, C]
     logits = p @ t.T / temperature  # [P, P]
     return F.cross_entropy(logits, torch.arange(len(p), device=p.device), reduction="none")
+
+
+def infonce_loss_gathered(pred: torch.Tensor, target: torch.Tensor, temperature: float = 0.07, **_: float) -> torch.Tensor:
+    """InfoNCE whose negatives are the targets of every rank of the process group.
+
+    Each rank's predictions [P, C] are scored against all ranks' targets [W * P, C] (gathered with
+    an autograd-aware all-gather, so each rank's targets receive the gradients all ranks send them);
+    the positive of prediction i on rank r is target r * P + i. Every rank must hold the same P
+    (use ``dataloader_drop_last``). -> [P].
+    """
+    import torch.distributed as dist
+    from torch.distributed.nn.functional import all_gather
+
+    _check(pred, target)
+    everyone = torch.cat(all_gather(target.float().contiguous()))  # [W * P, C]
+    p = F.normalize(pred.float(), dim=-1)  # [P, C]
+    t = F.normalize(everyone, dim=-1)  # [W * P, C]
+    logits = p @ t.T / temperature  # [P, W * P]
+    labels = torch.arange(len(p), device=p.device) + dist.get_rank() * len(p)
+    return F.cross_entropy(logits, labels, reduction="none")
 
 
 DISTANCES: dict[str, Callable[..., torch.Tensor]] = {

@@ -28,6 +28,7 @@ class ObjectiveConfig:
     jepa_lambda: float = 1.0
     distance: str = "cosine"
     temperature: float = 0.07
+    infonce_gather: bool = False  # negatives from every rank (else in-batch negatives of this rank)
     stop_gradient_target: bool = False
     isolation: str = "position_ids"  # position_ids | explicit
     regularizers: dict[str, float] = field(default_factory=dict)  # name -> weight
@@ -106,6 +107,17 @@ def view_embeddings(hidden: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.
     return hidden[src[:, 0], src[:, 1]], hidden[tgt[:, 0], tgt[:, 1]]
 
 
+def _distance(cfg: ObjectiveConfig):
+    if cfg.distance == "infonce" and cfg.infonce_gather:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            from .losses import infonce_loss_gathered
+
+            return infonce_loss_gathered
+    return jepa_distance(cfg.distance)
+
+
 def anti_collapse_term(name: str, emb: torch.Tensor) -> torch.Tensor:
     """Optional regulariser on the anchor embeddings [2P, C] (off by default): ``vicreg``
     (variance hinge + covariance) or ``sigreg`` (LeJEPA's sketched Gaussianity test)."""
@@ -132,7 +144,7 @@ def compute_objective(
         pred, target = pred.detach(), target.detach()
     if cfg.stop_gradient_target:
         target = target.detach()
-    jepa = jepa_distance(cfg.distance)(pred, target, temperature=cfg.temperature).mean()
+    jepa = _distance(cfg)(pred, target, temperature=cfg.temperature).mean()
     terms: dict[str, torch.Tensor] = {}
     if cfg.jepa_lambda == 0:
         return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=jepa, pred=pred, target=target, terms=terms)
