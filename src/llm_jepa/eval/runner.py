@@ -9,7 +9,7 @@ every metric, n, task, model, settings) and a printed table. Nothing is overwrit
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,7 @@ def evaluate(
     similarity: bool = False,
     predictors: int = 0,
     quiet: bool = False,
+    max_new_tokens: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``model`` on ``data``. ``options`` go to the task's metric (e.g. ``db_dir`` for Spider,
@@ -139,6 +140,8 @@ def evaluate(
     if hasattr(module, "check"):
         module.check(examples, **options)
     settings = generation or GenerationSettings()
+    if max_new_tokens is not None:  # a shortcut for callers with plain options (sweep files)
+        settings = replace(settings, max_new_tokens=max_new_tokens)
     model_name = str(model) if not isinstance(model, (tuple, list)) else "<in memory>"
     run = {"model": model_name, "data": str(data) if not isinstance(data, list) else "<in memory>", "task": task,
            "n": len(examples), "generation": asdict(settings), "plain": plain,
