@@ -176,3 +176,37 @@ def test_gradient_accumulation_gives_the_same_step_as_one_big_batch(ckpt, data, 
     la, lb = ([m for m in _metrics(d) if "lm_loss" in m][0] for d in (big, acc))
     assert la["lm_loss"] == pytest.approx(lb["lm_loss"], rel=1e-4)
     assert la["jepa_loss"] == pytest.approx(lb["jepa_loss"], rel=1e-4)
+
+
+def test_collapse_is_warned_about(ckpt, data, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="llm_jepa"):
+        train(_cfg(ckpt, data, tmp_path / "c", "--max_steps", "12", "--learning_rate", "3e-2", "--lambda", "20"))
+    cos = [m["target_pairwise_cosine"] for m in _metrics(tmp_path / "c") if "target_pairwise_cosine" in m]
+    collapsed = max(cos) > 0.99
+    assert collapsed == ("collapsed onto one direction" in caplog.text)
+    assert collapsed  # a huge lambda and learning rate collapse this tiny model within a few steps
+
+
+def test_accuracy_callback_logs_accuracy_during_training(ckpt, data, tmp_path, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from llm_jepa import trainer as trainer_mod
+    from llm_jepa.data import load_examples
+    from llm_jepa.eval.callback import AccuracyCallback
+
+    cb = AccuracyCallback(load_examples(data, 4), AutoTokenizer.from_pretrained(ckpt), every_steps=2, task="regex",
+                          max_new_tokens=4)
+    init = trainer_mod.JepaTrainer.__init__
+
+    def init_with_callback(self, *a, **k):
+        init(self, *a, **k)
+        cb.trainer = self
+        self.add_callback(cb)
+
+    monkeypatch.setattr(trainer_mod.JepaTrainer, "__init__", init_with_callback)
+    train(_cfg(ckpt, data, tmp_path / "acc"))
+    logged = [m for m in _metrics(tmp_path / "acc") if "eval_accuracy" in m]
+    assert [m["step"] for m in logged] == [2, 4]
+    assert all(0.0 <= m["eval_accuracy"] <= 1.0 and "eval_startswith" in m for m in logged)

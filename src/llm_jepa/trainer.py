@@ -7,6 +7,7 @@ else (optimizers, schedulers, checkpointing, accelerate, report_to) is the Train
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from typing import Any
@@ -18,6 +19,8 @@ from .objective import ObjectiveConfig, compute_objective
 from .objective import _unwrap as unwrap_model
 
 __all__ = ["JepaTrainer", "StepSync"]
+
+logger = logging.getLogger("llm_jepa")
 
 
 class StepSync(TrainerCallback):
@@ -138,6 +141,7 @@ class JepaTrainer(Trainer):
             logs["tokens_per_second"] = self._tokens_since_log / max(now - self._last_log_time, 1e-9)
             self._last_log_time, self._tokens_since_log = now, 0
         self._metrics[mode].clear()
+        self._warn_if_collapsed(logs)
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -146,6 +150,18 @@ class JepaTrainer(Trainer):
         with torch.no_grad():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
+
+    COLLAPSE_COSINE = 0.99  # mean cosine between different examples' targets above which we warn
+
+    def _warn_if_collapsed(self, logs: dict[str, float]) -> None:
+        c = logs.get("target_pairwise_cosine")
+        if c is not None and c > self.COLLAPSE_COSINE and not getattr(self, "_collapse_warned", False):
+            self._collapse_warned = True
+            logger.warning(
+                "step %d: the target embeddings of different examples have a mean cosine of %.4f: they have "
+                "collapsed onto one direction, so a small cosine JEPA loss means nothing. Consider "
+                "--sigreg_weight / --vicreg_weight, --distance infonce, a smaller --lambda, or starting from a "
+                "pretrained model (llm-jepa analyze shows the diagnostics).", self.state.global_step, c)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         train_collator = self.data_collator
