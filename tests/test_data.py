@@ -53,3 +53,11 @@ def test_shared_datasets_load(shared_datasets):
     for name in ("synth_train", "hellaswag_test", "spider_test"):
         ex = load_examples(shared_datasets / f"{name}.jsonl", limit=50)
         assert len(ex) == 50 and all(e.assistant for e in ex)
+
+
+def test_dataset_directory_loads_through_datasets(tmp_path):
+    d = tmp_path / "my_dataset"
+    d.mkdir()
+    (d / "train.jsonl").write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "code": "C"}) + "\n")
+    ex = load_examples(d)
+    assert len(ex) == 2 and ex[1].code_view == "C" and ex[0].source[0].endswith("my_dataset[train]")

@@ -210,3 +210,13 @@ def test_accuracy_callback_logs_accuracy_during_training(ckpt, data, tmp_path, m
     logged = [m for m in _metrics(tmp_path / "acc") if "eval_accuracy" in m]
     assert [m["step"] for m in logged] == [2, 4]
     assert all(0.0 <= m["eval_accuracy"] <= 1.0 and "eval_startswith" in m for m in logged)
+
+
+def test_plain_text_mode_trains_without_a_chat_template(tmp_path, data):
+    tok = make_tokenizer("plain")
+    tiny_llama(tok).save_pretrained(tmp_path / "plain_ckpt")
+    tok.save_pretrained(tmp_path / "plain_ckpt")
+    out = tmp_path / "plain_run"
+    train(_cfg(tmp_path / "plain_ckpt", data, out, "--plain_text", "true", "--separator", " => "))
+    logs = [m for m in _metrics(out) if "jepa_loss" in m]
+    assert logs and all(m["lm_loss"] > 0 for m in logs)
