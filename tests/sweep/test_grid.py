@@ -34,6 +34,15 @@ def test_grid_cell_equal_to_baseline_is_not_duplicated():
     assert [r.run_id for r in runs] == ["baseline__seed5", "lambda=1__seed5"]
 
 
+def test_equal_compute_ties_each_run_to_the_baseline_of_its_seed():
+    runs = expand(_sweep(baseline={"regular": True}, seeds=[1, 2], fixed={"max_steps": 9}, equal_compute=True))
+    assert all(r.compute_reference is None and "compute_reference" not in r.spec() for r in runs if r.baseline)
+    jepa = [r for r in runs if not r.baseline]
+    assert all(r.compute_reference == {"max_steps": 9, "regular": True, "seed": r.seed} for r in jepa)
+    assert "compute_reference" in jepa[0].spec()  # a changed setting is caught when resuming
+    assert all(r.compute_reference is None for r in expand(_sweep(baseline={"regular": True})))
+
+
 def test_fixed_overrides_reach_every_run_and_paths_resolve(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text("base: train.yaml\neval_data: data/test.jsonl\nfixed: {num_train_epochs: 2}\n"
@@ -52,6 +61,8 @@ def test_fixed_overrides_reach_every_run_and_paths_resolve(tmp_path):
     ({"base": "t.yaml", "grid": {"k": [1]}, "seeds": ["a"]}, "seeds"),
     ({"base": "t.yaml", "grid": {"k": [1]}, "baseline": [1]}, "baseline"),
     ({"base": "t.yaml", "grid": {"k": [1]}, "sedes": [1]}, "sedes"),
+    ({"base": "t.yaml", "grid": {"k": [1]}, "equal_compute": True}, "equal_compute"),  # no baseline to match
+    ({"base": "t.yaml", "grid": {"k": [1]}, "baseline": {"regular": True}, "equal_compute": "yes"}, "equal_compute"),
 ])
 def test_bad_sweep_files_name_the_field(data, field):
     with pytest.raises(SweepError, match=f"s.yaml: field '{field}'"):

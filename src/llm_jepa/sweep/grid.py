@@ -11,6 +11,8 @@ A sweep file (YAML)::
       lambda: [0.5, 1.0]
     baseline: {regular: true}   # one extra cell every other cell is tested against (optional)
     seeds: [82, 23, 37, 84, 4]  # default: the paper's five
+    equal_compute: false        # true: every non-baseline run trains for the steps that spend the
+                                # baseline's FLOPs (same seed), the paper's same_flop (needs baseline)
     metric: accuracy            # key of the evaluation summary to compare (default accuracy)
     slurm: {timeout_min: 600, gpus_per_node: 1}  # submitit parameters (optional)
 
@@ -29,7 +31,7 @@ __all__ = ["DEFAULT_SEEDS", "Sweep", "Run", "SweepError", "load_sweep", "expand"
 
 DEFAULT_SEEDS = (82, 23, 37, 84, 4)  # the seeds of the paper's five-run protocol
 BASELINE_ID = "baseline"
-_KNOWN = {"base", "eval_data", "eval", "fixed", "grid", "baseline", "seeds", "metric", "slurm"}
+_KNOWN = {"base", "eval_data", "eval", "fixed", "grid", "baseline", "seeds", "metric", "slurm", "equal_compute"}
 
 
 class SweepError(ValueError):
@@ -47,6 +49,7 @@ class Sweep:
     eval_options: dict[str, Any] = field(default_factory=dict)
     metric: str = "accuracy"
     slurm: dict[str, Any] = field(default_factory=dict)
+    equal_compute: bool = False
     source: str = "<memory>"
 
 
@@ -63,12 +66,16 @@ class Run:
     base: str
     eval_data: str | None = None
     eval_options: dict[str, Any] = field(default_factory=dict)
+    compute_reference: dict[str, Any] | None = None  # equal compute: the baseline run's overrides
 
     def spec(self) -> dict[str, Any]:
         """Everything that defines the run, as saved in its ``run.json``."""
-        return {"run_id": self.run_id, "cell_id": self.cell_id, "cell": self.cell, "seed": self.seed,
+        spec = {"run_id": self.run_id, "cell_id": self.cell_id, "cell": self.cell, "seed": self.seed,
                 "baseline": self.baseline, "overrides": self.overrides, "base": self.base,
                 "eval_data": self.eval_data, "eval_options": self.eval_options}
+        if self.compute_reference is not None:
+            spec["compute_reference"] = self.compute_reference
+        return spec
 
 
 def _fmt(value: Any) -> str:
@@ -132,6 +139,11 @@ def sweep_from_dict(data: Any, source: str = "<memory>", folder: Path = Path("."
     if not isinstance(data.get("base"), str):
         raise SweepError(f"{_where(source, 'base')}: expected the path of a training config YAML")
     baseline = data.get("baseline")
+    equal_compute = data.get("equal_compute", False)
+    if not isinstance(equal_compute, bool):
+        raise SweepError(f"{_where(source, 'equal_compute')}: expected true or false")
+    if equal_compute and baseline is None:
+        raise SweepError(f"{_where(source, 'equal_compute')}: needs a 'baseline' whose compute the cells match")
     return Sweep(
         base=_resolve(data["base"], folder),
         grid=_grid(data.get("grid"), source),
@@ -142,6 +154,7 @@ def sweep_from_dict(data: Any, source: str = "<memory>", folder: Path = Path("."
         eval_options=_mapping(data.get("eval"), source, "eval"),
         metric=str(data.get("metric", "accuracy")),
         slurm=_mapping(data.get("slurm"), source, "slurm"),
+        equal_compute=equal_compute,
         source=source,
     )
 
@@ -179,9 +192,12 @@ def expand(sweep: Sweep) -> list[Run]:
     runs = []
     for cid, cell, is_baseline in _cells(sweep):
         for seed in sweep.seeds:
+            reference = None
+            if sweep.equal_compute and not is_baseline:
+                reference = {**sweep.fixed, **(sweep.baseline or {}), "seed": seed}
             runs.append(Run(
                 run_id=f"{cid}__seed{seed}", cell_id=cid, cell=cell, seed=seed, baseline=is_baseline,
                 overrides={**sweep.fixed, **cell, "seed": seed}, base=sweep.base,
-                eval_data=sweep.eval_data, eval_options=dict(sweep.eval_options),
+                eval_data=sweep.eval_data, eval_options=dict(sweep.eval_options), compute_reference=reference,
             ))
     return runs

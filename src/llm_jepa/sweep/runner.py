@@ -116,6 +116,9 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
         raise ValueError("the sweep file gives no eval_data, so runs cannot be evaluated")
     train_dir, eval_dir = run_dir / "train", run_dir / "eval"
     overrides = {**run.overrides, "output_dir": str(train_dir)}
+    compute = _match_compute(run, overrides) if run.compute_reference is not None else None
+    if compute is not None:
+        overrides["max_steps"] = compute["max_steps"]
     if not (train_dir / "train_results.json").is_file():
         if resume and train_dir.is_dir() and get_last_checkpoint(str(train_dir)):
             overrides["resume"] = True
@@ -128,7 +131,24 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
     train_results = train_dir / "train_results.json"
     if train_results.is_file():
         summary.setdefault("train", json.loads(train_results.read_text()))
+    if compute is not None:
+        summary["equal_compute"] = compute
     return summary
+
+
+def _match_compute(run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Equal compute: the steps this run may take to spend its baseline's training FLOPs."""
+    from ..compute import equal_compute_max_steps, estimate_compute
+    from ..config import load_config
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    arm = estimate_compute(load_config(run.base, overrides=overrides), world_size=world)
+    base = estimate_compute(load_config(run.base, overrides={**run.compute_reference, "output_dir": overrides["output_dir"]}),
+                            world_size=world)
+    steps = equal_compute_max_steps(arm, base)
+    log.info("run %s: %d steps spend the baseline's %.3g FLOPs (it would take %d)", run.run_id, steps, base.flops(),
+             arm.steps)
+    return {"max_steps": steps, "baseline_flops": base.flops(), "flops": arm.flops(steps), "steps_unmatched": arm.steps}
 
 
 def _prepare(runs: Sequence[Run], output: Path, on_partial: str) -> list[tuple[Run, Path, bool]]:

@@ -1,0 +1,116 @@
+"""Training compute of a config, known before training: the paper's equal-compute (``same_flop``) runs.
+
+A JEPA step processes the views on top of the conversation, so at equal steps it spends more
+compute than the plain baseline. The fair comparison gives every arm the baseline's FLOPs: a JEPA
+arm trains for fewer steps, with its learning-rate schedule set for those steps.
+
+:func:`estimate_compute` tokenizes the training set exactly as training does, collates it into the
+micro-batches of one epoch (no model weights are loaded: the model's config gives the shape) and
+counts analytic FLOPs per micro-batch with :mod:`llm_jepa.flops` — the same formula the trainer logs.
+Loss-dropout decisions are the collator's own, seeded by the micro-batch index, so the count of
+steps that compute views is exact; only which examples fall in which batch differs from training
+(the trainer shuffles), which is why per-micro-batch costs are averages over the epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["ComputeEstimate", "estimate_compute", "equal_compute_max_steps"]
+
+
+@dataclass(frozen=True)
+class ComputeEstimate:
+    """Per-micro-batch averages over one epoch and the optimiser steps the config trains for."""
+
+    steps: int  # optimiser steps (max_steps, or epochs x updates per epoch)
+    micro_batches_per_step: int  # gradient accumulation x processes
+    lm_flops: float  # mean training FLOPs of a micro-batch's conversations (LM head on labels only)
+    view_flops: float  # mean training FLOPs of a micro-batch's views, when it computes them
+    loss_dropout: float  # the collator's: a micro-batch skips its views with this probability
+    seed: int  # the collator's: decisions are seeded by (seed, micro-batch index on a rank)
+    world_size: int = 1
+
+    def flops(self, steps: int | None = None) -> float:
+        """Training FLOPs of the first ``steps`` optimiser steps (default: all of them)."""
+        steps = self.steps if steps is None else steps
+        n = steps * self.micro_batches_per_step
+        with_views = sum(self._views_at(i) for i in range(n))
+        return n * self.lm_flops + with_views * self.view_flops
+
+    def _views_at(self, i: int) -> bool:
+        """Does global micro-batch ``i`` compute views? Ranks draw the same decision for a step."""
+        from .collator import PackingCollator
+
+        if self.view_flops == 0:
+            return False
+        collate = PackingCollator(pad_token_id=0, loss_dropout=self.loss_dropout, seed=self.seed)
+        collate.set_position(i // self.world_size)
+        return not collate.skip_views()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "flops": self.flops()}
+
+
+def _micro_batches(items: list, batch_size: int, drop_last: bool) -> list[list]:
+    batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
+    return batches[:-1] if drop_last and batches and len(batches[-1]) < batch_size else batches
+
+
+def _updates_per_epoch(micro_batches: int, accumulation: int) -> int:
+    return max(math.ceil(micro_batches / accumulation), 1)
+
+
+def estimate_compute(cfg: Any, *, world_size: int = 1) -> ComputeEstimate:
+    """What ``train(cfg)`` will spend, from the data and the model's config alone.
+
+    ``world_size`` processes each collate their own micro-batch of ``per_device_train_batch_size``.
+    A baseline's monitoring views (``monitor_views_every``) are not training compute and are left out.
+    """
+    from transformers import AutoConfig
+
+    from .collator import PackingCollator
+    from .data import load_examples
+    from .flops import step_flops
+    from .modeling import load_tokenizer
+    from .views import ViewBuilder
+
+    if not cfg.model_name_or_path or not cfg.train_file:
+        raise ValueError("estimating compute needs a model (--model) and training data (--data)")
+    model_config = AutoConfig.from_pretrained(cfg.model_name_or_path)
+    tok = load_tokenizer(cfg.model_name_or_path, plain_text=cfg.plain_text)
+    view_cfg = cfg.view_config()
+    builder = ViewBuilder(tok, view_cfg if not cfg.is_baseline else type(view_cfg)(**{**asdict(view_cfg), "build_views": False}))
+    items = [builder(ex) for ex in load_examples(cfg.train_file, cfg.max_train_examples)]
+    per_rank = _micro_batches(items, cfg.per_device_train_batch_size, cfg.dataloader_drop_last)
+    micro = max(len(per_rank) // world_size, 1)
+    accumulation = cfg.gradient_accumulation_steps * world_size
+    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
+        cfg.num_train_epochs * _updates_per_epoch(micro, cfg.gradient_accumulation_steps))
+    collate = PackingCollator(pad_token_id=tok.pad_token_id or 0, pack_length=0, loss_dropout=1.0)  # LM part only
+    lm, views = [], []
+    for batch in per_rank:
+        out = collate(batch)
+        lm.append(step_flops(model_config, out["lm_segment_lengths"], int(out["shift_labels"].ne(-100).sum())))
+        views.append(step_flops(model_config, [[len(s.input_ids) for p in ex.pairs for s in p] for ex in batch], 0))
+    return ComputeEstimate(
+        steps=steps, micro_batches_per_step=accumulation,
+        lm_flops=sum(lm) / len(lm), view_flops=0.0 if cfg.is_baseline else sum(views) / len(views),
+        loss_dropout=cfg.loss_dropout, seed=cfg.seed, world_size=world_size,
+    )
+
+
+def equal_compute_max_steps(arm: ComputeEstimate, baseline: ComputeEstimate) -> int:
+    """The most optimiser steps ``arm`` can take without spending more than the whole ``baseline`` run."""
+    budget = baseline.flops()
+    steps, spent = 0, 0.0
+    per_step = arm.micro_batches_per_step
+    while True:
+        start = steps * per_step
+        cost = sum(arm.lm_flops + (arm.view_flops if arm._views_at(start + j) else 0.0) for j in range(per_step))
+        if spent + cost > budget * (1 + 1e-9):
+            return max(steps, 1)
+        spent += cost
+        steps += 1
