@@ -57,6 +57,10 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
     for name, arm in arms.items():
         c = arm["diagnostics"]["code_collapse"]
         lines.append(f"- **{name}**: {c['message']}.")
+    if arms.get("jepa", {}).get("diagnostics", {}).get("code_collapse", {}).get("collapsed") and not (
+            {"jepa_sigreg", "jepa_infonce"} & set(arms)):
+        lines.append("- The cosine JEPA arm collapsed. Anti-collapse variants: "
+                     "`llm-jepa demo --arms baseline jepa jepa_infonce jepa_sigreg`.")
     if "baseline" in arms and "jepa" in arms:
         b, j = (arms[a]["summary"] for a in ("baseline", "jepa"))
         (blo, bhi), (jlo, jhi) = b["ci95"], j["ci95"]
