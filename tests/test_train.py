@@ -187,6 +187,8 @@ def test_collapse_is_warned_about(ckpt, data, tmp_path, caplog):
     collapsed = max(cos) > 0.99
     assert collapsed == ("collapsed onto one direction" in caplog.text)
     assert collapsed  # a huge lambda and learning rate collapse this tiny model within a few steps
+    ratios = [m["target_std_ratio"] for m in _metrics(tmp_path / "c") if "target_std_ratio" in m]
+    assert len(ratios) == len(cos) and min(ratios) < 0.1 < ratios[0]  # the spread vanishes as targets collapse
 
 
 def test_accuracy_callback_logs_accuracy_during_training(ckpt, data, tmp_path, monkeypatch):

@@ -82,6 +82,8 @@ class JepaTrainer(Trainer):
                 sim = tn @ tn.T
                 off = sim[~torch.eye(len(t), dtype=torch.bool, device=sim.device)]
                 m["target_pairwise_cosine"].append(off.mean().item())
+                # per-dimension spread of the unit targets over the batch, 1 when isotropic, 0 when collapsed
+                m["target_std_ratio"].append((tn.std(dim=0).mean() * tn.shape[-1] ** 0.5).item())
             for name, value in out.terms.items():
                 m[name].append(value.item())
         if mode == "train":
@@ -108,7 +110,7 @@ class JepaTrainer(Trainer):
 
     # every key a step may record, in a fixed order, so that ranks can sum them in one collective
     _KEYS = ("_lm_sum", "_lm_tokens", "views_skipped", "jepa_loss", "cosine", "target_pairwise_cosine",
-             "view_token_fraction", "vicreg", "sigreg")
+             "target_std_ratio", "view_token_fraction", "vicreg", "sigreg")
 
     def _reduced(self, metrics: dict[str, list[float]]) -> dict[str, tuple[float, int]]:
         """(sum, count) of each metric over the micro-batches since the last log, on all ranks."""
