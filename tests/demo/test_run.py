@@ -47,3 +47,20 @@ def test_other_directory_is_refused(tmp_path):
     with pytest.raises(FileExistsError):
         run_demo(DemoConfig(output=str(tmp_path)))
     assert (tmp_path / "precious.txt").read_text() == "mine"
+
+
+def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
+    from llm_jepa.demo.run import run_demo_seeds
+
+    cfg = DemoConfig(output=str(tmp_path / "seeds"), steps=3, batch_size=4, n_train=40, n_test=4, size="micro",
+                     n_analysis=4, max_new_tokens=4, arms=["baseline", "jepa"])
+    summary = run_demo_seeds(cfg, [1, 2])
+    for seed in (1, 2):
+        assert (tmp_path / "seeds" / f"seed-{seed}" / "report.md").exists()
+    rows = {r["cell_id"]: r for r in summary["stats"]}
+    assert set(rows) == {"baseline", "jepa"} and rows["jepa"]["n"] == rows["jepa"]["n_paired"] == 2
+    per_seed = [r["summary"]["exact"] for r in summary["runs"] if r["cell_id"] == "jepa"]
+    assert rows["jepa"]["mean"] == pytest.approx(sum(per_seed) / 2)
+    assert "| jepa | 2 |" in (tmp_path / "seeds" / "seeds.md").read_text()
+    with pytest.raises(ValueError, match="distinct"):
+        run_demo_seeds(cfg, [1, 1])

@@ -179,3 +179,30 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     write_report(results, out)
     return results
+
+
+def run_demo_seeds(cfg: DemoConfig, seeds: list[int]) -> dict[str, Any]:
+    """The demo once per seed (data, model init and training all follow the seed), in ``seed-S``
+    folders under ``cfg.output``, then mean ± std of exact match per arm over the seeds and the
+    paper's paired one-tailed t-test of each arm against the baseline (``seeds.md``, ``seeds.json``)."""
+    from dataclasses import replace
+
+    from ..sweep.stats import cell_stats
+    from .report import write_seeds_report
+
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"--seeds needs distinct seeds, got {seeds}")
+    out = Path(cfg.output)
+    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith("seed-") and p.name != "seeds.json"
+                            and p.name != "seeds.md") and not cfg.overwrite:
+        raise FileExistsError(f"{out} holds something other than per-seed demo runs; choose another --output")
+    runs = []
+    for seed in seeds:
+        res = run_demo(replace(cfg, seed=seed, output=str(out / f"seed-{seed}")))
+        for arm, r in res["arms"].items():
+            runs.append({"cell_id": arm, "cell": {"arm": arm}, "baseline": arm == "baseline", "seed": seed,
+                         "summary": {"exact": r["summary"]["metrics"]["exact"]["accuracy"]}})
+    stats = cell_stats(runs, "exact")
+    summary = {"seeds": seeds, "stats": stats, "runs": runs}
+    write_seeds_report(summary, out)
+    return summary
