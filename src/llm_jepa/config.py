@@ -43,7 +43,8 @@ class JepaConfig(TrainingArguments):
     pretrain: bool = _opt(False, "Train from random weights built from the checkpoint's config (seeded).")
     dtype: str = _opt("auto", "Weights dtype.", choices=["auto", "float32", "bfloat16", "float16"])
     attn_implementation: str | None = _opt(
-        None, "Attention backend (sdpa, eager, flash_attention_2, flex_attention); default: the model's."
+        "auto", "Attention backend (sdpa, eager, flash_attention_2, flex_attention). auto: flash_attention_2 on a "
+        "CUDA GPU when flash-attn is installed and the weights are bf16/fp16, else the model's default (sdpa)."
     )
     isolation: str = _opt(
         "auto",

@@ -12,6 +12,7 @@ from .views import PREDICTOR_TOKENS
 
 __all__ = [
     "load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "resolve_pack_length", "save_model",
+    "choose_attention",
 ]
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def load_model(
     from transformers import AutoConfig, AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {}
-    if attn_implementation:
+    if attn_implementation and attn_implementation != "auto":
         kwargs["attn_implementation"] = attn_implementation
     torch_dtype = _DTYPES.get(dtype, "auto")
     if pretrain:
@@ -73,7 +74,24 @@ def load_model(
         model.resize_token_embeddings(len(tokenizer), mean_resizing=not pretrain)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    if attn_implementation == "auto":
+        choose_attention(model)
     return model
+
+
+def choose_attention(model: Any) -> str:
+    """``--attn_implementation auto``: variable-length flash attention where it can run (a CUDA GPU,
+    the flash-attn package, half-precision weights), so packed rows need no L x L mask; otherwise
+    the model's default (sdpa, with short packed rows). Returns the backend in use."""
+    import importlib.util
+
+    half = getattr(model, "dtype", None) in (torch.bfloat16, torch.float16)
+    if torch.cuda.is_available() and half and importlib.util.find_spec("flash_attn") is not None:
+        try:
+            model.set_attn_implementation("flash_attention_2")
+        except (ImportError, ValueError) as e:  # e.g. a model family without flash-attention support
+            log.info("flash_attention_2 unavailable (%s); keeping %s", e, model.config._attn_implementation)
+    return model.config._attn_implementation
 
 
 def apply_lora(model: Any, tokenizer: Any, r: int, alpha: float, dropout: float, targets: list[str]) -> Any:
