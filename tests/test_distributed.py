@@ -34,16 +34,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train(setup, out, nproc, per_device, *extra, env=None, check=True):
+def _train(setup, out, nproc, per_device, *extra, env=None, check=True, launcher=("torchrun",)):
     args = ["--model", str(setup / "ckpt"), "--data", str(setup / "train.jsonl"), "--output_dir", str(out),
             "--max_steps", "6", "--per_device_train_batch_size", str(per_device), "--logging_steps", "1",
             "--save_steps", "2", "--learning_rate", "1e-3", "--seed", "7", "--alpha", "0.5", "--disable_tqdm", "true",
             "--k", "2", *extra]
     if nproc == 1:
         cmd = [sys.executable, "-m", "llm_jepa.cli", "train", *args]
-    else:
+    elif launcher[0] == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
                "127.0.0.1", "--master_port", str(_free_port()), "-m", "llm_jepa.cli", "train", *args]
+    else:  # accelerate launch with one of configs/, made to run on CPU
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", os.path.join(REPO, launcher[1]),
+               "--num_processes", str(nproc), "--cpu", "--mixed_precision", "no", "--main_process_ip", "127.0.0.1",
+               "--main_process_port", str(_free_port()), *launcher[2:], "-m", "llm_jepa.cli", "train", *args]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "src"), REPO]),
                 **(env or {})}
     proc = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=240, cwd=REPO)
