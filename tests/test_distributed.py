@@ -44,9 +44,10 @@ def _train(setup, out, nproc, per_device, *extra, env=None, check=True, launcher
     elif launcher[0] == "torchrun":
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
                "127.0.0.1", "--master_port", str(_free_port()), "-m", "llm_jepa.cli", "train", *args]
-    else:  # accelerate launch with one of configs/, made to run on CPU
+    else:  # accelerate launch with one of configs/ (no --cpu: accelerate would start one process; llm-jepa
+        # itself declares use_cpu on a machine without GPUs, so the processes form a gloo group)
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", os.path.join(REPO, launcher[1]),
-               "--num_processes", str(nproc), "--cpu", "--mixed_precision", "no", "--main_process_ip", "127.0.0.1",
+               "--num_processes", str(nproc), "--mixed_precision", "no", "--main_process_ip", "127.0.0.1",
                "--main_process_port", str(_free_port()), *launcher[2:], "-m", "llm_jepa.cli", "train", *args]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "src"), REPO]),
                 **(env or {})}
@@ -98,3 +99,21 @@ def test_failing_rank_stops_the_run_keeps_checkpoints_and_resumes_on_one_process
     assert (out / "checkpoint-2").is_dir() and not (out / "model.safetensors").exists()
     _train(setup, out, 1, 4, "--resume", "true")  # the same global batch on one process
     _assert_same_weights(reference, out)
+
+
+def test_accelerate_launch_ddp_same_dropout_decisions_on_every_rank_and_one_report(setup, reference):
+    out = setup / "accelerate"
+    proc = _train(setup, out, 2, 2, "--callbacks", "tests._callbacks:RecordViewDecisions",
+                  launcher=("accelerate", "configs/accelerate_ddp.yaml"))
+    d0, d1 = (json.loads((out / f"decisions-rank{r}.json").read_text()) for r in (0, 1))
+    assert len(d0) >= 6 and d0 == d1  # (micro-batch index, views skipped) in the order each rank collated
+    assert {skip for _, skip in d0} == {True, False}  # --alpha 0.5: both kinds of step occurred
+    for a, b in zip(_logs(reference), _logs(out), strict=True):  # and the run is the 1-process run
+        assert b["lm_loss"] == pytest.approx(a["lm_loss"], rel=1e-4)
+        assert b["views_skipped"] == a["views_skipped"]
+    _assert_same_weights(reference, out)
+    # rank 0 alone reports: one line per logged step, one summary, no progress bars from other ranks
+    text = proc.stdout + proc.stderr
+    assert text.count("{'loss'") == 6
+    assert proc.stdout.count('"train_runtime"') == 1
+    assert text.count("Loading weights: 100%") == 1

@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 class TokenizedDataset(torch.utils.data.Dataset):
     """Examples tokenized once, up front, into segments."""
 
-    def __init__(self, examples: list, builder: ViewBuilder) -> None:
+    def __init__(self, examples: list, builder: ViewBuilder, warn: bool = True) -> None:
         self.items: list[TokenizedExample] = [builder(ex) for ex in examples]
-        if builder.num_truncated:
+        if builder.num_truncated and warn:
             src = builder.first_truncated
             warnings.warn(
                 f"{builder.num_truncated} of {len(examples)} rows had a segment longer than max_length="
@@ -82,6 +82,15 @@ def prepare_output_dir(cfg: JepaConfig) -> str | None:
     return None
 
 
+def _quiet_replica() -> None:
+    """On ranks other than 0: no progress bars and no llm_jepa warnings (rank 0 reports for the run;
+    errors still print on every rank, so a failing rank's traceback is never lost)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    logging.getLogger("llm_jepa").setLevel(logging.ERROR)
+
+
 def build_components(cfg: JepaConfig) -> dict[str, Any]:
     """Tokenizer, model (LoRA-wrapped if asked), view builder and collators for ``cfg``."""
     from .modeling import apply_lora, load_model, load_tokenizer, resolve_isolation, resolve_pack_length
@@ -121,14 +130,17 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     from .trainer import JepaTrainer
 
     state = PartialState()  # the distributed context (one process when not launched)
+    if not state.is_main_process:
+        _quiet_replica()
     resume_from = prepare_output_dir(cfg)  # every rank checks before any rank writes
     state.wait_for_everyone()
     set_seed(cfg.seed)
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
     parts = build_components(cfg)
-    train_set = TokenizedDataset(load_examples(cfg.train_file, cfg.max_train_examples), parts["builder"])
-    eval_set = TokenizedDataset(load_examples(cfg.eval_file), parts["builder"]) if cfg.eval_file else None
+    main = state.is_main_process
+    train_set = TokenizedDataset(load_examples(cfg.train_file, cfg.max_train_examples), parts["builder"], warn=main)
+    eval_set = TokenizedDataset(load_examples(cfg.eval_file), parts["builder"], warn=main) if cfg.eval_file else None
     out = Path(cfg.output_dir)
     if state.is_main_process:
         save_config(cfg, out / "llm_jepa_config.yaml")
