@@ -117,3 +117,21 @@ def test_accelerate_launch_ddp_same_dropout_decisions_on_every_rank_and_one_repo
     assert text.count("{'loss'") == 6
     assert proc.stdout.count('"train_runtime"') == 1
     assert text.count("Loading weights: 100%") == 1
+
+
+@pytest.mark.parametrize("isolation", ["position_ids", "explicit"])
+def test_fsdp2_sharded_objective_equals_the_unsharded_one(tmp_path, isolation):
+    """FSDP2 (torch's fully_shard, 2 CPU processes, gloo): the LM head is sharded and resharded after the
+    forward, so it must run inside the forward; losses and averaged gradients equal the unsharded model's."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), os.path.join(REPO, "tests", "_fsdp2_worker.py"), str(tmp_path), isolation]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "src"), REPO])}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rank in (0, 1):
+        r = json.loads((tmp_path / f"fsdp2-rank{rank}.json").read_text())
+        assert r["lm_head_sharded"] and r["params"] == 21
+        assert "DTensor" in r["head_outside_forward"]  # the head called after the forward cannot run
+        assert r["lm_loss"] == pytest.approx(r["ref_lm_loss"], abs=1e-5)
+        assert r["jepa_loss"] == pytest.approx(r["ref_jepa_loss"], abs=1e-5)
+        assert r["max_grad"] > 0.1 and r["max_grad_error"] < 1e-5, r["worst"]
