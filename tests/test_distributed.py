@@ -117,6 +117,21 @@ def test_accelerate_launch_ddp_same_dropout_decisions_on_every_rank_and_one_repo
     assert text.count("{'loss'") == 6
     assert proc.stdout.count('"train_runtime"') == 1
     assert text.count("Loading weights: 100%") == 1
+    assert text.count("llm-jepa train: 2 processes (MULTI_CPU), global batch 4 = 2 per device x 2 x 1") == 1
+
+
+@pytest.mark.parametrize("gather,n,says", [(True, 2, "gathered from all ranks"), (False, 2, "in-batch, this rank"),
+                                           (True, 1, "in-batch, this rank")])
+def test_banner_says_where_infonce_negatives_come_from(tmp_path, gather, n, says):
+    from types import SimpleNamespace
+
+    from llm_jepa.config import load_config
+    from llm_jepa.train import run_banner
+
+    cfg = load_config(None, ["--output_dir", str(tmp_path), "--distance", "infonce", "--infonce_gather", str(gather),
+                             "--per_device_train_batch_size", "3", "--gradient_accumulation_steps", "2"])
+    line = run_banner(cfg, SimpleNamespace(num_processes=n, distributed_type="DistributedType.MULTI_GPU"))
+    assert f"global batch {3 * n * 2}" in line and says in line
 
 
 @pytest.mark.parametrize("isolation", ["position_ids", "explicit"])

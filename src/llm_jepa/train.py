@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,20 @@ def prepare_output_dir(cfg: JepaConfig) -> str | None:
     return None
 
 
+def run_banner(cfg: JepaConfig, accelerator: Any) -> str:
+    """One line, printed by rank 0 only: processes, engine, global batch, where InfoNCE negatives come from."""
+    n = accelerator.num_processes
+    engine = str(accelerator.distributed_type).split(".")[-1]
+    per, ga = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
+    line = (f"llm-jepa train: {n} process{'es' if n > 1 else ''} ({engine}), global batch {per * n * ga} "
+            f"= {per} per device x {n} x {ga} accumulation")
+    if cfg.distance == "infonce":
+        gathered = cfg.infonce_gather and n > 1
+        line += ("; InfoNCE negatives: gathered from all ranks" if gathered
+                 else "; InfoNCE negatives: in-batch, this rank's examples only")
+    return line
+
+
 def _quiet_replica() -> None:
     """On ranks other than 0: no progress bars and no llm_jepa warnings (rank 0 reports for the run;
     errors still print on every rank, so a failing rank's traceback is never lost)."""
@@ -155,6 +170,8 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         eval_collator=parts["eval_collator"],
         callbacks=[MetricsFileCallback(out / "metrics.jsonl"), *(_import(path)() for path in cfg.callbacks)],
     )
+    if state.is_main_process:
+        print(run_banner(cfg, trainer.accelerator), file=sys.stderr, flush=True)
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(result.metrics)
     if cfg.lora and cfg.lora_save == "merged":
