@@ -97,6 +97,9 @@ def test_failing_rank_stops_the_run_keeps_checkpoints_and_resumes_on_one_process
     assert proc.returncode != 0
     assert "injected failure on rank 1" in proc.stderr
     assert (out / "checkpoint-2").is_dir() and not (out / "model.safetensors").exists()
+    # nothing written before the failure is lost: the logged steps are on disk and in rank 0's output
+    assert [m["step"] for m in _logs(out)][:2] == [1, 2]
+    assert proc.stdout.count("{'loss'") >= 2
     _train(setup, out, 1, 4, "--resume", "true")  # the same global batch on one process
     _assert_same_weights(reference, out)
 
