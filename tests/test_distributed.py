@@ -153,3 +153,11 @@ def test_fsdp2_sharded_objective_equals_the_unsharded_one(tmp_path, isolation):
         assert r["lm_loss"] == pytest.approx(r["ref_lm_loss"], abs=1e-5)
         assert r["jepa_loss"] == pytest.approx(r["ref_jepa_loss"], abs=1e-5)
         assert r["max_grad"] > 0.1 and r["max_grad_error"] < 1e-5, r["worst"]
+
+
+def test_lora_with_loss_dropout_runs_under_ddp_without_unused_parameter_search(setup):
+    """llm-jepa turns DDP's unused-parameter search off: LoRA adapters and the trainable predictor
+    embeddings must still take part in steps whose views were dropped, or DDP would fail."""
+    out = setup / "lora"
+    _train(setup, out, 2, 2, "--lora", "true", "--max_steps", "4", "--save_steps", "100")
+    assert {m["views_skipped"] for m in _logs(out)} == {0.0, 1.0}
