@@ -161,3 +161,15 @@ def test_lora_with_loss_dropout_runs_under_ddp_without_unused_parameter_search(s
     out = setup / "lora"
     _train(setup, out, 2, 2, "--lora", "true", "--max_steps", "4", "--save_steps", "100")
     assert {m["views_skipped"] for m in _logs(out)} == {0.0, 1.0}
+
+
+def test_banner_warns_when_accelerate_ignored_the_requested_engine(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from llm_jepa.config import load_config
+    from llm_jepa.train import run_banner
+
+    cfg = load_config(None, ["--output_dir", str(tmp_path)])
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    assert "asks for FSDP" in run_banner(cfg, SimpleNamespace(num_processes=2, distributed_type="MULTI_CPU"))
+    assert "WARNING" not in run_banner(cfg, SimpleNamespace(num_processes=2, distributed_type="DistributedType.FSDP"))

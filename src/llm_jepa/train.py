@@ -90,6 +90,12 @@ def run_banner(cfg: JepaConfig, accelerator: Any) -> str:
     per, ga = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     line = (f"llm-jepa train: {n} process{'es' if n > 1 else ''} ({engine}), global batch {per * n * ga} "
             f"= {per} per device x {n} x {ga} accumulation")
+    import os
+
+    for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
+        if os.environ.get(var, "").lower() == "true" and engine != name:
+            line += (f"; WARNING: the accelerate config asks for {name} but accelerate did not enable it "
+                     f"(it does only on GPU process groups): this run is {engine}")
     if cfg.distance == "infonce":
         gathered = cfg.infonce_gather and n > 1
         line += ("; InfoNCE negatives: gathered from all ranks" if gathered
