@@ -167,3 +167,51 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
     torch.testing.assert_close(l1, l2)
     for name in g1:
         torch.testing.assert_close(g1[name], g2[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_lm_head_runs_inside_the_model_forward_on_labelled_positions_only():
+    """FSDP2 and ZeRO-3 gather parameters only while the wrapped model's forward runs: the LM head must
+    be called there, once, on exactly the labelled positions (never on view segments)."""
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok)
+    items = [ViewBuilder(tok, ViewConfig(predictors=1))(example_from_row({"messages": r})) for r in ROWS]
+    batch = PackingCollator(pad_token_id=tok.pad_token_id, pack_length=64)(items)
+    assert batch["input_ids"].shape[0] > 1  # several packed rows
+    inside, calls = [], []
+    model.register_forward_pre_hook(lambda m, a: inside.append(True))
+    model.register_forward_hook(lambda m, a, o: inside.clear())
+    model.lm_head.register_forward_hook(lambda m, a, o: calls.append((bool(inside), tuple(a[0].shape), o.shape)))
+    out = compute_objective(model, batch, ObjectiveConfig())
+    n = int((batch["shift_labels"] != -100).sum())
+    assert n < batch["input_ids"].numel() - batch["num_view_tokens"]
+    assert calls == [(True, (n, 32), torch.Size([n, len(tok)]))]
+    out.loss.backward()
+    assert model.lm_head.weight.grad is not None and model.lm_head.weight.grad.abs().sum() > 0
+    # the head hook is inert outside compute_objective: a plain forward projects every position
+    assert model(input_ids=batch["input_ids"]).logits.shape[:2] == batch["input_ids"].shape
+
+
+@pytest.mark.parametrize("family,extra", [
+    ("Gemma2", {"head_dim": 8, "final_logit_softcapping": 3.0, "attn_implementation": "eager"}),
+    ("Qwen2", {}),
+    ("Granite", {"logits_scaling": 4.0}),
+    ("Cohere", {"logit_scale": 0.5}),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_head_inside_the_forward_keeps_each_family_own_logit_scaling(family, extra):
+    """The LM head now runs in the model's forward on the selected positions: the model's own soft-capping
+    / logit scaling applies, and the packed losses still equal the three-forward oracle."""
+    import transformers
+
+    tok = make_tokenizer("chatml")
+    torch.manual_seed(0)
+    config = getattr(transformers, family + "Config")(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id, bos_token_id=None, **extra)
+    model = getattr(transformers, family + "ForCausalLM")(config).float().eval()
+    items = [ViewBuilder(tok, ViewConfig(predictors=1))(example_from_row({"messages": r})) for r in ROWS]
+    batch = PackingCollator(pad_token_id=tok.pad_token_id, pack_length=64)(items)
+    out = compute_objective(model, batch, ObjectiveConfig(isolation="explicit"))
+    _, lm, jepa = oracle(model, items, tok.pad_token_id)
+    torch.testing.assert_close(out.lm_loss, lm, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.jepa_loss, jepa, atol=1e-5, rtol=1e-5)

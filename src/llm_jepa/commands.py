@@ -43,8 +43,15 @@ def run_train(args: argparse.Namespace, rest: list[str]) -> int:
     if not any(a in ("--output_dir", "--output-dir") for a in rest) and args.config is None:
         raise ValueError("no output directory given (--output_dir DIR)")
     metrics = train(load_config(args.config, rest))
-    print(json.dumps(metrics, indent=2))
+    if _is_main_process():  # under torchrun / accelerate launch every rank returns here; one summary
+        print(json.dumps(metrics, indent=2))
     return 0
+
+
+def _is_main_process() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def run_inspect(args: argparse.Namespace, rest: list[str]) -> int:

@@ -114,6 +114,10 @@ class JepaConfig(TrainingArguments):
             raise ConfigError("output_dir is required (--output_dir DIR)")
         if self.gradient_checkpointing and not self.gradient_checkpointing_kwargs:
             self.gradient_checkpointing_kwargs = {"use_reentrant": False}  # needed with LoRA and frozen inputs
+        if self.ddp_find_unused_parameters is None:
+            # every parameter takes part in every step (views go through the same weights; a step
+            # without views still runs the LM term), so DDP need not search the graph for unused ones
+            self.ddp_find_unused_parameters = False
         self._auto_cpu = not self.use_cpu and not _has_accelerator()
         if self._auto_cpu:
             # on CPU-only machines say so: accelerate then sets up multi-process CPU (gloo) under torchrun

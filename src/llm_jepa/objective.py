@@ -2,9 +2,11 @@
 
     L = gamma * L_LM(conversation) + lambda * mean_p d(Pred(Enc(source_p)), Enc(target_p))
 
-Steps: ``forward_hidden`` (one forward over all packed segments, last-layer hidden states),
-``lm_loss`` (LM head applied only at positions that carry a label), ``view_embeddings`` (hidden
-states at the anchors), ``jepa_loss`` (the distance). Views never pass through the LM head.
+Steps: ``forward_packed`` (one forward over all packed segments: last-layer hidden states, and the
+LM head applied inside that forward only at positions that carry a label), ``lm_loss``,
+``view_embeddings`` (hidden states at the anchors), ``jepa_loss`` (the distance). Views never pass
+through the LM head. Running the head inside the model's forward is what lets FSDP2 and ZeRO-3,
+which gather parameters only for the duration of the wrapped forward, train with this objective.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from .attention import additive_block_causal_mask
 from .losses import jepa_distance
 from .views import IGNORE
 
-__all__ = ["ObjectiveConfig", "ObjectiveOutput", "forward_hidden", "lm_logits", "lm_loss", "compute_objective"]
+__all__ = [
+    "ObjectiveConfig", "ObjectiveOutput", "forward_packed", "forward_hidden", "lm_logits", "lm_loss", "compute_objective",
+]
 
 
 @dataclass
@@ -52,10 +56,47 @@ def _unwrap(model: Any) -> Any:
     return model
 
 
-def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = "position_ids") -> torch.Tensor:
-    """Last-layer hidden states (after the final norm) of every packed token. -> [R, T, C].
+class _HeadSelector:
+    """A forward pre-hook on the output embedding (LM head): while ``keep`` is set, the head sees only
+    the hidden states at those positions ([R, T, C][keep] -> [N, C]), so it runs inside the model's
+    own forward (where FSDP2 / ZeRO-3 have gathered its weights, and where the model applies its own
+    logit scaling and soft-capping) and never on the views."""
 
-    ``logits_to_keep=1`` keeps the model from projecting every token onto the vocabulary.
+    def __init__(self) -> None:
+        self.keep: torch.Tensor | None = None
+
+    def __call__(self, module: Any, args: tuple) -> tuple | None:
+        if self.keep is None:
+            return None
+        hidden, *rest = args
+        if hidden.shape[:2] != self.keep.shape:
+            raise RuntimeError(
+                f"LM head input {tuple(hidden.shape)} does not match the label mask {tuple(self.keep.shape)}: "
+                "this model does not honour logits_to_keep=0"
+            )
+        return (hidden[self.keep], *rest)
+
+
+def _selector(model: Any) -> _HeadSelector:
+    """The model's head selector, installed once (a persistent hook, so compiled graphs stay valid)."""
+    head = _unwrap(model).get_output_embeddings()
+    sel = getattr(head, "_llm_jepa_selector", None)
+    if sel is None:
+        sel = _HeadSelector()
+        head.register_forward_pre_hook(sel)
+        head._llm_jepa_selector = sel
+    return sel
+
+
+def forward_packed(
+    model: Any, batch: dict[str, Any], isolation: str = "position_ids", lm_positions: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One forward over every packed segment. -> (last-layer hidden states [R, T, C] after the final
+    norm, vocabulary logits [N, V] at the ``lm_positions`` mask [R, T] or None).
+
+    The LM head is applied inside ``model(...)`` on the selected positions only (see
+    :class:`_HeadSelector`); without ``lm_positions`` ``logits_to_keep=1`` keeps the projection to one
+    position per row, whose logits are dropped.
     """
     kwargs: dict[str, Any] = {}
     if isolation == "explicit":
@@ -63,20 +104,35 @@ def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = "position
         kwargs["attention_mask"] = additive_block_causal_mask(batch["segment_ids"], dtype=dtype)
     elif isolation != "position_ids":
         raise ValueError(f"isolation must be 'position_ids' or 'explicit', got {isolation!r}")
-    out = model(
-        input_ids=batch["input_ids"],
-        position_ids=batch["position_ids"],
-        output_hidden_states=True,
-        logits_to_keep=1,
-        use_cache=False,
-        **kwargs,
-    )
-    return out.hidden_states[-1]
+    sel = _selector(model) if lm_positions is not None else None
+    if sel is not None:
+        sel.keep = lm_positions
+    try:
+        out = model(
+            input_ids=batch["input_ids"],
+            position_ids=batch["position_ids"],
+            output_hidden_states=True,
+            logits_to_keep=0 if sel is not None else 1,  # 0: every position reaches the head's hook
+            use_cache=False,
+            **kwargs,
+        )
+    finally:
+        if sel is not None:
+            sel.keep = None
+    return out.hidden_states[-1], (out.logits if sel is not None else None)
+
+
+def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = "position_ids") -> torch.Tensor:
+    """Last-layer hidden states (after the final norm) of every packed token. -> [R, T, C]."""
+    return forward_packed(model, batch, isolation)[0]
 
 
 def lm_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     """Vocabulary logits for selected hidden states [N, C] -> [N, V], with the model's own
-    output scaling (Gemma-2 soft-capping, Cohere ``logit_scale``, Granite ``logits_scaling``)."""
+    output scaling (Gemma-2 soft-capping, Cohere ``logit_scale``, Granite ``logits_scaling``).
+
+    For analysis on an unwrapped model: it calls the head outside the model's forward, which sharded
+    engines (FSDP2, ZeRO-3) do not allow; training uses :func:`forward_packed`."""
     base = _unwrap(model)
     logits = base.get_output_embeddings()(hidden)
     cfg = getattr(base, "config", None)
@@ -91,11 +147,11 @@ def lm_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def lm_loss(model: Any, hidden: torch.Tensor, shift_labels: torch.Tensor, num_items: Any = None) -> torch.Tensor:
-    """Next-token cross-entropy summed over labelled positions, divided by ``num_items``
-    (the labelled-token count of the whole accumulated batch) or by this batch's count."""
+def lm_loss(logits: torch.Tensor, shift_labels: torch.Tensor, num_items: Any = None) -> torch.Tensor:
+    """Next-token cross-entropy summed over the labelled positions (``logits`` [N, V] are those
+    positions', in order), divided by ``num_items`` (the labelled-token count of the whole
+    accumulated batch) or by this batch's count."""
     keep = shift_labels != IGNORE  # [R, T]
-    logits = lm_logits(model, hidden[keep])  # [N, V], the head only where labels are
     total = F.cross_entropy(logits.float(), shift_labels[keep], reduction="sum")
     denom = num_items if num_items is not None else keep.sum().clamp(min=1)
     return total / denom
@@ -134,8 +190,9 @@ def compute_objective(
     model: Any, batch: dict[str, Any], cfg: ObjectiveConfig, num_items: Any = None
 ) -> ObjectiveOutput:
     """One forward over the packed batch and every loss term, named."""
-    hidden = forward_hidden(model, batch, cfg.isolation)  # [R, T, C]
-    lm = lm_loss(model, hidden, batch["shift_labels"], num_items)
+    keep = batch["shift_labels"] != IGNORE  # [R, T]: the LM head runs here only, inside the forward
+    hidden, logits = forward_packed(model, batch, cfg.isolation, lm_positions=keep)  # [R, T, C], [N, V]
+    lm = lm_loss(logits, batch["shift_labels"], num_items)
     loss = cfg.gamma * lm
     if batch["source_anchor"].numel() == 0:
         return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=None, pred=None, target=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ log = logging.getLogger(__name__)
 class TokenizedDataset(torch.utils.data.Dataset):
     """Examples tokenized once, up front, into segments."""
 
-    def __init__(self, examples: list, builder: ViewBuilder) -> None:
+    def __init__(self, examples: list, builder: ViewBuilder, warn: bool = True) -> None:
         self.items: list[TokenizedExample] = [builder(ex) for ex in examples]
-        if builder.num_truncated:
+        if builder.num_truncated and warn:
             src = builder.first_truncated
             warnings.warn(
                 f"{builder.num_truncated} of {len(examples)} rows had a segment longer than max_length="
@@ -82,6 +83,35 @@ def prepare_output_dir(cfg: JepaConfig) -> str | None:
     return None
 
 
+def run_banner(cfg: JepaConfig, accelerator: Any) -> str:
+    """One line, printed by rank 0 only: processes, engine, global batch, where InfoNCE negatives come from."""
+    n = accelerator.num_processes
+    engine = str(accelerator.distributed_type).split(".")[-1]
+    per, ga = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
+    line = (f"llm-jepa train: {n} process{'es' if n > 1 else ''} ({engine}), global batch {per * n * ga} "
+            f"= {per} per device x {n} x {ga} accumulation")
+    import os
+
+    for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
+        if os.environ.get(var, "").lower() == "true" and engine != name:
+            line += (f"; WARNING: the accelerate config asks for {name} but accelerate did not enable it "
+                     f"(it does only on GPU process groups): this run is {engine}")
+    if cfg.distance == "infonce":
+        gathered = cfg.infonce_gather and n > 1
+        line += ("; InfoNCE negatives: gathered from all ranks" if gathered
+                 else "; InfoNCE negatives: in-batch, this rank's examples only")
+    return line
+
+
+def _quiet_replica() -> None:
+    """On ranks other than 0: no progress bars and no llm_jepa warnings (rank 0 reports for the run;
+    errors still print on every rank, so a failing rank's traceback is never lost)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    logging.getLogger("llm_jepa").setLevel(logging.ERROR)
+
+
 def build_components(cfg: JepaConfig) -> dict[str, Any]:
     """Tokenizer, model (LoRA-wrapped if asked), view builder and collators for ``cfg``."""
     from .modeling import apply_lora, load_model, load_tokenizer, resolve_isolation, resolve_pack_length
@@ -121,14 +151,17 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     from .trainer import JepaTrainer
 
     state = PartialState()  # the distributed context (one process when not launched)
+    if not state.is_main_process:
+        _quiet_replica()
     resume_from = prepare_output_dir(cfg)  # every rank checks before any rank writes
     state.wait_for_everyone()
     set_seed(cfg.seed)
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
     parts = build_components(cfg)
-    train_set = TokenizedDataset(load_examples(cfg.train_file, cfg.max_train_examples), parts["builder"])
-    eval_set = TokenizedDataset(load_examples(cfg.eval_file), parts["builder"]) if cfg.eval_file else None
+    main = state.is_main_process
+    train_set = TokenizedDataset(load_examples(cfg.train_file, cfg.max_train_examples), parts["builder"], warn=main)
+    eval_set = TokenizedDataset(load_examples(cfg.eval_file), parts["builder"], warn=main) if cfg.eval_file else None
     out = Path(cfg.output_dir)
     if state.is_main_process:
         save_config(cfg, out / "llm_jepa_config.yaml")
@@ -143,6 +176,8 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         eval_collator=parts["eval_collator"],
         callbacks=[MetricsFileCallback(out / "metrics.jsonl"), *(_import(path)() for path in cfg.callbacks)],
     )
+    if state.is_main_process:
+        print(run_banner(cfg, trainer.accelerator), file=sys.stderr, flush=True)
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(result.metrics)
     if cfg.lora and cfg.lora_save == "merged":

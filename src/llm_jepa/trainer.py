@@ -157,6 +157,8 @@ class JepaTrainer(Trainer):
 
     def _warn_if_collapsed(self, logs: dict[str, float]) -> None:
         c = logs.get("target_pairwise_cosine")
+        if not self.is_world_process_zero():  # logs are reduced over ranks: every rank would say the same
+            return
         if c is not None and c > self.COLLAPSE_COSINE and not getattr(self, "_collapse_warned", False):
             self._collapse_warned = True
             logger.warning(
