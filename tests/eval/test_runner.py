@@ -192,9 +192,10 @@ def test_bad_inputs_are_clear(ckpt, data, tmp_path, capsys):
     (no_tok / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="no tokenizer"):
         evaluate(str(no_tok), data, output=tmp_path / "c", quiet=True)
+    assert not (tmp_path / "c").exists()  # nothing written for a model that cannot load
     with pytest.raises(FileNotFoundError, match="no such model directory"):
         evaluate(str(tmp_path / "nowhere" / "model"), data, output=tmp_path / "c2", quiet=True)
-    assert not (tmp_path / "c2" / "predictions.jsonl").exists()
+    assert not (tmp_path / "c2").exists()
     code = main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(tmp_path / "d"),
                  "--task", "poetry"])
     assert code == 2 and "known tasks" in capsys.readouterr().err

@@ -32,6 +32,16 @@ __all__ = ["evaluate", "load_model_and_tokenizer", "summarize", "DEFAULT_BATCH_S
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
 
 
+def _check_model_path(model: Any) -> Path:
+    """Fail early (before any output is written) on a local model path that cannot be loaded."""
+    path = Path(str(model))
+    if not path.exists() and (path.is_absolute() or str(model).startswith(".") or str(model).count("/") > 1):
+        raise FileNotFoundError(f"{path}: no such model directory")
+    if path.is_dir() and not any(path.glob("tokenizer*")):
+        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
+    return path
+
+
 def load_model_and_tokenizer(model: Any, device: str | None = None, dtype: str = "auto") -> tuple[Any, Any]:
     """A path / hub name -> (model, tokenizer); an already loaded pair passes through."""
     if isinstance(model, (tuple, list)):
@@ -39,11 +49,7 @@ def load_model_and_tokenizer(model: Any, device: str | None = None, dtype: str =
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(str(model))
-    if not path.exists() and (path.is_absolute() or str(model).startswith(".") or str(model).count("/") > 1):
-        raise FileNotFoundError(f"{path}: no such model directory")
-    if path.is_dir() and not any(path.glob("tokenizer*")):
-        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
+    path = _check_model_path(model)
     tok = AutoTokenizer.from_pretrained(str(model))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -212,6 +218,8 @@ def evaluate(
            "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
            "generation": asdict(settings), "plain": plain, "options": {k: str(v) for k, v in options.items()},
            "predictors": predictors}  # k changes every similarity, so a resumed run must use the same k
+    if not isinstance(model, (tuple, list)):
+        _check_model_path(model)
     out_dir = Path(output) if output else None
     done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
     mdl, tok = load_model_and_tokenizer(model)
