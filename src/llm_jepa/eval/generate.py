@@ -4,9 +4,9 @@ The paper's released code generates one example at a time and ignores its own ge
 settings; here every setting of :class:`GenerationSettings` reaches ``model.generate`` and prompts
 are batched, sorted by length so that little is spent on padding, then put back in order.
 
-Speed (greedy, CPU, the untrained ``tiny`` demo model, one thread, 64 NL-RX prompts): a batch of 64
-generates about 9-16x faster per prompt than one prompt at a time, a batch of 16 about 5-6x, hence
-the default of 64. On CPU the batched step is compute-bound (prefill is ~40% of it); a static KV
+Speed (greedy, CPU, the untrained ``tiny`` demo model, 64-256 NL-RX prompts, 32-128 new tokens, a
+shared 2-core machine, so noisy): a batch of 64 generated 7-16x faster per prompt than one prompt
+at a time (typically ~9x), a batch of 16 5-6x, hence the default of 64. On CPU the batched step is compute-bound (prefill is ~40% of it); a static KV
 cache was slower at 128 new tokens and a hand-written decoding loop no faster, so both were left out.
 Batching never changes greedy outputs: batched and one-at-a-time strings are tested to be equal.
 """
