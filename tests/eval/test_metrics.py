@@ -16,12 +16,33 @@ GSM = "Answer the math question, show steps."
 
 
 @pytest.mark.parametrize("gen,ok", [
-    ("so 1000 in total\n#### 1,000", True), ("#### 1000.00", True), ("#### $1,000", True),
-    ("the answer is 1000", True), ("#### 100", False), ("no number", False), ("#### 1000 apples", False),
+    ("so 1000 in total\n#### 1,000", True), ("#### 1000.00", True), ("#### $1,000", True), ("#### +1000", True),
+    ("#### 1000.0", True), ("####1000", True), ("#### $ 1,000.", True), ("the answer is 1000", True),
+    ("#### 100", False), ("#### 10000", False), ("#### 1000.5", False), ("#### -1000", False), ("no number", False),
+    # the first number after the first ####: models keep generating past their answer
+    ("#### 1000 apples\n\nQuestion: and 7 more?\n#### 7", True), ("#### 7\nQuestion: ...\n#### 1000", False),
+    ("#### the answer is 1000 (not 12)", True), ("####\n", False),
 ])
 def test_gsm8k_final_answer_normalisation(gen, ok):
     e = ex(GSM, "q", "2 * 500 = <<2*500=1000>>1000\n#### 1,000")
     assert get_task("gsm8k").score(gen, e)["final"] is ok
+
+
+@pytest.mark.parametrize("text,want", [
+    ("#### 1,234,567.890", "1234567.89"), ("#### -0.50", "-0.5"), ("#### -0", "0"), ("#### 007", "7"),
+    ("#### 3, 4 and 5", "3"), ("#### 0.25", "0.25"), ("2 then 3", "3"), ("none", None),
+])
+def test_gsm8k_number_normalisation(text, want):
+    from llm_jepa.eval.tasks.gsm8k import final_answer
+
+    assert final_answer(text) == want
+
+
+def test_gsm8k_reference_without_final_answer_is_a_clear_error():
+    bad = example_from_row({"messages": [{"role": "system", "content": GSM}, {"role": "user", "content": "q"},
+                                         {"role": "assistant", "content": "it is 4"}]}, ("gsm.jsonl", 7))
+    with pytest.raises(ValueError, match="gsm.jsonl:7.*assistant.*####"):
+        get_task("gsm8k").check([ex(GSM, "q", "#### 4"), bad])
 
 
 REGEX = "Convert natural language to regular expression."
@@ -59,11 +80,24 @@ def test_nq_open_requires_the_answer_in_the_generation():
     task = get_task("nq_open")
     e = ex(NQ, "who wrote it", "Jane Austen; J. Austen")
     assert task.score("It was written by Jane Austen.", e)["contains"] is True
+    assert task.score("JANE   austen!", e)["contains"] is True  # case, punctuation, spaces
+    assert task.score("j austen", e)["contains"] is True  # "J. Austen" normalised
     assert task.score("Austen", e)["contains"] is False
+    assert "reference_compatible" not in task.score("Austen", e)  # only when asked for
     # trivial generations: rejected by the default, accepted by the released code's reverse check
     for trivial in ("", "the", "Jane"):
         got = task.score(trivial, e, reference_compatible=True)
         assert got["contains"] is False and got["reference_compatible"] is True
+
+
+@pytest.mark.parametrize("gen,answer,ok", [
+    ("12", "2", False), ("in 1912", "1912", True), ("in 19120", "1912", False),  # whole words only
+    ("the Beatles", "Beatles", True), ("Beatles", "The Beatles", True),  # articles dropped on both sides
+    ("an apple a day", "apple", True), ("pineapple", "apple", False), ("theory", "the ory", False),
+    ("U.S.A.", "usa", True), ("New York City", "new york", True), ("New Yorker", "new york", False),
+])
+def test_nq_open_squad_normalisation_and_whole_words(gen, answer, ok):
+    assert get_task("nq_open").score(gen, ex(NQ, "q", answer))["contains"] is ok
 
 
 def test_sentiment_label_prefix():

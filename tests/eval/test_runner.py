@@ -50,30 +50,89 @@ def _summary_without_volatile(s):
     return {k: v for k, v in s.items() if k not in ("model",)}
 
 
-def test_resume_after_interruption_gives_the_same_summary(ckpt, data, tmp_path):
-    full = evaluate(str(ckpt), data, output=tmp_path / "full", batch_size=2,
-                    generation=GenerationSettings(max_new_tokens=8), quiet=True)
+def _strip_volatile(summary):
+    return {k: v for k, v in summary.items() if k != "model"}
+
+
+def test_resume_after_interruption_gives_the_same_summary(ckpt, tmp_path, monkeypatch):
+    import llm_jepa.eval.runner as runner
+
+    # duplicate prompts (same request, different references): resume must key by index, not prompt
+    rows = ROWS + [conv(ROWS[0][1]["content"], "(dog)+", REGEX), conv(ROWS[4][1]["content"], ROWS[4][2]["content"],
+                                                                     REGEX)]
+    data = tmp_path / "dup.jsonl"
+    data.write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+    kw = dict(batch_size=2, generation=GenerationSettings(max_new_tokens=8), quiet=True)
+    full = evaluate(str(ckpt), data, output=tmp_path / "full", **kw)
+
+    real, calls = runner.generate, []
+
+    def interrupted(*a, **k):  # the second batch of generation is interrupted by the user
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "generate", interrupted)
     out = tmp_path / "cut"
-    evaluate(str(ckpt), data, output=out, batch_size=2, generation=GenerationSettings(max_new_tokens=8), quiet=True)
-    lines = (out / "predictions.jsonl").read_text().splitlines()
-    # an interruption: 4 lines kept, the 5th cut mid-way, no summary yet
-    (out / "predictions.jsonl").write_text("\n".join(lines[:4]) + "\n" + lines[4][:20])
-    (out / "summary.json").unlink()
-    resumed = evaluate(str(ckpt), data, output=out, batch_size=2, generation=GenerationSettings(max_new_tokens=8),
-                       quiet=True)
-    assert resumed["n"] == full["n"] == len(ROWS)
-    assert resumed["metrics"] == full["metrics"]
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(str(ckpt), data, output=out, **kw)
+    assert not (out / "summary.json").exists()
+    kept = (out / "predictions.jsonl").read_text().splitlines()
+    assert 0 < len(kept) < len(rows)
+    # also cut the last line mid-way, as a crash while writing would
+    (out / "predictions.jsonl").write_text("\n".join(kept) + "\n" + kept[-1][:20])
+    monkeypatch.setattr(runner, "generate", real)
+    generated = []
+    monkeypatch.setattr(runner, "generate", lambda m, t, prompts, *a: generated.extend(prompts) or real(m, t, prompts, *a))
+    resumed = evaluate(str(ckpt), data, output=out, **kw)
+    assert len(generated) == len(rows) - len(kept)  # examples scored before are not generated again
+    assert _strip_volatile(resumed) == _strip_volatile(full)
     got = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
-    assert [g["index"] for g in got] == list(range(len(ROWS)))
+    want = [json.loads(x) for x in (tmp_path / "full" / "predictions.jsonl").read_text().splitlines()]
+    assert [g["index"] for g in got] == list(range(len(rows)))
+    assert [g["reference"] for g in got] == [r[2]["content"] for r in rows]
+    assert [g["generation"] for g in got] == [w["generation"] for w in want]
 
 
-def test_output_of_another_run_is_not_overwritten(ckpt, data, tmp_path):
+def test_resume_with_a_lost_line_in_the_middle_regenerates_only_it(ckpt, data, tmp_path):
+    kw = dict(batch_size=2, generation=GenerationSettings(max_new_tokens=6), quiet=True, similarity=False)
+    out = tmp_path / "o"
+    full = evaluate(str(ckpt), data, output=out, **kw)
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    (out / "predictions.jsonl").write_text("\n".join(lines[:3] + lines[4:]) + "\n")
+    assert evaluate(str(ckpt), data, output=out, **kw) == full
+    assert (out / "predictions.jsonl").read_text().splitlines() == lines
+
+
+def test_output_of_another_run_is_not_overwritten(ckpt, data, tmp_path, capsys):
     out = tmp_path / "o"
     evaluate(str(ckpt), data, output=out, limit=3, generation=GenerationSettings(max_new_tokens=4), quiet=True)
     before = (out / "predictions.jsonl").read_text()
     with pytest.raises(FileExistsError, match="different"):
         evaluate(str(ckpt), data, output=out, limit=5, generation=GenerationSettings(max_new_tokens=4), quiet=True)
     assert (out / "predictions.jsonl").read_text() == before
+    # same path, other content (the data file was edited): refused as well
+    edited = tmp_path / "edited.jsonl"
+    edited.write_text(data.read_text())
+    evaluate(str(ckpt), edited, output=tmp_path / "e", limit=3, generation=GenerationSettings(max_new_tokens=4),
+             quiet=True)
+    edited.write_text(data.read_text().replace("dog", "cat"))
+    with pytest.raises(FileExistsError, match="data_sha256"):
+        evaluate(str(ckpt), edited, output=tmp_path / "e", limit=3, generation=GenerationSettings(max_new_tokens=4),
+                 quiet=True)
+    # the CLI refuses another model's output without --overwrite, and replaces it with it
+    other_model = tmp_path / "other_ckpt"
+    tok = make_tokenizer("chatml")
+    tiny_llama(tok, seed=4).save_pretrained(other_model)
+    tok.save_pretrained(other_model)
+    argv = ["eval", "--model", str(other_model), "--data", str(data), "--output", str(out), "--limit", "3",
+            "--max-new-tokens", "4"]
+    assert main(argv) == 2
+    assert "different model" in capsys.readouterr().err
+    assert (out / "predictions.jsonl").read_text() == before
+    assert main([*argv, "--overwrite"]) == 0
+    assert json.loads((out / "summary.json").read_text())["model"] == str(other_model)
     other = tmp_path / "notes"
     other.mkdir()
     (other / "mine.txt").write_text("keep")
@@ -83,11 +142,44 @@ def test_output_of_another_run_is_not_overwritten(ckpt, data, tmp_path):
 
 
 def test_similarity_split_by_correctness(ckpt, data, tmp_path):
-    s = evaluate(str(ckpt), data, output=tmp_path / "s", limit=4, similarity=True, predictors=1,
+    s = evaluate(str(ckpt), data, output=tmp_path / "s", limit=4, predictors=1,
                  generation=GenerationSettings(max_new_tokens=4), quiet=True)
     recs = [json.loads(x) for x in (tmp_path / "s" / "predictions.jsonl").read_text().splitlines()]
     assert all(-1 <= r["similarity"] <= 1 for r in recs)
-    assert s["similarity_incorrect"] == pytest.approx(sum(r["similarity"] for r in recs) / 4)  # none is correct
+    assert not any(r["correct"] for r in recs)  # an untrained model
+    assert s["similarity_incorrect"] == pytest.approx(sum(r["similarity"] for r in recs) / 4)
+    assert s["similarity"]["incorrect"]["n"] == 4 and s["similarity"]["correct"] == {"mean": None, "n": 0}
+
+
+def test_similarity_is_the_cosine_of_independently_encoded_views(ckpt, data):
+    import torch.nn.functional as F
+
+    from llm_jepa.data import load_examples
+    from llm_jepa.embeddings import encode_views
+    from llm_jepa.eval.runner import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(str(ckpt))
+    examples = load_examples(data, 5)
+    s = evaluate((model, tok), examples, generation=GenerationSettings(max_new_tokens=2), quiet=True, batch_size=2)
+    one_by_one = [F.cosine_similarity(*(lambda e: (e.text, e.code))(encode_views(model, tok, [x])), dim=-1).item()
+                  for x in examples]
+    assert s["similarity"]["all"] == pytest.approx(sum(one_by_one) / 5, abs=1e-5)
+
+
+def test_similarity_can_be_turned_off_and_added_on_resume(ckpt, data, tmp_path):
+    out = tmp_path / "o"
+    kw = dict(limit=3, generation=GenerationSettings(max_new_tokens=4), quiet=True)
+    off = evaluate(str(ckpt), data, output=out, similarity=False, **kw)
+    assert "similarity" not in off and "similarity_correct" not in off
+    recs = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["similarity"] is None for r in recs)
+    on = evaluate(str(ckpt), data, output=out, **kw)  # resumes: no generation, similarity filled in
+    recs = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["similarity"], float) for r in recs)
+    assert on["similarity"]["incorrect"]["n"] + on["similarity"]["correct"]["n"] == 3
+    assert main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(tmp_path / "cli"), "--limit", "2",
+                 "--max-new-tokens", "2", "--no-similarity"]) == 0
+    assert "similarity" not in json.loads((tmp_path / "cli" / "summary.json").read_text())
 
 
 def test_bad_inputs_are_clear(ckpt, data, tmp_path, capsys):
@@ -100,9 +192,25 @@ def test_bad_inputs_are_clear(ckpt, data, tmp_path, capsys):
     (no_tok / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="no tokenizer"):
         evaluate(str(no_tok), data, output=tmp_path / "c", quiet=True)
+    assert not (tmp_path / "c").exists()  # nothing written for a model that cannot load
+    with pytest.raises(FileNotFoundError, match="no such model directory"):
+        evaluate(str(tmp_path / "nowhere" / "model"), data, output=tmp_path / "c2", quiet=True)
+    assert not (tmp_path / "c2").exists()
     code = main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(tmp_path / "d"),
                  "--task", "poetry"])
     assert code == 2 and "known tasks" in capsys.readouterr().err
+    code = main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(tmp_path / "d"), "--limit", "0"])
+    assert code == 2 and "limit" in capsys.readouterr().err
+    missing_field = tmp_path / "missing.jsonl"
+    missing_field.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}]}) + "\n")
+    code = main(["eval", "--model", str(ckpt), "--data", str(missing_field), "--output", str(tmp_path / "f")])
+    assert code == 2 and "missing.jsonl:1: field 'messages'" in capsys.readouterr().err
+    spider_rows = tmp_path / "spider.jsonl"
+    spider_rows.write_text(json.dumps({"messages": conv("For db_id:[shop]\nHow many?", "SELECT 1",
+                                                        "Convert natural language to SQL.")}) + "\n")
+    code = main(["eval", "--model", str(ckpt), "--data", str(spider_rows), "--output", str(tmp_path / "g"),
+                 "--db-dir", str(tmp_path)])
+    assert code == 2 and "shop.sqlite" in capsys.readouterr().err
 
 
 def test_cli_writes_summary(ckpt, data, tmp_path):

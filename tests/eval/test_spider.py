@@ -67,6 +67,38 @@ def test_order_insensitive_unless_the_reference_orders(db_dir):
                         db_dir=db_dir)["execution"] is False
 
 
+def test_columns_may_come_in_another_order_as_in_the_official_evaluation(db_dir):
+    e = _ex("SELECT name, price FROM item")
+    assert spider.score("SELECT price, name FROM item", e, db_dir=db_dir)["execution"] is True
+    ordered = _ex("SELECT id, name FROM item ORDER BY id DESC")
+    assert spider.score("SELECT name, id FROM item ORDER BY id DESC", ordered, db_dir=db_dir)["execution"] is True
+    assert spider.score("SELECT name, id FROM item ORDER BY id", ordered, db_dir=db_dir)["execution"] is False
+    # the right columns, but rows paired wrongly: not a match under any column order
+    assert spider.score("SELECT a.name, b.price FROM item a JOIN item b ON a.id = b.id % 3 + 1", e,
+                        db_dir=db_dir)["execution"] is False
+    # a column too many or too few
+    assert spider.score("SELECT name, price, id FROM item", e, db_dir=db_dir)["execution"] is False
+    assert spider.score("SELECT name FROM item", e, db_dir=db_dir)["execution"] is False
+
+
+@pytest.mark.parametrize("got,want,ordered,ok", [
+    ([(1, "a"), (2, "b")], [("b", 2), ("a", 1)], False, True),
+    ([(1, "a"), (2, "b")], [("a", 1), ("b", 2)], True, True),
+    ([(1, "a"), (2, "b")], [("b", 2), ("a", 1)], True, False),
+    ([(1, 1), (2, 2)], [(1, 1), (2, 2)], False, True),  # identical columns: any order works
+    ([(1, 2), (2, 1)], [(1, 1), (2, 2)], False, False),  # same column values, wrong pairing
+    ([(1, 2, 2)], [(2, 1, 2)], False, True),  # a duplicated value column is used once per place
+    ([(1, 2, 3)], [(2, 2, 1)], False, False),  # ... and never twice
+    ([], [], True, True), ([(1,)], [], False, False), ([(1,), (1,)], [(1,)], False, False),
+])
+def test_results_match_cases(got, want, ordered, ok):
+    assert spider.results_match(got, want, ordered) is ok
+
+
+def test_a_broken_reference_is_undecided_not_a_crash(db_dir):
+    assert spider.score("SELECT 1", _ex("SELECT nothing FROM nowhere"), db_dir=db_dir) == {"execution": None}
+
+
 def test_exact_output_option_is_stricter(db_dir):
     e = _ex("SELECT name FROM item WHERE price = 2.0")
     got = spider.score("SELECT name FROM item WHERE price = 2.0 ORDER BY name", e, db_dir=db_dir,

@@ -120,7 +120,8 @@ def _evaluate_arm(cfg: DemoConfig, run_dir: Path, test_file: Path) -> dict[str, 
     from ..eval.runner import evaluate
 
     return evaluate(str(run_dir), test_file, task="regex", limit=cfg.n_test, output=run_dir / "eval",
-                    batch_size=64, generation=GenerationSettings(max_new_tokens=cfg.max_new_tokens), quiet=True)
+                    batch_size=64, generation=GenerationSettings(max_new_tokens=cfg.max_new_tokens), quiet=True,
+                    similarity=False)  # the demo measures alignment itself in _diagnose
 
 
 def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, predictors: int) -> dict[str, Any]:

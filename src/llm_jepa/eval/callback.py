@@ -11,21 +11,27 @@ __all__ = ["AccuracyCallback"]
 
 class AccuracyCallback(TrainerCallback):
     """Every ``every_steps`` optimizer steps (or at each epoch end when ``every_steps`` is 0),
-    evaluate the model on ``examples`` and log ``eval_accuracy`` (plus each metric)."""
+    evaluate the model on ``examples`` and log ``eval_accuracy`` (plus each metric). With
+    ``similarity=True`` also ``eval_similarity_correct`` / ``eval_similarity_incorrect`` (off by
+    default: an extra forward at every evaluation)."""
 
     def __init__(self, examples: list, tokenizer: Any, *, every_steps: int = 0, batch_size: int = 16,
-                 **eval_options: Any) -> None:
+                 similarity: bool = False, **eval_options: Any) -> None:
         self.examples, self.tokenizer = examples, tokenizer
         self.every_steps, self.batch_size, self.options = every_steps, batch_size, eval_options
+        self.similarity = similarity
         self.trainer: Any = None
 
     def _score(self, model: Any) -> dict[str, float]:
         from .runner import evaluate
 
         summary = evaluate((model, self.tokenizer), self.examples, batch_size=self.batch_size, quiet=True,
-                           **self.options)
+                           similarity=self.similarity, **self.options)
         logs = {"eval_accuracy": summary["accuracy"]}
         logs.update({f"eval_{k}": v["accuracy"] for k, v in summary["metrics"].items()})
+        for label in ("correct", "incorrect"):
+            if summary.get(f"similarity_{label}") is not None:
+                logs[f"eval_similarity_{label}"] = summary[f"similarity_{label}"]
         return logs
 
     def _log(self, state: Any, model: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import DEFAULT_BATCH_SIZE
+
 __all__ = ["register"]
 
 
@@ -14,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="directory for predictions.jsonl and summary.json")
     p.add_argument("--task", help="regex, gsm8k, spider, nq_open, hellaswag, sentiment (default: detected)")
     p.add_argument("--limit", type=int, help="evaluate only the first N examples")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="prompts generated together")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -22,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--plain-text", action="store_true", help="the model was trained without a chat template")
-    p.add_argument("--similarity", action="store_true", help="also cosine(Pred(Enc(Text)), Enc(Code)) per example")
-    p.add_argument("--predictors", type=int, default=0, help="k predictor tokens for --similarity")
+    p.add_argument("--similarity", action=argparse.BooleanOptionalAction, default=True,
+                   help="cos(Pred(Enc(Text)), Enc(Code)) per example and its mean for correct vs incorrect answers "
+                        "(default on; one extra batched forward, --no-similarity skips it)")
+    p.add_argument("--predictors", type=int, default=0, help="k predictor tokens for the similarity (0: Enc(Text))")
     p.add_argument("--db-dir", help="Spider: directory holding DB_ID/DB_ID.sqlite")
     p.add_argument("--exact-output", action="store_true", help="Spider: also the paper's exact-output comparison")
     p.add_argument("--reference-compatible", action="store_true",

@@ -6,9 +6,11 @@ The database is ``DB_DIR/DB_ID/DB_ID.sqlite`` with ``db_id`` taken from the user
 ``DROP``, ``UPDATE``, ``ATTACH``, ``PRAGMA`` fail), and a progress handler stops any query that runs
 past ``time_limit`` seconds.
 
-``execution``: the result rows match as multisets (order ignored) unless the reference query has
-``ORDER BY``, as the official Spider evaluation compares them. ``exact_output`` (option
-``exact_output=True``): the paper's stricter comparison, identical row lists.
+``execution``: compared as the official Spider (test-suite) evaluation does: the same number of
+rows and columns; the generated query's columns may come in any order (every column permutation
+consistent with the values is tried); rows match as multisets (order ignored) unless the
+reference query has ``ORDER BY``, when they must match as lists. ``exact_output`` (option
+``exact_output=True``): the paper's stricter comparison, identical row lists with columns in order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import re
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 NAME = "spider"
@@ -77,8 +80,42 @@ def _ordered(sql: str) -> bool:
     return re.search(r"\border\s+by\b", sql, flags=re.IGNORECASE) is not None
 
 
-def results_match(got: list[tuple], want: list[tuple], ordered: bool) -> bool:
+def _rows_equal(got: list[tuple], want: list[tuple], ordered: bool) -> bool:
     return got == want if ordered else Counter(got) == Counter(want)
+
+
+def _column_orders(got: list[tuple], want: list[tuple]) -> Iterator[tuple[int, ...]]:
+    """Orders of ``got``'s columns worth trying: reference column j can only come from a generated
+    column holding the same multiset of values (necessary for any match, ordered or not)."""
+    width = len(want[0])
+    got_cols = [Counter(r[i] for r in got) for i in range(width)]
+    want_cols = [Counter(r[j] for r in want) for j in range(width)]
+    candidates = [[i for i in range(width) if got_cols[i] == want_cols[j]] for j in range(width)]
+
+    def extend(prefix: tuple[int, ...]) -> Iterator[tuple[int, ...]]:
+        if len(prefix) == width:
+            yield prefix
+            return
+        for i in candidates[len(prefix)]:
+            if i not in prefix:  # each generated column is used once
+                yield from extend(prefix + (i,))
+
+    return extend(())
+
+
+def results_match(got: list[tuple], want: list[tuple], ordered: bool) -> bool:
+    """Official Spider execution comparison: any column order of ``got``; multisets of rows unless
+    ``ordered`` (the reference has ORDER BY)."""
+    if len(got) != len(want):
+        return False
+    if not want:
+        return True
+    if len({len(r) for r in got}) != 1 or len(got[0]) != len(want[0]):
+        return False
+    for perm in _column_orders(got, want):
+        if _rows_equal([tuple(r[i] for i in perm) for r in got], want, ordered):
+            return True
+    return False
 
 
 def score(generation: str, example, *, db_dir: str | Path | None = None, time_limit: float = 5.0,
@@ -86,7 +123,10 @@ def score(generation: str, example, *, db_dir: str | Path | None = None, time_li
     if db_dir is None:
         raise ValueError("spider needs db_dir (--db-dir)")
     path = db_path(db_dir, db_id(example))
-    want = run_query(path, example.assistant, time_limit)
+    try:
+        want = run_query(path, example.assistant, time_limit)
+    except QueryError:  # a broken reference decides nothing (counted as undecided in the summary)
+        return {"execution": None, **({"exact_output": None} if exact_output else {})}
     try:
         got = run_query(path, generation.strip(), time_limit)
     except QueryError:
