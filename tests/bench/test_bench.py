@@ -30,7 +30,7 @@ def test_paper_style_baselines_compute_the_same_losses_as_ours(baseline):
 
 def _records(times: list[float], real: int, views: list[bool] | None = None) -> dict[str, list]:
     n = len(times)
-    return {"time": times, "real": [real] * n, "padded": [real] * n, "act": [1.0] * n, "mem": [],
+    return {"time": times, "fwd_bwd": times, "real": [real] * n, "padded": [real] * n, "act": [1.0] * n, "mem": [],
             "views": views if views is not None else [True] * n}
 
 
@@ -122,13 +122,17 @@ def test_benchmark_runs_end_to_end_on_a_tiny_configuration(tmp_path):
     assert s["plain"]["view_steps"] == 0 and s["jepa_packed"]["view_steps"] == 2
     ratios = res["ratios"]
     for name in ("ours_vs_paper_3row_examples_per_s", "ours_vs_paper_2row_examples_per_s", "jepa_vs_plain_tokens",
-                 "jepa_vs_plain_step_time"):
+                 "jepa_vs_plain_step_time", "jepa_vs_plain_fwd_bwd_time"):
         assert ratios[name]["measured"] > 0 and "target" in ratios[name]
     for name in ("loss_dropout_0.5", "loss_dropout_0.75"):
         assert 0 <= ratios[name]["realised_view_fraction"] <= 1 and ratios[name]["expected_nominal"] > 1
     assert res["generation"]["speedup"] > 0
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert set(saved["strategies"]) == set(STRATEGIES) and saved["ratios"].keys() == ratios.keys()
+    from llm_jepa.bench.report import to_markdown
+
+    md = to_markdown(saved)  # the docs table renders from the saved JSON
+    assert all(f"| {name} |" in md for name in STRATEGIES) and "ours_vs_paper_3row_examples_per_s" in md
     print(ratios, res["generation"]["speedup"])  # numbers are printed, not asserted
 
 

@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gen-tokens", type=int, default=d.gen_tokens)
     p.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--markdown", help="also write the tables as Markdown to this file")
     p.add_argument("--plot", help="PNG of step time against batch size and sequence length (runs a separate "
                                   "sweep of plain / jepa_packed / paper_3row; its JSON goes beside the PNG)")
     p.add_argument("--plot-batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32])
@@ -52,7 +53,13 @@ def run(args: argparse.Namespace) -> int:
                       threads=args.threads, generation=not args.no_generation, gen_prompts=args.gen_prompts,
                       gen_tokens=args.gen_tokens)
     if not args.plot_only:
-        run_bench(cfg, workdir=args.workdir, json_path=args.json)
+        result = run_bench(cfg, workdir=args.workdir, json_path=args.json)
+        if args.markdown:
+            from pathlib import Path
+
+            from .report import to_markdown
+
+            Path(args.markdown).write_text(to_markdown(result))
     if args.plot:
         from .plot import plot_scaling
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-__all__ = ["DESCRIPTIONS", "summarize", "paired_ratios", "print_table"]
+__all__ = ["DESCRIPTIONS", "summarize", "paired_ratios", "print_table", "to_markdown"]
 
 #: strategy -> what it computes (printed under the table)
 DESCRIPTIONS = {
@@ -40,7 +40,7 @@ def summarize(r: dict[str, list], batch_size: int) -> dict[str, Any]:
         "real_tokens_per_s": sum(r["real"]) / total, "padded_tokens_per_s": sum(r["padded"]) / total,
         "real_tokens_per_step": sum(r["real"]) / len(times), "padded_tokens_per_step": sum(r["padded"]) / len(times),
         "activation_mib": max(r["act"]), "peak_memory_mib": max(r["mem"]) if r["mem"] else None,
-        "view_steps": sum(r["views"]),
+        "view_steps": sum(r["views"]), "fwd_bwd_s": statistics.median(r["fwd_bwd"]),
     }
 
 
@@ -104,6 +104,9 @@ def paired_ratios(rec: dict[str, dict[str, list]]) -> dict[str, Any]:
     t = _paired(ours["time"], plain["time"])
     out["jepa_vs_plain_tokens"] = _check(tok, "-", None)
     out["jepa_vs_plain_step_time"] = _check(t, f"token ratio {tok:.2f} +-10%", _within(t, tok))
+    # without the optimizer step, a fixed cost per step that does not grow with tokens
+    fb = _paired(ours["fwd_bwd"], plain["fwd_bwd"])
+    out["jepa_vs_plain_fwd_bwd_time"] = _check(fb, f"token ratio {tok:.2f} +-10%", _within(fb, tok))
     for name in ("loss_dropout_0.5", "loss_dropout_0.75"):
         if name in rec:
             out[name] = _dropout(rec[name], plain, tok, float(name.rsplit("_", 1)[1]))
@@ -124,13 +127,13 @@ def print_table(result: dict[str, Any]) -> None:
     mem_col = "peak MiB (CUDA max alloc)" if cuda else "activations MiB"
     table = Table(title=f"llm-jepa bench on {m['gpu'] or m['device']} ({m['threads']} threads), attention "
                         f"{result['attention']}, {result['dtype']}, batch {result['config']['batch_size']}")
-    for col in ("strategy", "step s (median)", "IQR", "examples/s", "real tok/s", "padded tok/s", mem_col,
+    for col in ("strategy", "step s (median)", "IQR", "fwd+bwd s", "examples/s", "real tok/s", "padded tok/s", mem_col,
                 "view steps"):
         table.add_column(col)
     for name, r in result["strategies"].items():
         mem = r["peak_memory_mib"] if cuda else r["activation_mib"]
         table.add_row(name, f"{r['step_s']:.3f}", f"{r['step_iqr_s'][0]:.3f}-{r['step_iqr_s'][1]:.3f}",
-                      f"{r['examples_per_s']:.2f}", f"{r['real_tokens_per_s']:.0f}",
+                      f"{r['fwd_bwd_s']:.3f}", f"{r['examples_per_s']:.2f}", f"{r['real_tokens_per_s']:.0f}",
                       f"{r['padded_tokens_per_s']:.0f}", f"{mem:.1f}", f"{r['view_steps']}/{r['steps']}")
     console.print(table)
     console.print(f"{mem_col}: " + ("torch.cuda.max_memory_allocated over the step" if cuda else
@@ -163,3 +166,35 @@ def _print_ratios(console: Any, ratios: dict[str, Any]) -> None:
         else:
             table.add_row(name, f"{r['measured']:.3f}", r["target"], _mark(r["met"]))
     console.print(table)
+
+
+def _md_mark(ok: bool | None) -> str:
+    return {True: "met", False: "**missed**", None: ""}[ok]
+
+
+def to_markdown(result: dict[str, Any]) -> str:
+    """The same tables as :func:`print_table`, as Markdown (for docs/benchmarks.md)."""
+    cuda = result["machine"]["gpu"] is not None
+    lines = ["| strategy | step s (median) | IQR | fwd+bwd s | examples/s | real tok/s | padded tok/s | "
+             + ("peak MiB (CUDA)" if cuda else "activations MiB") + " | view steps |", "|" + "---|" * 9]
+    for name, r in result["strategies"].items():
+        mem = r["peak_memory_mib"] if cuda else r["activation_mib"]
+        lines.append(f"| {name} | {r['step_s']:.3f} | {r['step_iqr_s'][0]:.3f}-{r['step_iqr_s'][1]:.3f} | "
+                     f"{r['fwd_bwd_s']:.3f} | {r['examples_per_s']:.2f} | {r['real_tokens_per_s']:.0f} | "
+                     f"{r['padded_tokens_per_s']:.0f} | {mem:.1f} | {r['view_steps']}/{r['steps']} |")
+    lines += ["", "| ratio (paired per round, median) | measured | target | |", "|---|---|---|---|"]
+    for name, r in result["ratios"].items():
+        if name.startswith("loss_dropout"):
+            nominal = r["measured_reweighted_to_nominal"]
+            lines.append(f"| {name} / plain step time, realised view fraction {r['realised_view_fraction']:.2f} | "
+                         f"{r['measured']:.3f} | {r['expected_realised']:.3f} +-10% | {_md_mark(r['met'])} |")
+            lines.append(f"| {name} reweighted to nominal view fraction {r['nominal_view_fraction']:.2f} | "
+                         f"{'n/a' if nominal is None else f'{nominal:.3f}'} | {r['expected_nominal']:.3f} +-10% | "
+                         f"{_md_mark(r['met_nominal'])} |")
+        else:
+            lines.append(f"| {name} | {r['measured']:.3f} | {r['target']} | {_md_mark(r['met'])} |")
+    if "generation" in result:
+        g = result["generation"]
+        lines.append(f"| generation batched / one-at-a-time ({g['prompts']} prompts, {g['max_new_tokens']} tokens) | "
+                     f"{g['speedup']:.2f} | >= 10 | {_md_mark(g['speedup'] >= 10)} |")
+    return "\n".join(lines) + "\n"

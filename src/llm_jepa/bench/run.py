@@ -174,10 +174,12 @@ def _one_step(step: Any, model: Any, opt: Any, p_items: list, v_items: list, dev
     with SavedActivations(model) as act:
         res = step(model, p_items, v_items)
     res.loss.backward()
+    _sync(device)
+    t_fb = time.perf_counter() - t  # collate + forward + backward: the part that scales with tokens
     opt.step()
     opt.zero_grad(set_to_none=True)
     _sync(device)
-    return {"time": time.perf_counter() - t, "real": res.real_tokens, "padded": res.padded_tokens,
+    return {"time": time.perf_counter() - t, "fwd_bwd": t_fb, "real": res.real_tokens, "padded": res.padded_tokens,
             "act": act.mib, "mem": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
             "views": res.has_views}
 
@@ -195,7 +197,7 @@ def _time_strategies(cfg: BenchConfig, model: Any, tok: Any, examples: list) -> 
     names = [s for s in cfg.strategies if s in steppers]
     models = {n: copy.deepcopy(model).train() for n in names}
     opts = {n: torch.optim.AdamW(models[n].parameters(), lr=1e-4) for n in names}
-    rec: dict[str, dict[str, list]] = {n: {k: [] for k in ("time", "real", "padded", "act", "mem", "views")}
+    rec: dict[str, dict[str, list]] = {n: {k: [] for k in ("time", "fwd_bwd", "real", "padded", "act", "mem", "views")}
                                        for n in names}
     B = cfg.batch_size
     for step in range(cfg.warmup + cfg.steps):
