@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PLOT_STRATEGIES", "scaling_sweep", "memory_linearity", "plot_scaling"]
+__all__ = ["PLOT_STRATEGIES", "scaling_sweep", "memory_linearity", "draw_scaling", "plot_scaling"]
 
 PLOT_STRATEGIES = ("plain", "jepa_packed", "paper_3row")
 
@@ -56,30 +56,37 @@ def memory_linearity(points: list[dict[str, Any]]) -> dict[str, dict[str, float]
     return out
 
 
-def plot_scaling(cfg: Any, path: str | Path, workdir: str | Path = ".bench",
-                 batch_sizes: tuple[int, ...] = (4, 8, 16, 32), stretches: tuple[int, ...] = (1, 2, 4),
-                 steps: int = 3) -> Path:
-    """Run the sweep, write ``path`` (PNG) and ``path`` with a .json suffix (the points)."""
+def draw_scaling(points: list[dict[str, Any]], path: str | Path) -> Path:
+    """PNG of the sweep: step time (log scale) against batch size and against conversation length."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = scaling_sweep(cfg, workdir, batch_sizes, stretches, steps)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    small = min(p["batch_size"] for p in points)
     for ax, axis, xkey, xlabel in ((axes[0], "batch", "batch_size", "batch size (examples)"),
                                    (axes[1], "length", "conversation_tokens",
-                                    f"conversation length (tokens; batch {min(batch_sizes)})")):
+                                    f"conversation length (tokens; batch {small})")):
         pts = [p for p in points if p["axis"] == axis]
         for name in PLOT_STRATEGIES:
             ax.plot([p[xkey] for p in pts], [p["strategies"][name]["step_s"] for p in pts], marker="o", label=name)
-        ax.set(xlabel=xlabel, ylabel="step time (s, median)")
-        ax.grid(alpha=0.3)
+        ax.set(xlabel=xlabel, ylabel="step time (s, median)", yscale="log")
+        ax.grid(alpha=0.3, which="both")
     axes[0].legend()
     fig.suptitle("training-step cost (paper_3row pads every row to max_length)")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+    return Path(path)
+
+
+def plot_scaling(cfg: Any, path: str | Path, workdir: str | Path = ".bench",
+                 batch_sizes: tuple[int, ...] = (4, 8, 16, 32), stretches: tuple[int, ...] = (1, 2, 4),
+                 steps: int = 3) -> Path:
+    """Run the sweep, write ``path`` (PNG) and ``path`` with a .json suffix (the points)."""
+    points = scaling_sweep(cfg, workdir, batch_sizes, stretches, steps)
+    draw_scaling(points, path)
     lin = memory_linearity(points)
     Path(path).with_suffix(".json").write_text(json.dumps({"points": points, "memory_linearity": lin}, indent=2))
     for name, r in lin.items():
