@@ -195,6 +195,10 @@ def _time_strategies(cfg: BenchConfig, model: Any, tok: Any, examples: list) -> 
     plain_items = [ViewBuilder(tok, ViewConfig(build_views=False, max_length=cfg.max_length))(e) for e in examples]
     steppers = _steppers(cfg, tok, model, device)
     names = [s for s in cfg.strategies if s in steppers]
+    impl = getattr(model.config, "_attn_implementation", "") or ""
+    if "flash" in impl and "paper_2row" in names:  # flash attention takes no dense 4D float mask
+        names.remove("paper_2row")
+        print(f"bench: paper_2row skipped under {impl} (it needs a dense 4D mask); compare it with --attn sdpa")
     models = {n: copy.deepcopy(model).train() for n in names}
     opts = {n: torch.optim.AdamW(models[n].parameters(), lr=1e-4) for n in names}
     rec: dict[str, dict[str, list]] = {n: {k: [] for k in ("time", "fwd_bwd", "real", "padded", "act", "mem", "views")}
