@@ -6,6 +6,8 @@ import argparse
 
 __all__ = ["register"]
 
+ATTENTION = ["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from .run import STRATEGIES, BenchConfig
@@ -14,17 +16,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="Measure step cost of LLM-JEPA strategies side by side (and generation).")
     p.add_argument("--model", help="checkpoint dir (default: a tiny Llama built locally)")
     p.add_argument("--data", help="JSONL (default: ../shared/datasets/synth_train.jsonl or generated NL-RX)")
-    p.add_argument("--steps", type=int, default=d.steps, help="timed steps per strategy")
-    p.add_argument("--warmup", type=int, default=d.warmup)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--steps", type=int, default=d.steps, help="timed rounds (every strategy steps once per round)")
+    p.add_argument("--warmup", type=int, default=d.warmup, help="untimed rounds first")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
+    p.add_argument("--max-length", type=int, default=d.max_length, help="padded row length of the paper-style rows")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    p.add_argument("--dtype", default=d.dtype, choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--attn", help="force an attention backend: sdpa, eager, flash_attention_2, flex_attention")
-    p.add_argument("--size", default=d.size, choices=["micro", "tiny", "small"])
+    p.add_argument("--dtype", default=d.dtype, choices=["auto", "float32", "bfloat16", "float16"],
+                   help="auto: bfloat16 on CUDA, float32 on CPU")
+    p.add_argument("--attn", default=d.attn, choices=ATTENTION,
+                   help="attention implementation; auto: flash_attention_2 on CUDA if installed, else sdpa")
+    p.add_argument("--size", default=d.size, choices=["micro", "tiny", "small"], help="size of the default model")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--gen-prompts", type=int, default=d.gen_prompts)
+    p.add_argument("--gen-tokens", type=int, default=d.gen_tokens)
     p.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")
     p.add_argument("--json", help="also write the results to this JSON file")
-    p.add_argument("--plot", help="PNG of step time against batch size (runs extra timings)")
+    p.add_argument("--markdown", help="also write the tables as Markdown to this file")
+    p.add_argument("--plot", help="PNG of step time against batch size and sequence length (runs a separate "
+                                  "sweep of plain / jepa_packed / paper_3row; its JSON goes beside the PNG)")
+    p.add_argument("--plot-batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32])
+    p.add_argument("--plot-stretch", type=int, nargs="+", default=[1, 2, 4],
+                   help="sequence-length multipliers (each message repeated k times) at the smallest batch size")
+    p.add_argument("--plot-steps", type=int, default=3, help="timed rounds per point of the --plot sweep")
+    p.add_argument("--plot-only", action="store_true", help="run only the --plot sweep")
     p.add_argument("--workdir", default=".bench", help="where the default tiny model is built")
     p.set_defaults(func=run)
 
@@ -34,10 +49,20 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(model=args.model, data=args.data, steps=args.steps, warmup=args.warmup,
                       batch_size=args.batch_size, strategies=list(args.strategies), device=args.device,
-                      dtype=args.dtype, attn=args.attn, size=args.size, generation=not args.no_generation)
-    run_bench(cfg, workdir=args.workdir, json_path=args.json)
+                      dtype=args.dtype, attn=args.attn, size=args.size, max_length=args.max_length,
+                      threads=args.threads, generation=not args.no_generation, gen_prompts=args.gen_prompts,
+                      gen_tokens=args.gen_tokens)
+    if not args.plot_only:
+        result = run_bench(cfg, workdir=args.workdir, json_path=args.json)
+        if args.markdown:
+            from pathlib import Path
+
+            from .report import to_markdown
+
+            Path(args.markdown).write_text(to_markdown(result))
     if args.plot:
         from .plot import plot_scaling
 
-        plot_scaling(cfg, args.plot, workdir=args.workdir)
+        plot_scaling(cfg, args.plot, workdir=args.workdir, batch_sizes=tuple(args.plot_batch_sizes),
+                     stretches=tuple(args.plot_stretch), steps=args.plot_steps)
     return 0

@@ -3,22 +3,25 @@
 Every strategy trains its own copy of the same model on the same batches; steps are interleaved
 (strategy order rotates every step) so that machine noise hits all of them alike. Reported per
 strategy: step time (median and interquartile range), examples/s, real and padded tokens/s, peak
-GPU memory, and the ratios that say whether a JEPA step costs only its extra tokens.
+memory (CUDA: allocator peak; CPU: activation bytes saved for backward), and paired ratios against
+their targets (see :mod:`llm_jepa.bench.report`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchConfig", "STRATEGIES", "run_bench", "generation_bench"]
+from .report import paired_ratios, print_table, summarize
 
-STRATEGIES = ("plain", "paper_3row", "paper_2row", "llm_jepa", "llm_jepa_one_row", "dropout_0.5", "dropout_0.75")
+__all__ = ["BenchConfig", "STRATEGIES", "run_bench", "generation_bench", "resolve_attention"]
+
+STRATEGIES = ("plain", "paper_3row", "paper_2row", "jepa_packed", "jepa_one_row", "loss_dropout_0.5",
+              "loss_dropout_0.75")
 
 
 @dataclass
@@ -31,9 +34,11 @@ class BenchConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     device: str | None = None
     dtype: str = "auto"  # bfloat16 on GPU
-    attn: str | None = None
+    attn: str = "auto"  # auto: flash_attention_2 on CUDA when installed, else sdpa
     size: str = "tiny"
-    max_length: int = 512
+    max_length: int = 512  # the paper-style baselines pad every row to this length
+    stretch: int = 1  # repeat each message's content this many times (longer sequences, for --plot)
+    threads: int | None = None  # torch CPU threads (default: torch's choice)
     generation: bool = True
     gen_prompts: int = 32
     gen_tokens: int = 32
@@ -45,12 +50,33 @@ def _default_data(cfg: BenchConfig, n: int) -> list:
 
     shared = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "synth_train.jsonl"
     if cfg.data:
-        return load_examples(cfg.data, n)
-    if shared.exists():
-        return load_examples(shared, n)
-    from ..demo.nlrx import generate_pairs
+        examples = load_examples(cfg.data, n)
+    elif shared.exists():
+        examples = load_examples(shared, n)
+    else:
+        from ..demo.nlrx import generate_pairs
 
-    return [example_from_row(r) for r in generate_pairs(n, seed=cfg.seed)]
+        examples = [example_from_row(r) for r in generate_pairs(n, seed=cfg.seed)]
+    return [_stretched(e, cfg.stretch) for e in examples] if cfg.stretch > 1 else examples
+
+
+def _stretched(example: Any, k: int) -> Any:
+    """The same example with every message's content repeated k times: k-times longer sequences."""
+    from ..data import example_from_row
+
+    messages = [{"role": m["role"], "content": " ".join([m["content"]] * k)} for m in example.messages]
+    return example_from_row({"messages": messages})
+
+
+def resolve_attention(attn: str, device: str) -> str:
+    """'auto' -> flash_attention_2 on CUDA when flash-attn is installed, else sdpa; else as given."""
+    import importlib.util
+
+    if attn != "auto":
+        return attn
+    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
 
 
 def _model(cfg: BenchConfig, examples: list, workdir: Path) -> tuple[Any, Any]:
@@ -62,19 +88,19 @@ def _model(cfg: BenchConfig, examples: list, workdir: Path) -> tuple[Any, Any]:
     if path is None:
         from ..demo.tiny import build_checkpoint
 
-        path = str(workdir / "bench_model")
+        path = str(workdir / f"bench_model_{cfg.size}")
         if not (Path(path) / "config.json").exists():
             texts = [m["content"] for ex in examples for m in ex.messages]
             build_checkpoint(path, texts, seed=cfg.seed, size=cfg.size, vocab_size=512, overwrite=True)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
     tok = load_tokenizer(path)
-    model = load_model(path, tok, dtype=dtype, attn_implementation=cfg.attn).to(device)
+    model = load_model(path, tok, dtype=dtype, attn_implementation=resolve_attention(cfg.attn, device)).to(device)
     return model, tok
 
 
-def _steppers(cfg: BenchConfig, tok: Any, device: Any) -> dict[str, Any]:
-    """strategy name -> (function(model, plain_items, view_items) -> StepResult)."""
+def _steppers(cfg: BenchConfig, tok: Any, model: Any, device: Any) -> dict[str, Any]:
+    """strategy name -> function(model, plain_items, view_items) -> StepResult."""
     from ..collator import PackingCollator
     from ..modeling import resolve_pack_length
     from ..objective import ObjectiveConfig
@@ -82,24 +108,20 @@ def _steppers(cfg: BenchConfig, tok: Any, device: Any) -> dict[str, Any]:
 
     jepa, plain = ObjectiveConfig(), ObjectiveConfig(jepa_lambda=0.0)
     pad = tok.pad_token_id
-
-    def packed(obj):
-        def step(model, plain_items, view_items):
-            col = PackingCollator(pad_token_id=pad, pack_length=resolve_pack_length(model, -1))
-            return packed_step(model, view_items if obj is jepa else plain_items, col, obj, device)
-        return step
-
-    dropouts = {name: PackingCollator(pad_token_id=pad, loss_dropout=float(name.split("_")[1]), seed=cfg.seed)
-                for name in ("dropout_0.5", "dropout_0.75")}
+    rows = PackingCollator(pad_token_id=pad, pack_length=resolve_pack_length(model, -1))
+    one_row = PackingCollator(pad_token_id=pad, pack_length=0)
+    # one collator per dropout strategy, kept across steps: its coin flips are seeded by
+    # (seed, micro-batch index), as in training
+    drop = {a: PackingCollator(pad_token_id=pad, pack_length=rows.pack_length, loss_dropout=a, seed=cfg.seed)
+            for a in (0.5, 0.75)}
     return {
-        "plain": packed(plain),
-        "llm_jepa": packed(jepa),
-        "llm_jepa_one_row": lambda m, p, v: packed_step(m, v, PackingCollator(pad_token_id=pad, pack_length=0),
-                                                        jepa, device),
-        "dropout_0.5": lambda m, p, v: packed_step(m, v, dropouts["dropout_0.5"], jepa, device),
-        "dropout_0.75": lambda m, p, v: packed_step(m, v, dropouts["dropout_0.75"], jepa, device),
+        "plain": lambda m, p, v: packed_step(m, p, rows, plain, device),
         "paper_3row": lambda m, p, v: paper_3row_step(m, v, jepa, device, pad, cfg.max_length),
         "paper_2row": lambda m, p, v: paper_2row_step(m, v, jepa, device, pad, cfg.max_length),
+        "jepa_packed": lambda m, p, v: packed_step(m, v, rows, jepa, device),
+        "jepa_one_row": lambda m, p, v: packed_step(m, v, one_row, jepa, device),
+        "loss_dropout_0.5": lambda m, p, v: packed_step(m, v, drop[0.5], jepa, device),
+        "loss_dropout_0.75": lambda m, p, v: packed_step(m, v, drop[0.75], jepa, device),
     }
 
 
@@ -110,7 +132,60 @@ def _sync(device: Any) -> None:
         torch.cuda.synchronize()
 
 
-def _time_strategies(cfg: BenchConfig, model: Any, tok: Any, examples: list) -> dict[str, dict[str, Any]]:
+class SavedActivations:
+    """Bytes of the tensors autograd saves for backward while active (parameters excluded): the
+    activation memory of a step, measurable on CPU where there is no allocator peak counter.
+    Storages are counted once however many views of them are saved."""
+
+    def __init__(self, model: Any) -> None:
+        self.params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        self.storages: dict[int, int] = {}
+
+    def _pack(self, t: Any) -> Any:
+        s = t.untyped_storage()
+        if s.data_ptr() not in self.params:
+            self.storages[s.data_ptr()] = s.nbytes()
+        return t
+
+    def __enter__(self) -> SavedActivations:
+        import torch
+
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
+
+    @property
+    def mib(self) -> float:
+        return sum(self.storages.values()) / 2**20
+
+
+def _one_step(step: Any, model: Any, opt: Any, p_items: list, v_items: list, device: Any) -> dict[str, Any]:
+    """Run and time one optimizer step; returns its record."""
+    import torch
+
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    t = time.perf_counter()
+    with SavedActivations(model) as act:
+        res = step(model, p_items, v_items)
+    res.loss.backward()
+    _sync(device)
+    t_fb = time.perf_counter() - t  # collate + forward + backward: the part that scales with tokens
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    _sync(device)
+    return {"time": time.perf_counter() - t, "fwd_bwd": t_fb, "real": res.real_tokens, "padded": res.padded_tokens,
+            "act": act.mib, "mem": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
+            "views": res.has_views}
+
+
+def _time_strategies(cfg: BenchConfig, model: Any, tok: Any, examples: list) -> dict[str, dict[str, list]]:
+    """Per strategy, per timed round: the raw records (every strategy runs once per round)."""
     import torch
 
     from ..views import ViewBuilder, ViewConfig
@@ -118,67 +193,28 @@ def _time_strategies(cfg: BenchConfig, model: Any, tok: Any, examples: list) -> 
     device = next(model.parameters()).device
     view_items = [ViewBuilder(tok, ViewConfig(predictors=1, max_length=cfg.max_length))(e) for e in examples]
     plain_items = [ViewBuilder(tok, ViewConfig(build_views=False, max_length=cfg.max_length))(e) for e in examples]
-    steppers = _steppers(cfg, tok, device)
+    steppers = _steppers(cfg, tok, model, device)
     names = [s for s in cfg.strategies if s in steppers]
+    impl = getattr(model.config, "_attn_implementation", "") or ""
+    if "flash" in impl and "paper_2row" in names:  # flash attention takes no dense 4D float mask
+        names.remove("paper_2row")
+        print(f"bench: paper_2row skipped under {impl} (it needs a dense 4D mask); compare it with --attn sdpa")
     models = {n: copy.deepcopy(model).train() for n in names}
     opts = {n: torch.optim.AdamW(models[n].parameters(), lr=1e-4) for n in names}
-    rec: dict[str, dict[str, list]] = {n: {"time": [], "real": [], "padded": [], "mem": []} for n in names}
+    rec: dict[str, dict[str, list]] = {n: {k: [] for k in ("time", "fwd_bwd", "real", "padded", "act", "mem", "views")}
+                                       for n in names}
     B = cfg.batch_size
     for step in range(cfg.warmup + cfg.steps):
         lo = (step * B) % max(len(examples) - B, 1)
         p_items, v_items = plain_items[lo : lo + B], view_items[lo : lo + B]
         order = names[step % len(names):] + names[: step % len(names)]  # rotate: no strategy always first
         for n in order:
-            if str(device).startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats()
-            _sync(device)
-            t = time.perf_counter()
-            res = steppers[n](models[n], p_items, v_items)
-            res.loss.backward()
-            opts[n].step()
-            opts[n].zero_grad(set_to_none=True)
-            _sync(device)
+            r = _one_step(steppers[n], models[n], opts[n], p_items, v_items, device)
             if step >= cfg.warmup:
-                rec[n]["time"].append(time.perf_counter() - t)
-                rec[n]["real"].append(res.real_tokens)
-                rec[n]["padded"].append(res.padded_tokens)
-                if str(device).startswith("cuda"):
-                    rec[n]["mem"].append(torch.cuda.max_memory_allocated() / 2**20)
-    return {n: _summarize(r, B) for n, r in rec.items()}
-
-
-def _summarize(r: dict[str, list], batch_size: int) -> dict[str, Any]:
-    times = sorted(r["time"])
-    med = statistics.median(times)
-    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [med, med, med]
-    total = sum(times)
-    return {
-        "step_s": med, "step_iqr_s": [q[0], q[2]], "step_mean_s": total / len(times),
-        "examples_per_s": batch_size / med,
-        "real_tokens_per_s": sum(r["real"]) / total, "padded_tokens_per_s": sum(r["padded"]) / total,
-        "real_tokens_per_step": sum(r["real"]) / len(r["real"]), "padded_tokens_per_step": sum(r["padded"]) / len(r["padded"]),
-        "peak_memory_mib": max(r["mem"]) if r["mem"] else None,
-    }
-
-
-def _ratios(res: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if {"llm_jepa", "paper_3row"} <= res.keys():
-        out["ours_vs_paper_3row_examples_per_s"] = res["llm_jepa"]["examples_per_s"] / res["paper_3row"]["examples_per_s"]
-    if {"llm_jepa", "paper_2row"} <= res.keys():
-        out["ours_vs_paper_2row_examples_per_s"] = res["llm_jepa"]["examples_per_s"] / res["paper_2row"]["examples_per_s"]
-    if {"llm_jepa", "plain"} <= res.keys():
-        tok_ratio = res["llm_jepa"]["real_tokens_per_step"] / res["plain"]["real_tokens_per_step"]
-        out["jepa_vs_plain_step_time"] = res["llm_jepa"]["step_s"] / res["plain"]["step_s"]
-        out["jepa_vs_plain_tokens"] = tok_ratio
-        for name in ("dropout_0.5", "dropout_0.75"):
-            if name in res:
-                alpha = float(name.split("_")[1])
-                # a dropout run mixes cheap and full steps: compare mean step times with the cost
-                # expected from tokens, 1 + (1 - alpha) * (view tokens / plain tokens)
-                out[f"{name}_vs_plain_step_time"] = res[name]["step_mean_s"] / res["plain"]["step_mean_s"]
-                out[f"{name}_expected"] = 1 + (1 - alpha) * (tok_ratio - 1)
-    return out
+                for k, v in r.items():
+                    if v is not None:
+                        rec[n][k].append(v)
+    return rec
 
 
 def generation_bench(model: Any, tok: Any, examples: list, n: int, max_new_tokens: int) -> dict[str, Any]:
@@ -208,6 +244,8 @@ def run_bench(cfg: BenchConfig, workdir: str | Path = ".bench", json_path: str |
     import torch
 
     torch.manual_seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     workdir = Path(workdir)
     examples = _default_data(cfg, max(cfg.batch_size * (cfg.steps + cfg.warmup), cfg.gen_prompts))
     model, tok = _model(cfg, examples, workdir)
@@ -215,12 +253,15 @@ def run_bench(cfg: BenchConfig, workdir: str | Path = ".bench", json_path: str |
     result: dict[str, Any] = {
         "config": asdict(cfg),
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "device": str(device),
-                    "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                    "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                     "threads": torch.get_num_threads()},
         "attention": getattr(model.config, "_attn_implementation", None),
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
-    result["strategies"] = _time_strategies(cfg, model, tok, examples)
-    result["ratios"] = _ratios(result["strategies"])
+    rec = _time_strategies(cfg, model, tok, examples)
+    result["strategies"] = {n: summarize(r, cfg.batch_size) for n, r in rec.items()}
+    result["ratios"] = paired_ratios(rec)
+    result["rounds"] = rec  # raw per-round records: every number above can be recomputed
     if cfg.generation:
         result["generation"] = generation_bench(model.eval(), tok, examples, cfg.gen_prompts, cfg.gen_tokens)
     if json_path:
@@ -228,25 +269,3 @@ def run_bench(cfg: BenchConfig, workdir: str | Path = ".bench", json_path: str |
     if not quiet:
         print_table(result)
     return result
-
-
-def print_table(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"llm-jepa bench on {result['machine']['gpu'] or result['machine']['device']} "
-                        f"(attention: {result['attention']})")
-    for col in ("strategy", "step s (median)", "IQR", "examples/s", "real tok/s", "padded tok/s", "peak MiB"):
-        table.add_column(col)
-    for name, r in result["strategies"].items():
-        mem = f"{r['peak_memory_mib']:.0f}" if r["peak_memory_mib"] else "n/a (CPU)"
-        table.add_row(name, f"{r['step_s']:.3f}", f"{r['step_iqr_s'][0]:.3f}-{r['step_iqr_s'][1]:.3f}",
-                      f"{r['examples_per_s']:.1f}", f"{r['real_tokens_per_s']:.0f}", f"{r['padded_tokens_per_s']:.0f}", mem)
-    console = Console(width=max(Console().width, 120))
-    console.print(table)
-    for k, v in result["ratios"].items():
-        console.print(f"{k}: {v:.3f}")
-    if "generation" in result:
-        g = result["generation"]
-        console.print(f"generation: batched {g['batched_s']:.2f}s vs one-at-a-time {g['single_s']:.2f}s "
-                      f"-> {g['speedup']:.1f}x (same outputs: {g['same_outputs']})")

@@ -33,6 +33,7 @@ class StepResult:
     jepa_loss: torch.Tensor | None
     real_tokens: int
     padded_tokens: int  # tokens the forward processed, padding included
+    has_views: bool = True  # False when loss dropout skipped the views of this batch
 
 
 def packed_step(model: Any, items: list[TokenizedExample], collator: PackingCollator,
@@ -42,7 +43,8 @@ def packed_step(model: Any, items: list[TokenizedExample], collator: PackingColl
     batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
     out = compute_objective(model, batch, objective)
     real = batch["num_lm_tokens"] + batch["num_view_tokens"]
-    return StepResult(out.loss, out.lm_loss, out.jepa_loss, real, batch["input_ids"].numel())
+    return StepResult(out.loss, out.lm_loss, out.jepa_loss, real, batch["input_ids"].numel(),
+                      has_views=batch["num_pairs"] > 0)
 
 
 def _pad_rows(rows: list[list[int]], length: int, pad: int) -> tuple[torch.Tensor, torch.Tensor]:
