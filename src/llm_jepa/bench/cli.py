@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="JSONL (default: ../shared/datasets/synth_train.jsonl or generated NL-RX)")
     p.add_argument("--steps", type=int, default=d.steps, help="timed rounds (every strategy steps once per round)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed rounds first")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step (default: 32 on a GPU, 8 on CPU)")
     p.add_argument("--max-length", type=int, default=d.max_length, help="padded row length of the paper-style rows")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")

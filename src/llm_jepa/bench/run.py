@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ class BenchConfig:
     data: str | None = None  # default: ../shared/datasets/synth_train.jsonl, else generated NL-RX
     steps: int = 10
     warmup: int = 2
-    batch_size: int = 32
+    batch_size: int | None = None  # None: 32 on a GPU, 8 on CPU (a paper-style 3-row step at 32 takes ~100 s there)
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     device: str | None = None
     dtype: str = "auto"  # bfloat16 on GPU
@@ -246,6 +246,9 @@ def run_bench(cfg: BenchConfig, workdir: str | Path = ".bench", json_path: str |
     torch.manual_seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.batch_size is None:
+        on_gpu = (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+        cfg = replace(cfg, batch_size=32 if on_gpu else 8)
     workdir = Path(workdir)
     examples = _default_data(cfg, max(cfg.batch_size * (cfg.steps + cfg.warmup), cfg.gen_prompts))
     model, tok = _model(cfg, examples, workdir)
