@@ -88,7 +88,8 @@ def run_banner(cfg: JepaConfig, accelerator: Any) -> str:
     n = accelerator.num_processes
     engine = str(accelerator.distributed_type).split(".")[-1]
     per, ga = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
-    line = (f"llm-jepa train: {n} process{'es' if n > 1 else ''} ({engine}), global batch {per * n * ga} "
+    shown = "not distributed" if engine == "NO" else engine
+    line = (f"llm-jepa train: {n} process{'es' if n > 1 else ''} ({shown}), global batch {per * n * ga} "
             f"= {per} per device x {n} x {ga} accumulation")
     import os
 

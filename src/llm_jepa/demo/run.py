@@ -32,7 +32,7 @@ DEFAULT_ARMS = ["baseline", "jepa", "baseline_equal_compute"]
 @dataclass
 class DemoConfig:
     output: str = "demo_output"
-    steps: int = 500
+    steps: int = 400
     batch_size: int = 32
     learning_rate: float = 1e-3
     n_train: int = 8000
@@ -161,10 +161,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     base = _base_checkpoint(cfg, out, train_file)
     results: dict[str, Any] = {"config": asdict(cfg), "arms": {}}
     ordered = [a for a in cfg.arms if not a.endswith("equal_compute")] + [a for a in cfg.arms if a.endswith("equal_compute")]
-    for name in ordered:
+    for i, name in enumerate(ordered, 1):
         steps = cfg.steps
         if name.endswith("equal_compute") and {"jepa", "baseline"} <= set(results["arms"]):
             steps = _equal_compute_steps(out, cfg.steps)
+        print(f"[demo] {time.perf_counter() - t0:5.0f} s  arm {i}/{len(ordered)}: {name}, {steps} steps", flush=True)
         start = time.perf_counter()
         run_dir = _train_arm(cfg, name, base, train_file, steps, out)
         train_s = time.perf_counter() - start
@@ -174,7 +175,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "steps": steps, "train_seconds": train_s, "summary": summary,
             "diagnostics": _diagnose(cfg, run_dir, test_file, k), "log": _metrics_log(run_dir),
         }
-        print(f"[demo] {name}: {steps} steps, exact match {summary['metrics']['exact']['accuracy']:.3f}", flush=True)
+        print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: trained in {train_s:.0f} s "
+              f"({train_s / max(steps, 1):.2f} s/step), exact match {summary['metrics']['exact']['accuracy']:.3f}",
+              flush=True)
     results["seconds"] = time.perf_counter() - t0
     from .report import write_report
 
