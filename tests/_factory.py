@@ -114,6 +114,17 @@ def tiny_llama(tokenizer, seed: int = 0, hidden: int = 32, layers: int = 2, attn
     return LlamaForCausalLM(cfg).float().eval()
 
 
+def write_run_inputs(d, rows: list) -> None:
+    """A training run's inputs in folder ``d``: a tiny ChatML Llama checkpoint in ``d/ckpt`` and
+    ``rows`` (lists of messages) as ``d/train.jsonl``."""
+    import json
+
+    tok = make_tokenizer("chatml")
+    tiny_llama(tok).save_pretrained(d / "ckpt")
+    tok.save_pretrained(d / "ckpt")
+    (d / "train.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+
+
 def conv(user: str = "lines with the string 'dog'", answer: str = "(.*dog.*)", system: str | None = "Convert"):
     msgs = [{"role": "system", "content": system}] if system else []
     return msgs + [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]

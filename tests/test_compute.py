@@ -8,7 +8,7 @@ import pytest
 from llm_jepa.compute import equal_compute_max_steps, estimate_compute
 from llm_jepa.config import load_config
 from llm_jepa.train import train
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, write_run_inputs
 
 ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}") for w in ("dog", "ring", "lake") for n in (1, 2)]
 
@@ -16,10 +16,7 @@ ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}") for w i
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("compute")
-    tok = make_tokenizer("chatml")
-    tiny_llama(tok).save_pretrained(d / "ckpt")
-    tok.save_pretrained(d / "ckpt")
-    (d / "train.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
+    write_run_inputs(d, ROWS)
     return d
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, write_run_inputs
 
 pytestmark = pytest.mark.distributed
 ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}") for w in ("dog", "truck", "ring", "lake")
@@ -21,10 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("dist")
-    tok = make_tokenizer("chatml")
-    tiny_llama(tok).save_pretrained(d / "ckpt")
-    tok.save_pretrained(d / "ckpt")
-    (d / "train.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
+    write_run_inputs(d, ROWS)
     return d
 
 

@@ -12,7 +12,7 @@ from llm_jepa.data import example_from_row
 from llm_jepa.objective import ObjectiveConfig, compute_objective
 from llm_jepa.train import train
 from llm_jepa.views import ViewBuilder, ViewConfig
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, make_tokenizer, tiny_llama, write_run_inputs
 
 ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}") for w in ("dog", "truck") for n in (1, 2, 3)]
 
@@ -20,10 +20,7 @@ ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}") for w i
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("engines")
-    tok = make_tokenizer("chatml")
-    tiny_llama(tok).save_pretrained(d / "ckpt")
-    tok.save_pretrained(d / "ckpt")
-    (d / "train.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
+    write_run_inputs(d, ROWS)
     return d
 
 

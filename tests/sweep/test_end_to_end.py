@@ -1,11 +1,10 @@
 """A two-seed, two-cell sweep (plus baseline) on a tiny model: train, evaluate, report, resume."""
 
-import json
 
 import pytest
 
 from llm_jepa.sweep.cli import sweep
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, write_run_inputs
 
 REGEX = "Convert natural language to regular expression."
 ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}", REGEX)
@@ -15,10 +14,7 @@ ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}", REGEX)
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     d = tmp_path_factory.mktemp("sweep")
-    tok = make_tokenizer("chatml")
-    tiny_llama(tok).save_pretrained(d / "ckpt")
-    tok.save_pretrained(d / "ckpt")
-    (d / "train.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
+    write_run_inputs(d, ROWS)
     (d / "base.yaml").write_text(
         f"model_name_or_path: {d / 'ckpt'}\ntrain_file: {d / 'train.jsonl'}\nmax_steps: 3\n"
         "per_device_train_batch_size: 4\nlogging_steps: 1\nsave_steps: 100\ndisable_tqdm: true\n"
