@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
+from .analysis.metrics import batch_collapse_stats
 from .objective import ObjectiveConfig, compute_objective
 from .objective import _unwrap as unwrap_model
 
@@ -77,13 +78,10 @@ class JepaTrainer(Trainer):
             m["jepa_loss"].append(out.jepa_loss.item())
             p, t = out.pred.float(), out.target.float()
             m["cosine"].append(torch.nn.functional.cosine_similarity(p, t, dim=-1).mean().item())
-            if len(t) > 1:  # mean cosine between targets of different examples: near 1 means collapse
-                tn = torch.nn.functional.normalize(t, dim=-1)
-                sim = tn @ tn.T
-                off = sim[~torch.eye(len(t), dtype=torch.bool, device=sim.device)]
-                m["target_pairwise_cosine"].append(off.mean().item())
-                # per-dimension spread of the unit targets over the batch, 1 when isotropic, 0 when collapsed
-                m["target_std_ratio"].append((tn.std(dim=0).mean() * tn.shape[-1] ** 0.5).item())
+            if len(t) > 1:  # collapse: mean cosine between different targets -> 1, their spread -> 0
+                stats = batch_collapse_stats(t)
+                m["target_pairwise_cosine"].append(stats["mean_cosine"])
+                m["target_std_ratio"].append(stats["std_ratio"])
             for name, value in out.terms.items():
                 m[name].append(value.item())
         if mode == "train":
