@@ -15,7 +15,7 @@ steps that compute views is exact; only which examples fall in which batch diffe
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 __all__ = ["ComputeEstimate", "estimate_compute", "equal_compute_max_steps"]
@@ -50,17 +50,10 @@ class ComputeEstimate:
         collate.set_position(i // self.world_size)
         return not collate.skip_views()
 
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "flops": self.flops()}
-
 
 def _micro_batches(items: list, batch_size: int, drop_last: bool) -> list[list]:
     batches = [items[i:i + batch_size] for i in range(0, len(items), batch_size)]
     return batches[:-1] if drop_last and batches and len(batches[-1]) < batch_size else batches
-
-
-def _updates_per_epoch(micro_batches: int, accumulation: int) -> int:
-    return max(math.ceil(micro_batches / accumulation), 1)
 
 
 def estimate_compute(cfg: Any, *, world_size: int = 1) -> ComputeEstimate:
@@ -81,23 +74,22 @@ def estimate_compute(cfg: Any, *, world_size: int = 1) -> ComputeEstimate:
         raise ValueError("estimating compute needs a model (--model) and training data (--data)")
     model_config = AutoConfig.from_pretrained(cfg.model_name_or_path)
     tok = load_tokenizer(cfg.model_name_or_path, plain_text=cfg.plain_text)
-    view_cfg = cfg.view_config()
-    builder = ViewBuilder(tok, view_cfg if not cfg.is_baseline else type(view_cfg)(**{**asdict(view_cfg), "build_views": False}))
+    # a baseline's views (monitoring only) are not training compute: build none
+    builder = ViewBuilder(tok, replace(cfg.view_config(), build_views=not cfg.is_baseline and cfg.uses_views))
     items = [builder(ex) for ex in load_examples(cfg.train_file, cfg.max_train_examples)]
-    per_rank = _micro_batches(items, cfg.per_device_train_batch_size, cfg.dataloader_drop_last)
-    micro = max(len(per_rank) // world_size, 1)
-    accumulation = cfg.gradient_accumulation_steps * world_size
-    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(
-        cfg.num_train_epochs * _updates_per_epoch(micro, cfg.gradient_accumulation_steps))
+    batches = _micro_batches(items, cfg.per_device_train_batch_size, cfg.dataloader_drop_last)
+    per_rank = max(len(batches) // world_size, 1)  # micro-batches each rank sees in an epoch
+    updates_per_epoch = max(math.ceil(per_rank / cfg.gradient_accumulation_steps), 1)
+    steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(cfg.num_train_epochs * updates_per_epoch)
     collate = PackingCollator(pad_token_id=tok.pad_token_id or 0, pack_length=0, loss_dropout=1.0)  # LM part only
     lm, views = [], []
-    for batch in per_rank:
+    for batch in batches:
         out = collate(batch)
         lm.append(step_flops(model_config, out["lm_segment_lengths"], int(out["shift_labels"].ne(-100).sum())))
         views.append(step_flops(model_config, [[len(s.input_ids) for p in ex.pairs for s in p] for ex in batch], 0))
     return ComputeEstimate(
-        steps=steps, micro_batches_per_step=accumulation,
-        lm_flops=sum(lm) / len(lm), view_flops=0.0 if cfg.is_baseline else sum(views) / len(views),
+        steps=steps, micro_batches_per_step=cfg.gradient_accumulation_steps * world_size,
+        lm_flops=sum(lm) / len(lm), view_flops=sum(views) / len(views),
         loss_dropout=cfg.loss_dropout, seed=cfg.seed, world_size=world_size,
     )
 

@@ -145,10 +145,9 @@ def _match_compute(run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
     arm = estimate_compute(load_config(run.base, overrides=overrides), world_size=world)
     base = estimate_compute(load_config(run.base, overrides={**run.compute_reference, "output_dir": overrides["output_dir"]}),
                             world_size=world)
-    steps = equal_compute_max_steps(arm, base)
-    log.info("run %s: %d steps spend the baseline's %.3g FLOPs (it would take %d)", run.run_id, steps, base.flops(),
-             arm.steps)
-    return {"max_steps": steps, "baseline_flops": base.flops(), "flops": arm.flops(steps), "steps_unmatched": arm.steps}
+    steps, budget = equal_compute_max_steps(arm, base), base.flops()
+    log.info("run %s: %d steps spend the baseline's %.3g FLOPs (it would take %d)", run.run_id, steps, budget, arm.steps)
+    return {"max_steps": steps, "baseline_flops": budget, "flops": arm.flops(steps), "steps_unmatched": arm.steps}
 
 
 def _prepare(runs: Sequence[Run], output: Path, on_partial: str) -> list[tuple[Run, Path, bool]]:
