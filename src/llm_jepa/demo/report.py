@@ -101,35 +101,16 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
 
 
-def _mean_std(row: dict[str, Any]) -> str:
-    return f"{row['mean']:.3f} ± {row['std']:.3f}" if row["n"] > 1 else f"{row['mean']:.3f}"
-
-
-def _p_value(row: dict[str, Any]) -> str:
-    if row["baseline"]:
-        return "(baseline)"
-    p = row["p_value"]
-    return row["note"] or "-" if p != p else f"{p:.3f}" + (" *" if row["significant"] else "")
-
 
 def write_seeds_report(summary: dict[str, Any], out: Path) -> None:
     """Print and write (``seeds.md``, ``seeds.json``) exact match over seeds, tested against the baseline."""
-    from rich.console import Console
-    from rich.table import Table
+    from ..sweep.report import markdown_table
 
-    cols = ("arm", "seeds", "exact (mean ± std)", "per seed", "p (one-tailed, paired, > baseline)")
-    rows = [(r["cell_id"], str(r["n"]), _mean_std(r), " ".join(f"{v:.3f}" for v in r["values"].values()), _p_value(r))
-            for r in summary["stats"]]
-    table = Table(title=f"llm-jepa demo over seeds {summary['seeds']}")
-    for col in cols:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
-    Console(width=max(Console().width, 150)).print(table)
-    md = ["# llm-jepa demo over seeds", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    md += ["", "Each seed changes the generated data, the model's initial weights and the data order; arms",
-           "share them within a seed, so each arm is paired with the baseline seed by seed (* = p < 0.05).",
-           "Per-seed reports: " + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in summary["seeds"]), ""]
-    (out / "seeds.md").write_text("\n".join(md))
+    md = ["# llm-jepa demo over seeds " + str(summary["seeds"]), "", markdown_table(summary["stats"], "exact"),
+          "Each seed changes the generated data, the model's initial weights and the data order; arms",
+          "share them within a seed, so each arm is paired with the baseline seed by seed.",
+          "Per-seed reports: " + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in summary["seeds"]), ""]
+    text = "\n".join(md)
+    print(text)
+    (out / "seeds.md").write_text(text)
     (out / "seeds.json").write_text(json.dumps(summary, indent=2, default=str))

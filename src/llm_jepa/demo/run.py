@@ -197,8 +197,9 @@ def run_demo_seeds(cfg: DemoConfig, seeds: list[int]) -> dict[str, Any]:
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"--seeds needs distinct seeds, got {seeds}")
     out = Path(cfg.output)
-    if out.exists() and any(p for p in out.iterdir() if not p.name.startswith("seed-") and p.name != "seeds.json"
-                            and p.name != "seeds.md") and not cfg.overwrite:
+    ours = {"seeds.json", "seeds.md"}
+    if out.exists() and not cfg.overwrite and any(
+            not (p.name.startswith("seed-") or p.name in ours) for p in out.iterdir()):
         raise FileExistsError(f"{out} holds something other than per-seed demo runs; choose another --output")
     runs = []
     for seed in seeds:
