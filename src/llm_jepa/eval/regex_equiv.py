@@ -160,7 +160,7 @@ def to_fsm(regex: str) -> Any:
         f = p.alternation()
     except IndexError:
         raise RegexSyntaxError(f"unexpected end of {regex!r}") from None
-    except RegexSyntaxError:
+    except (RegexSyntaxError, _TimeUp, RecursionError):
         raise
     except Exception as e:  # greenery's own parse errors
         raise RegexSyntaxError(f"cannot parse {regex!r}: {e}") from None

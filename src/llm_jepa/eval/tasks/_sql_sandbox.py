@@ -108,9 +108,9 @@ def _cell(con: sqlite3.Connection, value: Any) -> str:
         return ""
     if isinstance(value, float):  # SQLite's own real-to-text conversion, as the shell prints it
         return con.execute("SELECT CAST(? AS TEXT)", (value,)).fetchone()[0]
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
+    if isinstance(value, bytes):  # printed as a C string: up to the first NUL byte
+        return value.split(b"\0")[0].decode("utf-8", errors="replace")
+    return str(value).split("\0")[0]
 
 
 def _limit_memory(memory_limit: int) -> None:
@@ -162,10 +162,10 @@ class Sandbox:
         atexit.register(self.close)
 
     def _start(self) -> None:
-        """A fresh interpreter (no parent memory, no forked threads) that imports this package
-        from where the caller imported it."""
-        root = str(Path(__file__).resolve().parents[3])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+        """A fresh interpreter (no parent memory, no forked threads) that imports modules from
+        where the caller does (its ``sys.path``), so jobs resolve to the same code."""
+        paths = [str(Path(__file__).resolve().parents[3]), *(p for p in sys.path if p and Path(p).is_dir())]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
         self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(self.memory_limit)], env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._recv, self._send = _pipe_ends(self._proc.stdout.fileno(), self._proc.stdin.fileno())
