@@ -29,7 +29,7 @@ from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
 from .tasks import detect_task, get_task
 
-__all__ = ["evaluate", "load_model_and_tokenizer", "summarize", "DEFAULT_BATCH_SIZE"]
+__all__ = ["evaluate", "load_model_and_tokenizer", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
 
