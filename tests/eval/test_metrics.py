@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 
@@ -212,6 +214,7 @@ def test_every_shared_dataset_is_detected(shared_datasets):
         assert detect_task(load_examples(shared_datasets / f"{name}.jsonl", 1)[0]) == task
 
 
+@functools.cache
 def _sentencepiece_tokenizer():
     """A SentencePiece-style BPE (Metaspace pre-tokenizer, like Llama-2's) with an OpenELM-like
     template: "A" alone is the piece "▁A", but after "<|assistant|>\n" it is the piece "A"."""
@@ -264,3 +267,13 @@ def test_hellaswag_scores_the_continuation_tokens_not_the_word_initial_ones():
     model = _Prefers(len(tok), tok.convert_tokens_to_ids(["C", "▁B", "A", "B", "D", "▁A", "▁C", "▁D"]))
     e = ex(SYSTEM_PROMPTS[0], "Context. A) x B) y C) z D) w", "C")
     assert [c["choice"] for c in choose(model, tok, [e, e])] == ["C", "C"]
+
+
+def test_hellaswag_letter_after_a_trailing_space_is_the_bare_piece():
+    from llm_jepa.eval.tasks.hellaswag import letter_ids
+
+    tok = _sentencepiece_tokenizer()
+    prompt = "The context is here. Answer: "
+    ends = tok.convert_ids_to_tokens(tok(prompt + "A", add_special_tokens=False)["input_ids"])[-1:]
+    assert ends == ["▁A"]  # the letter merges with the prompt's trailing space ...
+    assert letter_ids(tok, prompt) == tok.convert_tokens_to_ids(list("ABCD"))  # ... the model continues with "A"

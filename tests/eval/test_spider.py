@@ -273,3 +273,11 @@ def test_exact_output_is_the_released_comparison(db_dir):
     broken = spider.score("SELECT name FROM item WHERE id = 99", _ex("SELECT nothing FROM nowhere"),
                           db_dir=db_dir, reference_compatible=True)
     assert broken["exact_output"] is True and broken["execution"] is None
+
+
+def test_a_worker_that_cannot_start_is_an_error_not_a_wrong_answer(monkeypatch):
+    from llm_jepa.eval.tasks import _sql_sandbox
+
+    monkeypatch.setattr(_sql_sandbox.sys, "executable", "/bin/false")
+    with pytest.raises(RuntimeError, match="did not start"):
+        _sql_sandbox.Sandbox().run(_sleep_job, 0, time_limit=1)

@@ -38,6 +38,7 @@ __all__ = ["Sandbox", "QueryError", "open_read_only", "statements", "cli_output"
 MEMORY_LIMIT = 1 << 30  # bytes of address space for the worker
 LENGTH_LIMIT = 10_000_000  # bytes in one string, blob or row (Spider's values are a few bytes)
 GRACE = 1.0  # seconds the worker may take past the deadline before it is killed
+STARTUP = 60.0  # seconds a new worker may take to start (~0.3 s on an idle machine)
 _ALLOWED = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, getattr(sqlite3, "SQLITE_RECURSIVE", 33)}
 # strings, quoted identifiers, comments, statement separators, anything else (SQLite's lexical classes)
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|(--[^\n]*|/\*.*?(?:\*/|\Z))|(;)"
@@ -123,6 +124,7 @@ def _limit_memory(memory_limit: int) -> None:
 def _serve(conn: Any, memory_limit: int) -> None:
     """Worker loop: runs ``job(send, *args, time_limit)`` per request; ``send`` reports progress."""
     _limit_memory(memory_limit)
+    conn.send(("ready", None))
     while True:
         try:
             job, args = conn.recv()
@@ -169,6 +171,13 @@ class Sandbox:
         self._proc = subprocess.Popen([sys.executable, "-m", __name__, str(self.memory_limit)], env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self._recv, self._send = _pipe_ends(self._proc.stdout.fileno(), self._proc.stdin.fileno())
+        try:  # a worker that cannot start would otherwise look like a query that failed
+            ready = self._recv.poll(STARTUP) and self._recv.recv() == ("ready", None)
+        except (EOFError, ConnectionError):
+            ready = False
+        if not ready:
+            self.close()
+            raise RuntimeError(f"the SQL worker ({sys.executable} -m {__name__}) did not start; see its error above")
 
     def run(self, job: Callable[..., Any], *args: Any, time_limit: float) -> tuple[dict[str, Any], str | None]:
         """Run ``job(send, *args, time_limit)`` in the worker. ``job`` must be a module-level function (it is

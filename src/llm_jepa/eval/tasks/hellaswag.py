@@ -28,15 +28,21 @@ def matches(example) -> bool:
 
 
 def letter_ids(tokenizer: Any, prompt: str, add_special_tokens: bool = False) -> list[int]:
-    """The id of each letter as the continuation of ``prompt``."""
+    """The id of each letter as the continuation of ``prompt``. When the letter would merge with
+    the prompt's last token (a prompt ending in a space: ``" "`` + ``"A"`` -> ``"▁A"``), the model,
+    which sees that last token on its own, continues with the bare vocabulary entry ``"A"``."""
     base = tokenizer(prompt, add_special_tokens=add_special_tokens)["input_ids"]
     ids = []
     for letter in LETTERS:
         full = tokenizer(prompt + letter, add_special_tokens=add_special_tokens)["input_ids"]
-        if len(full) != len(base) + 1 or full[: len(base)] != base:
+        if len(full) == len(base) + 1 and full[: len(base)] == base:
+            ids.append(full[-1])
+            continue
+        bare = tokenizer.convert_tokens_to_ids(letter)
+        if bare is None or bare == tokenizer.unk_token_id:
             raise ValueError(f"after the prompt's last tokens {base[-3:]}, {letter!r} is not one new token "
                              f"(tokenized {full[len(base) - 1:]}); cannot score HellaSwag by next-token probability")
-        ids.append(full[-1])
+        ids.append(bare)
     return ids
 
 
