@@ -74,8 +74,9 @@ def open_read_only(path: str | Path, deadline: float, length_limit: int = LENGTH
     con = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
     con.execute("PRAGMA query_only = ON")
     con.execute("PRAGMA temp_store = MEMORY")  # sorts and temporary tables stay under the memory cap
-    con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, length_limit)
-    con.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 100_000)
+    if hasattr(con, "setlimit"):  # Python 3.11+; before, RLIMIT_AS and the heap limit still apply
+        con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, length_limit)
+        con.setlimit(sqlite3.SQLITE_LIMIT_SQL_LENGTH, 100_000)
     con.set_authorizer(_authorize)
     con.set_progress_handler(lambda: int(time.monotonic() > deadline), 1_000)
     return con
@@ -115,9 +116,12 @@ def _cell(con: sqlite3.Connection, value: Any) -> str:
 
 
 def _limit_memory(memory_limit: int) -> None:
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    try:
+        import resource
+    except ImportError:  # not on Windows: SQLite's heap limit below still applies
+        resource = None
+    if resource is not None:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     sqlite3.connect(":memory:").execute(f"PRAGMA hard_heap_limit = {memory_limit // 2}")
 
 
