@@ -11,7 +11,7 @@ __all__ = ["register"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="Score a model on a JSONL dataset with its task's metrics "
-                                          "(docs/evaluation.md: which reproduce the paper's released code).")
+                                    "(docs/evaluation.md: which reproduce the paper's released code).")
     p.add_argument("--model", required=True, help="checkpoint directory or hub name")
     p.add_argument("--data", required=True, help="JSONL file of {messages: [...]}")
     p.add_argument("--output", required=True, help="directory for predictions.jsonl and summary.json")
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="Spider: also the released code's comparison, identical sqlite3 shell output text (read-only)")
     p.add_argument("--reference-compatible", action="store_true",
                    help="also the paper's released rule as metric 'reference_compatible' where it differs from the "
-                        "default: NQ-Open substring check (accepts trivial answers), GSM8K '\n#### ' string equality, "
+                        "default: NQ-Open substring check (accepts trivial answers), GSM8K '\\n#### ' string equality, "
                         "Spider --exact-output")
     p.add_argument("--no-equivalence", action="store_true", help="regex: skip the DFA equivalence metric")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
