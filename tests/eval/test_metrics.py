@@ -1,3 +1,5 @@
+import functools
+
 import pytest
 import torch
 
@@ -38,6 +40,40 @@ def test_gsm8k_number_normalisation(text, want):
     assert final_answer(text) == want
 
 
+@pytest.mark.parametrize("text,want", [
+    ("#### 1,2345", None), ("#### 12,34", None), ("#### .5", "0.5"), ("#### 4/2", "2"), ("#### 3/4", "0.75"),
+    ("#### 1/3", "1/3"), ("#### 4/0", None), ("#### \u22125", "-5"), ("#### \u2212 1,000", "-1000"),
+    ("#### 1.2.3", None), ("#### 12/25/2020", None), ("#### 10km", "10"), ("#### 5%", "5"),
+])
+def test_gsm8k_numbers_are_matched_whole(text, want):
+    """Issue 11: ``1,2345`` read as 1234, ``.5`` as 5, ``4/2`` as 4, a unicode minus dropped."""
+    from llm_jepa.eval.tasks.gsm8k import final_answer
+
+    assert final_answer(text) == want
+
+
+def test_gsm8k_whole_numbers_decide_the_score():
+    task = get_task("gsm8k")
+    assert task.score("#### 1,2345", ex(GSM, "q", "#### 1234"))["final"] is False
+    assert task.score("#### .5", ex(GSM, "q", "#### 5"))["final"] is False
+    assert task.score("#### 0.50", ex(GSM, "q", "#### .5"))["final"] is True
+    assert task.score("#### 4/2", ex(GSM, "q", "#### 4"))["final"] is False
+    assert task.score("#### \u22123", ex(GSM, "q", "#### -3"))["final"] is True
+
+
+@pytest.mark.parametrize("gen,ok", [
+    ("so 18\n#### 18", True), ("  so 18\n#### 18\n", True),  # the generation is stripped, as released
+    ("#### 18", False),  # no newline before the marker: the released pattern needs one
+    ("so 18\n#### 18.00", False), ("so 18\n#### $18", False),  # string equality, no normalisation
+    ("so 18\n#### 18 dollars", False), ("so\n#### 18\nQuestion: more?\n#### 7", False),  # the last line
+])
+def test_gsm8k_reference_compatible_is_the_released_rule(gen, ok):
+    e = ex(GSM, "q", "9 * 2 = <<9*2=18>>18\n#### 18")
+    got = get_task("gsm8k").score(gen, e, reference_compatible=True)
+    assert got["reference_compatible"] is ok
+    assert "reference_compatible" not in get_task("gsm8k").score(gen, e)
+
+
 def test_gsm8k_reference_without_final_answer_is_a_clear_error():
     bad = example_from_row({"messages": [{"role": "system", "content": GSM}, {"role": "user", "content": "q"},
                                          {"role": "assistant", "content": "it is 4"}]}, ("gsm.jsonl", 7))
@@ -65,7 +101,33 @@ def test_regex_equivalence_with_complement_and_repetition():
     assert equivalent("(dog){2,3}", "dogdog(dog)?") is True
     assert equivalent("[AEIOUaeiou].*", "[aeiouAEIOU](.*)") is True
     assert equivalent(r"\b(dog)\b", "dog") is True  # word boundaries are treated as empty (documented)
-    assert equivalent("((dog)", "dog") is None  # unparseable: undecided, not wrong
+    assert equivalent("((dog)", "dog") is False  # unparseable: not equivalent (issue 12)
+    assert equivalent("dog", "dog)") is False
+
+
+def test_regex_malformed_generations_are_not_equivalent_and_count_in_the_denominator():
+    """Issue 12: 1 correct + 4 malformed scored ``equivalent`` 1.0 over n = 1 while exact was 0.2."""
+    from llm_jepa.eval.runner import summarize
+
+    task = get_task("regex")
+    e = ex(REGEX, "q", "(dog)+")
+    gens = ["(dog)+", "((dog", "dog)", "[a-", "*dog"]
+    recs = [{"metrics": task.score(g, e), "similarity": None} for g in gens]
+    assert [r["metrics"]["equivalent"] for r in recs] == [True, False, False, False, False]
+    m = summarize(recs, "regex", {})["metrics"]
+    assert m["equivalent"]["accuracy"] == m["exact"]["accuracy"] == 0.2
+    assert m["equivalent"]["n"] == 5 and m["equivalent"]["excluded"] == {}
+
+
+def test_regex_time_out_is_undecided_with_its_reason(monkeypatch):
+    import llm_jepa.eval.regex_equiv as regex_equiv
+
+    monkeypatch.setattr(regex_equiv, "MAX_LENGTH", 5)
+    got = get_task("regex").score("(dog)+(dog)*", ex(REGEX, "q", "(dog)+"))
+    assert got["equivalent"] is None
+    assert got["excluded"] == {"equivalent": "comparison exceeded its time or size limit"}
+    bad_ref = get_task("regex").score("dog", ex(REGEX, "q", "((dog"))
+    assert bad_ref["equivalent"] is None and bad_ref["excluded"] == {"equivalent": "reference does not parse"}
 
 
 def test_regex_equivalence_gives_up_within_its_time_limit():
@@ -84,10 +146,31 @@ def test_nq_open_requires_the_answer_in_the_generation():
     assert task.score("j austen", e)["contains"] is True  # "J. Austen" normalised
     assert task.score("Austen", e)["contains"] is False
     assert "reference_compatible" not in task.score("Austen", e)  # only when asked for
-    # trivial generations: rejected by the default, accepted by the released code's reverse check
-    for trivial in ("", "the", "Jane"):
+    # trivial generations: rejected by the default, accepted by the released code's substring check
+    for trivial in ("", "Jane", "J. "):
         got = task.score(trivial, e, reference_compatible=True)
         assert got["contains"] is False and got["reference_compatible"] is True
+
+
+@pytest.mark.parametrize("gen,gold,ok", [
+    ("Nine; 9", "Nine", True), ("the", "Nine", False), ("nine", "Nine", False),  # case-sensitive
+    ("9; Nine", "Nine", True), ("Nine;9", "Nine", False),  # split on "; " exactly
+    ("It is Nine", "Nine", False), ("Nin", "Nine", True),  # the generation piece must lie in the gold
+    ("maids a-milking", "6 geese a-laying; maids a-milking", True),  # over the whole gold string
+    ("a-laying; maids", "6 geese a-laying; maids a-milking", True), ("  Nine\n", "Nine", True),  # stripped
+])
+def test_nq_open_reference_compatible_is_the_released_check(gen, gold, ok):
+    assert get_task("nq_open").score(gen, ex(NQ, "q", gold), reference_compatible=True)["reference_compatible"] is ok
+
+
+def test_nq_open_copied_gold_list_scores_100_percent_with_reference_compatible(shared_datasets):
+    """Issue 12: a generation that copies the gold list scored 58.7% with the old flag."""
+    from llm_jepa.data import load_examples
+
+    task = get_task("nq_open")
+    examples = load_examples(shared_datasets / "nq_open_test.jsonl")
+    hits = [task.score(e.assistant, e, reference_compatible=True)["reference_compatible"] for e in examples]
+    assert len(hits) == 1769 and all(hits)
 
 
 @pytest.mark.parametrize("gen,answer,ok", [
@@ -100,10 +183,11 @@ def test_nq_open_squad_normalisation_and_whole_words(gen, answer, ok):
     assert get_task("nq_open").score(gen, ex(NQ, "q", answer))["contains"] is ok
 
 
-def test_sentiment_label_prefix():
+def test_sentiment_label_prefix_is_the_released_case_sensitive_startswith():
     task = get_task("sentiment")
     e = ex("Determine whether the comment is positive or negative", "great", "Very Good")
-    assert task.score(" very good, I think", e)["label"] is True
+    assert task.score(" Very Good, I think", e)["label"] is True
+    assert task.score(" very good, I think", e)["label"] is False  # case-sensitive, as released
     assert task.score("Good", e)["label"] is False
 
 
@@ -128,3 +212,68 @@ def test_every_shared_dataset_is_detected(shared_datasets):
                 "hellaswag_test": "hellaswag", "rotten_tomatoes_test": "sentiment", "yelp_test": "sentiment"}
     for name, task in expected.items():
         assert detect_task(load_examples(shared_datasets / f"{name}.jsonl", 1)[0]) == task
+
+
+@functools.cache
+def _sentencepiece_tokenizer():
+    """A SentencePiece-style BPE (Metaspace pre-tokenizer, like Llama-2's) with an OpenELM-like
+    template: "A" alone is the piece "▁A", but after "<|assistant|>\n" it is the piece "A"."""
+    from tokenizers import SentencePieceBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = ["Answer A, B, C, or D.\nThe context is here.", "A) first B) second C) third D) fourth\n"] * 30
+    sp = SentencePieceBPETokenizer()
+    sp.train_from_iterator(corpus, vocab_size=200, special_tokens=["<s>", "</s>", "<unk>", "<|user|>", "<|assistant|>"])
+    tok = PreTrainedTokenizerFast(tokenizer_object=sp._tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                  pad_token="</s>")
+    tok.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + eos_token }}{% endfor %}"
+                         "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}")
+    return tok
+
+
+def test_hellaswag_letters_are_the_tokens_that_continue_the_prompt():
+    from llm_jepa.eval.generate import render_prompt
+    from llm_jepa.eval.tasks.hellaswag import SYSTEM_PROMPTS, letter_ids
+
+    tok = _sentencepiece_tokenizer()
+    prompt = render_prompt(tok, [{"role": "system", "content": SYSTEM_PROMPTS[0]},
+                                 {"role": "user", "content": "A) x B) y C) z D) w"}])
+    alone = [tok(x, add_special_tokens=False)["input_ids"] for x in "ABCD"]
+    assert [tok.convert_ids_to_tokens(a) for a in alone] == [["▁A"], ["▁B"], ["▁C"], ["▁D"]]
+    assert letter_ids(tok, prompt) == tok.convert_tokens_to_ids(list("ABCD"))
+
+
+class _Prefers(torch.nn.Module):
+    """A model whose next-token logits always favour the given ids, highest first."""
+
+    def __init__(self, vocab, ranked):
+        super().__init__()
+        self.bias = torch.nn.Parameter(torch.zeros(vocab))
+        with torch.no_grad():
+            for rank, i in enumerate(ranked):
+                self.bias[i] = 10.0 - rank
+
+    def forward(self, input_ids, attention_mask=None, logits_to_keep=1):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(logits=self.bias.expand(input_ids.shape[0], 1, -1))
+
+
+def test_hellaswag_scores_the_continuation_tokens_not_the_word_initial_ones():
+    from llm_jepa.eval.tasks.hellaswag import SYSTEM_PROMPTS, choose
+
+    tok = _sentencepiece_tokenizer()
+    # the model answers "C" after the prompt; among the word-initial pieces it would rank "▁B" first
+    model = _Prefers(len(tok), tok.convert_tokens_to_ids(["C", "▁B", "A", "B", "D", "▁A", "▁C", "▁D"]))
+    e = ex(SYSTEM_PROMPTS[0], "Context. A) x B) y C) z D) w", "C")
+    assert [c["choice"] for c in choose(model, tok, [e, e])] == ["C", "C"]
+
+
+def test_hellaswag_letter_after_a_trailing_space_is_the_bare_piece():
+    from llm_jepa.eval.tasks.hellaswag import letter_ids
+
+    tok = _sentencepiece_tokenizer()
+    prompt = "The context is here. Answer: "
+    ends = tok.convert_ids_to_tokens(tok(prompt + "A", add_special_tokens=False)["input_ids"])[-1:]
+    assert ends == ["▁A"]  # the letter merges with the prompt's trailing space ...
+    assert letter_ids(tok, prompt) == tok.convert_tokens_to_ids(list("ABCD"))  # ... the model continues with "A"

@@ -221,3 +221,57 @@ def test_cli_writes_summary(ckpt, data, tmp_path):
     assert summary["task"] == "regex" and summary["n"] == 3
     assert set(summary["metrics"]) == {"exact", "startswith", "equivalent"}
     assert len(summary["ci95"]) == 2
+
+
+def test_summary_counts_exclusions_by_reason_and_keeps_undecided_out_of_the_similarity_groups():
+    from llm_jepa.eval.runner import summarize
+
+    def rec(execution, sim, why=None):
+        r = {"metrics": {"execution": execution}, "similarity": sim, "correct": bool(execution)}
+        if why:
+            r["excluded"] = {"execution": why}
+        return r
+
+    recs = [rec(True, 0.9), rec(False, 0.1), rec(None, -0.5, "reference query failed"),
+            rec(None, -0.7, "reference query failed"), rec(None, -0.9)]  # the last: an earlier version's record
+    s = summarize(recs, "spider", {})
+    m = s["metrics"]["execution"]
+    assert m["accuracy"] == 0.5 and m["n"] == 2 and m["undecided"] == 3
+    assert m["excluded"] == {"reference query failed": 2, "undecided": 1}
+    assert s["similarity_incorrect"] == pytest.approx(0.1)  # undecided examples are not "incorrect"
+    assert s["similarity"]["undecided"] == {"mean": pytest.approx(-0.7), "n": 3}
+
+
+def test_spider_example_with_a_failing_reference_stays_visible(ckpt, tmp_path):
+    import sqlite3
+
+    (tmp_path / "db" / "shop").mkdir(parents=True)
+    con = sqlite3.connect(tmp_path / "db" / "shop" / "shop.sqlite")
+    con.executescript("CREATE TABLE item(id INTEGER); INSERT INTO item VALUES (1);")
+    con.commit()
+    con.close()
+    system = "Convert natural language to SQL."
+    data = tmp_path / "spider.jsonl"
+    data.write_text("".join(json.dumps({"messages": conv("For db_id:[shop]\nHow many?", sql, system)}) + "\n"
+                            for sql in ("SELECT count(*) FROM item", "SELECT name FROM nowhere")))
+    s = evaluate(str(ckpt), data, output=tmp_path / "o", db_dir=tmp_path / "db", similarity=False, quiet=True,
+                 generation=GenerationSettings(max_new_tokens=3), reference_compatible=True)
+    assert s["n"] == 2
+    assert s["metrics"]["execution"]["n"] == 1
+    assert s["metrics"]["execution"]["excluded"] == {"reference query failed": 1}
+    assert s["metrics"]["exact_output"]["n"] == 2  # the released comparison counts it
+    recs = [json.loads(x) for x in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
+    assert recs[1]["correct"] is None and recs[1]["excluded"] == {"execution": "reference query failed"}
+    assert "no such table" in recs[1]["detail"]
+
+
+@pytest.mark.parametrize("flag,value", [("--top-p", "0"), ("--top-p", "1.5"), ("--beams", "0"),
+                                        ("--max-new-tokens", "0"), ("--temperature", "0"),
+                                        ("--repetition-penalty", "-1"), ("--predictors", "-1")])
+def test_bad_generation_options_fail_before_anything_is_written(ckpt, data, tmp_path, capsys, flag, value):
+    out = tmp_path / "o"
+    code = main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(out), flag, value])
+    assert code == 2 and flag in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(out), "--limit", "1",
+                 "--max-new-tokens", "2", "--no-similarity"]) == 0  # the corrected rerun is not refused

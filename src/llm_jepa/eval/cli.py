@@ -10,7 +10,8 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("eval", help="Score a model on a JSONL dataset with the paper's metric for its task.")
+    p = sub.add_parser("eval", help="Score a model on a JSONL dataset with its task's metrics "
+                                    "(docs/evaluation.md: which reproduce the paper's released code).")
     p.add_argument("--model", required=True, help="checkpoint directory or hub name")
     p.add_argument("--data", required=True, help="JSONL file of {messages: [...]}")
     p.add_argument("--output", required=True, help="directory for predictions.jsonl and summary.json")
@@ -29,9 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default on; one extra batched forward, --no-similarity skips it)")
     p.add_argument("--predictors", type=int, default=0, help="k predictor tokens for the similarity (0: Enc(Text))")
     p.add_argument("--db-dir", help="Spider: directory holding DB_ID/DB_ID.sqlite")
-    p.add_argument("--exact-output", action="store_true", help="Spider: also the paper's exact-output comparison")
+    p.add_argument("--exact-output", action="store_true",
+                   help="Spider: also the released code's comparison, identical sqlite3 shell output text (read-only)")
     p.add_argument("--reference-compatible", action="store_true",
-                   help="NQ-Open: also the released code's reverse check (accepts trivial answers)")
+                   help="also the paper's released rule as metric 'reference_compatible' where it differs from the "
+                        "default: NQ-Open substring check (accepts trivial answers), GSM8K '\\n#### ' string equality, "
+                        "Spider --exact-output")
     p.add_argument("--no-equivalence", action="store_true", help="regex: skip the DFA equivalence metric")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
     p.set_defaults(func=run)

@@ -7,7 +7,10 @@ match) and ``~(A)`` (strings A does not match). We parse that syntax here and bu
 Semantics, stated because they are choices: a regex must match the whole string; ``&`` binds tighter
 than ``|`` and looser than concatenation; ``~`` applies to the atom that follows it; ``\\b`` (word
 boundary) is treated as the empty string, since automata have no look-around (two regexes that
-differ only in ``\\b`` placement therefore count as equivalent). Anything else unparseable -> ``None``.
+differ only in ``\\b`` placement therefore count as equivalent). A regex that does not parse
+accepts no language we can name, so it is not equivalent to one that does (``False``); only a
+comparison stopped by its limits (``MAX_LENGTH``, ``TIME_LIMIT``, nesting too deep) is undecided
+(``None``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import signal
 import threading
 from typing import Any
 
-__all__ = ["equivalent", "to_fsm", "RegexSyntaxError"]
+__all__ = ["equivalent", "parses", "to_fsm", "RegexSyntaxError"]
 
 MAX_LENGTH = 300  # longer regexes are not compared (automata can blow up)
 TIME_LIMIT = 2.0  # seconds per comparison; complement of a large automaton can take very long
@@ -157,7 +160,7 @@ def to_fsm(regex: str) -> Any:
         f = p.alternation()
     except IndexError:
         raise RegexSyntaxError(f"unexpected end of {regex!r}") from None
-    except RegexSyntaxError:
+    except (RegexSyntaxError, _TimeUp, RecursionError):
         raise
     except Exception as e:  # greenery's own parse errors
         raise RegexSyntaxError(f"cannot parse {regex!r}: {e}") from None
@@ -167,12 +170,28 @@ def to_fsm(regex: str) -> Any:
 
 
 @functools.lru_cache(maxsize=4096)
+def parses(regex: str) -> bool:
+    """Whether ``regex`` is NL-RX syntax (``False`` also when building its automaton runs past the
+    time limit or Python's nesting limit)."""
+    try:
+        with _time_limit(TIME_LIMIT):
+            to_fsm(regex)
+    except (RegexSyntaxError, _TimeUp, RecursionError):
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=4096)
 def equivalent(a: str, b: str, time_limit: float = TIME_LIMIT) -> bool | None:
-    """True / False when both regexes parse and compare within ``time_limit`` seconds, else ``None``."""
+    """Whether the regexes accept the same language: ``False`` when either does not parse,
+    ``None`` when the comparison exceeds ``time_limit`` seconds, ``MAX_LENGTH`` or the nesting
+    Python allows."""
     if max(len(a), len(b)) > MAX_LENGTH:
         return None
     try:
         with _time_limit(time_limit):
             return bool(to_fsm(a).equivalent(to_fsm(b)))
-    except (RegexSyntaxError, _TimeUp, RecursionError):
+    except RegexSyntaxError:
+        return False
+    except (_TimeUp, RecursionError):
         return None

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
 from .tasks import detect_task, get_task
 
-__all__ = ["evaluate", "load_model_and_tokenizer", "summarize", "DEFAULT_BATCH_SIZE"]
+__all__ = ["evaluate", "load_model_and_tokenizer", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
 
@@ -136,29 +138,62 @@ def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples
     return done
 
 
+#: each generation setting's valid range, as (test, what it must be); checked before anything is written
+_RANGES = {
+    "max_new_tokens": (lambda v: v >= 1, "at least 1"),
+    "num_beams": (lambda v: v >= 1, "at least 1"),
+    "temperature": (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
+    "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "repetition_penalty": (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
+}
+
+
+def check_settings(settings: GenerationSettings, predictors: int = 0) -> None:
+    """Refuse values ``model.generate`` would reject (or silently misuse) mid-run, naming the
+    option as the command line spells it."""
+    for field, (ok, want) in _RANGES.items():
+        value = getattr(settings, field)
+        if not ok(value):
+            flag = {"num_beams": "beams"}.get(field, field).replace("_", "-")
+            raise ValueError(f"--{flag} ({field}) must be {want}, got {value}")
+    if predictors < 0:
+        raise ValueError(f"--predictors must be 0 or more, got {predictors}")
+
+
 def summarize(records: list[dict], task: str, extra: dict[str, Any]) -> dict[str, Any]:
-    """Accuracy (primary metric) with a 95% interval, and the rate of every other metric."""
+    """Accuracy (primary metric) with a 95% interval, and the rate of every other metric, each
+    over the examples it could decide; ``excluded`` counts the others by reason."""
     primary = get_task(task).PRIMARY
     metrics: dict[str, Any] = {}
     for key in records[0]["metrics"] if records else []:
         decided = [r["metrics"][key] for r in records if r["metrics"].get(key) is not None]
         hits = sum(bool(v) for v in decided)
         lo, hi = wilson_interval(hits, len(decided))
+        reasons = Counter(r.get("excluded", {}).get(key, "undecided") for r in records
+                          if r["metrics"].get(key) is None)
         metrics[key] = {"accuracy": hits / len(decided) if decided else float("nan"), "n": len(decided),
-                        "ci95": [lo, hi], "undecided": len(records) - len(decided)}
+                        "ci95": [lo, hi], "undecided": len(records) - len(decided), "excluded": dict(reasons)}
     summary = {"task": task, "n": len(records), "primary_metric": primary, **extra, "metrics": metrics}
     head = metrics.get(primary, {"accuracy": float("nan"), "ci95": [float("nan")] * 2})
     summary["accuracy"], summary["ci95"] = head["accuracy"], head["ci95"]
     sims = [r for r in records if r.get("similarity") is not None]
     if sims:
         split: dict[str, Any] = {}
-        for label, want in (("correct", True), ("incorrect", False)):
-            group = [r["similarity"] for r in sims if bool(r["correct"]) is want]
+        for label, want in (("correct", True), ("incorrect", False), ("undecided", None)):
+            group = [r["similarity"] for r in sims if _correct(r, primary) is want]
             mean = sum(group) / len(group) if group else None
-            summary[f"similarity_{label}"] = mean  # flat keys: sweep files name them as metrics
+            if want is not None:
+                summary[f"similarity_{label}"] = mean  # flat keys: sweep files name them as metrics
             split[label] = {"mean": mean, "n": len(group)}
         summary["similarity"] = {"all": sum(r["similarity"] for r in sims) / len(sims), **split}
     return summary
+
+
+def _correct(record: dict, primary: str) -> bool | None:
+    """From the primary metric itself, so that records of earlier versions (which wrote an
+    undecided example as ``correct: false``) are grouped right too."""
+    value = record["metrics"].get(primary)
+    return None if value is None else bool(value)
 
 
 def _score_batch(task: str, module: Any, model: Any, tok: Any, batch: list[Example], settings: GenerationSettings,
@@ -169,12 +204,23 @@ def _score_batch(task: str, module: Any, model: Any, tok: Any, batch: list[Examp
     else:
         prompts = [render_prompt(tok, list(ex.messages), plain) for ex in batch]
         gens = generate(model, tok, prompts, settings, batch_size, plain)
-    out = []
-    for ex, gen in zip(batch, gens, strict=True):
-        metrics = module.score(gen, ex, **options)
-        out.append({"prompt": ex.user, "generation": gen, "reference": ex.assistant, "metrics": metrics,
-                    "correct": bool(metrics.get(module.PRIMARY))})
-    return out
+    return [_record(module, ex, gen, options) for ex, gen in zip(batch, gens, strict=True)]
+
+
+def _record(module: Any, ex: Example, gen: str, options: dict[str, Any]) -> dict[str, Any]:
+    """One prediction line. ``correct`` is ``None`` when the primary metric is undecided, so that
+    such an example joins neither similarity group; ``excluded`` says why each undecided metric is."""
+    metrics = module.score(gen, ex, **options)
+    excluded, detail = metrics.pop("excluded", {}), metrics.pop("detail", None)
+    excluded.update({k: "undecided" for k, v in metrics.items() if v is None and k not in excluded})
+    primary = metrics.get(module.PRIMARY)
+    rec = {"prompt": ex.user, "generation": gen, "reference": ex.assistant, "metrics": metrics,
+           "correct": None if primary is None else bool(primary)}
+    if excluded:
+        rec["excluded"] = excluded
+    if detail:
+        rec["detail"] = detail
+    return rec
 
 
 def evaluate(
@@ -213,6 +259,7 @@ def evaluate(
     settings = generation or GenerationSettings()
     if max_new_tokens is not None:  # a shortcut for callers with plain options (sweep files)
         settings = replace(settings, max_new_tokens=max_new_tokens)
+    check_settings(settings, predictors)
     model_name = str(model) if not isinstance(model, (tuple, list)) else "<in memory>"
     run = {"model": _fingerprint_model(model), "data": str(data) if not isinstance(data, list) else "<in memory>",
            "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
@@ -270,12 +317,13 @@ def print_summary(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"{summary['task']} - {summary['model']} (n={summary['n']})")
-    for col in ("metric", "accuracy", "95% CI", "undecided"):
+    for col in ("metric", "accuracy", "95% CI", "n", "excluded (why)"):
         table.add_column(col)
     for name, m in summary["metrics"].items():
         mark = " *" if name == summary["primary_metric"] else ""
+        why = ", ".join(f"{n} {reason}" for reason, n in m.get("excluded", {}).items()) or "0"
         table.add_row(name + mark, f"{m['accuracy']:.4f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]",
-                      str(m["undecided"]))
+                      str(m["n"]), why)
     sim = summary.get("similarity")
     if sim:
         parts = [f"{k} {v['mean']:.4f} (n={v['n']})" for k, v in sim.items() if k != "all" and v["mean"] is not None]

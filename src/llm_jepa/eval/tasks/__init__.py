@@ -2,8 +2,13 @@
 
 Each module defines ``NAME``, ``PRIMARY`` (the headline metric), ``SYSTEM_PROMPTS`` (system
 messages of the released datasets that identify it) and ``score(generation, example, **options)``
-returning ``{metric: bool | None}`` (``None``: the metric cannot be decided for this example).
-HellaSwag is scored from next-token probabilities instead (``llm_jepa.eval.tasks.hellaswag``).
+returning ``{metric: bool | None}`` (``None``: the metric cannot be decided for this example and
+is excluded from its accuracy). Two optional keys accompany the metrics: ``excluded``
+(``{metric: reason}`` for each ``None``, a short fixed phrase that the summary counts) and
+``detail`` (free text kept with the prediction, e.g. the reference query's error). Options every
+task accepts: ``reference_compatible`` adds the paper's released rule where it differs from the
+default (see ``docs/evaluation.md``). HellaSwag is scored from next-token probabilities instead
+(``llm_jepa.eval.tasks.hellaswag``).
 """
 
 from __future__ import annotations

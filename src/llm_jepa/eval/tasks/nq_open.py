@@ -1,10 +1,15 @@
 """NQ-Open: open-domain questions; the reference lists acceptable answers separated by ``; ``.
 
-``contains`` (the paper's stated criterion, the default): some acceptable answer appears in the
-normalised generation (lower case, no punctuation, no articles, single spaces). The paper's released
-code checks the reverse, whether a piece of the generation lies inside a reference, which accepts
-trivial answers (an empty or one-word generation); it is offered only as
-``reference_compatible=True``, reported as the ``reference_compatible`` metric.
+``contains`` (the paper's stated criterion, llm-jepa's default): some acceptable answer appears,
+as whole words, in the normalised generation (lower case, no punctuation, no articles, single
+spaces, as in SQuAD's evaluation).
+
+``reference_compatible`` (option ``reference_compatible=True``): the paper's released check,
+reproduced exactly: the generation (stripped, as the released generation step does) is split on
+``"; "`` and it is correct when any piece is a substring of the reference string as the dataset
+stores it (all answers joined by ``"; "``), case-sensitive, with no normalisation. It checks the
+reverse direction, so it accepts trivial answers: an empty generation, ``"e"``, or a word that
+happens to occur inside some answer.
 """
 
 from __future__ import annotations
@@ -32,10 +37,14 @@ def answers(example) -> list[str]:
     return [a for a in (normalize(x) for x in example.assistant.split(";")) if a]
 
 
+def released_check(generation: str, gold: str) -> bool:
+    """The released code's rule: any ``"; "``-separated piece of the generation lies in ``gold``."""
+    return any(piece in gold for piece in generation.strip().split("; "))
+
+
 def score(generation: str, example, *, reference_compatible: bool = False, **_) -> dict[str, bool | None]:
     gen = normalize(generation)
-    refs = answers(example)
-    out: dict[str, bool | None] = {"contains": any(f" {a} " in f" {gen} " for a in refs)}
+    out: dict[str, bool | None] = {"contains": any(f" {a} " in f" {gen} " for a in answers(example))}
     if reference_compatible:
-        out["reference_compatible"] = any(gen in a for a in refs)
+        out["reference_compatible"] = released_check(generation, example.assistant)
     return out

@@ -1,7 +1,8 @@
 """Sentiment (rotten_tomatoes: Good / Bad; yelp: five labels): the generation starts with the label.
 
-``label``: the generation, stripped of surrounding whitespace, begins with the reference label
-(case-insensitive), the paper's label-prefix criterion.
+``label``: the generation, stripped of surrounding whitespace, starts with the reference label,
+case-sensitive: the paper's released ``startswith`` rule, reproduced exactly (so ``good`` does not
+match ``Good``, and ``Good`` does not match ``Very Good``).
 """
 
 from __future__ import annotations
@@ -16,4 +17,4 @@ def matches(example) -> bool:
 
 
 def score(generation: str, example, **_) -> dict[str, bool | None]:
-    return {"label": generation.strip().lower().startswith(example.assistant.strip().lower())}
+    return {"label": generation.strip().startswith(example.assistant)}
