@@ -112,7 +112,7 @@ def test_every_packed_segment_equals_its_own_forward(isolation, attn):
 def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
     """Code segment placed first in the row: the Text embedding and the conversation's logits after it
     must not move when the Code tokens change; the Code embedding must."""
-    from llm_jepa.objective import forward_hidden, lm_logits
+    from llm_jepa.objective import forward_packed
 
     tok = make_tokenizer("chatml")
     model = tiny_llama(tok)
@@ -122,10 +122,13 @@ def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
         item = builder(example_from_row({"messages": conv(), "code": code}))
         src, tgt = item.pairs[0]
         batch = pack([tgt, src, item.lm[0]], tok.pad_token_id)
-        with torch.no_grad():
-            h = forward_hidden(model, batch)[0]
         a, b = len(tgt.input_ids), len(tgt.input_ids) + len(src.input_ids)
-        results.append((h[tgt.anchor], h[a + src.anchor], lm_logits(model, h[b:])))
+        after = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+        after[0, b:] = True  # the conversation's positions: the LM head runs there, inside the forward
+        with torch.no_grad():
+            h, logits = forward_packed(model, batch, lm_positions=after)
+        h = h[0]
+        results.append((h[tgt.anchor], h[a + src.anchor], logits))
     (t1, p1, l1), (t2, p2, l2) = results
     torch.testing.assert_close(p1, p2, atol=1e-6, rtol=0)
     torch.testing.assert_close(l1, l2, atol=1e-6, rtol=0)
@@ -134,7 +137,7 @@ def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
 
 @pytest.mark.parametrize("name,field", [("vicreg", "vicreg_weight"), ("sigreg", "sigreg_weight")])
 def test_anti_collapse_terms_are_added_and_logged(name, field):
-    from llm_jepa.objective import anti_collapse_term
+    from llm_jepa.regularizers import REGULARIZERS
 
     tok = make_tokenizer("chatml")
     model = tiny_llama(tok)
@@ -142,13 +145,13 @@ def test_anti_collapse_terms_are_added_and_logged(name, field):
     items = [builder(example_from_row({"messages": r})) for r in ROWS]
     batch = PackingCollator(pad_token_id=tok.pad_token_id)(items)
     torch.manual_seed(0)
-    out = compute_objective(model, batch, ObjectiveConfig(regularizers={name: 0.5}))
+    out = compute_objective(model, batch, ObjectiveConfig(terms={name: 0.5}))
     assert set(out.terms) == {name}
     assert out.loss.item() == pytest.approx(out.lm_loss.item() + out.jepa_loss.item() + 0.5 * out.terms[name].item(),
                                             rel=1e-5)
     if name == "vicreg":  # deterministic: recompute from the anchors
         emb = torch.cat([out.pred, out.target]).float()
-        assert out.terms[name].item() == pytest.approx(anti_collapse_term(name, emb).item(), rel=1e-6)
+        assert out.terms[name].item() == pytest.approx(REGULARIZERS[name].fn(emb).item(), rel=1e-6)
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
