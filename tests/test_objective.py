@@ -218,3 +218,45 @@ def test_head_inside_the_forward_keeps_each_family_own_logit_scaling(family, ext
     _, lm, jepa = oracle(model, items, tok.pad_token_id)
     torch.testing.assert_close(out.lm_loss, lm, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.jepa_loss, jepa, atol=1e-5, rtol=1e-5)
+
+
+def _batch(tok, rows, k=1):
+    items = [ViewBuilder(tok, ViewConfig(predictors=k))(example_from_row({"messages": r})) for r in rows]
+    return PackingCollator(pad_token_id=tok.pad_token_id)(items)
+
+
+def test_micro_batch_losses_of_one_step_add_up_to_the_step_objective():
+    """Under accumulation the returned loss is the optimised one: summed over a step's micro-batches
+    it is gamma * (LM over every labelled token of the step) + the mean of the micro-batches'
+    embedding-side terms, and the process count rescales the LM term only."""
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok)
+    cfg = ObjectiveConfig(gamma=0.7, jepa_lambda=2.0, terms={"vicreg": 0.5})
+    halves = [_batch(tok, ROWS[:2]), _batch(tok, ROWS[2:])]
+    whole = _batch(tok, ROWS)
+    n = sum(int((b["shift_labels"] != -100).sum()) for b in halves)
+    with torch.no_grad():
+        outs = [compute_objective(model, b, cfg, num_items=n, accumulation_steps=2) for b in halves]
+        big = compute_objective(model, whole, ObjectiveConfig(gamma=0.7, jepa_lambda=0.0))
+        twice = compute_objective(model, halves[0], cfg, num_items=n, accumulation_steps=2, num_processes=3)
+    side = sum(2.0 * o.jepa_loss + 0.5 * o.terms["vicreg"] for o in outs) / 2
+    assert sum(o.loss for o in outs).item() == pytest.approx((0.7 * big.lm_loss + side).item(), rel=1e-5)
+    own = outs[0]
+    expected = 0.7 * own.lm_loss * 3 + (2.0 * own.jepa_loss + 0.5 * own.terms["vicreg"]) / 2
+    assert twice.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_a_registered_term_is_added_weighted_and_named(monkeypatch):
+    """The extension point for objective terms (e.g. STP): one TERMS entry, weighted like JEPA."""
+    from llm_jepa import objective
+
+    monkeypatch.setitem(objective.TERMS, "spread", objective.Term(lambda x: x.pred.float().std(0).mean(), "gamma"))
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok)
+    batch = _batch(tok, ROWS)
+    with torch.no_grad():
+        out = compute_objective(model, batch, ObjectiveConfig(terms={"spread": 0.25}))
+        off = compute_objective(model, batch, ObjectiveConfig(jepa_lambda=0.0, terms={"spread": 0.25}))
+    assert out.terms["spread"].item() == pytest.approx(out.pred.float().std(0).mean().item(), rel=1e-6)
+    assert out.loss.item() == pytest.approx((out.lm_loss + out.jepa_loss + 0.25 * out.terms["spread"]).item(), rel=1e-6)
+    assert off.terms == {} and off.loss.item() == pytest.approx(off.lm_loss.item(), rel=1e-6)  # a baseline adds none
