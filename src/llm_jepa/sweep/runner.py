@@ -138,14 +138,15 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
 
 def _match_compute(run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
     """Equal compute: the steps this run may take to spend its baseline's training FLOPs."""
-    from ..compute import equal_compute_max_steps, estimate_compute
+    from ..compute import equal_compute_steps, estimate_compute
     from ..config import load_config
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     arm = estimate_compute(load_config(run.base, overrides=overrides), world_size=world)
     base = estimate_compute(load_config(run.base, overrides={**run.compute_reference, "output_dir": overrides["output_dir"]}),
                             world_size=world)
-    steps, budget = equal_compute_max_steps(arm, base), base.flops()
+    budget = base.flops()
+    steps = equal_compute_steps(arm, budget)
     log.info("run %s: %d steps spend the baseline's %.3g FLOPs (it would take %d)", run.run_id, steps, budget, arm.steps)
     return {"max_steps": steps, "baseline_flops": budget, "flops": arm.flops(steps), "steps_unmatched": arm.steps}
 
