@@ -20,6 +20,7 @@ other processes (``executor="local"`` or ``"submitit"``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import dispatch
 from .grid import Run, Sweep, expand
 
 __all__ = ["run_sweep", "train_and_evaluate", "run_status", "RunFn", "EXECUTORS"]
@@ -98,6 +100,12 @@ def _safe_execute(run: Run, run_dir: Path, run_fn: RunFn, resume: bool, metric: 
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "error.txt").write_text(text)
         return text
+
+
+def _execute_with(run_fn: RunFn, metric: str, run: Run, run_dir: Path, resume: bool) -> dict[str, Any] | str:
+    """``_safe_execute`` with the run function and metric first, so executors receive it as a
+    picklable partial taking ``(run, run_dir, resume)``."""
+    return _safe_execute(run, run_dir, run_fn, resume, metric)
 
 
 def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
@@ -189,10 +197,8 @@ def run_sweep(
     output.mkdir(parents=True, exist_ok=True)
     runs = expand(sweep)
     todo = _prepare(runs, output, on_partial)
-    fn = run_fn or train_and_evaluate
-    from . import dispatch
-
-    outcomes = getattr(dispatch, executor)(todo, fn, sweep.metric, gpus=gpus, slurm=sweep.slurm, folder=output)
+    execute = functools.partial(_execute_with, run_fn or train_and_evaluate, sweep.metric)
+    outcomes = getattr(dispatch, executor)(todo, execute, gpus=gpus, slurm=sweep.slurm, folder=output)
     failed = {run.run_id: o for (run, _, _), o in zip(todo, outcomes, strict=True) if isinstance(o, str)}
     results = [json.loads(p.read_text()) for r in runs if (p := output / "runs" / r.run_id / "result.json").is_file()]
     return {"results": results, "failed": failed, "ran": [run.run_id for run, _, _ in todo]}
