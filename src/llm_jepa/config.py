@@ -18,6 +18,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .losses import DISTANCES
 from .objective import ISOLATIONS, TERMS, ObjectiveConfig
+from .spelling import respell
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config", "PUBLIC_NAMES",
@@ -258,6 +259,7 @@ def load_config(
         argv += _dict_to_argv(data, valid, str(path))
     argv += _dict_to_argv(overrides or {}, valid, "overrides")
     argv += list(args or [])
+    argv = respell(parser, argv)  # --eval_data and --eval-data alike (llm_jepa.spelling)
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     except SystemExit as e:  # argparse already printed the offending option
