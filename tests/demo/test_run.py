@@ -79,5 +79,5 @@ def test_default_output_folders_are_ignored_by_git():
         pytest.skip("not a git checkout")
     defaults = [DemoConfig().output, inspect.signature(run_bench).parameters["workdir"].default]
     for folder in defaults:
-        probe = f"{folder}/runs/x/metrics.jsonl"
+        probe = f"{folder}/report.md"  # a file at the top of the folder (runs/ is ignored anyway)
         assert subprocess.run(["git", "check-ignore", "-q", probe], cwd=root).returncode == 0, folder
