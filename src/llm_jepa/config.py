@@ -129,6 +129,12 @@ class JepaConfig(TrainingArguments):
         "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense)."
     )
     # ---- run -----------------------------------------------------------------------------------
+    accuracy_every_steps: int = _opt(
+        0, "Every N optimiser steps, answer the first --accuracy_examples rows of --eval_file by generation and "
+        "log eval_accuracy and each metric of their task (0 = off)."
+    )
+    accuracy_examples: int = _opt(32, "Rows of --eval_file that --accuracy_every_steps scores.")
+    accuracy_task: str | None = _opt(None, "Task of --accuracy_every_steps (as llm-jepa eval --task; default: detected).")
     callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
     overwrite: bool = _opt(False, "Allow writing into a non-empty output directory.")
     resume: bool = _opt(False, "Continue from the last checkpoint in the output directory.")
