@@ -1,6 +1,10 @@
 """The LLM-JEPA objective on one packed batch: one forward, then the named loss terms.
 
-    L = gamma * L_LM(conversation) + lambda * mean_p d(Pred(Enc(source_p)), Enc(target_p))
+    L = gamma * L_LM(conversation) + lambda * mean_p d(Pred(Enc(source_p)), Enc(target_p)) + sum_t w_t * term_t
+
+The extra terms (anti-collapse regularisers, and any other embedding-side term) are the entries of
+:data:`TERMS`. :func:`compute_objective` returns the loss that is optimised, normalised for gradient
+accumulation and data parallelism (its docstring says how); nothing downstream rebuilds it.
 
 Steps: ``forward_packed`` (one forward over all packed segments: last-layer hidden states, and the
 LM head applied inside that forward only at positions that carry a label), ``lm_loss``,
@@ -78,7 +82,8 @@ class TermInputs:
 class Term:
     """An embedding-side term added to the objective: ``fn(inputs) -> scalar``, a mean over the
     batch (so it is divided by the accumulation steps, like the JEPA term). ``weight_field``: the
-    training config's field holding its weight (0 = off)."""
+    training config's field holding its weight (0 = off). Terms run on the batches that carry views
+    (not on those loss dropout skipped), and never in a baseline."""
 
     fn: Callable[[TermInputs], torch.Tensor]
     weight_field: str
