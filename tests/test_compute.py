@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from llm_jepa.compute import equal_compute_max_steps, estimate_compute
+from llm_jepa.compute import equal_compute_steps, estimate_compute
 from llm_jepa.config import load_config
 from llm_jepa.train import train
 from tests._factory import conv, write_run_inputs
@@ -54,10 +54,19 @@ def test_loss_dropout_decisions_are_counted_not_averaged(setup):
 def test_equal_compute_steps_spend_at_most_the_baseline(setup):
     base = estimate_compute(_cfg(setup, "c", max_steps=10, regular=True))
     jepa = estimate_compute(_cfg(setup, "d", max_steps=10, k=1))
-    steps = equal_compute_max_steps(jepa, base)
+    steps = equal_compute_steps(jepa, base.flops())
     assert 1 <= steps < 10  # views cost extra, so the JEPA arm takes fewer steps
     assert jepa.flops(steps) <= base.flops() < jepa.flops(steps + 1)
-    assert equal_compute_max_steps(base, base) == 10
+    assert equal_compute_steps(base, base.flops()) == 10
+
+
+def test_equal_compute_in_the_other_direction_gives_the_cheaper_arm_more_steps():
+    """The demo's direction: a baseline costing a third of JEPA per step gets three times the steps."""
+    assert equal_compute_steps(1.0, budget=3.0 * 100) == 300
+    assert equal_compute_steps(3.0, budget=1.0 * 301) == 100  # never more than the budget
+    assert equal_compute_steps(2.0, budget=2.0 * 7) == 7
+    with pytest.raises(ValueError):
+        equal_compute_steps(0.0, budget=10.0)
 
 
 def test_epochs_give_steps_from_the_data(setup):

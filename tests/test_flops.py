@@ -1,7 +1,7 @@
 import pytest
 from transformers import GPT2Config, LlamaConfig
 
-from llm_jepa.flops import equal_compute_steps, forward_flops, param_counts, step_flops, transformer_shape
+from llm_jepa.flops import forward_flops, param_counts, step_flops, transformer_shape
 
 
 def _tiny_llama(**kw):
@@ -46,11 +46,3 @@ def test_dict_config_and_errors():
         transformer_shape({"hidden_size": 4})
     with pytest.raises(ValueError):
         forward_flops(_tiny_llama(), [-1], lm_head_tokens=0)
-
-
-def test_equal_compute_steps():
-    assert equal_compute_steps(1.0, 3.0, 300) == 100
-    assert equal_compute_steps(1.0, 3.0, 301) == 100
-    assert equal_compute_steps(2.0, 2.0, 7) == 7
-    with pytest.raises(ValueError):
-        equal_compute_steps(1.0, 0.0, 10)

@@ -112,7 +112,7 @@ def test_every_packed_segment_equals_its_own_forward(isolation, attn):
 def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
     """Code segment placed first in the row: the Text embedding and the conversation's logits after it
     must not move when the Code tokens change; the Code embedding must."""
-    from llm_jepa.objective import forward_hidden, lm_logits
+    from llm_jepa.objective import forward_packed
 
     tok = make_tokenizer("chatml")
     model = tiny_llama(tok)
@@ -122,10 +122,13 @@ def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
         item = builder(example_from_row({"messages": conv(), "code": code}))
         src, tgt = item.pairs[0]
         batch = pack([tgt, src, item.lm[0]], tok.pad_token_id)
-        with torch.no_grad():
-            h = forward_hidden(model, batch)[0]
         a, b = len(tgt.input_ids), len(tgt.input_ids) + len(src.input_ids)
-        results.append((h[tgt.anchor], h[a + src.anchor], lm_logits(model, h[b:])))
+        after = torch.zeros_like(batch["input_ids"], dtype=torch.bool)
+        after[0, b:] = True  # the conversation's positions: the LM head runs there, inside the forward
+        with torch.no_grad():
+            h, logits = forward_packed(model, batch, lm_positions=after)
+        h = h[0]
+        results.append((h[tgt.anchor], h[a + src.anchor], logits))
     (t1, p1, l1), (t2, p2, l2) = results
     torch.testing.assert_close(p1, p2, atol=1e-6, rtol=0)
     torch.testing.assert_close(l1, l2, atol=1e-6, rtol=0)
@@ -134,7 +137,7 @@ def test_changing_code_changes_neither_text_embedding_nor_lm_logits():
 
 @pytest.mark.parametrize("name,field", [("vicreg", "vicreg_weight"), ("sigreg", "sigreg_weight")])
 def test_anti_collapse_terms_are_added_and_logged(name, field):
-    from llm_jepa.objective import anti_collapse_term
+    from llm_jepa.regularizers import REGULARIZERS
 
     tok = make_tokenizer("chatml")
     model = tiny_llama(tok)
@@ -142,13 +145,13 @@ def test_anti_collapse_terms_are_added_and_logged(name, field):
     items = [builder(example_from_row({"messages": r})) for r in ROWS]
     batch = PackingCollator(pad_token_id=tok.pad_token_id)(items)
     torch.manual_seed(0)
-    out = compute_objective(model, batch, ObjectiveConfig(regularizers={name: 0.5}))
+    out = compute_objective(model, batch, ObjectiveConfig(terms={name: 0.5}))
     assert set(out.terms) == {name}
     assert out.loss.item() == pytest.approx(out.lm_loss.item() + out.jepa_loss.item() + 0.5 * out.terms[name].item(),
                                             rel=1e-5)
     if name == "vicreg":  # deterministic: recompute from the anchors
         emb = torch.cat([out.pred, out.target]).float()
-        assert out.terms[name].item() == pytest.approx(anti_collapse_term(name, emb).item(), rel=1e-6)
+        assert out.terms[name].item() == pytest.approx(REGULARIZERS[name].fn(emb).item(), rel=1e-6)
 
 
 def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
@@ -215,3 +218,45 @@ def test_head_inside_the_forward_keeps_each_family_own_logit_scaling(family, ext
     _, lm, jepa = oracle(model, items, tok.pad_token_id)
     torch.testing.assert_close(out.lm_loss, lm, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.jepa_loss, jepa, atol=1e-5, rtol=1e-5)
+
+
+def _batch(tok, rows, k=1):
+    items = [ViewBuilder(tok, ViewConfig(predictors=k))(example_from_row({"messages": r})) for r in rows]
+    return PackingCollator(pad_token_id=tok.pad_token_id)(items)
+
+
+def test_micro_batch_losses_of_one_step_add_up_to_the_step_objective():
+    """Under accumulation the returned loss is the optimised one: summed over a step's micro-batches
+    it is gamma * (LM over every labelled token of the step) + the mean of the micro-batches'
+    embedding-side terms, and the process count rescales the LM term only."""
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok)
+    cfg = ObjectiveConfig(gamma=0.7, jepa_lambda=2.0, terms={"vicreg": 0.5})
+    halves = [_batch(tok, ROWS[:2]), _batch(tok, ROWS[2:])]
+    whole = _batch(tok, ROWS)
+    n = sum(int((b["shift_labels"] != -100).sum()) for b in halves)
+    with torch.no_grad():
+        outs = [compute_objective(model, b, cfg, num_items=n, accumulation_steps=2) for b in halves]
+        big = compute_objective(model, whole, ObjectiveConfig(gamma=0.7, jepa_lambda=0.0))
+        twice = compute_objective(model, halves[0], cfg, num_items=n, accumulation_steps=2, num_processes=3)
+    side = sum(2.0 * o.jepa_loss + 0.5 * o.terms["vicreg"] for o in outs) / 2
+    assert sum(o.loss for o in outs).item() == pytest.approx((0.7 * big.lm_loss + side).item(), rel=1e-5)
+    own = outs[0]
+    expected = 0.7 * own.lm_loss * 3 + (2.0 * own.jepa_loss + 0.5 * own.terms["vicreg"]) / 2
+    assert twice.loss.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_a_registered_term_is_added_weighted_and_named(monkeypatch):
+    """The extension point for objective terms (e.g. STP): one TERMS entry, weighted like JEPA."""
+    from llm_jepa import objective
+
+    monkeypatch.setitem(objective.TERMS, "spread", objective.Term(lambda x: x.pred.float().std(0).mean(), "gamma"))
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok)
+    batch = _batch(tok, ROWS)
+    with torch.no_grad():
+        out = compute_objective(model, batch, ObjectiveConfig(terms={"spread": 0.25}))
+        off = compute_objective(model, batch, ObjectiveConfig(jepa_lambda=0.0, terms={"spread": 0.25}))
+    assert out.terms["spread"].item() == pytest.approx(out.pred.float().std(0).mean().item(), rel=1e-6)
+    assert out.loss.item() == pytest.approx((out.lm_loss + out.jepa_loss + 0.25 * out.terms["spread"]).item(), rel=1e-6)
+    assert off.terms == {} and off.loss.item() == pytest.approx(off.lm_loss.item(), rel=1e-6)  # a baseline adds none

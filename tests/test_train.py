@@ -191,27 +191,25 @@ def test_collapse_is_warned_about(ckpt, data, tmp_path, caplog):
     assert len(ratios) == len(cos) and min(ratios) < 0.1 < ratios[0]  # the spread vanishes as targets collapse
 
 
-def test_accuracy_callback_logs_accuracy_during_training(ckpt, data, tmp_path, monkeypatch):
-    from transformers import AutoTokenizer
-
-    from llm_jepa import trainer as trainer_mod
-    from llm_jepa.data import load_examples
-    from llm_jepa.eval.callback import AccuracyCallback
-
-    cb = AccuracyCallback(load_examples(data, 4), AutoTokenizer.from_pretrained(ckpt), every_steps=2, task="regex",
-                          max_new_tokens=4)
-    init = trainer_mod.JepaTrainer.__init__
-
-    def init_with_callback(self, *a, **k):
-        init(self, *a, **k)
-        cb.trainer = self
-        self.add_callback(cb)
-
-    monkeypatch.setattr(trainer_mod.JepaTrainer, "__init__", init_with_callback)
-    train(_cfg(ckpt, data, tmp_path / "acc"))
-    logged = [m for m in _metrics(tmp_path / "acc") if "eval_accuracy" in m]
+def test_accuracy_callback_logs_accuracy_during_training(ckpt, data, tmp_path):
+    """Reachable from the command line: --accuracy_every_steps scores --eval_file's rows while training."""
+    out = tmp_path / "acc"
+    code = main(["train", "--model", str(ckpt), "--data", str(data), "--eval_file", str(data), "--output_dir", str(out),
+                 "--max_steps", "4", "--per_device_train_batch_size", "4", "--logging_steps", "1",
+                 "--save_strategy", "no", "--disable_tqdm", "true", "--accuracy_every_steps", "2",
+                 "--accuracy_examples", "4", "--accuracy_task", "regex"])
+    assert code == 0
+    logged = [m for m in _metrics(out) if "eval_accuracy" in m]
     assert [m["step"] for m in logged] == [2, 4]
     assert all(0.0 <= m["eval_accuracy"] <= 1.0 and "eval_startswith" in m for m in logged)
+
+
+def test_accuracy_without_eval_rows_or_task_is_refused_before_writing(ckpt, data, tmp_path):
+    with pytest.raises(ValueError, match="--eval_file"):
+        train(_cfg(ckpt, data, tmp_path / "none", "--accuracy_every_steps", "2"))
+    with pytest.raises(ValueError, match="cannot tell the task"):
+        train(_cfg(ckpt, data, tmp_path / "none", "--accuracy_every_steps", "2", "--eval_file", str(data)))
+    assert not (tmp_path / "none").exists()
 
 
 def test_plain_text_mode_trains_without_a_chat_template(tmp_path, data):

@@ -25,7 +25,6 @@ __all__ = [
     "position_ids_from_segments",
     "block_causal_mask",
     "additive_block_causal_mask",
-    "segment_ids_from_position_ids",
 ]
 
 
@@ -37,13 +36,6 @@ def position_ids_from_segments(segment_ids: torch.Tensor) -> torch.Tensor:
     starts[:, 1:] = segment_ids[:, 1:] != segment_ids[:, :-1]
     start_pos = torch.where(starts, idx, torch.zeros_like(idx)).cummax(dim=1).values  # [R, T]
     return idx - start_pos
-
-
-def segment_ids_from_position_ids(position_ids: torch.Tensor) -> torch.Tensor:
-    """Inverse view: a new segment starts wherever the position does not continue by +1. [R, T]."""
-    starts = torch.ones_like(position_ids, dtype=torch.bool)
-    starts[:, 1:] = position_ids[:, 1:] != position_ids[:, :-1] + 1
-    return starts.long().cumsum(dim=1) - 1
 
 
 def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import sys
 
 __all__ = ["main"]
 
-# command -> module providing register(subparsers); optional ones are skipped if absent
+# command -> module providing register(subparsers)
 COMMANDS = {
     "train": "llm_jepa.commands",
     "inspect": "llm_jepa.commands",
@@ -25,23 +25,15 @@ COMMANDS = {
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .spelling import SpellingParser
 
-    parser = argparse.ArgumentParser(
+    parser = SpellingParser(
         prog="llm-jepa", description="Train, evaluate and analyse language models with the LLM-JEPA objective."
     )
     parser.add_argument("--version", action="version", version=f"llm-jepa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    seen = set()
     for module_name in dict.fromkeys(COMMANDS.values()):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name and module_name.startswith(e.name):
-                continue  # that feature is not installed in this build
-            raise
-        if module_name not in seen:
-            module.register(sub)
-            seen.add(module_name)
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-__all__ = ["ComputeEstimate", "estimate_compute", "equal_compute_max_steps"]
+__all__ = ["ComputeEstimate", "estimate_compute", "equal_compute_steps"]
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,21 @@ def estimate_compute(cfg: Any, *, world_size: int = 1) -> ComputeEstimate:
     )
 
 
-def equal_compute_max_steps(arm: ComputeEstimate, baseline: ComputeEstimate) -> int:
-    """The most optimiser steps ``arm`` can take without spending more than the whole ``baseline`` run."""
-    budget = baseline.flops()
+def equal_compute_steps(arm: ComputeEstimate | float, budget: float) -> int:
+    """The most optimiser steps ``arm`` can take without spending more than ``budget`` FLOPs, the whole
+    training of the run it is compared with (the paper's ``same_flop``); at least 1.
+
+    Both directions of the comparison are this function, with the roles swapped:
+
+    - the sweep gives a JEPA arm fewer steps: ``arm`` is the JEPA config's :class:`ComputeEstimate`
+      (its cost step by step, loss dropout included), ``budget`` the baseline estimate's ``flops()``;
+    - the demo gives the baseline more steps: ``arm`` is the baseline's measured FLOPs per step (a
+      number: every step costs the same), ``budget`` the JEPA run's measured training FLOPs.
+    """
+    if not isinstance(arm, ComputeEstimate):
+        if arm <= 0 or budget < 0:
+            raise ValueError("FLOPs per step must be positive and the budget non-negative")
+        return max(math.floor(budget / arm + 1e-9), 1)
     steps, spent = 0, 0.0
     per_step = arm.micro_batches_per_step
     while True:

@@ -8,6 +8,7 @@ applies flags, which win over the file. The resolved config is saved beside ever
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -15,22 +16,46 @@ from typing import Any
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from .objective import ObjectiveConfig
-from .views import PREDICTOR_TOKENS, ViewConfig
+from .losses import DISTANCES
+from .objective import ISOLATIONS, TERMS, ObjectiveConfig
+from .spelling import respell
+from .views import PREDICTOR_TOKENS, VIEW_CHOICES, ViewConfig
 
-__all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config"]
+__all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config", "PUBLIC_NAMES",
+           "field_name", "is_baseline"]
+
+#: config field -> its public name (the paper's and the README's), accepted as ``--k`` etc. and used
+#: by the sweep report; the one table of the two names of each option.
+PUBLIC_NAMES = {"predictors": "k", "jepa_lambda": "lambda", "loss_dropout": "alpha"}
+
+
+def field_name(key: str) -> str:
+    """A settings key (public name, field name, or either with dashes) -> the config field."""
+    key = key.replace("-", "_")
+    return next((f for f, public in PUBLIC_NAMES.items() if public == key), key)
+
+
+def is_baseline(settings: Mapping[str, Any]) -> bool:
+    """The one rule for "this run is the plain next-token baseline": ``regular``, or lambda 0.
+    ``settings``: a run's options (a saved config, a sweep cell, demo overrides), by any name."""
+    values = {field_name(k): v for k, v in settings.items()}
+    return bool(values.get("regular")) or values.get("jepa_lambda", ObjectiveConfig.jepa_lambda) == 0
 
 
 class ConfigError(ValueError):
     """A configuration file or flag is wrong; the message names the file and key."""
 
 
-def _opt(default: Any, help: str, aliases: list[str] | None = None, choices: list | None = None) -> Any:
+def _alias(name: str) -> list[str]:
+    return [f"--{PUBLIC_NAMES[name]}"]
+
+
+def _opt(default: Any, help: str, aliases: list[str] | None = None, choices: Any = None) -> Any:
     meta: dict[str, Any] = {"help": help}
+    if choices is not None:  # a live table (a registry's dict) is kept as is: later entries count too
+        meta["choices"] = choices
     if aliases:
         meta["aliases"] = aliases
-    if choices:
-        meta["choices"] = choices
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -47,10 +72,10 @@ class JepaConfig(TrainingArguments):
         "CUDA GPU when flash-attn is installed and the weights are bf16/fp16, else the model's default (sdpa)."
     )
     isolation: str = _opt(
-        "auto",
+        "auto",  # the objective's own default is what 'auto' resolves to for native attention
         "How segments are kept apart: 'position_ids' (restarting positions; transformers derives the "
         "block-causal mask, flash/flex use variable lengths), 'explicit' (a materialised 4D mask), or 'auto'.",
-        choices=["auto", "position_ids", "explicit"],
+        choices=["auto", *ISOLATIONS],
     )
     # ---- LoRA ----------------------------------------------------------------------------------
     lora: bool = _opt(False, "Train LoRA adapters (peft) instead of all weights.")
@@ -64,36 +89,39 @@ class JepaConfig(TrainingArguments):
     train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]}, or a dataset name/dir.", ["--data"])
     eval_file: str | None = _opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"])
     max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"])
-    max_length: int = _opt(512, "Maximum tokens per segment; longer rows are truncated with a counted warning.")
+    max_length: int = _opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.")
     plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.")
-    separator: str = _opt("\n", "Separator between request and answer with --plain_text.")
+    separator: str = _opt(ViewConfig.separator, "Separator between request and answer with --plain_text.")
     label_mode: str = _opt(
-        "assistant",
+        ViewConfig.label_mode,
         "Tokens the next-token loss covers: 'assistant' (answer + end-of-turn), 'all', or 'paper' (every "
         "token except eos, as the paper's released collator does; such models never learn to stop).",
-        choices=["assistant", "all", "paper"],
+        choices=list(VIEW_CHOICES["label_mode"]),
     )
     # ---- objective -----------------------------------------------------------------------------
-    jepa_lambda: float = _opt(1.0, "Weight of the JEPA term (0 = plain fine-tuning).", ["--lambda"])
-    gamma: float = _opt(1.0, "Weight of the next-token term.")
-    predictors: int = _opt(1, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).", ["--k"])
-    distance: str = _opt("cosine", "JEPA distance.", choices=["cosine", "l2", "mse", "infonce"])
-    temperature: float = _opt(0.07, "InfoNCE temperature.")
+    jepa_lambda: float = _opt(ObjectiveConfig.jepa_lambda, "Weight of the JEPA term (0 = plain fine-tuning).",
+                              _alias("jepa_lambda"))
+    gamma: float = _opt(ObjectiveConfig.gamma, "Weight of the next-token term.")
+    predictors: int = _opt(ViewConfig.predictors, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).",
+                           _alias("predictors"))
+    distance: str = _opt(ObjectiveConfig.distance, "JEPA distance.", choices=DISTANCES)
+    temperature: float = _opt(ObjectiveConfig.temperature, "InfoNCE temperature.")
     infonce_gather: bool = _opt(
-        False, "InfoNCE negatives from all ranks (gathered); default: in-batch negatives of each rank only."
+        ObjectiveConfig.infonce_gather, "InfoNCE negatives from all ranks (gathered); default: in-batch negatives of each rank only."
     )
-    predictor_position: str = _opt("append", "Where predictor tokens go in the source view.",
-                                   choices=["append", "prepend"])
-    direction: str = _opt("text_to_code", "Which view predicts which.", choices=["text_to_code", "code_to_text"])
-    loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", ["--alpha"])
+    predictor_position: str = _opt(ViewConfig.predictor_position, "Where predictor tokens go in the source view.",
+                                   choices=list(VIEW_CHOICES["predictor_position"]))
+    direction: str = _opt(ViewConfig.direction, "Which view predicts which.",
+                          choices=list(VIEW_CHOICES["direction"]))
+    loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", _alias("loss_dropout"))
     regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.")
     monitor_views_every: int = _opt(
         0, "With --regular or lambda 0: compute the JEPA distance (no gradient) on every n-th batch, to plot it."
     )
     anchor_offset: int | None = _opt(
-        None, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end."
+        ViewConfig.anchor_offset, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end."
     )
-    stop_gradient_target: bool = _opt(False, "Ablation: no gradient through the target embedding.")
+    stop_gradient_target: bool = _opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.")
     vicreg_weight: float = _opt(0.0, "Anti-collapse: weight of a VICReg variance+covariance term on anchors.")
     sigreg_weight: float = _opt(0.0, "Anti-collapse: weight of SIGReg (LeJEPA) on anchors.")
     pack_length: int = _opt(
@@ -101,6 +129,12 @@ class JepaConfig(TrainingArguments):
         "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense)."
     )
     # ---- run -----------------------------------------------------------------------------------
+    accuracy_every_steps: int = _opt(
+        0, "Every N optimiser steps, answer the first --accuracy_examples rows of --eval_file by generation and "
+        "log eval_accuracy and each metric of their task (0 = off)."
+    )
+    accuracy_examples: int = _opt(32, "Rows of --eval_file that --accuracy_every_steps scores.")
+    accuracy_task: str | None = _opt(None, "Task of --accuracy_every_steps (as llm-jepa eval --task; default: detected).")
     callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
     overwrite: bool = _opt(False, "Allow writing into a non-empty output directory.")
     resume: bool = _opt(False, "Continue from the last checkpoint in the output directory.")
@@ -136,7 +170,7 @@ class JepaConfig(TrainingArguments):
 
     @property
     def is_baseline(self) -> bool:
-        return self.regular or self.jepa_lambda == 0
+        return is_baseline(vars(self))
 
     @property
     def uses_views(self) -> bool:
@@ -149,34 +183,29 @@ class JepaConfig(TrainingArguments):
         return self.monitor_views_every if self.is_baseline and self.monitor_views_every > 0 else 1
 
     def view_config(self) -> ViewConfig:
-        return ViewConfig(
-            predictors=self.predictors,
-            predictor_position=self.predictor_position,
-            direction=self.direction,
-            label_mode=self.label_mode,
-            chat_template=not self.plain_text,
-            separator=self.separator,
-            max_length=self.max_length,
-            anchor_offset=self.anchor_offset,
-            build_views=self.uses_views,
-        )
+        return _derive(ViewConfig, self, chat_template=not self.plain_text, build_views=self.uses_views)
 
     def objective_config(self, isolation: str) -> ObjectiveConfig:
-        regs = {}
-        if self.vicreg_weight:
-            regs["vicreg"] = self.vicreg_weight
-        if self.sigreg_weight:
-            regs["sigreg"] = self.sigreg_weight
-        return ObjectiveConfig(
-            gamma=self.gamma,
-            jepa_lambda=0.0 if self.regular else self.jepa_lambda,
-            distance=self.distance,
-            temperature=self.temperature,
-            infonce_gather=self.infonce_gather,
-            stop_gradient_target=self.stop_gradient_target,
-            isolation=isolation,
-            regularizers=regs,
-        )
+        return _derive(ObjectiveConfig, self, isolation=isolation, terms=self._term_weights(),
+                       jepa_lambda=0.0 if self.is_baseline else self.jepa_lambda)
+
+    def _term_weights(self) -> dict[str, float]:
+        """name -> weight of every registered objective term that is switched on."""
+        weights = {}
+        for name, term in TERMS.items():
+            if not hasattr(self, term.weight_field):
+                raise ConfigError(f"objective term {name!r} reads its weight from '{term.weight_field}', "
+                                  "which is not a training option: add that field to JepaConfig")
+            if getattr(self, term.weight_field):
+                weights[name] = getattr(self, term.weight_field)
+        return weights
+
+
+def _derive(cls: type, cfg: JepaConfig, **special: Any) -> Any:
+    """A component config from the training config: every field of ``cls`` that the training config
+    has under the same name is copied; ``special`` gives the rest."""
+    same = {f.name: getattr(cfg, f.name) for f in fields(cls) if f.name not in special and hasattr(cfg, f.name)}
+    return cls(**same, **special)
 
 
 def _has_accelerator() -> bool:
@@ -236,6 +265,7 @@ def load_config(
         argv += _dict_to_argv(data, valid, str(path))
     argv += _dict_to_argv(overrides or {}, valid, "overrides")
     argv += list(args or [])
+    argv = respell(parser, argv)  # --eval_data and --eval-data alike (llm_jepa.spelling)
     try:
         parsed = parser.parse_args_into_dataclasses(args=argv)
     except SystemExit as e:  # argparse already printed the offending option

@@ -12,7 +12,7 @@ import torch
 
 from .collator import pack
 from .data import Example
-from .objective import forward_hidden
+from .objective import DEFAULT_ISOLATION, forward_hidden
 from .views import ViewBuilder, ViewConfig
 
 __all__ = ["ViewEmbeddings", "encode_views", "encode_segments"]
@@ -30,7 +30,7 @@ class ViewEmbeddings:
 
 @torch.no_grad()
 def encode_segments(model: Any, segments: list, pad_token_id: int, batch_size: int = 16,
-                    pack_length: int = 1024, isolation: str = "position_ids") -> torch.Tensor:
+                    pack_length: int = 1024, isolation: str = DEFAULT_ISOLATION) -> torch.Tensor:
     """Last-layer hidden state at each segment's anchor. -> [len(segments), C] float32 on CPU."""
     was_training = model.training
     model.eval()
@@ -54,7 +54,7 @@ def encode_views(
     predictors: int = 0,
     batch_size: int = 16,
     chat_template: bool | None = None,
-    isolation: str = "position_ids",
+    isolation: str = DEFAULT_ISOLATION,
 ) -> ViewEmbeddings:
     """Enc(Text), Pred(Enc(Text)) and Enc(Code) of every example. ``chat_template`` defaults to
     whether the tokenizer has one."""

@@ -15,13 +15,11 @@ they are a few percent at most. With LoRA the true backward is cheaper; these ar
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["TransformerShape", "transformer_shape", "param_counts", "forward_flops", "step_flops",
-           "equal_compute_steps"]
+__all__ = ["TransformerShape", "transformer_shape", "param_counts", "forward_flops", "step_flops"]
 
 # Families whose MLP has a gate projection (three matrices: gate, up, down) rather than two.
 GATED_MLP_FAMILIES = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
@@ -124,14 +122,3 @@ def step_flops(config: Any, segment_lengths: Iterable[Any], lm_head_tokens: int,
                backward_factor: float = 2.0, **shape_kw: Any) -> float:
     """Training FLOPs of one optimiser step: (1 + backward_factor) x :func:`forward_flops`."""
     return (1.0 + backward_factor) * forward_flops(config, segment_lengths, lm_head_tokens, **shape_kw)
-
-
-def equal_compute_steps(baseline_flops_per_step: float, arm_flops_per_step: float, baseline_steps: int) -> int:
-    """Steps an arm may take to spend no more than the baseline's total FLOPs (the paper's ``same_flop``).
-
-    floor(baseline_flops_per_step * baseline_steps / arm_flops_per_step). An arm that costs 3x the
-    baseline per step gets a third of its steps.
-    """
-    if arm_flops_per_step <= 0 or baseline_flops_per_step <= 0 or baseline_steps < 0:
-        raise ValueError("FLOPs per step must be positive and baseline_steps non-negative")
-    return math.floor(baseline_flops_per_step * baseline_steps / arm_flops_per_step + 1e-9)

@@ -2,7 +2,8 @@
 
 Use it on a new model family before training: it shows the decoded text of every segment, which
 tokens carry labels, which token is each view's anchor, and ``lm_loss`` / ``jepa_loss`` / ``total``
-of one batch without training (also the way to compare with other implementations).
+of one batch without training (also the way to compare with other implementations). ``total`` is the
+objective's optimised loss for an optimiser step whose whole batch is these examples.
 """
 
 from __future__ import annotations

@@ -9,14 +9,17 @@ ablations.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "cosine_distance", "l2_distance", "mse_distance", "infonce_loss", "infonce_loss_gathered", "DISTANCES",
-    "jepa_distance",
+    "cosine_distance", "l2_distance", "mse_distance", "infonce_loss", "infonce_loss_gathered", "Distance",
+    "DISTANCES", "register_distance", "jepa_distance", "INFONCE_TEMPERATURE",
 ]
+
+INFONCE_TEMPERATURE = 0.07  # the default of --temperature
 
 
 def _check(pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -42,7 +45,7 @@ def mse_distance(pred: torch.Tensor, target: torch.Tensor, **_: float) -> torch.
     return (pred.float() - target.float()).pow(2).mean(dim=-1)
 
 
-def infonce_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float = 0.07, **_: float) -> torch.Tensor:
+def infonce_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float = INFONCE_TEMPERATURE, **_: float) -> torch.Tensor:
     """InfoNCE with in-batch negatives: each prediction must pick its own target among all P.
 
     Logits are cosine similarities / ``temperature``. [P, C], [P, C] -> [P]. With P = 1 there are no
@@ -55,7 +58,7 @@ def infonce_loss(pred: torch.Tensor, target: torch.Tensor, temperature: float = 
     return F.cross_entropy(logits, torch.arange(len(p), device=p.device), reduction="none")
 
 
-def infonce_loss_gathered(pred: torch.Tensor, target: torch.Tensor, temperature: float = 0.07, **_: float) -> torch.Tensor:
+def infonce_loss_gathered(pred: torch.Tensor, target: torch.Tensor, temperature: float = INFONCE_TEMPERATURE, **_: float) -> torch.Tensor:
     """InfoNCE whose negatives are the targets of every rank of the process group.
 
     Each rank's predictions [P, C] are scored against all ranks' targets [W * P, C] (gathered with
@@ -75,15 +78,35 @@ def infonce_loss_gathered(pred: torch.Tensor, target: torch.Tensor, temperature:
     return F.cross_entropy(logits, labels, reduction="none")
 
 
-DISTANCES: dict[str, Callable[..., torch.Tensor]] = {
-    "cosine": cosine_distance,
-    "l2": l2_distance,
-    "mse": mse_distance,
-    "infonce": infonce_loss,
+@dataclass(frozen=True)
+class Distance:
+    """A registered distance: ``fn(pred, target, **options) -> [P]``. ``options`` names the
+    objective settings passed to it as keywords (``ObjectiveConfig`` fields, e.g. ``temperature``);
+    ``gathered`` is its variant whose negatives come from every rank (``--infonce_gather``)."""
+
+    fn: Callable[..., torch.Tensor]
+    options: tuple[str, ...] = ()
+    gathered: Callable[..., torch.Tensor] | None = None
+
+
+#: name -> distance. ``--distance`` accepts exactly these names (the config reads this table).
+DISTANCES: dict[str, Distance] = {
+    "cosine": Distance(cosine_distance),
+    "l2": Distance(l2_distance),
+    "mse": Distance(mse_distance),
+    "infonce": Distance(infonce_loss, options=("temperature",), gathered=infonce_loss_gathered),
 }
 
 
-def jepa_distance(name: str) -> Callable[..., torch.Tensor]:
+def register_distance(name: str, fn: Callable[..., torch.Tensor], options: tuple[str, ...] = (),
+                      gathered: Callable[..., torch.Tensor] | None = None) -> None:
+    """Add a distance at run time (extensions, tests); ``--distance NAME`` then accepts it."""
+    if name in DISTANCES:
+        raise ValueError(f"a distance named {name!r} already exists")
+    DISTANCES[name] = Distance(fn, tuple(options), gathered)
+
+
+def jepa_distance(name: str) -> Distance:
     """Look a distance up by name, with a clear error for unknown names."""
     if name not in DISTANCES:
         raise ValueError(f"unknown distance {name!r}; choose one of {sorted(DISTANCES)}")

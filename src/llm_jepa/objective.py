@@ -1,6 +1,10 @@
 """The LLM-JEPA objective on one packed batch: one forward, then the named loss terms.
 
-    L = gamma * L_LM(conversation) + lambda * mean_p d(Pred(Enc(source_p)), Enc(target_p))
+    L = gamma * L_LM(conversation) + lambda * mean_p d(Pred(Enc(source_p)), Enc(target_p)) + sum_t w_t * term_t
+
+The extra terms (anti-collapse regularisers, and any other embedding-side term) are the entries of
+:data:`TERMS`. :func:`compute_objective` returns the loss that is optimised, normalised for gradient
+accumulation and data parallelism (its docstring says how); nothing downstream rebuilds it.
 
 Steps: ``forward_packed`` (one forward over all packed segments: last-layer hidden states, and the
 LM head applied inside that forward only at positions that carry a label), ``lm_loss``,
@@ -11,6 +15,7 @@ which gather parameters only for the duration of the wrapped forward, train with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,34 +23,87 @@ import torch
 import torch.nn.functional as F
 
 from .attention import additive_block_causal_mask
-from .losses import jepa_distance
+from .losses import INFONCE_TEMPERATURE, jepa_distance
+from .regularizers import REGULARIZERS
 from .views import IGNORE
 
 __all__ = [
-    "ObjectiveConfig", "ObjectiveOutput", "forward_packed", "forward_hidden", "lm_logits", "lm_loss", "compute_objective",
+    "ObjectiveConfig", "ObjectiveOutput", "TermInputs", "Term", "TERMS", "register_term", "ISOLATIONS",
+    "DEFAULT_ISOLATION", "forward_packed", "forward_hidden", "lm_loss", "jepa_term", "total_loss",
+    "compute_objective",
 ]
+
+ISOLATIONS = ("position_ids", "explicit")  # how packed segments are kept apart (see forward_packed)
+DEFAULT_ISOLATION = "position_ids"
 
 
 @dataclass
 class ObjectiveConfig:
+    """The objective's settings; built from the training config by ``JepaConfig.objective_config``,
+    whose defaults are these."""
+
     gamma: float = 1.0
-    jepa_lambda: float = 1.0
+    jepa_lambda: float = 1.0  # 0: a baseline (the JEPA distance, if views exist, is only monitored)
     distance: str = "cosine"
-    temperature: float = 0.07
+    temperature: float = INFONCE_TEMPERATURE
     infonce_gather: bool = False  # negatives from every rank (else in-batch negatives of this rank)
     stop_gradient_target: bool = False
-    isolation: str = "position_ids"  # position_ids | explicit
-    regularizers: dict[str, float] = field(default_factory=dict)  # name -> weight
+    isolation: str = DEFAULT_ISOLATION
+    terms: dict[str, float] = field(default_factory=dict)  # name in TERMS -> weight
+
+    @property
+    def is_baseline(self) -> bool:
+        """Zero JEPA weight: nothing on the embedding side trains (see ``config.is_baseline``)."""
+        return self.jepa_lambda == 0
 
 
 @dataclass
 class ObjectiveOutput:
-    loss: torch.Tensor
+    loss: torch.Tensor  # the loss that is optimised (see compute_objective)
     lm_loss: torch.Tensor
     jepa_loss: torch.Tensor | None
     pred: torch.Tensor | None  # [P, C]
     target: torch.Tensor | None  # [P, C]
-    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)  # unweighted, by TERMS name
+
+
+@dataclass
+class TermInputs:
+    """What an embedding-side term sees: the forward's hidden states, the packed batch, and the
+    anchor embeddings after the objective's gradient rules (``stop_gradient_target``)."""
+
+    hidden: torch.Tensor  # [R, T, C]
+    batch: dict[str, Any]
+    pred: torch.Tensor  # [P, C]
+    target: torch.Tensor  # [P, C]
+
+
+@dataclass(frozen=True)
+class Term:
+    """An embedding-side term added to the objective: ``fn(inputs) -> scalar``, a mean over the
+    batch (so it is divided by the accumulation steps, like the JEPA term). ``weight_field``: the
+    training config's field holding its weight (0 = off). Terms run on the batches that carry views
+    (not on those loss dropout skipped), and never in a baseline."""
+
+    fn: Callable[[TermInputs], torch.Tensor]
+    weight_field: str
+
+
+def _anchor_term(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[TermInputs], torch.Tensor]:
+    """A regulariser on the anchor embeddings [2P, C] as a term."""
+    return lambda inputs: fn(torch.cat([inputs.pred, inputs.target]).float())
+
+
+#: every embedding-side term, in the order they are added and logged. A new term is one entry here
+#: (and its weight field in ``JepaConfig``); the trainer logs it under its name.
+TERMS: dict[str, Term] = {name: Term(_anchor_term(r.fn), r.weight_field) for name, r in REGULARIZERS.items()}
+
+
+def register_term(name: str, fn: Callable[[TermInputs], torch.Tensor], weight_field: str) -> None:
+    """Add an embedding-side term at run time (extensions, tests); see :data:`TERMS`."""
+    if name in TERMS or name in ("loss", "lm_loss", "jepa_loss"):
+        raise ValueError(f"an objective term named {name!r} already exists")
+    TERMS[name] = Term(fn, weight_field)
 
 
 def _unwrap(model: Any) -> Any:
@@ -89,7 +147,7 @@ def _selector(model: Any) -> _HeadSelector:
 
 
 def forward_packed(
-    model: Any, batch: dict[str, Any], isolation: str = "position_ids", lm_positions: torch.Tensor | None = None
+    model: Any, batch: dict[str, Any], isolation: str = DEFAULT_ISOLATION, lm_positions: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One forward over every packed segment. -> (last-layer hidden states [R, T, C] after the final
     norm, vocabulary logits [N, V] at the ``lm_positions`` mask [R, T] or None).
@@ -102,8 +160,8 @@ def forward_packed(
     if isolation == "explicit":
         dtype = _unwrap(model).get_input_embeddings().weight.dtype
         kwargs["attention_mask"] = additive_block_causal_mask(batch["segment_ids"], dtype=dtype)
-    elif isolation != "position_ids":
-        raise ValueError(f"isolation must be 'position_ids' or 'explicit', got {isolation!r}")
+    elif isolation not in ISOLATIONS:
+        raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
     sel = _selector(model) if lm_positions is not None else None
     if sel is not None:
         sel.keep = lm_positions
@@ -122,29 +180,9 @@ def forward_packed(
     return out.hidden_states[-1], (out.logits if sel is not None else None)
 
 
-def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = "position_ids") -> torch.Tensor:
+def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = DEFAULT_ISOLATION) -> torch.Tensor:
     """Last-layer hidden states (after the final norm) of every packed token. -> [R, T, C]."""
     return forward_packed(model, batch, isolation)[0]
-
-
-def lm_logits(model: Any, hidden: torch.Tensor) -> torch.Tensor:
-    """Vocabulary logits for selected hidden states [N, C] -> [N, V], with the model's own
-    output scaling (Gemma-2 soft-capping, Cohere ``logit_scale``, Granite ``logits_scaling``).
-
-    For analysis on an unwrapped model: it calls the head outside the model's forward, which sharded
-    engines (FSDP2, ZeRO-3) do not allow; training uses :func:`forward_packed`."""
-    base = _unwrap(model)
-    logits = base.get_output_embeddings()(hidden)
-    cfg = getattr(base, "config", None)
-    scale = getattr(base, "logit_scale", None) or getattr(cfg, "logit_scale", None)
-    if isinstance(scale, (int, float)):
-        logits = logits * scale
-    if getattr(cfg, "logits_scaling", None):
-        logits = logits / cfg.logits_scaling
-    cap = getattr(cfg, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
 
 
 def lm_loss(logits: torch.Tensor, shift_labels: torch.Tensor, num_items: Any = None) -> torch.Tensor:
@@ -163,53 +201,87 @@ def view_embeddings(hidden: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.
     return hidden[src[:, 0], src[:, 1]], hidden[tgt[:, 0], tgt[:, 1]]
 
 
-def _distance(cfg: ObjectiveConfig):
-    if cfg.distance == "infonce" and cfg.infonce_gather:
+def jepa_term(cfg: ObjectiveConfig, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The JEPA distance averaged over the P pairs. [P, C], [P, C] -> scalar."""
+    entry = jepa_distance(cfg.distance)
+    fn = entry.fn
+    if cfg.infonce_gather and entry.gathered is not None:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            from .losses import infonce_loss_gathered
-
-            return infonce_loss_gathered
-    return jepa_distance(cfg.distance)
+            fn = entry.gathered
+    return fn(pred, target, **{name: getattr(cfg, name) for name in entry.options}).mean()
 
 
-def anti_collapse_term(name: str, emb: torch.Tensor) -> torch.Tensor:
-    """Optional regulariser on the anchor embeddings [2P, C] (off by default): ``vicreg``
-    (variance hinge + covariance) or ``sigreg`` (LeJEPA's sketched Gaussianity test)."""
-    from . import regularizers as R
+def total_loss(
+    cfg: ObjectiveConfig,
+    lm: torch.Tensor,
+    jepa: torch.Tensor | None = None,
+    terms: dict[str, torch.Tensor] | None = None,
+    *,
+    accumulation_steps: int = 1,
+    num_processes: int = 1,
+) -> torch.Tensor:
+    """The optimised loss from the named terms (their normalisation: see :func:`compute_objective`).
 
-    if name == "vicreg":
-        return R.vicreg_variance(emb) + R.vicreg_covariance(emb)
-    if name == "sigreg":
-        return R.sigreg(emb)
-    raise ValueError(f"unknown regulariser {name!r}; choose vicreg or sigreg")
+    gamma * lm * num_processes + (lambda * jepa + sum_t w_t * term_t) / accumulation_steps; a
+    baseline (lambda 0) adds nothing from the embedding side."""
+    loss = cfg.gamma * lm
+    if num_processes != 1:
+        loss = loss * num_processes
+    if jepa is None or cfg.is_baseline:
+        return loss
+    side = [cfg.jepa_lambda * jepa, *(cfg.terms[name] * value for name, value in (terms or {}).items())]
+    if accumulation_steps == 1:
+        for value in side:  # added one by one, in order
+            loss = loss + value
+        return loss
+    return loss + sum(side) / accumulation_steps
 
 
 def compute_objective(
-    model: Any, batch: dict[str, Any], cfg: ObjectiveConfig, num_items: Any = None
+    model: Any,
+    batch: dict[str, Any],
+    cfg: ObjectiveConfig,
+    num_items: Any = None,
+    *,
+    accumulation_steps: int = 1,
+    num_processes: int = 1,
 ) -> ObjectiveOutput:
-    """One forward over the packed batch and every loss term, named."""
+    """One forward over the packed batch, every loss term (named), and the loss that is optimised.
+
+    How each term is normalised, so that the micro-batch losses of one optimiser step add up to the
+    step's objective whatever the accumulation and the number of processes:
+
+    - LM (``lm_loss``): cross-entropy summed over this micro-batch's labelled tokens, divided by
+      ``num_items``, the labelled-token count of the whole accumulated batch (of all processes when
+      the Trainer's ``average_tokens_across_devices`` is on; default: this batch's count). In the
+      optimised loss it is multiplied by ``num_processes``: pass the process count when
+      ``num_items`` counts every process's tokens, because DDP averages gradients over processes.
+    - JEPA (``jepa_loss``) and every term of :data:`TERMS`: a mean over this micro-batch's view
+      pairs (or examples), divided by ``accumulation_steps`` in the optimised loss, so a step
+      optimises their mean over its micro-batches.
+
+    ``loss`` = gamma * LM * num_processes + (lambda * JEPA + sum_t w_t * term_t) / accumulation_steps
+    (:func:`total_loss`). With lambda 0 (a baseline) the JEPA distance of any views is computed without
+    gradient, for monitoring, and no other embedding-side term runs. The defaults (no accumulation,
+    one process) give the loss of a step whose whole batch is ``batch``: what ``inspect`` reports.
+    """
     keep = batch["shift_labels"] != IGNORE  # [R, T]: the LM head runs here only, inside the forward
     hidden, logits = forward_packed(model, batch, cfg.isolation, lm_positions=keep)  # [R, T, C], [N, V]
     lm = lm_loss(logits, batch["shift_labels"], num_items)
-    loss = cfg.gamma * lm
+    scale = dict(accumulation_steps=accumulation_steps, num_processes=num_processes)
     if batch["source_anchor"].numel() == 0:
-        return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=None, pred=None, target=None)
+        return ObjectiveOutput(loss=total_loss(cfg, lm, **scale), lm_loss=lm, jepa_loss=None, pred=None, target=None)
     pred, target = view_embeddings(hidden, batch)
-    if cfg.jepa_lambda == 0:  # a baseline that monitors the JEPA distance: no gradient from it
+    if cfg.is_baseline:  # a baseline that monitors the JEPA distance: no gradient from it
         pred, target = pred.detach(), target.detach()
     if cfg.stop_gradient_target:
         target = target.detach()
-    jepa = _distance(cfg)(pred, target, temperature=cfg.temperature).mean()
+    jepa = jepa_term(cfg, pred, target)
     terms: dict[str, torch.Tensor] = {}
-    if cfg.jepa_lambda == 0:
-        return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=jepa, pred=pred, target=target, terms=terms)
-    loss = loss + cfg.jepa_lambda * jepa
-    if cfg.regularizers:
-        emb = torch.cat([pred, target]).float()  # [2P, C]
-        for name, weight in cfg.regularizers.items():
-            if weight:
-                terms[name] = anti_collapse_term(name, emb)
-                loss = loss + weight * terms[name]
-    return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=jepa, pred=pred, target=target, terms=terms)
+    if not cfg.is_baseline:
+        inputs = TermInputs(hidden=hidden, batch=batch, pred=pred, target=target)
+        terms = {name: TERMS[name].fn(inputs) for name, weight in cfg.terms.items() if weight}
+    return ObjectiveOutput(loss=total_loss(cfg, lm, jepa, terms, **scale), lm_loss=lm, jepa_loss=jepa, pred=pred,
+                           target=target, terms=terms)

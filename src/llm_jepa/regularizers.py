@@ -13,9 +13,12 @@ size) and returns a scalar tensor to *add* to the loss (zero or small = healthy)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
-__all__ = ["vicreg_variance", "vicreg_covariance", "sigreg", "epps_pulley"]
+__all__ = ["vicreg_variance", "vicreg_covariance", "vicreg", "sigreg", "epps_pulley", "Regularizer", "REGULARIZERS"]
 
 
 def _check_batch(emb: torch.Tensor, min_rows: int = 2) -> None:
@@ -91,3 +94,25 @@ def sigreg(
     projected = emb.float() @ directions.to(emb.device)  # [B, S]
     return epps_pulley(projected, t_max=t_max, num_points=num_points).mean()
 
+
+
+def vicreg(emb: torch.Tensor) -> torch.Tensor:
+    """VICReg's variance hinge plus covariance term. [B, C] -> scalar."""
+    return vicreg_variance(emb) + vicreg_covariance(emb)
+
+
+@dataclass(frozen=True)
+class Regularizer:
+    """A registered regulariser: ``fn(emb [B, C]) -> scalar`` on the anchor embeddings, weighted by
+    the training config's field ``weight_field`` (0 = off)."""
+
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    weight_field: str
+
+
+#: name -> regulariser. The objective adds each one whose weight is non-zero (in this order) and the
+#: trainer logs it under its name.
+REGULARIZERS: dict[str, Regularizer] = {
+    "vicreg": Regularizer(vicreg, "vicreg_weight"),
+    "sigreg": Regularizer(sigreg, "sigreg_weight"),
+}

@@ -148,9 +148,11 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     from accelerate import PartialState
     from transformers import set_seed
 
+    from .eval.callback import accuracy_callbacks
     from .modeling import save_model
     from .trainer import JepaTrainer
 
+    accuracy = accuracy_callbacks(cfg)  # reads --eval_file now: a bad file fails before anything is written
     state = PartialState()  # the distributed context (one process when not launched)
     if not state.is_main_process:
         _quiet_replica()
@@ -175,8 +177,10 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         processing_class=parts["tokenizer"],
         objective=parts["objective"],
         eval_collator=parts["eval_collator"],
-        callbacks=[MetricsFileCallback(out / "metrics.jsonl"), *(_import(path)() for path in cfg.callbacks)],
+        callbacks=[MetricsFileCallback(out / "metrics.jsonl"), *accuracy, *(_import(path)() for path in cfg.callbacks)],
     )
+    for callback in accuracy:
+        callback.trainer = trainer  # logs through the trainer, so its numbers reach metrics.jsonl
     if state.is_main_process:
         print(run_banner(cfg, trainer.accelerator), file=sys.stderr, flush=True)
     result = trainer.train(resume_from_checkpoint=resume_from)

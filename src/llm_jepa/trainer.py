@@ -16,7 +16,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .analysis.metrics import batch_collapse_stats
-from .objective import ObjectiveConfig, compute_objective
+from .objective import TERMS, ObjectiveConfig, compute_objective
 from .objective import _unwrap as unwrap_model
 
 __all__ = ["JepaTrainer", "StepSync"]
@@ -53,16 +53,15 @@ class JepaTrainer(Trainer):
         self._flops: dict[str, float] = defaultdict(float)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: D401
-        out = compute_objective(model, inputs, self.objective, num_items=num_items_in_batch)
-        loss = self.objective.gamma * out.lm_loss
-        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
-            # the LM term was divided by the token count of all ranks; DDP averages gradients over ranks
-            loss = loss * self.accelerator.num_processes
-        if out.jepa_loss is not None:
-            ga = self.current_gradient_accumulation_steps if model.training else 1
-            loss = loss + (out.loss - self.objective.gamma * out.lm_loss) / ga
+        """The objective's own optimised loss (its docstring says how each term is normalised)."""
+        across = num_items_in_batch is not None and self.args.average_tokens_across_devices
+        out = compute_objective(
+            model, inputs, self.objective, num_items=num_items_in_batch,
+            accumulation_steps=self.current_gradient_accumulation_steps if model.training else 1,
+            num_processes=self.accelerator.num_processes if across else 1,
+        )
         self._record(out, inputs, num_items_in_batch)
-        return (loss, out) if return_outputs else loss
+        return (out.loss, out) if return_outputs else out.loss
 
     @torch.no_grad()
     def _record(self, out: Any, inputs: dict[str, Any], num_items: Any) -> None:
@@ -102,22 +101,29 @@ class JepaTrainer(Trainer):
             views = step_flops(config, inputs["view_segment_lengths"], 0)
         except (AttributeError, TypeError, ValueError):  # a config the analytic formula does not know
             return
-        key = "monitor_flops" if self.objective.jepa_lambda == 0 else "_view_flops"
+        key = "monitor_flops" if self.objective.is_baseline else "_view_flops"
         self._flops["flops"] += lm + views
         self._flops[key] += views
 
-    # every key a step may record, in a fixed order, so that ranks can sum them in one collective
+    # the keys every step may record besides the objective's terms
     _KEYS = ("_lm_sum", "_lm_tokens", "views_skipped", "jepa_loss", "cosine", "target_pairwise_cosine",
-             "target_std_ratio", "view_token_fraction", "vicreg", "sigreg")
+             "target_std_ratio", "view_token_fraction")
+
+    @classmethod
+    def logged_keys(cls) -> tuple[str, ...]:
+        """Every key a step may record, in a fixed order so that ranks can sum them in one collective:
+        the fixed ones, then every registered objective term (so a new term is logged by its name)."""
+        return cls._KEYS + tuple(TERMS)
 
     def _reduced(self, metrics: dict[str, list[float]]) -> dict[str, tuple[float, int]]:
         """(sum, count) of each metric over the micro-batches since the last log, on all ranks."""
-        pairs = {k: (sum(metrics.get(k, [])), len(metrics.get(k, []))) for k in self._KEYS}
+        keys = self.logged_keys()
+        pairs = {k: (sum(metrics.get(k, [])), len(metrics.get(k, []))) for k in keys}
         if self.accelerator.num_processes > 1:
-            flat = torch.tensor([x for k in self._KEYS for x in pairs[k]], dtype=torch.float64,
+            flat = torch.tensor([x for k in keys for x in pairs[k]], dtype=torch.float64,
                                 device=self.accelerator.device)
             flat = self.accelerator.reduce(flat, reduction="sum").tolist()
-            pairs = {k: (flat[2 * i], int(flat[2 * i + 1])) for i, k in enumerate(self._KEYS)}
+            pairs = {k: (flat[2 * i], int(flat[2 * i + 1])) for i, k in enumerate(keys)}
         return pairs
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

@@ -34,6 +34,14 @@ PREDICTOR_TOKENS = tuple(f"<|predictor_{i}|>" for i in range(1, 11))
 IGNORE = -100
 
 
+#: the allowed values of ViewConfig's choice fields (the training config's ``choices`` read this)
+VIEW_CHOICES = {
+    "predictor_position": ("append", "prepend"),
+    "direction": ("text_to_code", "code_to_text"),
+    "label_mode": ("assistant", "all", "paper"),
+}
+
+
 @dataclass
 class ViewConfig:
     """How examples become segments (a flat subset of the training config)."""
@@ -51,11 +59,7 @@ class ViewConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.predictors <= len(PREDICTOR_TOKENS):
             raise ValueError(f"predictors must be in 0..{len(PREDICTOR_TOKENS)}, got {self.predictors}")
-        for name, allowed in [
-            ("predictor_position", ("append", "prepend")),
-            ("direction", ("text_to_code", "code_to_text")),
-            ("label_mode", ("assistant", "all", "paper")),
-        ]:
+        for name, allowed in VIEW_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
 

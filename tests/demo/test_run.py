@@ -64,3 +64,20 @@ def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
     assert "| jepa | 2 |" in (tmp_path / "seeds" / "seeds.md").read_text()
     with pytest.raises(ValueError, match="distinct"):
         run_demo_seeds(cfg, [1, 1])
+
+
+def test_default_output_folders_are_ignored_by_git():
+    """A newcomer's `llm-jepa demo` / `bench` from the repository root must not fill `git status`."""
+    import inspect
+    import shutil
+    import subprocess
+
+    from llm_jepa.bench.run import run_bench
+
+    root = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    defaults = [DemoConfig().output, inspect.signature(run_bench).parameters["workdir"].default]
+    for folder in defaults:
+        probe = f"{folder}/report.md"  # a file at the top of the folder (runs/ is ignored anyway)
+        assert subprocess.run(["git", "check-ignore", "-q", probe], cwd=root).returncode == 0, folder

@@ -111,3 +111,15 @@ def test_submitit_executor_says_how_to_install(tmp_path, sweep_file):
             run_sweep(load_sweep(sweep_file), tmp_path / "o", run_fn=_fake.fake_run, executor="submitit")
     else:
         pytest.skip("submitit is installed; this checks the message shown without it")
+
+
+def test_executors_do_not_import_the_runner():
+    """One direction: the runner calls the executors (it hands them a picklable ``execute``), so
+    sweep/dispatch.py imports nothing from sweep/runner.py."""
+    import ast
+
+    import llm_jepa.sweep.dispatch as dispatch
+
+    tree = ast.parse(open(dispatch.__file__).read())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not {m for m in imported if m and m.endswith("runner")}

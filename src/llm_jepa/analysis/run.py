@@ -51,8 +51,10 @@ def _read_run_config(model_path: str | Path) -> dict[str, Any]:
 def model_predictors(model_path: str | Path) -> int:
     """k for a model: its training config's ``predictors`` (0 for a ``regular`` or lambda 0 run, which
     never trained them), or 0 for a model without an llm-jepa training config (e.g. a hub model)."""
+    from ..config import is_baseline
+
     cfg = _read_run_config(model_path)
-    if not cfg or cfg.get("regular") or cfg.get("jepa_lambda") == 0:
+    if not cfg or is_baseline(cfg):
         return 0
     return int(cfg.get("predictors", 0))
 

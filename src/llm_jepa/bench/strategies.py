@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..collator import PackingCollator
-from ..losses import jepa_distance
-from ..objective import ObjectiveConfig, compute_objective
+from ..objective import ObjectiveConfig, compute_objective, jepa_term, total_loss
 from ..views import IGNORE, TokenizedExample
 
 __all__ = ["StepResult", "packed_step", "paper_3row_step", "paper_2row_step"]
@@ -80,9 +79,9 @@ def paper_3row_step(model: Any, items: list[TokenizedExample], objective: Object
     rows = torch.arange(B, device=device)
     pred = h[B + rows, torch.tensor([s.anchor for s in src], device=device)]
     target = h[2 * B + rows, torch.tensor([s.anchor for s in tgt], device=device)]
-    jepa = jepa_distance(objective.distance)(pred, target, temperature=objective.temperature).mean()
+    jepa = jepa_term(objective, pred, target)
     real = sum(len(s.input_ids) for s in conv + src + tgt)
-    return StepResult(objective.gamma * lm + objective.jepa_lambda * jepa, lm, jepa, real, ids.numel())
+    return StepResult(total_loss(objective, lm, jepa), lm, jepa, real, ids.numel())
 
 
 def _two_view_mask(src_len: int, tgt_len: int, length: int, dtype: torch.dtype) -> torch.Tensor:
@@ -127,6 +126,6 @@ def paper_2row_step(model: Any, items: list[TokenizedExample], objective: Object
     pred = h[B + rows, torch.tensor([a.anchor for a in src], device=device)]
     target = h[B + rows, torch.tensor([len(a.input_ids) + b.anchor for a, b in zip(src, tgt, strict=True)],
                                       device=device)]
-    jepa = jepa_distance(objective.distance)(pred, target, temperature=objective.temperature).mean()
+    jepa = jepa_term(objective, pred, target)
     real = sum(len(s.input_ids) for s in conv + src + tgt)
-    return StepResult(objective.gamma * lm + objective.jepa_lambda * jepa, lm, jepa, real, ids.numel())
+    return StepResult(total_loss(objective, lm, jepa), lm, jepa, real, ids.numel())

@@ -107,12 +107,12 @@ def _training_flops(run_dir: Path) -> float:
 
 def _equal_compute_steps(out: Path, steps: int) -> int:
     """Steps for a baseline to spend the JEPA arm's FLOPs (the paper's same-FLOPs comparison)."""
-    from ..flops import equal_compute_steps
+    from ..compute import equal_compute_steps
 
     jepa, base = _training_flops(out / "runs" / "jepa"), _training_flops(out / "runs" / "baseline")
     if not jepa or not base:
         return steps
-    return equal_compute_steps(jepa / steps, base / steps, steps)
+    return equal_compute_steps(base / steps, budget=jepa)
 
 
 def _evaluate_arm(cfg: DemoConfig, run_dir: Path, test_file: Path) -> dict[str, Any]:
@@ -143,6 +143,8 @@ def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, predictors: int) 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole demo; returns every number (also written to ``results.json``)."""
+    from ..config import is_baseline
+
     unknown = [a for a in cfg.arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
@@ -170,7 +172,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         run_dir = _train_arm(cfg, name, base, train_file, steps, out)
         train_s = time.perf_counter() - start
         summary = _evaluate_arm(cfg, run_dir, test_file)
-        k = 0 if ARMS[name].get("regular") else ARMS[name].get("predictors", 0)
+        k = 0 if is_baseline(ARMS[name]) else ARMS[name].get("predictors", 0)
         results["arms"][name] = {
             "steps": steps, "train_seconds": train_s, "summary": summary,
             "diagnostics": _diagnose(cfg, run_dir, test_file, k), "log": _metrics_log(run_dir),

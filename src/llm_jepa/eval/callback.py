@@ -6,7 +6,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-__all__ = ["AccuracyCallback"]
+__all__ = ["AccuracyCallback", "accuracy_callbacks"]
 
 
 class AccuracyCallback(TrainerCallback):
@@ -15,12 +15,16 @@ class AccuracyCallback(TrainerCallback):
     ``similarity=True`` also ``eval_similarity_correct`` / ``eval_similarity_incorrect`` (off by
     default: an extra forward at every evaluation)."""
 
-    def __init__(self, examples: list, tokenizer: Any, *, every_steps: int = 0, batch_size: int = 16,
+    def __init__(self, examples: list, tokenizer: Any = None, *, every_steps: int = 0, batch_size: int = 16,
                  similarity: bool = False, **eval_options: Any) -> None:
         self.examples, self.tokenizer = examples, tokenizer
         self.every_steps, self.batch_size, self.options = every_steps, batch_size, eval_options
         self.similarity = similarity
         self.trainer: Any = None
+
+    def on_train_begin(self, args, state, control, processing_class=None, **kwargs):
+        if self.tokenizer is None:  # built from the training config: the trainer's own tokenizer
+            self.tokenizer = processing_class
 
     def _score(self, model: Any) -> dict[str, float]:
         from .runner import evaluate
@@ -48,3 +52,21 @@ class AccuracyCallback(TrainerCallback):
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if not self.every_steps:
             self._log(state, model)
+
+
+def accuracy_callbacks(cfg: Any) -> list[AccuracyCallback]:
+    """The accuracy callback the training config asks for (``--accuracy_every_steps N`` scores the
+    first ``--accuracy_examples`` rows of ``--eval_file``), or none. Reads the rows now, so a bad
+    file is an error before training writes anything."""
+    if not cfg.accuracy_every_steps:
+        return []
+    if not cfg.eval_file:
+        raise ValueError("--accuracy_every_steps needs held-out rows to score: give --eval_file")
+    from ..data import load_examples
+    from .tasks import detect_task, get_task
+
+    examples = load_examples(cfg.eval_file, cfg.accuracy_examples)
+    task = cfg.accuracy_task or detect_task(examples[0])
+    get_task(task)  # an unknown name fails here too
+    return [AccuracyCallback(examples, every_steps=cfg.accuracy_every_steps, batch_size=cfg.per_device_eval_batch_size,
+                             task=task)]

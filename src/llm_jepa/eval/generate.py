@@ -13,7 +13,7 @@ Batching never changes greedy outputs: batched and one-at-a-time strings are tes
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -97,7 +97,3 @@ def generate(
         tokenizer.padding_side = side
         model.train(was_training)
     return out
-
-
-def settings_dict(s: GenerationSettings) -> dict[str, Any]:
-    return asdict(s)

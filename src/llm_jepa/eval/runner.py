@@ -198,7 +198,7 @@ def _correct(record: dict, primary: str) -> bool | None:
 
 def _score_batch(task: str, module: Any, model: Any, tok: Any, batch: list[Example], settings: GenerationSettings,
                  batch_size: int, plain: bool, options: dict[str, Any]) -> list[dict]:
-    if task == "hellaswag":
+    if hasattr(module, "choose"):  # a non-generative task (HellaSwag) answers from the model's scores itself
         choices = module.choose(model, tok, batch, plain=plain, batch_size=batch_size)
         gens = [c["choice"] for c in choices]
     else:

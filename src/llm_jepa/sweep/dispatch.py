@@ -1,7 +1,9 @@
 """Where runs execute: here one after another, one process per local GPU, or a Slurm job array.
 
-Each executor takes ``todo`` (a list of ``(run, run_dir, resume)``), the run function and the
-metric name, and returns one outcome per run: the result dict, or a traceback string if it failed.
+Each executor takes ``todo`` (a list of ``(run, run_dir, resume)``) and ``execute``, the function that
+runs one of them (``execute(run, run_dir, resume)``, picklable, never raising: the runner passes its
+own), and returns one outcome per run: the result dict, or a traceback string if it failed. This
+module imports nothing from the runner: the runner calls the executors, never the other way.
 Completion is recorded in files by the run itself, so an interrupted sweep resumes the same way
 under any executor. No scheduling of our own: the stdlib process pool or submitit does it.
 """
@@ -14,14 +16,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .runner import _safe_execute
-
 __all__ = ["sequential", "local", "submitit"]
 
 
-def sequential(todo: Sequence[tuple[Any, Path, bool]], fn: Callable, metric: str, **_: Any) -> list[Any]:
+Todo = Sequence[tuple[Any, Path, bool]]
+
+
+def sequential(todo: Todo, execute: Callable, **_: Any) -> list[Any]:
     """Run in this process, in order."""
-    return [_safe_execute(run, run_dir, fn, resume, metric) for run, run_dir, resume in todo]
+    return [execute(run, run_dir, resume) for run, run_dir, resume in todo]
 
 
 def _pin_gpu(queue: Any) -> None:
@@ -42,8 +45,7 @@ def _result(get: Callable[[], Any]) -> Any:
         return traceback.format_exc()
 
 
-def local(todo: Sequence[tuple[Any, Path, bool]], fn: Callable, metric: str, *,
-          gpus: Sequence[str] | None = None, **_: Any) -> list[Any]:
+def local(todo: Todo, execute: Callable, *, gpus: Sequence[str] | None = None, **_: Any) -> list[Any]:
     """One worker process per GPU (``gpus``: ids, default all visible), each pinned to its GPU."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -60,12 +62,11 @@ def local(todo: Sequence[tuple[Any, Path, bool]], fn: Callable, metric: str, *,
         queue.put(gpu)
     with ProcessPoolExecutor(max_workers=len(gpus), mp_context=ctx, initializer=_pin_gpu,
                              initargs=(queue,)) as pool:
-        futures = [pool.submit(_safe_execute, run, run_dir, fn, resume, metric) for run, run_dir, resume in todo]
+        futures = [pool.submit(execute, run, run_dir, resume) for run, run_dir, resume in todo]
         return [_result(f.result) for f in futures]
 
 
-def submitit(todo: Sequence[tuple[Any, Path, bool]], fn: Callable, metric: str, *,
-             slurm: dict[str, Any] | None = None, folder: Path, **_: Any) -> list[Any]:
+def submitit(todo: Todo, execute: Callable, *, slurm: dict[str, Any] | None = None, folder: Path, **_: Any) -> list[Any]:
     """Submit all runs as one Slurm job array through submitit (runs locally where Slurm is absent)
     and wait for them. ``slurm``: ``update_parameters`` keywords, e.g. timeout_min, gpus_per_node,
     slurm_partition, slurm_array_parallelism."""
@@ -78,5 +79,5 @@ def submitit(todo: Sequence[tuple[Any, Path, bool]], fn: Callable, metric: str, 
     executor = sub.AutoExecutor(folder=str(Path(folder) / "submitit" / "%j"))
     executor.update_parameters(**{"name": "llm-jepa-sweep", **(slurm or {})})
     with executor.batch():
-        jobs = [executor.submit(_safe_execute, run, run_dir, fn, resume, metric) for run, run_dir, resume in todo]
+        jobs = [executor.submit(execute, run, run_dir, resume) for run, run_dir, resume in todo]
     return [_result(job.result) for job in jobs]

@@ -26,8 +26,8 @@ from ..analysis.run import json_safe
 __all__ = ["read_metrics", "run_flops", "markdown_table", "write_report", "plot_heatmap",
            "plot_compute", "plot_loss_curves", "HEATMAP_AXES"]
 
-# grid keys that mean k and lambda (the CLI alias and the config field name)
-HEATMAP_AXES = (("k", "predictors"), ("lambda", "jepa_lambda"))
+# the config fields on the heatmap's axes (paper Figure 7); a grid may name them by either name
+HEATMAP_AXES = ("predictors", "jepa_lambda")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -109,9 +109,10 @@ def _write_csv(path: Path, results: Sequence[dict[str, Any]], metric: str, flops
 
 
 def _axes(stats: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
+    from ..config import PUBLIC_NAMES  # the one table of the two names of an option
+
     keys = {k for row in stats for k in row["cell"]}
-    x = next((k for k in HEATMAP_AXES[0] if k in keys), None)
-    y = next((k for k in HEATMAP_AXES[1] if k in keys), None)
+    x, y = (next((k for k in (PUBLIC_NAMES[axis], axis) if k in keys), None) for axis in HEATMAP_AXES)
     return (x, y) if x and y else None
 
 

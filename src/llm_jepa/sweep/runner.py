@@ -20,6 +20,7 @@ other processes (``executor="local"`` or ``"submitit"``).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import dispatch
 from .grid import Run, Sweep, expand
 
 __all__ = ["run_sweep", "train_and_evaluate", "run_status", "RunFn", "EXECUTORS"]
@@ -100,6 +102,12 @@ def _safe_execute(run: Run, run_dir: Path, run_fn: RunFn, resume: bool, metric: 
         return text
 
 
+def _execute_with(run_fn: RunFn, metric: str, run: Run, run_dir: Path, resume: bool) -> dict[str, Any] | str:
+    """``_safe_execute`` with the run function and metric first, so executors receive it as a
+    picklable partial taking ``(run, run_dir, resume)``."""
+    return _safe_execute(run, run_dir, run_fn, resume, metric)
+
+
 def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict[str, Any]:
     """Default run function: ``train(load_config(base, overrides))`` then ``evaluate`` the saved model.
 
@@ -138,14 +146,15 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
 
 def _match_compute(run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
     """Equal compute: the steps this run may take to spend its baseline's training FLOPs."""
-    from ..compute import equal_compute_max_steps, estimate_compute
+    from ..compute import equal_compute_steps, estimate_compute
     from ..config import load_config
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     arm = estimate_compute(load_config(run.base, overrides=overrides), world_size=world)
     base = estimate_compute(load_config(run.base, overrides={**run.compute_reference, "output_dir": overrides["output_dir"]}),
                             world_size=world)
-    steps, budget = equal_compute_max_steps(arm, base), base.flops()
+    budget = base.flops()
+    steps = equal_compute_steps(arm, budget)
     log.info("run %s: %d steps spend the baseline's %.3g FLOPs (it would take %d)", run.run_id, steps, budget, arm.steps)
     return {"max_steps": steps, "baseline_flops": budget, "flops": arm.flops(steps), "steps_unmatched": arm.steps}
 
@@ -188,10 +197,8 @@ def run_sweep(
     output.mkdir(parents=True, exist_ok=True)
     runs = expand(sweep)
     todo = _prepare(runs, output, on_partial)
-    fn = run_fn or train_and_evaluate
-    from . import dispatch
-
-    outcomes = getattr(dispatch, executor)(todo, fn, sweep.metric, gpus=gpus, slurm=sweep.slurm, folder=output)
+    execute = functools.partial(_execute_with, run_fn or train_and_evaluate, sweep.metric)
+    outcomes = getattr(dispatch, executor)(todo, execute, gpus=gpus, slurm=sweep.slurm, folder=output)
     failed = {run.run_id: o for (run, _, _), o in zip(todo, outcomes, strict=True) if isinstance(o, str)}
     results = [json.loads(p.read_text()) for r in runs if (p := output / "runs" / r.run_id / "result.json").is_file()]
     return {"results": results, "failed": failed, "ran": [run.run_id for run, _, _ in todo]}

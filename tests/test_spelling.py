@@ -1,0 +1,48 @@
+"""Every command accepts --snake_case and --kebab-case for each of its options."""
+
+import pytest
+
+from llm_jepa.cli import COMMANDS, build_parser
+from llm_jepa.config import load_config
+
+
+def _parse(*argv):
+    args, rest = build_parser().parse_known_args(list(argv))
+    return args, rest
+
+
+@pytest.mark.parametrize("spelling", ["--batch-size", "--batch_size"])
+def test_eval_takes_both_spellings(spelling):
+    args, rest = _parse("eval", "--model", "m", "--data", "d", "--output", "o", spelling, "3", "--plain_text",
+                        "--max_new_tokens=7", "--no_similarity")
+    assert rest == [] and args.batch_size == 3 and args.plain_text and args.max_new_tokens == 7
+    assert args.similarity is False
+
+
+def test_every_command_is_registered_and_every_option_has_its_other_spelling():
+    from llm_jepa.spelling import respell
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and "train" in a.choices)
+    assert set(sub.choices) == set(COMMANDS)
+    for name, p in sub.choices.items():
+        for option in p._option_string_actions:
+            body = option[2:]
+            if option.startswith("--") and ("_" in body or "-" in body):
+                other = "--" + (body.replace("_", "-") if "_" in body else body.replace("-", "_"))
+                if other not in p._option_string_actions:
+                    assert respell(p, [other, "1"]) == [option, "1"], (name, option)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--eval-data", "e.jsonl", "--plain-text", "true"],
+    ["--eval_data", "e.jsonl", "--plain_text", "true"],
+])
+def test_train_options_take_both_spellings(argv):
+    cfg = load_config(None, ["--output-dir", "x", *argv])
+    assert cfg.eval_file == "e.jsonl" and cfg.plain_text is True
+
+
+def test_an_unknown_option_is_still_refused():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["eval", "--model", "m", "--data", "d", "--output", "o", "--batch_sizes", "3"])
