@@ -74,3 +74,34 @@ def test_a_model_family_without_the_backend_keeps_its_default(monkeypatch):
 
     model.set_attn_implementation = refuse
     assert choose_attention(model) == "sdpa"
+
+
+def test_training_shows_the_resolved_backend_in_its_banner_and_saved_config(tmp_path, capsys):
+    """'auto' stays 'auto' in the saved config (the file must run on other machines too); what it
+    resolved to is in the banner and recorded beside it."""
+    from llm_jepa.config import load_config
+    from llm_jepa.train import train
+    from tests._factory import conv, write_run_inputs
+
+    write_run_inputs(tmp_path, [conv(), conv("lines ending with a vowel", "(.*[aeiou])")])
+    train(load_config(None, ["--model", str(tmp_path / "ckpt"), "--data", str(tmp_path / "train.jsonl"),
+                             "--output_dir", str(tmp_path / "run"), "--max_steps", "1", "--save_strategy", "no",
+                             "--per_device_train_batch_size", "2", "--disable_tqdm", "true"]))
+    saved = tmp_path / "run" / "llm_jepa_config.yaml"
+    assert "# resolved on this machine: attn_implementation: sdpa\n" in saved.read_text()
+    assert load_config(saved).attn_implementation == "auto"
+    assert "; attention sdpa (auto)" in capsys.readouterr().err
+
+
+def test_first_step_timer_reports_the_first_step_against_the_second(capsys):
+    from types import SimpleNamespace
+
+    from llm_jepa.train import FirstStepTimer
+
+    timer = FirstStepTimer("includes torch.compile of flex attention")
+    for step in (1, 2, 3):
+        state = SimpleNamespace(global_step=step, is_world_process_zero=True)
+        timer.on_step_begin(None, state, None)
+        timer.on_step_end(None, state, None)
+    err = capsys.readouterr().err
+    assert err.count("first step") == 1 and "(includes torch.compile of flex attention), second" in err
