@@ -374,8 +374,11 @@ def run_bench(cfg: BenchConfig, workdir: str | Path = ".bench", json_path: str |
     result["ratios"] = paired_ratios(rec)
     result["rounds"] = rec  # raw per-step records: every number above can be recomputed
     if cfg.generation:
+        if result["attention"] == "flex_attention":  # decode as the evaluation does (it loads the default, sdpa);
+            model.set_attn_implementation("sdpa")     # flex would recompile for the growing cache
         try:
             result["generation"] = generation_bench(model.eval(), tok, examples, cfg.gen_prompts, cfg.gen_tokens)
+            result["generation"]["attention"] = model.config._attn_implementation
         except torch.OutOfMemoryError as e:
             result["generation"] = {"status": "OOM", "error": str(e).splitlines()[0] if str(e) else "out of memory"}
         _free(device)
