@@ -68,8 +68,9 @@ class JepaConfig(TrainingArguments):
     pretrain: bool = _opt(False, "Train from random weights built from the checkpoint's config (seeded).")
     dtype: str = _opt("auto", "Weights dtype.", choices=["auto", "float32", "bfloat16", "float16"])
     attn_implementation: str | None = _opt(
-        "auto", "Attention backend (sdpa, eager, flash_attention_2, flex_attention). auto: flash_attention_2 on a "
-        "CUDA GPU when flash-attn is installed and the weights are bf16/fp16, else the model's default (sdpa)."
+        "auto", "Attention backend (sdpa, eager, flash_attention_2, flex_attention). auto: on a CUDA GPU "
+        "flash_attention_2 when flash-attn is installed and the weights are bf16/fp16, else flex_attention (sdpa "
+        "where torch has none); sdpa on CPU. The saved config keeps auto and notes what it resolved to."
     )
     isolation: str = _opt(
         "auto",  # the objective's own default is what 'auto' resolves to for native attention

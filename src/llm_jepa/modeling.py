@@ -12,7 +12,7 @@ from .views import PREDICTOR_TOKENS
 
 __all__ = [
     "load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "resolve_pack_length", "save_model",
-    "choose_attention",
+    "choose_attention", "resolve_attention", "flex_attention_available",
 ]
 
 log = logging.getLogger(__name__)
@@ -79,18 +79,49 @@ def load_model(
     return model
 
 
-def choose_attention(model: Any) -> str:
-    """``--attn_implementation auto``: variable-length flash attention where it can run (a CUDA GPU,
-    the flash-attn package, half-precision weights), so packed rows need no L x L mask; otherwise
-    the model's default (sdpa, with short packed rows). Returns the backend in use."""
+def flex_attention_available() -> bool:
+    """PyTorch >= 2.5 ships flex attention (``torch.nn.attention.flex_attention``)."""
     import importlib.util
 
-    half = getattr(model, "dtype", None) in (torch.bfloat16, torch.float16)
-    if torch.cuda.is_available() and half and importlib.util.find_spec("flash_attn") is not None:
+    try:
+        return importlib.util.find_spec("torch.nn.attention.flex_attention") is not None
+    except ModuleNotFoundError:  # torch.nn.attention itself is missing (torch < 2.2)
+        return False
+
+
+def resolve_attention(requested: str | None, device: Any = None, dtype: Any = None) -> str:
+    """The attention backend ``requested`` means on ``device`` (default: CUDA when available) with
+    weights of ``dtype``; anything but 'auto' is returned as given.
+
+    'auto' chooses a variable-length backend on CUDA, so packed rows need no dense L x L mask:
+    flash_attention_2 when the flash-attn package is installed and the weights are bf16/fp16;
+    else flex_attention, whose block mask transformers builds from the restarting position ids
+    (one H200 measurement: the one-row packed layout as fast as the plain packed step, where sdpa
+    needed short rows; docs/benchmarks.md); sdpa only where flex is missing (torch < 2.5) and on
+    CPU, where flex attention has no backward.
+    """
+    import importlib.util
+
+    if requested not in (None, "auto"):
+        return requested
+    cuda = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
+    if not cuda:
+        return "sdpa"
+    if dtype in (torch.bfloat16, torch.float16) and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "flex_attention" if flex_attention_available() else "sdpa"
+
+
+def choose_attention(model: Any, device: Any = None) -> str:
+    """``--attn_implementation auto`` on a loaded model: switch it to :func:`resolve_attention`'s
+    choice; a model family without that backend keeps its default. Returns the backend in use."""
+    current = model.config._attn_implementation
+    wanted = resolve_attention("auto", device, getattr(model, "dtype", None))
+    if wanted != current:
         try:
-            model.set_attn_implementation("flash_attention_2")
-        except (ImportError, ValueError) as e:  # e.g. a model family without flash-attention support
-            log.info("flash_attention_2 unavailable (%s); keeping %s", e, model.config._attn_implementation)
+            model.set_attn_implementation(wanted)
+        except (ImportError, ValueError) as e:  # e.g. a model family without flex/flash support
+            log.info("%s unavailable (%s); keeping %s", wanted, e, current)
     return model.config._attn_implementation
 
 

@@ -17,7 +17,8 @@ from .config import JepaConfig, save_config
 from .data import load_examples
 from .views import TokenizedExample, ViewBuilder
 
-__all__ = ["train", "prepare_output_dir", "TokenizedDataset", "MetricsFileCallback", "build_components"]
+__all__ = ["train", "prepare_output_dir", "TokenizedDataset", "MetricsFileCallback", "build_components",
+           "note_resolved"]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,29 @@ class MetricsFileCallback(TrainerCallback):
                 f.write(json.dumps(record) + "\n")
 
 
+class FirstStepTimer(TrainerCallback):
+    """Report the first optimizer step against the second: under flex attention the first pays
+    torch.compile of the attention kernel (tens of seconds), which would otherwise look like a hang."""
+
+    def __init__(self, what: str) -> None:
+        self.what, self.first = what, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        import time
+
+        self.t = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        dt = time.perf_counter() - self.t
+        if self.first is None:
+            self.first = dt
+        elif state.global_step == 2 and state.is_world_process_zero:
+            print(f"llm-jepa train: first step {self.first:.1f} s ({self.what}), second {dt:.2f} s",
+                  file=sys.stderr, flush=True)
+
+
 def _import(path: str) -> Any:
     """'package.module:Name' -> the object."""
     import importlib
@@ -83,14 +107,24 @@ def prepare_output_dir(cfg: JepaConfig) -> str | None:
     return None
 
 
-def run_banner(cfg: JepaConfig, accelerator: Any) -> str:
-    """One line, printed by rank 0 only: processes, engine, global batch, where InfoNCE negatives come from."""
+def note_resolved(path: Path, **resolved: Any) -> None:
+    """Append what 'auto' options resolved to on this machine to the saved config, as comments: the
+    options keep 'auto' so that the file still runs elsewhere (flex attention on a GPU, sdpa on CPU)."""
+    with Path(path).open("a") as f:
+        f.writelines(f"# resolved on this machine: {k}: {v}\n" for k, v in resolved.items())
+
+
+def run_banner(cfg: JepaConfig, accelerator: Any, attention: str | None = None) -> str:
+    """One line, printed by rank 0 only: processes, engine, global batch, attention backend, where
+    InfoNCE negatives come from."""
     n = accelerator.num_processes
     engine = str(accelerator.distributed_type).split(".")[-1]
     per, ga = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     shown = "not distributed" if engine == "NO" else engine
     line = (f"llm-jepa train: {n} process{'es' if n > 1 else ''} ({shown}), global batch {per * n * ga} "
             f"= {per} per device x {n} x {ga} accumulation")
+    if attention:
+        line += f"; attention {attention}" + (" (auto)" if cfg.attn_implementation in (None, "auto") else "")
     import os
 
     for var, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
@@ -166,8 +200,10 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     train_set = TokenizedDataset(load_examples(cfg.train_file, cfg.max_train_examples), parts["builder"], warn=main)
     eval_set = TokenizedDataset(load_examples(cfg.eval_file), parts["builder"], warn=main) if cfg.eval_file else None
     out = Path(cfg.output_dir)
+    attention = getattr(parts["model"].config, "_attn_implementation", None)
     if state.is_main_process:
         save_config(cfg, out / "llm_jepa_config.yaml")
+        note_resolved(out / "llm_jepa_config.yaml", attn_implementation=attention)
     trainer = JepaTrainer(
         model=parts["model"],
         args=cfg,
@@ -177,12 +213,14 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         processing_class=parts["tokenizer"],
         objective=parts["objective"],
         eval_collator=parts["eval_collator"],
-        callbacks=[MetricsFileCallback(out / "metrics.jsonl"), *accuracy, *(_import(path)() for path in cfg.callbacks)],
+        callbacks=[MetricsFileCallback(out / "metrics.jsonl"), *accuracy, *(_import(path)() for path in cfg.callbacks),
+                   *([FirstStepTimer("includes torch.compile of flex attention")] if attention == "flex_attention"
+                     else [])],
     )
     for callback in accuracy:
         callback.trainer = trainer  # logs through the trainer, so its numbers reach metrics.jsonl
     if state.is_main_process:
-        print(run_banner(cfg, trainer.accelerator), file=sys.stderr, flush=True)
+        print(run_banner(cfg, trainer.accelerator, attention), file=sys.stderr, flush=True)
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(result.metrics)
     if cfg.lora and cfg.lora_save == "merged":

@@ -85,13 +85,6 @@ def test_stretched_examples_repeat_every_message():
     assert [m["content"] for m in ex.messages] == [" ".join([m["content"]] * 3) for m in ROWS[0]]
 
 
-def test_attention_auto_is_sdpa_on_cpu_and_a_forced_choice_is_kept():
-    from llm_jepa.bench.run import resolve_attention
-
-    assert resolve_attention("auto", "cpu") == "sdpa"
-    assert resolve_attention("eager", "cpu") == "eager"
-
-
 def test_memory_linearity_fits_a_line_through_the_sweep():
     from llm_jepa.bench.plot import PLOT_STRATEGIES, memory_linearity
 
@@ -151,3 +144,120 @@ def test_plot_sweep_writes_a_png_and_its_points(tmp_path):
     assert set(data["memory_linearity"]) == set(PLOT_STRATEGIES)
     stretched = [p["conversation_tokens"] for p in data["points"] if p["axis"] == "length"]
     assert stretched[1] > stretched[0]
+
+
+def _micro(**kw):
+    from llm_jepa.bench.run import BenchConfig
+
+    return BenchConfig(**{"steps": 2, "warmup": 1, "batch_size": 2, "size": "micro", "max_length": 64,
+                          "generation": False, **kw})
+
+
+def test_a_strategy_that_runs_out_of_memory_is_recorded_and_the_others_still_run(tmp_path, monkeypatch):
+    from llm_jepa.bench import strategies
+    from llm_jepa.bench.report import to_markdown
+    from llm_jepa.bench.run import run_bench
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 12.00 GiB")
+
+    monkeypatch.setattr(strategies, "paper_3row_step", oom)
+    res = run_bench(_micro(strategies=["plain", "paper_3row", "jepa_packed"]), tmp_path, quiet=True)
+    s = res["strategies"]
+    assert list(s) == ["plain", "paper_3row", "jepa_packed"]
+    assert s["paper_3row"] == {"status": "OOM", "error": "CUDA out of memory. Tried to allocate 12.00 GiB"}
+    assert s["plain"]["steps"] == 2 and s["jepa_packed"]["steps"] == 2  # ran after the OOM
+    assert "ours_vs_paper_3row_examples_per_s" not in res["ratios"] and "jepa_vs_plain_tokens" in res["ratios"]
+    assert "| paper_3row | OOM |" in to_markdown(res)
+
+
+def test_strategies_never_hold_more_than_one_model_and_each_starts_from_the_same_weights(tmp_path, monkeypatch):
+    """Several resident copies ran a 1B model out of memory on an H200 (issue 17): one live model,
+    restored to the initial weights before every strategy."""
+    import gc
+
+    from transformers import GenerationMixin
+
+    from llm_jepa.bench import run
+
+    live, first_weights = [], {}
+    real_step = run._one_step
+
+    def counting_step(step, model, opt, p_items, v_items, device):
+        gc.collect()  # count what is still referenced, not garbage waiting for the collector
+        live.append(sum(issubclass(type(o), GenerationMixin) for o in gc.get_objects()))  # whole LMs, not their bodies
+        return real_step(step, model, opt, p_items, v_items, device)
+
+    real_strategy = getattr(run, "_run_strategy", None)  # absent in the bench of one copy per strategy
+
+    def remember_start(cfg, step, model, batches, device):
+        first_weights[len(first_weights)] = model.lm_head.weight.detach().clone()
+        return real_strategy(cfg, step, model, batches, device)
+
+    monkeypatch.setattr(run, "_one_step", counting_step)
+    monkeypatch.setattr(run, "_run_strategy", remember_start, raising=False)
+    run.run_bench(_micro(strategies=["plain", "jepa_packed"], steps=1), tmp_path, quiet=True)
+    assert len(live) == 2 * 2 and set(live) == {1}
+    assert len(first_weights) == 2
+    for w in first_weights.values():  # training moved the weights; each strategy started from the same ones
+        torch.testing.assert_close(w, first_weights[0], rtol=0, atol=0)
+
+
+def test_batched_and_one_at_a_time_generation_agree_in_fp32(tmp_path):
+    from llm_jepa.bench.run import _default_data, _model, generation_bench
+
+    cfg = _micro()
+    examples = _default_data(cfg, 6)
+    model, tok = _model(cfg, examples, tmp_path)
+    g = generation_bench(model.eval(), tok, examples, n=6, max_new_tokens=8, repeats=1)
+    assert g["dtype"] == "float32" and g["same_outputs"] is True and g["agreement"] == "True"
+
+
+def _fake_generate(monkeypatch, fp32_agrees: bool):
+    """Batched and one-at-a-time outputs that differ in bf16 and, unless ``fp32_agrees``, in fp32."""
+    from llm_jepa.eval import generate as gen
+
+    def generate(model, tok, prompts, settings, batch_size):
+        half = next(model.parameters()).dtype == torch.bfloat16
+        differ = batch_size > 1 and (half or not fp32_agrees)
+        return [f"{p}-batched" if differ and i == 0 else p for i, p in enumerate(prompts)]
+
+    monkeypatch.setattr(gen, "generate", generate)
+
+
+@pytest.mark.parametrize("fp32_agrees, verdict", [(True, "fp32: True -> numerical ties"),
+                                                  (False, "fp32: False -> a real difference")])
+def test_a_half_precision_disagreement_is_rerun_in_fp32_and_named(tmp_path, monkeypatch, fp32_agrees, verdict):
+    from llm_jepa.bench.run import _default_data, _model, generation_bench
+
+    cfg = _micro()
+    examples = _default_data(cfg, 3)
+    model, tok = _model(cfg, examples, tmp_path)
+    model.to(torch.bfloat16)
+    _fake_generate(monkeypatch, fp32_agrees)
+    g = generation_bench(model.eval(), tok, examples, n=3, max_new_tokens=2, repeats=1)
+    assert g["same_outputs"] is False and g["fp32_same_outputs"] is fp32_agrees
+    assert g["agreement"] == f"False in bfloat16 (1/3 prompts differ; {verdict}" + (
+        ")" if fp32_agrees else ": check the position ids / attention mask of left-padded rows, or the cache)")
+    assert next(model.parameters()).dtype == torch.bfloat16  # cast back after the fp32 check
+
+
+def test_a_disagreement_already_in_fp32_is_not_rerun():
+    from llm_jepa.bench.run import describe_agreement
+
+    g = {"same_outputs": False, "dtype": "float32", "differing_prompts": 2, "prompts": 8, "fp32_same_outputs": None}
+    assert describe_agreement(g).startswith("False in float32 (2/8 prompts differ; a real difference")
+
+
+def test_gpu_check_dry_run_writes_every_row(tmp_path):
+    import json
+
+    from llm_jepa.bench.gpu_check import ROWS, gpu_check
+
+    res = gpu_check(tmp_path / "out", workdir=tmp_path, dry_run=True)
+    assert set(res) == set(ROWS) and all("error" not in r for r in res.values())
+    md = (tmp_path / "out" / "gpu_check.md").read_text()
+    assert "DRY RUN" in md and all(f"## {name}: requested" in md for name in ROWS)
+    sdpa = json.loads((tmp_path / "out" / "sdpa_b32.json").read_text())
+    assert set(sdpa["strategies"]) == set(ROWS["sdpa_b32"]["strategies"]) and sdpa["attention"] == "sdpa"
+    assert sdpa["config"]["model_config"].endswith("tiny_llama.json")

@@ -27,7 +27,7 @@ def scaling_sweep(cfg: Any, workdir: str | Path, batch_sizes: tuple[int, ...], s
     points = []
     for axis, b, k in grid:
         res = run_bench(replace(base, batch_size=b, stretch=k), workdir, quiet=True)
-        s = res["strategies"]
+        s = {n: r for n, r in res["strategies"].items() if r.get("status") != "OOM"}
         points.append({"axis": axis, "batch_size": b, "stretch": k,
                        "conversation_tokens": s["plain"]["real_tokens_per_step"] / b,
                        "strategies": {n: {key: r[key] for key in ("step_s", "step_iqr_s", "activation_mib",

@@ -1,9 +1,9 @@
 """Numbers from the raw per-step records: summaries, paired ratios against their targets, the table.
 
-Ratios are *paired*: every round of the benchmark runs every strategy once on the same batch, so
-a ratio is computed within each round and the median over rounds is reported. Noise from other
-processes on the machine hits both sides of a round alike and cancels far better than in a ratio
-of two medians taken over different moments.
+Ratios are *paired*: step ``i`` of every strategy trains on the same batch, so a ratio is computed
+per step index and the median over steps is reported, which cancels batch-to-batch differences in
+length that a ratio of two medians would keep. Strategies run one after the other (one model on
+the device at a time), so noise from other processes on a shared machine does not cancel.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-__all__ = ["DESCRIPTIONS", "summarize", "paired_ratios", "print_table", "to_markdown"]
+__all__ = ["DESCRIPTIONS", "summarize", "paired_ratios", "print_table", "to_markdown", "first_step_line",
+           "generation_line"]
 
 #: strategy -> what it computes (printed under the table)
 DESCRIPTIONS = {
@@ -29,7 +30,7 @@ TOLERANCE = 0.10  # "within 10%" targets
 
 
 def summarize(r: dict[str, list], batch_size: int) -> dict[str, Any]:
-    """Per-strategy numbers from its per-round records (time, real, padded, act, mem, views)."""
+    """Per-strategy numbers from its per-step records (time, real, padded, act, mem, views)."""
     times = r["time"]
     med = statistics.median(times)
     q = statistics.quantiles(times, n=4, method="inclusive") if len(times) >= 2 else [med, med, med]
@@ -41,6 +42,7 @@ def summarize(r: dict[str, list], batch_size: int) -> dict[str, Any]:
         "real_tokens_per_step": sum(r["real"]) / len(times), "padded_tokens_per_step": sum(r["padded"]) / len(times),
         "activation_mib": max(r["act"]), "peak_memory_mib": max(r["mem"]) if r["mem"] else None,
         "view_steps": sum(r["views"]), "fwd_bwd_s": statistics.median(r["fwd_bwd"]),
+        "first_step_s": r["first"][0] if r.get("first") else None,  # pays any compilation (flex attention)
     }
 
 
@@ -62,8 +64,8 @@ def _dropout(rec: dict[str, list], plain: dict[str, list], token_ratio: float, a
     Which steps carry views is a coin flip per micro-batch (seeded), so over a short run the
     realised fraction of view steps ``f`` differs from ``1 - alpha``. Expected cost:
     ``1 + f * (token_ratio - 1)``, from the realised ``f`` (the honest target for this run) and from
-    the nominal ``f = 1 - alpha``. Measured: paired ratio per round, median within view rounds and
-    within skipped rounds, mixed by ``f`` (realised) or by ``1 - alpha`` (reweighted to nominal).
+    the nominal ``f = 1 - alpha``. Measured: paired ratio per step, median within view steps and
+    within skipped steps, mixed by ``f`` (realised) or by ``1 - alpha`` (reweighted to nominal).
     """
     ratios = [a / b for a, b in zip(rec["time"], plain["time"], strict=True)]
     on = [x for x, v in zip(ratios, rec["views"], strict=True) if v]
@@ -85,7 +87,7 @@ def _dropout(rec: dict[str, list], plain: dict[str, list], token_ratio: float, a
 
 
 def paired_ratios(rec: dict[str, dict[str, list]]) -> dict[str, Any]:
-    """Every ratio the issue asks for, measured per round then median, with its target."""
+    """Every ratio the issue asks for, measured per step then median, with its target."""
     out: dict[str, Any] = {}
     if OURS not in rec:
         return out
@@ -131,6 +133,9 @@ def print_table(result: dict[str, Any]) -> None:
                 "view steps"):
         table.add_column(col)
     for name, r in result["strategies"].items():
+        if r.get("status") == "OOM":
+            table.add_row(name, "[red]OOM[/]", *[""] * 7)
+            continue
         mem = r["peak_memory_mib"] if cuda else r["activation_mib"]
         table.add_row(name, f"{r['step_s']:.3f}", f"{r['step_iqr_s'][0]:.3f}-{r['step_iqr_s'][1]:.3f}",
                       f"{r['fwd_bwd_s']:.3f}", f"{r['examples_per_s']:.2f}", f"{r['real_tokens_per_s']:.0f}",
@@ -141,18 +146,36 @@ def print_table(result: dict[str, Any]) -> None:
                   "state are the same for every strategy and not counted)"))
     for name in result["strategies"]:
         console.print(f"  {name}: {DESCRIPTIONS.get(name, '')}")
+    first = first_step_line(result)
+    if first:
+        console.print(first)
     _print_ratios(console, result["ratios"])
     if "generation" in result:
-        g = result["generation"]
-        console.print(f"generation ({g['prompts']} prompts, {g['max_new_tokens']} new tokens): batched "
-                      f"{g['batched_s']:.2f}s vs one-at-a-time {g['single_s']:.2f}s -> {g['speedup']:.1f}x "
-                      f"(target >= 10x: {_mark(g['speedup'] >= 10)}; same outputs: {g['same_outputs']})")
+        console.print(generation_line(result["generation"], _mark))
+
+
+def first_step_line(result: dict[str, Any]) -> str | None:
+    """The first step of each strategy against its median: under flex attention the first one pays
+    torch.compile (and a new row length may pay one dynamic-shape recompile)."""
+    rows = {n: r for n, r in result["strategies"].items() if r.get("first_step_s") is not None}
+    if not rows:
+        return None
+    return (f"first step (includes any compilation; attention {result['attention']}): "
+            + ", ".join(f"{n} {r['first_step_s']:.2f}s (median {r['step_s']:.3f}s)" for n, r in rows.items()))
+
+
+def generation_line(g: dict[str, Any], mark: Any) -> str:
+    if g.get("status") == "OOM":
+        return f"generation: OOM ({g['error']})"
+    return (f"generation ({g['prompts']} prompts, {g['max_new_tokens']} new tokens): batched "
+            f"{g['batched_s']:.2f}s vs one-at-a-time {g['single_s']:.2f}s -> {g['speedup']:.1f}x "
+            f"(target >= 10x: {mark(g['speedup'] >= 10)}; same_outputs: {g.get('agreement', g['same_outputs'])})")
 
 
 def _print_ratios(console: Any, ratios: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title="ratios (paired per round, median over rounds)")
+    table = Table(title="ratios (paired per step, median over steps)")
     for col in ("ratio", "measured", "target", ""):
         table.add_column(col)
     for name, r in ratios.items():
@@ -178,11 +201,14 @@ def to_markdown(result: dict[str, Any]) -> str:
     lines = ["| strategy | step s (median) | IQR | fwd+bwd s | examples/s | real tok/s | padded tok/s | "
              + ("peak MiB (CUDA)" if cuda else "activations MiB") + " | view steps |", "|" + "---|" * 9]
     for name, r in result["strategies"].items():
+        if r.get("status") == "OOM":
+            lines.append(f"| {name} | OOM |" + " |" * 7)
+            continue
         mem = r["peak_memory_mib"] if cuda else r["activation_mib"]
         lines.append(f"| {name} | {r['step_s']:.3f} | {r['step_iqr_s'][0]:.3f}-{r['step_iqr_s'][1]:.3f} | "
                      f"{r['fwd_bwd_s']:.3f} | {r['examples_per_s']:.2f} | {r['real_tokens_per_s']:.0f} | "
                      f"{r['padded_tokens_per_s']:.0f} | {mem:.1f} | {r['view_steps']}/{r['steps']} |")
-    lines += ["", "| ratio (paired per round, median) | measured | target | |", "|---|---|---|---|"]
+    lines += ["", "| ratio (paired per step, median) | measured | target | |", "|---|---|---|---|"]
     for name, r in result["ratios"].items():
         if name.startswith("loss_dropout"):
             nominal = r["measured_reweighted_to_nominal"]
@@ -193,8 +219,9 @@ def to_markdown(result: dict[str, Any]) -> str:
                          f"{_md_mark(r['met_nominal'])} |")
         else:
             lines.append(f"| {name} | {r['measured']:.3f} | {r['target']} | {_md_mark(r['met'])} |")
-    if "generation" in result:
-        g = result["generation"]
+    g = result.get("generation")
+    if g and g.get("status") != "OOM":
         lines.append(f"| generation batched / one-at-a-time ({g['prompts']} prompts, {g['max_new_tokens']} tokens) | "
                      f"{g['speedup']:.2f} | >= 10 | {_md_mark(g['speedup'] >= 10)} |")
-    return "\n".join(lines) + "\n"
+    extra = [line for line in (first_step_line(result), g and generation_line(g, _md_mark)) if line]
+    return "\n".join(lines + ([""] + extra if extra else [])) + "\n"

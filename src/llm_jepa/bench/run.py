@@ -1,7 +1,9 @@
 """``llm-jepa bench``: what a JEPA step costs, measured side by side in one run.
 
-Every strategy trains its own copy of the same model on the same batches; steps are interleaved
-(strategy order rotates every step) so that machine noise hits all of them alike. Reported per
+Every strategy trains the same model from the same initial weights on the same batches, one
+strategy after the other with one model on the device (several resident copies ran a 1B model
+out of memory and made step times erratic on an H200); a strategy that runs out of memory is
+recorded as ``OOM`` and the others still run. Reported per
 strategy: step time (median and interquartile range), examples/s, real and padded tokens/s, peak
 memory (CUDA: allocator peak; CPU: activation bytes saved for backward), and paired ratios against
 their targets (see :mod:`llm_jepa.bench.report`).
@@ -9,7 +11,6 @@ their targets (see :mod:`llm_jepa.bench.report`).
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -18,7 +19,7 @@ from typing import Any
 
 from .report import paired_ratios, print_table, summarize
 
-__all__ = ["BenchConfig", "STRATEGIES", "run_bench", "generation_bench", "resolve_attention"]
+__all__ = ["BenchConfig", "STRATEGIES", "run_bench", "generation_bench", "describe_agreement"]
 
 STRATEGIES = ("plain", "paper_3row", "paper_2row", "jepa_packed", "jepa_one_row", "loss_dropout_0.5",
               "loss_dropout_0.75")
@@ -34,8 +35,9 @@ class BenchConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     device: str | None = None
     dtype: str = "auto"  # bfloat16 on GPU
-    attn: str = "auto"  # auto: flash_attention_2 on CUDA when installed, else sdpa
+    attn: str = "auto"  # auto: modeling.resolve_attention (flash_attention_2, else flex_attention on CUDA; sdpa on CPU)
     size: str = "tiny"
+    model_config: str | None = None  # JSON of a transformers config: random weights of that shape (e.g. Llama-1B)
     max_length: int = 512  # the paper-style baselines pad every row to this length
     stretch: int = 1  # repeat each message's content this many times (longer sequences, for --plot)
     threads: int | None = None  # torch CPU threads (default: torch's choice)
@@ -68,21 +70,10 @@ def _stretched(example: Any, k: int) -> Any:
     return example_from_row({"messages": messages})
 
 
-def resolve_attention(attn: str, device: str) -> str:
-    """'auto' -> flash_attention_2 on CUDA when flash-attn is installed, else sdpa; else as given."""
-    import importlib.util
-
-    if attn != "auto":
-        return attn
-    if device.startswith("cuda") and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
-
-
 def _model(cfg: BenchConfig, examples: list, workdir: Path) -> tuple[Any, Any]:
     import torch
 
-    from ..modeling import load_model, load_tokenizer
+    from ..modeling import load_model, load_tokenizer, resolve_attention
 
     path = cfg.model
     if path is None:
@@ -94,9 +85,31 @@ def _model(cfg: BenchConfig, examples: list, workdir: Path) -> tuple[Any, Any]:
             build_checkpoint(path, texts, seed=cfg.seed, size=cfg.size, vocab_size=512, overwrite=True)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = cfg.dtype if cfg.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
+    attn = resolve_attention(cfg.attn, device, getattr(torch, dtype))
     tok = load_tokenizer(path)
-    model = load_model(path, tok, dtype=dtype, attn_implementation=resolve_attention(cfg.attn, device)).to(device)
-    return model, tok
+    if cfg.model_config:
+        return _model_from_config(cfg, tok, attn, getattr(torch, dtype), device), tok
+    return load_model(path, tok, dtype=dtype, attn_implementation=attn).to(device), tok
+
+
+def _model_from_config(cfg: BenchConfig, tok: Any, attn: str, dtype: Any, device: str) -> Any:
+    """Random weights of the shape in ``cfg.model_config`` (a JSON of config fields with its
+    ``model_type``), built directly on ``device``: a 1B model needs no checkpoint and no hub."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    fields = json.loads(Path(cfg.model_config).read_text())
+    if "model_type" not in fields:
+        raise ValueError(f"{cfg.model_config}: field 'model_type' missing (e.g. \"llama\")")
+    config = AutoConfig.for_model(**fields)
+    if config.vocab_size < len(tok):
+        raise ValueError(f"{cfg.model_config}: vocab_size {config.vocab_size} < the tokenizer's {len(tok)} tokens")
+    config.pad_token_id, config.eos_token_id = tok.pad_token_id, tok.eos_token_id
+    torch.manual_seed(cfg.seed)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, attn_implementation=attn, dtype=dtype)
+    model.generation_config.pad_token_id = tok.pad_token_id
+    return model
 
 
 def _steppers(cfg: BenchConfig, tok: Any, model: Any, device: Any) -> dict[str, Any]:
@@ -184,8 +197,52 @@ def _one_step(step: Any, model: Any, opt: Any, p_items: list, v_items: list, dev
             "views": res.has_views}
 
 
-def _time_strategies(cfg: BenchConfig, model: Any, tok: Any, examples: list) -> dict[str, dict[str, list]]:
-    """Per strategy, per timed round: the raw records (every strategy runs once per round)."""
+RECORD = ("time", "fwd_bwd", "real", "padded", "act", "mem", "views")
+
+
+def _free(device: Any) -> None:
+    """Give memory back between strategies, so that one strategy's cache does not press on the next
+    (six resident copies made step times swing 20x on an H200; issue 17)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if str(device).startswith("cuda"):
+        torch.cuda.empty_cache()
+
+
+def _run_strategy(cfg: BenchConfig, step: Any, model: Any, batches: list, device: Any) -> dict[str, list]:
+    """Warm-up then timed steps of one strategy on ``model`` with a fresh optimizer; the records of
+    the timed steps, plus ``first`` (the first step, which pays any compilation)."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rec: dict[str, list] = {k: [] for k in (*RECORD, "first")}
+    try:
+        for i, (p_items, v_items) in enumerate(batches):
+            r = _one_step(step, model, opt, p_items, v_items, device)
+            if i == 0:
+                rec["first"].append(r["time"])
+            if i >= cfg.warmup:
+                for k, v in r.items():
+                    if v is not None:
+                        rec[k].append(v)
+    finally:
+        model.zero_grad(set_to_none=True)
+        del opt
+    return rec
+
+
+def _time_strategies(cfg: BenchConfig, model: Any, tok: Any,
+                     examples: list) -> tuple[dict[str, dict[str, list]], dict[str, str]]:
+    """Per strategy, per timed step: the raw records; and the strategies that ran out of memory.
+
+    One model lives on the device: every strategy starts from the same initial weights, restored
+    from a host copy, and trains with its own fresh optimizer, one strategy after the other; memory
+    is freed in between. Step ``i`` of every strategy uses the same batch, so ratios pair steps.
+    A strategy that runs out of memory is recorded as such and the others still run.
+    """
     import torch
 
     from ..views import ViewBuilder, ViewConfig
@@ -199,22 +256,22 @@ def _time_strategies(cfg: BenchConfig, model: Any, tok: Any, examples: list) -> 
     if "flash" in impl and "paper_2row" in names:  # flash attention takes no dense 4D float mask
         names.remove("paper_2row")
         print(f"bench: paper_2row skipped under {impl} (it needs a dense 4D mask); compare it with --attn sdpa")
-    models = {n: copy.deepcopy(model).train() for n in names}
-    opts = {n: torch.optim.AdamW(models[n].parameters(), lr=1e-4) for n in names}
-    rec: dict[str, dict[str, list]] = {n: {k: [] for k in ("time", "fwd_bwd", "real", "padded", "act", "mem", "views")}
-                                       for n in names}
     B = cfg.batch_size
-    for step in range(cfg.warmup + cfg.steps):
-        lo = (step * B) % max(len(examples) - B, 1)
-        p_items, v_items = plain_items[lo : lo + B], view_items[lo : lo + B]
-        order = names[step % len(names):] + names[: step % len(names)]  # rotate: no strategy always first
-        for n in order:
-            r = _one_step(steppers[n], models[n], opts[n], p_items, v_items, device)
-            if step >= cfg.warmup:
-                for k, v in r.items():
-                    if v is not None:
-                        rec[n][k].append(v)
-    return rec
+    starts = [(i * B) % max(len(examples) - B, 1) for i in range(cfg.warmup + cfg.steps)]
+    batches = [(plain_items[lo : lo + B], view_items[lo : lo + B]) for lo in starts]
+    initial = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}  # host copy
+    model.train()
+    rec, oom = {}, {}
+    for n in names:
+        model.load_state_dict(initial)
+        try:
+            rec[n] = _run_strategy(cfg, steppers[n], model, batches, device)
+        except torch.OutOfMemoryError as e:
+            oom[n] = str(e).splitlines()[0] if str(e) else "out of memory"
+            print(f"bench: {n} ran out of memory ({oom[n]}); recorded as OOM, continuing", flush=True)
+        _free(device)  # after the except block: the exception's frames no longer hold tensors
+    model.load_state_dict(initial)
+    return rec, oom
 
 
 def generation_bench(model: Any, tok: Any, examples: list, n: int, max_new_tokens: int,
@@ -223,13 +280,14 @@ def generation_bench(model: Any, tok: Any, examples: list, n: int, max_new_token
 
     The batched pass is short (about a second on CPU), so it runs once untimed and then ``repeats``
     times, and its median is used; the one-at-a-time pass runs once (it is many short calls).
+    When the two disagree under half precision, :func:`_agreement_in_fp32` says whether it is rounding.
     """
     import statistics
 
-    from ..eval.generate import GenerationSettings, generate, render_prompt
+    from ..eval import generate as gen
 
-    prompts = [render_prompt(tok, list(e.messages)) for e in examples[:n]]
-    s = GenerationSettings(max_new_tokens=max_new_tokens)
+    prompts = [gen.render_prompt(tok, list(e.messages)) for e in examples[:n]]
+    s = gen.GenerationSettings(max_new_tokens=max_new_tokens)
     device = next(model.parameters()).device
 
     def timed(fn: Any) -> tuple[float, Any]:
@@ -239,12 +297,48 @@ def generation_bench(model: Any, tok: Any, examples: list, n: int, max_new_token
         _sync(device)
         return time.perf_counter() - t, out
 
-    batched = generate(model, tok, prompts, s, batch_size=len(prompts))  # warm-up
-    times = [timed(lambda: generate(model, tok, prompts, s, batch_size=len(prompts)))[0] for _ in range(repeats)]
-    t_single, single = timed(lambda: [generate(model, tok, [p], s, batch_size=1)[0] for p in prompts])
+    batched = gen.generate(model, tok, prompts, s, batch_size=len(prompts))  # warm-up
+    times = [timed(lambda: gen.generate(model, tok, prompts, s, batch_size=len(prompts)))[0] for _ in range(repeats)]
+    t_single, single = timed(lambda: [gen.generate(model, tok, [p], s, batch_size=1)[0] for p in prompts])
     t_batched = statistics.median(times)
-    return {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "batched_s": t_batched, "single_s": t_single,
-            "batched_runs_s": times, "speedup": t_single / t_batched, "same_outputs": batched == single}
+    differ = [i for i, (a, b) in enumerate(zip(batched, single, strict=True)) if a != b]
+    out = {"prompts": len(prompts), "max_new_tokens": max_new_tokens, "batched_s": t_batched, "single_s": t_single,
+           "batched_runs_s": times, "speedup": t_single / t_batched, "same_outputs": not differ,
+           "differing_prompts": len(differ), "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+           "fp32_same_outputs": None}
+    if differ and out["dtype"] in ("bfloat16", "float16"):
+        out["fp32_same_outputs"] = _agreement_in_fp32(model, tok, prompts, s, differ)
+    out["agreement"] = describe_agreement(out)
+    return out
+
+
+def _agreement_in_fp32(model: Any, tok: Any, prompts: list[str], settings: Any, differ: list[int]) -> bool:
+    """Batched (all prompts, same batch as before) vs one-at-a-time (the prompts that differed) in
+    float32. Agreement there means the half-precision disagreement was rounding: near-tied logits
+    that left padding's slightly different sums tip one way or the other. The one model is cast in
+    place and cast back (bf16 -> fp32 -> bf16 is exact), so no second copy is held."""
+    from ..eval import generate as gen
+
+    dtype = next(model.parameters()).dtype
+    model.float()
+    try:
+        batched = gen.generate(model, tok, prompts, settings, batch_size=len(prompts))
+        return all(batched[i] == gen.generate(model, tok, [prompts[i]], settings, batch_size=1)[0] for i in differ)
+    finally:
+        model.to(dtype)
+
+
+def describe_agreement(g: dict[str, Any]) -> str:
+    """``same_outputs`` in words: a bare False does not say whether batching is broken."""
+    if g["same_outputs"]:
+        return "True"
+    head = f"False in {g['dtype']} ({g['differing_prompts']}/{g['prompts']} prompts differ"
+    if g["fp32_same_outputs"] is None:
+        return head + "; a real difference: check the position ids / attention mask of left-padded rows, or the cache)"
+    if g["fp32_same_outputs"]:
+        return head + "; fp32: True -> numerical ties)"
+    return head + "; fp32: False -> a real difference: check the position ids / attention mask of left-padded rows, " \
+                  "or the cache)"
 
 
 def run_bench(cfg: BenchConfig, workdir: str | Path = ".bench", json_path: str | Path | None = None,
@@ -263,20 +357,31 @@ def run_bench(cfg: BenchConfig, workdir: str | Path = ".bench", json_path: str |
     examples = _default_data(cfg, max(cfg.batch_size * (cfg.steps + cfg.warmup), cfg.gen_prompts))
     model, tok = _model(cfg, examples, workdir)
     device = next(model.parameters()).device
+    import transformers
+
     result: dict[str, Any] = {
         "config": asdict(cfg),
-        "machine": {"platform": platform.platform(), "torch": torch.__version__, "device": str(device),
+        "machine": {"platform": platform.platform(), "torch": torch.__version__,
+                    "transformers": transformers.__version__, "device": str(device),
                     "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
                     "threads": torch.get_num_threads()},
-        "attention": getattr(model.config, "_attn_implementation", None),
+        "attention": getattr(model.config, "_attn_implementation", None),  # what cfg.attn resolved to
         "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
     }
-    rec = _time_strategies(cfg, model, tok, examples)
-    result["strategies"] = {n: summarize(r, cfg.batch_size) for n, r in rec.items()}
+    rec, oom = _time_strategies(cfg, model, tok, examples)
+    result["strategies"] = {n: summarize(rec[n], cfg.batch_size) if n in rec else {"status": "OOM", "error": oom[n]}
+                            for n in cfg.strategies if n in rec or n in oom}
     result["ratios"] = paired_ratios(rec)
-    result["rounds"] = rec  # raw per-round records: every number above can be recomputed
+    result["rounds"] = rec  # raw per-step records: every number above can be recomputed
     if cfg.generation:
-        result["generation"] = generation_bench(model.eval(), tok, examples, cfg.gen_prompts, cfg.gen_tokens)
+        if result["attention"] == "flex_attention":  # decode as the evaluation does (it loads the default, sdpa);
+            model.set_attn_implementation("sdpa")     # flex would recompile for the growing cache
+        try:
+            result["generation"] = generation_bench(model.eval(), tok, examples, cfg.gen_prompts, cfg.gen_tokens)
+            result["generation"]["attention"] = model.config._attn_implementation
+        except torch.OutOfMemoryError as e:
+            result["generation"] = {"status": "OOM", "error": str(e).splitlines()[0] if str(e) else "out of memory"}
+        _free(device)
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2))
     if not quiet:
