@@ -16,7 +16,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .objective import ObjectiveConfig
-from .views import PREDICTOR_TOKENS, ViewConfig
+from .views import CHOICES, PREDICTOR_TOKENS, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config"]
 
@@ -84,6 +84,11 @@ class JepaConfig(TrainingArguments):
     )
     predictor_position: str = _opt("append", "Where predictor tokens go in the source view.",
                                    choices=["append", "prepend"])
+    predictor_order: str = _opt(
+        "paper", "Order of k >= 2 appended predictors: 'paper' (content<|predictor_k|>...<|predictor_1|>, as the "
+        "released code; anchor on <|predictor_1|>) or 'ascending' (<|predictor_1|>...<|predictor_k|>).",
+        choices=list(CHOICES["predictor_order"]),
+    )
     direction: str = _opt("text_to_code", "Which view predicts which.", choices=["text_to_code", "code_to_text"])
     loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", ["--alpha"])
     regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.")
@@ -152,6 +157,7 @@ class JepaConfig(TrainingArguments):
         return ViewConfig(
             predictors=self.predictors,
             predictor_position=self.predictor_position,
+            predictor_order=self.predictor_order,
             direction=self.direction,
             label_mode=self.label_mode,
             chat_template=not self.plain_text,

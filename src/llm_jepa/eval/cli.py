@@ -23,21 +23,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--beams", type=int, default=1)
-    p.add_argument("--plain-text", action="store_true", help="the model was trained without a chat template")
     p.add_argument("--similarity", action=argparse.BooleanOptionalAction, default=True,
                    help="cos(Pred(Enc(Text)), Enc(Code)) per example and its mean for correct vs incorrect answers "
                         "(default on; one extra batched forward, --no-similarity skips it)")
-    p.add_argument("--predictors", type=int, default=0, help="k predictor tokens for the similarity (0: Enc(Text))")
     p.add_argument("--db-dir", help="Spider: directory holding DB_ID/DB_ID.sqlite")
     p.add_argument("--exact-output", action="store_true", help="Spider: also the paper's exact-output comparison")
     p.add_argument("--reference-compatible", action="store_true",
                    help="NQ-Open: also the released code's reverse check (accepts trivial answers)")
     p.add_argument("--no-equivalence", action="store_true", help="regex: skip the DFA equivalence metric")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
+    from ..runs import add_run_arguments
+
+    add_run_arguments(p, predictors=dict(type=int, help="predictor tokens for the similarity (0: Enc(Text))"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs import run_overrides
     from .generate import GenerationSettings
     from .runner import evaluate
 
@@ -55,6 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if args.no_equivalence:
         options["equivalence"] = False
     evaluate(args.model, args.data, task=args.task, limit=args.limit, output=args.output, overwrite=args.overwrite,
-             batch_size=args.batch_size, generation=settings, plain=args.plain_text, similarity=args.similarity,
-             predictors=args.predictors, **options)
+             batch_size=args.batch_size, generation=settings, settings=run_overrides(args), similarity=args.similarity,
+             **options)
     return 0
