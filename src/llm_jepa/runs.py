@@ -149,14 +149,7 @@ def resolve_view(
         raise ValueError(f"unknown run setting(s) {unknown}; choose from {sorted(SETTINGS)}")
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     given = _checked(given, SETTINGS, lambda key: f"override '{key}'")
-    if config:
-        saved = {**LEGACY, **_checked(config, {**SETTINGS, **_BASELINE}, in_file)}
-        if saved.get("regular") or saved.get("jepa_lambda") == 0:
-            saved["predictors"] = 0  # a baseline never trained its predictor tokens
-    else:
-        has_template = bool(getattr(tokenizer, "chat_template", None)) if tokenizer is not None else True
-        saved = {"predictors": 0, "plain_text": not has_template}
-    values = {**saved, **given}
+    values = {**_saved(config, tokenizer, in_file), **given}
     names = {f.name for f in fields(ViewConfig)} - {"chat_template", "build_views"}
     kwargs = {k: values[k] for k in names if k in values}
     try:
@@ -170,6 +163,17 @@ def resolve_view(
     if dtype not in DTYPE_CHOICES:
         raise ValueError(f"{_where('dtype', given, in_file)}: must be one of {DTYPE_CHOICES}, got {dtype!r}")
     return view, dtype
+
+
+def _saved(config: Mapping[str, Any] | None, tokenizer: Any, in_file: Any) -> dict[str, Any]:
+    """The settings a run's saved options say (checked), or those of a model that has none."""
+    if not config:
+        has_template = bool(getattr(tokenizer, "chat_template", None)) if tokenizer is not None else True
+        return {"predictors": 0, "plain_text": not has_template}
+    saved = {**LEGACY, **_checked(config, {**SETTINGS, **_BASELINE}, in_file)}
+    if saved.get("regular") or saved.get("jepa_lambda") == 0:
+        saved["predictors"] = 0  # a baseline never trained its predictor tokens
+    return saved
 
 
 def _where(key: str, given: Mapping[str, Any], in_file: Any) -> str:
