@@ -195,7 +195,7 @@ def load_run(name_or_path: str | Path, *, weights: bool = True, device: str | No
     tok = load_tokenizer(name, plain_text=True)  # the chat-template check needs the resolved setting
     view, dtype = resolve_view(config, overrides, tok, source)
     if view.chat_template and not getattr(tok, "chat_template", None):
-        raise ValueError(f"{name}: the tokenizer has no chat template; use plain text (eval --plain-text)")
+        raise ValueError(f"{name}: the tokenizer has no chat template; read the model as plain text (--plain-text)")
     run = TrainedRun(name=name, tokenizer=tok, view=view, dtype=dtype, config=config)
     if weights:
         run.load_weights(device)
