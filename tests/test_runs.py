@@ -12,7 +12,7 @@ from llm_jepa.config import load_config
 from llm_jepa.data import load_examples
 from llm_jepa.runs import RUN_CONFIG, in_memory_run, load_run
 from llm_jepa.train import train
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, make_tokenizer, write_checkpoint
 
 REGEX = "Convert natural language to regular expression."
 ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}", REGEX)
@@ -38,11 +38,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plain_ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("plain_ckpt")
-    tok = make_tokenizer("plain")
-    tiny_llama(tok).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return write_checkpoint(tmp_path_factory.mktemp("plain_ckpt"), "plain")
 
 
 @pytest.fixture(scope="module")
@@ -166,12 +162,8 @@ def test_a_model_without_a_run_config_gets_the_defaults(plain_ckpt, tmp_path):
     run = load_run(plain_ckpt, weights=False)
     assert run.config == {} and run.view.predictors == 0
     assert run.plain_text  # its tokenizer has no chat template
-    chat = tmp_path / "chat"
-    tok = make_tokenizer("chatml")
-    tok.save_pretrained(chat)
-    tiny_llama(tok).save_pretrained(chat)
-    assert not load_run(chat, weights=False).plain_text
-    pair = in_memory_run(None, tok)
+    assert not load_run(write_checkpoint(tmp_path / "chat"), weights=False).plain_text
+    pair = in_memory_run(None, make_tokenizer("chatml"))
     assert pair.view.predictors == 0 and not pair.plain_text
 
 

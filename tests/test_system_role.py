@@ -8,7 +8,7 @@ from llm_jepa.data import load_examples
 from llm_jepa.eval.generate import GenerationSettings
 from llm_jepa.eval.runner import evaluate
 from llm_jepa.train import train
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, write_checkpoint
 
 ROWS = [conv(f"lines with the string '{w}'", f"(.*{w}.*)", "Convert") for w in ("dog", "truck", "ring", "lake")]
 
@@ -16,9 +16,7 @@ ROWS = [conv(f"lines with the string '{w}'", f"(.*{w}.*)", "Convert") for w in (
 def test_gemma_style_template_trains_and_evaluates_with_a_system_message(tmp_path, monkeypatch):
     import llm_jepa.eval.runner as runner
 
-    tok = make_tokenizer("gemma2")
-    tiny_llama(tok).save_pretrained(tmp_path / "ckpt")
-    tok.save_pretrained(tmp_path / "ckpt")
+    write_checkpoint(tmp_path / "ckpt", "gemma2")
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
     out = tmp_path / "run"

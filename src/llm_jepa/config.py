@@ -18,7 +18,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from .objective import ObjectiveConfig
 from .views import CHOICES, PREDICTOR_TOKENS, ViewConfig
 
-__all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config"]
+__all__ = ["JepaConfig", "ConfigError", "load_config", "read_yaml_options", "config_parser", "save_config"]
 
 
 class ConfigError(ValueError):
@@ -216,6 +216,19 @@ def _valid_names(parser: HfArgumentParser) -> set[str]:
     return names
 
 
+def read_yaml_options(path: Path) -> dict[str, Any]:
+    """A YAML file of ``option: value`` lines as a dict (an empty file is {})."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    return data
+
+
 def load_config(
     yaml_path: str | Path | None = None,
     args: list[str] | None = None,
@@ -224,8 +237,6 @@ def load_config(
 ) -> Any:
     """Build a :class:`JepaConfig` from a YAML file, then ``overrides`` (a dict, as sweeps use),
     then command-line ``args`` (later wins). With ``extra`` dataclasses, returns a tuple."""
-    import yaml
-
     parser = config_parser(*extra)
     valid = _valid_names(parser)
     argv: list[str] = []
@@ -233,13 +244,7 @@ def load_config(
         path = Path(yaml_path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of option: value")
-        argv += _dict_to_argv(data, valid, str(path))
+        argv += _dict_to_argv(read_yaml_options(path), valid, str(path))
     argv += _dict_to_argv(overrides or {}, valid, "overrides")
     argv += list(args or [])
     try:

@@ -104,18 +104,10 @@ def _line_of(path: Path, key: str) -> int:
 def read_run_config(name_or_path: str | Path) -> tuple[dict[str, Any], Path | None]:
     """The saved training options of a run directory and the file they came from; ``({}, None)``
     for anything without ``llm_jepa_config.yaml`` (a hub name, a base checkpoint)."""
-    import yaml
+    from .config import read_yaml_options
 
     path = Path(name_or_path) / RUN_CONFIG
-    if not path.is_file():
-        return {}, None
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: invalid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}:1: expected a mapping of option: value")
-    return data, path
+    return (read_yaml_options(path), path) if path.is_file() else ({}, None)
 
 
 def _checked(values: Mapping[str, Any], types: Mapping[str, tuple[type, ...]], where: Any) -> dict[str, Any]:
