@@ -28,7 +28,7 @@ from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
 from .tasks import detect_task, get_task
 
-__all__ = ["evaluate", "open_run", "summarize", "DEFAULT_BATCH_SIZE"]
+__all__ = ["evaluate", "summarize", "DEFAULT_BATCH_SIZE"]
 
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
 
@@ -43,7 +43,7 @@ def _check_model_path(model: Any) -> Path:
     return path
 
 
-def open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
+def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
     """The run to evaluate, without its weights yet: a directory or hub name (settings from its
     ``llm_jepa_config.yaml``), a :class:`TrainedRun`, or a loaded ``(model, tokenizer)`` pair
     (default settings); ``settings`` override. Fails before any output is written."""
@@ -214,7 +214,7 @@ def evaluate(
     gen = generation or GenerationSettings()
     if max_new_tokens is not None:  # a shortcut for callers with plain options (sweep files)
         gen = replace(gen, max_new_tokens=max_new_tokens)
-    trained = open_run(model, settings)
+    trained = _open_run(model, settings)
     run = {"model": _fingerprint_model(model), "data": str(data) if not isinstance(data, list) else "<in memory>",
            "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
            "generation": asdict(gen), "options": {k: str(v) for k, v in options.items()},
