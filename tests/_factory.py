@@ -114,14 +114,20 @@ def tiny_llama(tokenizer, seed: int = 0, hidden: int = 32, layers: int = 2, attn
     return LlamaForCausalLM(cfg).float().eval()
 
 
+def write_checkpoint(d, style: str = "chatml"):
+    """A tiny Llama checkpoint with ``style``'s tokenizer saved in folder ``d``; returns ``d``."""
+    tok = make_tokenizer(style)
+    tiny_llama(tok).save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
 def write_run_inputs(d, rows: list) -> None:
     """A training run's inputs in folder ``d``: a tiny ChatML Llama checkpoint in ``d/ckpt`` and
     ``rows`` (lists of messages) as ``d/train.jsonl``."""
     import json
 
-    tok = make_tokenizer("chatml")
-    tiny_llama(tok).save_pretrained(d / "ckpt")
-    tok.save_pretrained(d / "ckpt")
+    write_checkpoint(d / "ckpt")
     (d / "train.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
 
 

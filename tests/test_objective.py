@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from llm_jepa.collator import PackingCollator, pack
 from llm_jepa.data import example_from_row
 from llm_jepa.objective import ObjectiveConfig, compute_objective
-from llm_jepa.views import ViewBuilder, ViewConfig
+from llm_jepa.views import Segment, TokenizedExample, ViewBuilder, ViewConfig
 from tests._factory import conv, make_tokenizer, tiny_llama
 
 ROWS = [
@@ -81,6 +81,52 @@ def test_packed_forward_matches_three_forward_oracle(distance, isolation, pack_l
     torch.testing.assert_close(out.lm_loss, lm, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.jepa_loss, jepa, atol=1e-5, rtol=1e-5)
     assert fast.keys() == slow.keys()
+    for name in slow:
+        torch.testing.assert_close(fast[name], slow[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def _released_inputs(tok, rows, k):
+    """The released code's three inputs per example, from its rule alone (not from ViewBuilder): the
+    conversation with every token but eos labelled; the user message alone with, for i = k..1,
+    ``content += <|predictor_i|>``; the assistant message alone; both anchors at unpadded length - 2."""
+    def ids(messages):
+        return tok(tok.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
+
+    items = []
+    for r in rows:
+        full = ids(r)
+        labels = [t if t != tok.eos_token_id else -100 for t in full]
+        user = next(m["content"] for m in r if m["role"] == "user")
+        for i in range(k, 0, -1):
+            user += f"<|predictor_{i}|>"
+        src = ids([{"role": "user", "content": user}])
+        tgt = ids([m for m in r if m["role"] == "assistant"])
+        items.append(TokenizedExample(lm=[Segment(full, labels)],
+                                      pairs=[(Segment(src, anchor=len(src) - 2), Segment(tgt, anchor=len(tgt) - 2))]))
+    return items
+
+
+@pytest.mark.parametrize("isolation", ["position_ids", "explicit"])
+def test_k3_matches_the_released_rule_on_three_forwards(isolation):
+    """k = 3 with the paper-compatible settings: the packed objective equals three forwards over the
+    released code's own inputs (predictors appended <|predictor_3|><|predictor_2|><|predictor_1|>)."""
+    tok = make_tokenizer("llama3")
+    model = tiny_llama(tok)
+    released = _released_inputs(tok, ROWS, 3)
+    src = released[0].pairs[0][0]
+    assert tok.convert_ids_to_tokens(src.input_ids[src.anchor]) == "<|predictor_1|>"  # the rule's anchor
+    builder = ViewBuilder(tok, ViewConfig(predictors=3, label_mode="paper", anchor_offset=-2))
+    items = [builder(example_from_row({"messages": r})) for r in ROWS]
+    batch = PackingCollator(pad_token_id=tok.pad_token_id, pack_length=0)(items)
+    out = compute_objective(model, batch, ObjectiveConfig(isolation=isolation))
+    out.loss.backward()
+    fast = _grads(model)
+    model.zero_grad()
+    total, lm, jepa = oracle(model, released, tok.pad_token_id)
+    total.backward()
+    slow = _grads(model)
+    torch.testing.assert_close(out.lm_loss, lm, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.jepa_loss, jepa, atol=1e-5, rtol=1e-5)
     for name in slow:
         torch.testing.assert_close(fast[name], slow[name], atol=1e-5, rtol=1e-4, msg=name)
 

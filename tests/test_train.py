@@ -135,7 +135,7 @@ def test_inspect_json_reports_the_loss_terms(ckpt, data, capsys):
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     assert report["total"] == pytest.approx(report["lm_loss"] + report["jepa_loss"], rel=1e-6)
-    assert report["examples"][0]["pairs"][0]["source"]["anchor_token"] == "<|predictor_2|>"
+    assert report["examples"][0]["pairs"][0]["source"]["anchor_token"] == "<|predictor_1|>"  # the released order
     assert "dog" in report["examples"][0]["conversation"][0]["labelled_text"]
 
 

@@ -36,8 +36,8 @@ def _tok_at(tok, seg):
 def test_anchor_lands_on_the_intended_token(style, k, position):
     tok, item = _build(style, predictors=k, predictor_position=position)
     (src, tgt), = item.pairs
-    if k > 0 and position == "append":
-        assert _tok_at(tok, src) == PREDICTOR_TOKENS[k - 1]
+    if k > 0 and position == "append":  # the released order ends with <|predictor_1|>
+        assert _tok_at(tok, src) == PREDICTOR_TOKENS[0]
     else:  # the last token of the request itself
         assert tok.decode(src.input_ids[: src.anchor + 1]).endswith("dog'")
         assert tok.decode(src.input_ids[src.anchor + 1 :]).find("dog") == -1
@@ -63,6 +63,45 @@ def test_labels_cover_the_answer_and_its_end_of_turn_only(style):
     # labels are a contiguous run ending at the end-of-turn token
     idx = [i for i, t in enumerate(seg.labels) if t != -100]
     assert idx == list(range(idx[0], idx[-1] + 1))
+
+
+@pytest.mark.parametrize("position,order,expected", [
+    # the released code: for i = k..1, content += <|predictor_i|> (append) or content = <|predictor_i|> + content
+    ("append", "paper", USER + "<|predictor_3|><|predictor_2|><|predictor_1|>"),
+    ("prepend", "paper", "<|predictor_1|><|predictor_2|><|predictor_3|>" + USER),
+    ("append", "ascending", USER + "<|predictor_1|><|predictor_2|><|predictor_3|>"),
+    ("prepend", "ascending", "<|predictor_1|><|predictor_2|><|predictor_3|>" + USER),
+])
+def test_predictor_order_of_the_released_code_by_default(position, order, expected):
+    tok = make_tokenizer("chatml")
+    ex = example_from_row({"messages": conv(USER, ANSWER)})
+    cfg = dict(predictors=3, predictor_position=position)
+    if order != "paper":
+        cfg["predictor_order"] = order
+    src, _ = ViewBuilder(tok, ViewConfig(**cfg))(ex).pairs[0]
+    assert tok.decode(src.input_ids) == f"<|im_start|>user\n{expected}<|im_end|>\n"
+    last = PREDICTOR_TOKENS[0] if (position, order) == ("append", "paper") else PREDICTOR_TOKENS[2]
+    if position == "append":
+        assert _tok_at(tok, src) == last
+
+
+def test_system_message_is_folded_into_the_user_turn_where_the_template_rejects_it():
+    """Gemma-2's template raises on a system role; the released code sends system + "\n\n" + user."""
+    from llm_jepa.eval.generate import render_prompt
+
+    tok = make_tokenizer("gemma2")
+    messages = conv(USER, ANSWER, "Convert")
+    prompt = render_prompt(tok, messages)
+    assert prompt == f"<bos><start_of_turn>user\nConvert\n\n{USER}<end_of_turn>\n<start_of_turn>model\n"
+    with pytest.warns(UserWarning, match="lone 'assistant'"):  # the Code view alone is rendered as 'user'
+        item = ViewBuilder(tok, ViewConfig(predictors=1))(example_from_row({"messages": messages}))
+    seg = item.lm[0]
+    assert tok.decode(seg.input_ids) == (f"<bos><start_of_turn>user\nConvert\n\n{USER}<end_of_turn>\n"
+                                         f"<start_of_turn>model\n{ANSWER}<end_of_turn>\n")
+    assert tok.decode([t for t in seg.labels if t != -100]) == ANSWER + "<end_of_turn>"
+    # a template that takes the role keeps it as a turn of its own
+    chatml = make_tokenizer("chatml")
+    assert render_prompt(chatml, messages).startswith("<|im_start|>system\nConvert<|im_end|>\n<|im_start|>user\n")
 
 
 def test_label_modes_all_and_paper():
@@ -112,7 +151,7 @@ def test_truncation_keeps_anchor_and_counts():
     item = builder(long)
     src = item.pairs[0][0]
     assert len(src.input_ids) <= 32 and len(item.lm[0].input_ids) <= 32
-    assert tok.convert_ids_to_tokens(src.input_ids[src.anchor]) == "<|predictor_2|>"
+    assert tok.convert_ids_to_tokens(src.input_ids[src.anchor]) == "<|predictor_1|>"
     assert item.truncated and builder.num_truncated == 1 and builder.first_truncated == ("f.jsonl", 7)
 
 

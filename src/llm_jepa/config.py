@@ -22,7 +22,7 @@ from .spelling import respell
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config", "PUBLIC_NAMES",
-           "field_name", "is_baseline"]
+           "field_name", "is_baseline", "read_yaml_options"]
 
 #: config field -> its public name (the paper's and the README's), accepted as ``--k`` etc. and used
 #: by the sweep report; the one table of the two names of each option.
@@ -112,6 +112,11 @@ class JepaConfig(TrainingArguments):
     )
     predictor_position: str = _opt(ViewConfig.predictor_position, "Where predictor tokens go in the source view.",
                                    choices=list(VIEW_CHOICES["predictor_position"]))
+    predictor_order: str = _opt(
+        ViewConfig.predictor_order, "Order of k >= 2 appended predictors: 'paper' (content<|predictor_k|>...<|predictor_1|>, "
+        "as the released code; anchor on <|predictor_1|>) or 'ascending' (<|predictor_1|>...<|predictor_k|>).",
+        choices=list(VIEW_CHOICES["predictor_order"]),
+    )
     direction: str = _opt(ViewConfig.direction, "Which view predicts which.",
                           choices=list(VIEW_CHOICES["direction"]))
     loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", _alias("loss_dropout"))
@@ -240,6 +245,19 @@ def _valid_names(parser: HfArgumentParser) -> set[str]:
     return names
 
 
+def read_yaml_options(path: Path) -> dict[str, Any]:
+    """A YAML file of ``option: value`` lines as a dict (an empty file is {})."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    return data
+
+
 def load_config(
     yaml_path: str | Path | None = None,
     args: list[str] | None = None,
@@ -248,8 +266,6 @@ def load_config(
 ) -> Any:
     """Build a :class:`JepaConfig` from a YAML file, then ``overrides`` (a dict, as sweeps use),
     then command-line ``args`` (later wins). With ``extra`` dataclasses, returns a tuple."""
-    import yaml
-
     parser = config_parser(*extra)
     valid = _valid_names(parser)
     argv: list[str] = []
@@ -257,13 +273,7 @@ def load_config(
         path = Path(yaml_path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of option: value")
-        argv += _dict_to_argv(data, valid, str(path))
+        argv += _dict_to_argv(read_yaml_options(path), valid, str(path))
     argv += _dict_to_argv(overrides or {}, valid, "overrides")
     argv += list(args or [])
     argv = respell(parser, argv)  # --eval_data and --eval-data alike (llm_jepa.spelling)

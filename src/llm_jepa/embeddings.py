@@ -5,7 +5,7 @@ Batched, no gradients, one packed forward per batch (the same path as training).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -20,12 +20,19 @@ __all__ = ["ViewEmbeddings", "encode_views", "encode_segments"]
 
 @dataclass
 class ViewEmbeddings:
-    """Float32 CPU tensors [N, C]: ``text`` = Enc(Text) (no predictors), ``pred`` = Pred(Enc(Text))
-    (Text with the k predictor tokens; equals ``text`` when k = 0), ``code`` = Enc(Code)."""
+    """Float32 CPU tensors [N, C]: ``text`` = Enc(Text) and ``code`` = Enc(Code) (no predictors), and
+    ``pred`` = Pred(Enc(source)): the source view of ``direction`` (Text for text_to_code, Code for
+    code_to_text) with the run's k predictor tokens (equal to Enc(source) when k = 0). ``target`` is
+    what ``pred`` was trained to match."""
 
     text: torch.Tensor
     pred: torch.Tensor
     code: torch.Tensor
+    direction: str = "text_to_code"
+
+    @property
+    def target(self) -> torch.Tensor:
+        return self.code if self.direction == "text_to_code" else self.text
 
 
 @torch.no_grad()
@@ -51,22 +58,28 @@ def encode_views(
     tokenizer: Any,
     examples: list[Example],
     *,
-    predictors: int = 0,
+    view: ViewConfig | None = None,
     batch_size: int = 16,
-    chat_template: bool | None = None,
     isolation: str = DEFAULT_ISOLATION,
 ) -> ViewEmbeddings:
-    """Enc(Text), Pred(Enc(Text)) and Enc(Code) of every example. ``chat_template`` defaults to
-    whether the tokenizer has one."""
-    if chat_template is None:
-        chat_template = bool(getattr(tokenizer, "chat_template", None))
-    plain = ViewBuilder(tokenizer, ViewConfig(predictors=0, chat_template=chat_template))
-    with_pred = ViewBuilder(tokenizer, ViewConfig(predictors=predictors, chat_template=chat_template))
+    """Enc(Text), Enc(Code) and Pred(Enc(source)) of every example, built as training built them from
+    ``view`` (a run's settings, :attr:`llm_jepa.runs.TrainedRun.view`: k, predictor position and order,
+    direction, anchor rule, template, max_length). Default: k = 0, with the tokenizer's chat template
+    if it has one."""
+    if view is None:
+        view = ViewConfig(predictors=0, chat_template=bool(getattr(tokenizer, "chat_template", None)))
+    bare = ViewBuilder(tokenizer, replace(view, predictors=0))
+    with_pred = ViewBuilder(tokenizer, view)
 
-    def enc(segs):
+    def enc(builder, segs):
+        for seg in segs:
+            builder.clip(seg)
         return encode_segments(model, segs, tokenizer.pad_token_id, batch_size, isolation=isolation)
 
-    text = enc([plain.view(ex.text_view, "user", False) for ex in examples])
-    code = enc([plain.view(ex.code_view, "assistant", False) for ex in examples])
-    pred = enc([with_pred.view(ex.text_view, "user", True) for ex in examples]) if predictors else text
-    return ViewEmbeddings(text=text, pred=pred, code=code)
+    text = enc(bare, [bare.view(ex.text_view, "user", False) for ex in examples])
+    code = enc(bare, [bare.view(ex.code_view, "assistant", False) for ex in examples])
+    if view.predictors:
+        pred = enc(with_pred, [with_pred.text_code_pair(ex)[0] for ex in examples])
+    else:
+        pred = text if view.direction == "text_to_code" else code
+    return ViewEmbeddings(text=text, pred=pred, code=code, direction=view.direction)

@@ -12,12 +12,13 @@ from .views import PREDICTOR_TOKENS
 
 __all__ = [
     "load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "resolve_pack_length", "save_model",
-    "choose_attention", "resolve_attention", "flex_attention_available",
+    "choose_attention", "resolve_attention", "flex_attention_available", "DTYPE_CHOICES",
 ]
 
 log = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_CHOICES = ("auto", *_DTYPES)  # "auto": the dtype the checkpoint was saved in
 
 
 def add_predictor_tokens(tokenizer: Any) -> list[int]:
@@ -55,12 +56,16 @@ def load_model(
     seed: int = 0,
 ) -> Any:
     """Load a causal LM (or build it from its config with random weights when ``pretrain``) and
-    grow its embeddings to fit the predictor tokens."""
+    grow its embeddings to fit the predictor tokens. A LoRA adapter directory (a run saved with
+    ``--lora_save adapter``) is loaded onto its base model and merged. The one loader for training,
+    evaluation and analysis (through :func:`llm_jepa.runs.load_run`)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {}
     if attn_implementation and attn_implementation != "auto":
         kwargs["attn_implementation"] = attn_implementation
+    if dtype not in DTYPE_CHOICES:
+        raise ValueError(f"dtype must be one of {DTYPE_CHOICES}, got {dtype!r}")
     torch_dtype = _DTYPES.get(dtype, "auto")
     if pretrain:
         config = AutoConfig.from_pretrained(name_or_path, **kwargs)
@@ -68,6 +73,11 @@ def load_model(
         model = AutoModelForCausalLM.from_config(config, **kwargs)
         if torch_dtype != "auto":
             model = model.to(torch_dtype)
+    elif (Path(name_or_path) / "adapter_config.json").is_file():
+        from peft import AutoPeftModelForCausalLM
+
+        # peft grows the base model's embeddings to the adapter directory's tokenizer before loading
+        model = AutoPeftModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, **kwargs).merge_and_unload()
     else:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:

@@ -13,6 +13,18 @@ The anchor is found from the tokenization itself: the token covering the last ch
 view's content (the last predictor token when k > 0), located through the tokenizer's character
 offsets. No per-model-family offsets; ``anchor_offset`` reproduces the paper's convention
 (anchor = unpadded length + offset, e.g. -2) for compatibility with its checkpoints.
+
+Predictor order (``predictor_order``). The released code adds the k tokens one at a time from
+``<|predictor_k|>`` down to ``<|predictor_1|>``, each on the outside of the previous one, so
+``<|predictor_1|>`` is always outermost: appended, ``content<|predictor_k|>...<|predictor_1|>`` (the
+anchor is on ``<|predictor_1|>``); prepended, ``<|predictor_1|>...<|predictor_k|>content``. That is
+``"paper"``, the default, so checkpoints of the released code are continued and evaluated with the
+sequence they learned. ``"ascending"`` writes ``<|predictor_1|>...<|predictor_k|>`` on either side (what
+llm-jepa did before; runs saved without the setting used it). The two differ only when appending k >= 2.
+
+System messages. Some templates (Gemma-2) raise on a system role; for those the system message is
+folded into the first user turn as ``system + "\n\n" + user``, as the released code does for Gemma.
+Whether a template accepts the role is found by rendering a probe conversation, not from the model name.
 """
 
 from __future__ import annotations
@@ -24,7 +36,11 @@ from .data import Example
 
 __all__ = [
     "PREDICTOR_TOKENS",
+    "VIEW_CHOICES",
     "ViewConfig",
+    "predictor_string",
+    "chat_messages",
+    "render_chat",
     "Segment",
     "TokenizedExample",
     "ViewBuilder",
@@ -33,10 +49,11 @@ __all__ = [
 PREDICTOR_TOKENS = tuple(f"<|predictor_{i}|>" for i in range(1, 11))
 IGNORE = -100
 
-
-#: the allowed values of ViewConfig's choice fields (the training config's ``choices`` read this)
+#: the allowed values of ViewConfig's choice fields (the training config's ``choices`` and the CLI
+#: flags of eval/analyze read this)
 VIEW_CHOICES = {
     "predictor_position": ("append", "prepend"),
+    "predictor_order": ("paper", "ascending"),
     "direction": ("text_to_code", "code_to_text"),
     "label_mode": ("assistant", "all", "paper"),
 }
@@ -48,6 +65,7 @@ class ViewConfig:
 
     predictors: int = 1
     predictor_position: str = "append"  # append | prepend
+    predictor_order: str = "paper"  # paper (the released code's) | ascending; see the module docstring
     direction: str = "text_to_code"  # text_to_code | code_to_text
     label_mode: str = "assistant"  # assistant | all | paper
     chat_template: bool = True
@@ -86,6 +104,54 @@ class TokenizedExample:
     source: tuple[str, int] = ("<memory>", 0)
 
 
+def predictor_string(k: int, position: str = "append", order: str = "paper") -> str:
+    """The k predictor tokens as they sit next to the content (see the module docstring for the orders)."""
+    ascending = "".join(PREDICTOR_TOKENS[:k])
+    if order == "ascending" or position == "prepend":  # the released prepend order is ascending too
+        return ascending
+    return "".join(reversed(PREDICTOR_TOKENS[:k]))
+
+
+_SYSTEM_ROLE: dict[str, bool] = {}  # chat template -> whether it renders a system message
+
+
+def _accepts_system(tokenizer) -> bool:
+    """Render a probe system + user conversation: a template that raises, or that drops the system
+    text, does not take the role."""
+    template = str(tokenizer.chat_template)
+    if template not in _SYSTEM_ROLE:
+        probe = "llm-jepa system probe"
+        try:
+            text = tokenizer.apply_chat_template(
+                [{"role": "system", "content": probe}, {"role": "user", "content": "hi"}], tokenize=False
+            )
+            _SYSTEM_ROLE[template] = probe in text
+        except Exception:  # jinja2 TemplateError from raise_exception, or any template failure
+            _SYSTEM_ROLE[template] = False
+    return _SYSTEM_ROLE[template]
+
+
+def chat_messages(tokenizer, messages: list[dict]) -> list[dict]:
+    """``messages`` as the tokenizer's template takes them: a system message is folded into the
+    first user turn (``system + "\n\n" + user``) when the template rejects the system role."""
+    if not any(m["role"] == "system" for m in messages) or _accepts_system(tokenizer):
+        return list(messages)
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    first_user = next((m for m in rest if m["role"] == "user"), None)
+    if first_user is None:
+        return list(messages)  # nothing to fold into: let the template say what it thinks
+    first_user["content"] = system + "\n\n" + first_user["content"]
+    return rest
+
+
+def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
+    """The chat template applied to ``messages`` (system folded where the template needs it)."""
+    return tokenizer.apply_chat_template(
+        chat_messages(tokenizer, messages), tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+
+
 def _last_token_covering(offsets: list[tuple[int, int]], char_end: int) -> int:
     """Index of the last token that starts before ``char_end`` (and is not an empty span)."""
     best = -1
@@ -107,7 +173,7 @@ class ViewBuilder:
             raise ValueError(
                 "the tokenizer has no chat template; pass --plain-text (no chat template) or use a chat model"
             )
-        self.predictor_str = "".join(PREDICTOR_TOKENS[: config.predictors])
+        self.predictor_str = predictor_string(config.predictors, config.predictor_position, config.predictor_order)
         self._special_ids = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
         self._warned: set[str] = set()
         self.num_truncated = 0
@@ -115,9 +181,7 @@ class ViewBuilder:
 
     # ---- rendering -------------------------------------------------------------------------
     def _render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
-        return self.tok.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+        return render_chat(self.tok, messages, add_generation_prompt)
 
     def _encode(self, s: str) -> tuple[list[int], list[tuple[int, int]]]:
         enc = self.tok(s, add_special_tokens=not self.cfg.chat_template, return_offsets_mapping=True)
@@ -204,12 +268,15 @@ class ViewBuilder:
         return labels
 
     # ---- example ---------------------------------------------------------------------------
-    def pairs(self, example: Example) -> list[tuple[Segment, Segment]]:
+    def text_code_pair(self, example: Example) -> tuple[Segment, Segment]:
+        """(source, target) of the Text/Code pair: the source, chosen by ``direction``, carries the predictors."""
         text, code = example.text_view, example.code_view
         if self.cfg.direction == "text_to_code":
-            pairs = [(self.view(text, "user", True), self.view(code, "assistant", False))]
-        else:
-            pairs = [(self.view(code, "assistant", True), self.view(text, "user", False))]
+            return self.view(text, "user", True), self.view(code, "assistant", False)
+        return self.view(code, "assistant", True), self.view(text, "user", False)
+
+    def pairs(self, example: Example) -> list[tuple[Segment, Segment]]:
+        pairs = [self.text_code_pair(example)]
         chain = example.paraphrases
         for a, b in zip(chain[:-1], chain[1:], strict=True):
             pairs.append((self.view(a, "user", True), self.view(b, "user", False)))
@@ -231,9 +298,15 @@ class ViewBuilder:
                 seg.input_ids, seg.labels, ex.truncated = seg.input_ids[:n], seg.labels[:n], True
         for pair in ex.pairs:
             for seg in pair:
-                if len(seg.input_ids) > n:
-                    cut = len(seg.input_ids) - n
-                    seg.input_ids, seg.anchor, ex.truncated = seg.input_ids[cut:], max(seg.anchor - cut, 0), True
+                ex.truncated = self.clip(seg) or ex.truncated
         if ex.truncated:
             self.num_truncated += 1
             self.first_truncated = self.first_truncated or ex.source
+
+    def clip(self, seg: Segment) -> bool:
+        """Cut a view to ``max_length`` from its start (the anchor and the predictors survive); True if cut."""
+        cut = len(seg.input_ids) - self.cfg.max_length
+        if cut <= 0:
+            return False
+        seg.input_ids, seg.anchor = seg.input_ids[cut:], max(seg.anchor - cut, 0)
+        return True

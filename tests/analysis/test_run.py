@@ -4,7 +4,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from llm_jepa.analysis.run import analyze, format_table, model_predictors
+from llm_jepa.analysis.run import analyze, format_table
+from llm_jepa.views import ViewConfig
 
 ROW = '{"messages": [{"role": "user", "content": "q%d"}, {"role": "assistant", "content": "a%d"}]}\n'
 
@@ -19,24 +20,29 @@ def data(tmp_path):
 def _fake_encoder(calls):
     """Model "good": code = text @ M, pred = code (perfect predictor). Model "bad": everything collapsed."""
 
-    def encode(model, tokenizer, examples, *, predictors=0, batch_size=16):
-        calls.append((model, len(examples), predictors, batch_size))
+    def encode(model, tokenizer, examples, *, view, batch_size=16):
+        calls.append((model, len(examples), view.predictors, batch_size))
         g = torch.Generator().manual_seed(0)
         text = torch.randn(len(examples), 8, generator=g)
         if model == "bad":
             text = torch.ones(len(examples), 8)
-            return SimpleNamespace(text=text, pred=text.clone(), code=text.clone())
+            return SimpleNamespace(text=text, pred=text.clone(), code=text.clone(), target=text.clone())
         code = text @ (torch.randn(8, 8, generator=g) + 3 * torch.eye(8))
-        return SimpleNamespace(text=text, pred=code.clone(), code=code)
+        return SimpleNamespace(text=text, pred=code.clone(), code=code, target=code)
 
     return encode
+
+
+def _fake_load(path, predictors=0, **settings):
+    """A stand-in for load_run: the model is named after the path's last part; k as given."""
+    return SimpleNamespace(model=str(path).split("/")[-1], tokenizer=None, view=ViewConfig(predictors=predictors))
 
 
 def test_analyze_two_models_end_to_end(tmp_path, data):
     calls = []
     out = tmp_path / "out"
     result = analyze(["runs/good", "runs/bad"], data, output=out, limit=20, predictors=[2, 0], batch_size=4,
-                     encode=_fake_encoder(calls), load=lambda p: (p.split("/")[-1], None))
+                     encode=_fake_encoder(calls), load=_fake_load)
     assert [c[1:] for c in calls] == [(20, 2, 4), (20, 0, 4)]
     saved = json.loads((out / "analysis.json").read_text())
     good, bad = saved["models"]["good"], saved["models"]["bad"]
@@ -52,18 +58,8 @@ def test_analyze_two_models_end_to_end(tmp_path, data):
 
 def test_analyze_refuses_to_overwrite(tmp_path, data):
     out = tmp_path / "out"
-    kwargs = dict(output=out, limit=5, predictors=0, encode=_fake_encoder([]), load=lambda p: ("good", None))
+    kwargs = dict(output=out, limit=5, predictors=0, encode=_fake_encoder([]), load=_fake_load)
     analyze(["good"], data, **kwargs)
     with pytest.raises(FileExistsError, match="overwrite"):
         analyze(["good"], data, **kwargs)
     analyze(["good"], data, overwrite=True, **kwargs)
-
-
-def test_predictors_from_training_config(tmp_path):
-    (tmp_path / "jepa").mkdir()
-    (tmp_path / "jepa" / "llm_jepa_config.yaml").write_text("predictors: 3\njepa_lambda: 1.0\nregular: false\n")
-    (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "llm_jepa_config.yaml").write_text("predictors: 3\nregular: true\n")
-    assert model_predictors(tmp_path / "jepa") == 3
-    assert model_predictors(tmp_path / "base") == 0
-    assert model_predictors(tmp_path / "nothing") == 0

@@ -142,7 +142,7 @@ def test_output_of_another_run_is_not_overwritten(ckpt, data, tmp_path, capsys):
 
 
 def test_similarity_split_by_correctness(ckpt, data, tmp_path):
-    s = evaluate(str(ckpt), data, output=tmp_path / "s", limit=4, predictors=1,
+    s = evaluate(str(ckpt), data, output=tmp_path / "s", limit=4, settings={"predictors": 1},
                  generation=GenerationSettings(max_new_tokens=4), quiet=True)
     recs = [json.loads(x) for x in (tmp_path / "s" / "predictions.jsonl").read_text().splitlines()]
     assert all(-1 <= r["similarity"] <= 1 for r in recs)
@@ -156,9 +156,10 @@ def test_similarity_is_the_cosine_of_independently_encoded_views(ckpt, data):
 
     from llm_jepa.data import load_examples
     from llm_jepa.embeddings import encode_views
-    from llm_jepa.eval.runner import load_model_and_tokenizer
+    from llm_jepa.runs import load_run
 
-    model, tok = load_model_and_tokenizer(str(ckpt))
+    run = load_run(ckpt)
+    model, tok = run.model, run.tokenizer
     examples = load_examples(data, 5)
     s = evaluate((model, tok), examples, generation=GenerationSettings(max_new_tokens=2), quiet=True, batch_size=2)
     one_by_one = [F.cosine_similarity(*(lambda e: (e.text, e.code))(encode_views(model, tok, [x])), dim=-1).item()

@@ -10,7 +10,7 @@ from tests._factory import conv
 def test_a_task_with_choose_is_answered_without_generation(monkeypatch):
     calls = []
 
-    def choose(model, tok, batch, plain=False, batch_size=8):
+    def choose(model, tok, batch, plain=False, batch_size=8, separator="\n"):
         calls.append(len(batch))
         return [{"choice": "B"} for _ in batch]
 
@@ -18,6 +18,7 @@ def test_a_task_with_choose_is_answered_without_generation(monkeypatch):
                            score=lambda gen, ex, **_: {"choice": gen == ex.assistant})
     monkeypatch.setattr(runner, "generate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("generated")))
     batch = [example_from_row({"messages": conv("pick one", "B")}), example_from_row({"messages": conv("pick", "C")})]
-    out = runner._score_batch("multiple_choice_toy", task, None, None, batch, None, 2, False, {})
+    run = SimpleNamespace(model=None, tokenizer=None, plain_text=False, view=SimpleNamespace(separator="\n"))
+    out = runner._score_batch("multiple_choice_toy", task, run, batch, None, 2, {})
     assert calls == [2]
     assert [r["correct"] for r in out] == [True, False] and [r["generation"] for r in out] == ["B", "B"]

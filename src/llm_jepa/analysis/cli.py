@@ -19,23 +19,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="JSONL of {messages: [...]} (text/code fields win if present)")
     p.add_argument("--output", required=True, help="directory for analysis.json and the figures")
     p.add_argument("--limit", type=int, default=1000, help="use the first N examples (default 1000; 0 = all)")
-    p.add_argument("--predictors", type=int, action="append", metavar="K",
-                   help="predictor tokens k (once for all models, or once per model); "
-                   "default: each model's training config, 0 without one")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--top", type=int, default=100, help="singular values to keep")
     p.add_argument("--overwrite", action="store_true", help="replace an existing analysis in OUTPUT")
+    from ..runs import add_run_arguments
+
+    add_run_arguments(p, predictors=dict(type=int, action="append",
+                                         help="predictor tokens k (once for all models, or once per model)"))
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..runs import run_overrides
     from .run import analyze, format_table
 
     predictors = args.predictors
     if predictors is not None and len(predictors) == 1:
         predictors = predictors[0]
     result = analyze(args.models, args.data, output=args.output, limit=args.limit or None,
-                     predictors=predictors, batch_size=args.batch_size, overwrite=args.overwrite, top=args.top)
+                     predictors=predictors, settings=run_overrides(args), batch_size=args.batch_size,
+                     overwrite=args.overwrite, top=args.top)
     print(format_table(result))
     print(f"wrote {args.output}/analysis.json and figures")
     return 0

@@ -1,9 +1,12 @@
 """``analyze``: embed the Text and Code views of a data set with several models, compare, and plot.
 
 For each model: Enc(Text), Pred(Enc(Text)) and Enc(Code) for every example (via
-``llm_jepa.embeddings.encode_views``), then the spectrum of Enc(Text) - Enc(Code), the linear
-residual from Text to Code, collapse diagnostics of each view, and retrieval of Code from
-Pred(Enc(Text)). Writes ``analysis.json`` (every number), ``singular_values.png`` and ``tsne.png``.
+``llm_jepa.embeddings.encode_views``, with the views built as the model was trained: see
+:mod:`llm_jepa.runs`), then the spectrum of Enc(Text) - Enc(Code), the linear residual from Text to
+Code, collapse diagnostics of each view, and retrieval of Code from Pred(Enc(Text)). For a model
+trained ``code_to_text`` the prediction is Pred(Enc(Code)) and the ``pred_*`` numbers compare it
+with Enc(Text) (its ``direction`` is recorded). Writes ``analysis.json`` (every number, and the
+settings each model was read with), ``singular_values.png`` and ``tsne.png``.
 """
 
 from __future__ import annotations
@@ -14,17 +17,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["analyze", "summarize_views", "format_table", "model_predictors", "json_safe"]
-
-RUN_CONFIG = "llm_jepa_config.yaml"  # written by llm_jepa.train beside every trained model
+__all__ = ["analyze", "summarize_views", "format_table", "json_safe"]
 
 
-def summarize_views(text: Any, pred: Any, code: Any, *, top: int = 100) -> dict[str, Any]:
-    """Every number of the analysis for one model's views (each [N, C]). Pure; no files written."""
+def summarize_views(text: Any, pred: Any, code: Any, *, top: int = 100, target: Any = None) -> dict[str, Any]:
+    """Every number of the analysis for one model's views (each [N, C]). Pure; no files written.
+    ``target``: what ``pred`` was trained to match (default ``code``; Enc(Text) for a code_to_text
+    run): the ``pred_*`` numbers compare ``pred`` with it."""
     from .metrics import collapse_diagnostics, linear_residual, retrieval_accuracy, singular_values
 
+    target = code if target is None else target
     spectrum = singular_values(text, code, top=top)
-    pred_spectrum = singular_values(pred, code, top=top)
+    pred_spectrum = singular_values(pred, target, top=top)
     return {
         "n": int(text.shape[0]),
         "dim": int(text.shape[1]),
@@ -32,43 +36,23 @@ def summarize_views(text: Any, pred: Any, code: Any, *, top: int = 100) -> dict[
         "singular_values_pred_code": pred_spectrum.tolist(),
         "mean_top_singular_value": spectrum.mean().item(),
         "linear_residual_text_code": linear_residual(text, code),
-        "linear_residual_pred_code": linear_residual(pred, code),
+        "linear_residual_pred_code": linear_residual(pred, target),
         "collapse": {name: collapse_diagnostics(v) for name, v in (("text", text), ("pred", pred), ("code", code))},
-        "retrieval_pred_to_code": retrieval_accuracy(pred, code),
+        "retrieval_pred_to_code": retrieval_accuracy(pred, target),
         "retrieval_text_to_code": retrieval_accuracy(text, code),
     }
 
 
-def _read_run_config(model_path: str | Path) -> dict[str, Any]:
-    path = Path(model_path) / RUN_CONFIG
-    if not path.is_file():
-        return {}
-    import yaml
+def _default_load() -> Callable[..., Any]:
+    from ..runs import load_run
 
-    return yaml.safe_load(path.read_text()) or {}
+    return load_run
 
 
-def model_predictors(model_path: str | Path) -> int:
-    """k for a model: its training config's ``predictors`` (0 for a ``regular`` or lambda 0 run, which
-    never trained them), or 0 for a model without an llm-jepa training config (e.g. a hub model)."""
-    from ..config import is_baseline
+def _view_settings(view: Any) -> dict[str, Any]:
+    from dataclasses import asdict
 
-    cfg = _read_run_config(model_path)
-    if not cfg or is_baseline(cfg):
-        return 0
-    return int(cfg.get("predictors", 0))
-
-
-def load_for_analysis(model_path: str | Path) -> tuple[Any, Any]:
-    """(model, tokenizer) in eval mode, on the GPU when there is one."""
-    import torch
-
-    from ..modeling import load_model, load_tokenizer
-
-    plain = bool(_read_run_config(model_path).get("plain_text", False))
-    tok = load_tokenizer(str(model_path), plain_text=plain)
-    model = load_model(str(model_path), tok)
-    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval(), tok
+    return {k: v for k, v in asdict(view).items() if k not in ("label_mode", "build_views")}
 
 
 def _default_encode() -> Callable[..., Any]:
@@ -89,14 +73,16 @@ def _check_output(output: Path, overwrite: bool) -> None:
     output.mkdir(parents=True, exist_ok=True)
 
 
-def _per_model_k(models: Sequence[Any], predictors: int | Sequence[int] | None) -> list[int]:
-    if predictors is None:
-        return [model_predictors(m) for m in models]
-    if isinstance(predictors, int):
-        return [predictors] * len(models)
-    if len(predictors) != len(models):
+def _per_model_overrides(models: Sequence[Any], predictors: int | Sequence[int] | None,
+                         settings: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Explicit settings for each model: ``settings`` for all, and k (one for all, or one per model)."""
+    if predictors is None or isinstance(predictors, int):
+        ks = [predictors] * len(models)
+    elif len(predictors) != len(models):
         raise ValueError(f"got {len(predictors)} predictor counts for {len(models)} models")
-    return [int(k) for k in predictors]
+    else:
+        ks = [int(k) for k in predictors]
+    return [{**(settings or {}), **({"predictors": k} if k is not None else {})} for k in ks]
 
 
 def analyze(
@@ -106,17 +92,20 @@ def analyze(
     output: str | Path,
     limit: int | None = 1000,
     predictors: int | Sequence[int] | None = None,
+    settings: dict[str, Any] | None = None,
     batch_size: int = 16,
     overwrite: bool = False,
     top: int = 100,
     seed: int = 0,
     encode: Callable[..., Any] | None = None,
-    load: Callable[[Any], tuple[Any, Any]] | None = None,
+    load: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse ``models`` on the first ``limit`` examples of ``data``; write figures and ``analysis.json``.
 
-    ``predictors``: k per model (an int for all, a list, or None to read each model's training
-    config). ``encode`` / ``load`` replace ``encode_views`` / the model loader (tests, custom models).
+    Each model's views are built as it was trained (:func:`llm_jepa.runs.load_run`: k, predictor
+    position and order, direction, anchor rule, template). ``predictors`` (an int for all, a list
+    with one per model) and ``settings`` (training option names) override what the runs saved.
+    ``encode`` / ``load`` replace ``encode_views`` / ``load_run`` (tests, custom models).
     Returns the dict written to ``analysis.json``: ``{"data", "n", "models": {name: numbers}}``.
     Refuses a non-empty ``output`` unless ``overwrite``.
     """
@@ -125,16 +114,19 @@ def analyze(
 
     output = Path(output)
     _check_output(output, overwrite)
-    encode, load = encode or _default_encode(), load or load_for_analysis
+    encode, load = encode or _default_encode(), load or _default_load()
+    overrides = _per_model_overrides(models, predictors, settings)
     examples = load_examples(data, limit)
     result: dict[str, Any] = {"data": str(data), "n": len(examples), "models": {}}
     spectra, clouds = {}, {}
-    for name, path, k in zip(_names(models), models, _per_model_k(models, predictors), strict=True):
-        model, tok = load(path)
-        views = encode(model, tok, examples, predictors=k, batch_size=batch_size)
-        del model  # free the GPU before the next model
-        summary = summarize_views(views.text, views.pred, views.code, top=top)
-        result["models"][name] = {"path": str(path), "predictors": k, **summary}
+    for name, path, given in zip(_names(models), models, overrides, strict=True):
+        run = load(path, **given)
+        view = run.view
+        views = encode(run.model, run.tokenizer, examples, view=view, batch_size=batch_size)
+        del run  # free the GPU before the next model
+        summary = summarize_views(views.text, views.pred, views.code, top=top, target=views.target)
+        result["models"][name] = {"path": str(path), "predictors": view.predictors, "direction": view.direction,
+                                  "settings": _view_settings(view), **summary}
         spectra[name] = summary["singular_values_text_code"]
         clouds[name] = (views.text.float().cpu().numpy(), views.code.float().cpu().numpy())
     result["figures"] = {

@@ -124,26 +124,28 @@ def _evaluate_arm(cfg: DemoConfig, run_dir: Path, test_file: Path) -> dict[str, 
                     similarity=False)  # the demo measures alignment itself in _diagnose
 
 
-def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, predictors: int) -> dict[str, Any]:
+def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path) -> dict[str, Any]:
+    """Alignment and collapse of an arm's held-out views, built with the k (and every other view
+    setting) the arm trained with."""
     import torch.nn.functional as F
 
     from ..analysis.metrics import collapse_diagnostics, retrieval_accuracy
     from ..data import load_examples
     from ..embeddings import encode_views
-    from ..eval.runner import load_model_and_tokenizer
+    from ..runs import load_run
 
-    model, tok = load_model_and_tokenizer(str(run_dir))
-    emb = encode_views(model, tok, load_examples(test_file, cfg.n_analysis), predictors=predictors, batch_size=64)
+    run = load_run(run_dir)
+    emb = encode_views(run.model, run.tokenizer, load_examples(test_file, cfg.n_analysis), view=run.view, batch_size=64)
     return {
-        "pred_code_cosine": F.cosine_similarity(emb.pred, emb.code, dim=-1).mean().item(),
+        "predictors": run.view.predictors,
+        "pred_code_cosine": F.cosine_similarity(emb.pred, emb.target, dim=-1).mean().item(),
         "code_collapse": collapse_diagnostics(emb.code),
-        "retrieval": retrieval_accuracy(emb.pred, emb.code),
+        "retrieval": retrieval_accuracy(emb.pred, emb.target),
     }
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the whole demo; returns every number (also written to ``results.json``)."""
-    from ..config import is_baseline
 
     unknown = [a for a in cfg.arms if a not in ARMS]
     if unknown:
@@ -172,10 +174,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         run_dir = _train_arm(cfg, name, base, train_file, steps, out)
         train_s = time.perf_counter() - start
         summary = _evaluate_arm(cfg, run_dir, test_file)
-        k = 0 if is_baseline(ARMS[name]) else ARMS[name].get("predictors", 0)
         results["arms"][name] = {
             "steps": steps, "train_seconds": train_s, "summary": summary,
-            "diagnostics": _diagnose(cfg, run_dir, test_file, k), "log": _metrics_log(run_dir),
+            "diagnostics": _diagnose(cfg, run_dir, test_file), "log": _metrics_log(run_dir),
         }
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: trained in {train_s:.0f} s "
               f"({train_s / max(steps, 1):.2f} s/step), exact match {summary['metrics']['exact']['accuracy']:.3f}",

@@ -26,10 +26,13 @@ class AccuracyCallback(TrainerCallback):
         if self.tokenizer is None:  # built from the training config: the trainer's own tokenizer
             self.tokenizer = processing_class
 
-    def _score(self, model: Any) -> dict[str, float]:
+    def _score(self, model: Any, args: Any = None) -> dict[str, float]:
+        """Evaluate with the prompts and views of the run being trained (``args``: its training config)."""
+        from ..runs import in_memory_run
         from .runner import evaluate
 
-        summary = evaluate((model, self.tokenizer), self.examples, batch_size=self.batch_size, quiet=True,
+        run = in_memory_run(model, self.tokenizer, config=args)
+        summary = evaluate(run, self.examples, batch_size=self.batch_size, quiet=True,
                            similarity=self.similarity, **self.options)
         logs = {"eval_accuracy": summary["accuracy"]}
         logs.update({f"eval_{k}": v["accuracy"] for k, v in summary["metrics"].items()})
@@ -38,8 +41,8 @@ class AccuracyCallback(TrainerCallback):
                 logs[f"eval_similarity_{label}"] = summary[f"similarity_{label}"]
         return logs
 
-    def _log(self, state: Any, model: Any) -> None:
-        logs = self._score(model)
+    def _log(self, args: Any, state: Any, model: Any) -> None:
+        logs = self._score(model, args)
         if self.trainer is not None:
             self.trainer.log(logs)
         else:
@@ -47,11 +50,11 @@ class AccuracyCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if self.every_steps and state.global_step % self.every_steps == 0:
-            self._log(state, model)
+            self._log(args, state, model)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if not self.every_steps:
-            self._log(state, model)
+            self._log(args, state, model)
 
 
 def accuracy_callbacks(cfg: Any) -> list[AccuracyCallback]:

@@ -24,11 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--beams", type=int, default=1)
-    p.add_argument("--plain-text", action="store_true", help="the model was trained without a chat template")
     p.add_argument("--similarity", action=argparse.BooleanOptionalAction, default=True,
                    help="cos(Pred(Enc(Text)), Enc(Code)) per example and its mean for correct vs incorrect answers "
                         "(default on; one extra batched forward, --no-similarity skips it)")
-    p.add_argument("--predictors", type=int, default=0, help="k predictor tokens for the similarity (0: Enc(Text))")
     p.add_argument("--db-dir", help="Spider: directory holding DB_ID/DB_ID.sqlite")
     p.add_argument("--exact-output", action="store_true",
                    help="Spider: also the released code's comparison, identical sqlite3 shell output text (read-only)")
@@ -38,10 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Spider --exact-output")
     p.add_argument("--no-equivalence", action="store_true", help="regex: skip the DFA equivalence metric")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
+    from ..runs import add_run_arguments
+
+    add_run_arguments(p, predictors=dict(type=int, help="predictor tokens for the similarity (0: Enc(Text))"))
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs import run_overrides
     from .generate import GenerationSettings
     from .runner import evaluate
 
@@ -59,6 +61,6 @@ def run(args: argparse.Namespace) -> int:
     if args.no_equivalence:
         options["equivalence"] = False
     evaluate(args.model, args.data, task=args.task, limit=args.limit, output=args.output, overwrite=args.overwrite,
-             batch_size=args.batch_size, generation=settings, plain=args.plain_text, similarity=args.similarity,
-             predictors=args.predictors, **options)
+             batch_size=args.batch_size, generation=settings, settings=run_overrides(args), similarity=args.similarity,
+             **options)
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..views import render_chat
 from . import DEFAULT_BATCH_SIZE
 
 __all__ = ["GenerationSettings", "stop_token_ids", "render_prompt", "generate"]
@@ -47,12 +48,14 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
 
 
 def render_prompt(tokenizer: Any, messages: list[dict], plain: bool = False, separator: str = "\n") -> str:
-    """The prompt for generation: system + user with the generation prompt, or user + separator."""
+    """The prompt for generation, as training rendered it: system + user with the generation prompt
+    (the system folded into the user turn for templates that reject it), or user + ``separator``
+    (the run's ``--separator``) for plain-text models."""
     if plain:
         user = next(m["content"] for m in messages if m["role"] == "user")
         return user + separator
     prompt = [m for m in messages if m["role"] in ("system", "user")]
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    return render_chat(tokenizer, prompt, add_generation_prompt=True)
 
 
 @torch.no_grad()

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Example, load_examples
+from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
 from .tasks import detect_task, get_task
 
-__all__ = ["evaluate", "load_model_and_tokenizer", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
+__all__ = ["evaluate", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
 
@@ -44,32 +45,25 @@ def _check_model_path(model: Any) -> Path:
     return path
 
 
-def load_model_and_tokenizer(model: Any, device: str | None = None, dtype: str = "auto") -> tuple[Any, Any]:
-    """A path / hub name -> (model, tokenizer); an already loaded pair passes through."""
+def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
+    """The run to evaluate, without its weights yet: a directory or hub name (settings from its
+    ``llm_jepa_config.yaml``), a :class:`TrainedRun`, or a loaded ``(model, tokenizer)`` pair
+    (default settings); ``settings`` override. Fails before any output is written."""
+    settings = settings or {}
+    if isinstance(model, TrainedRun):
+        return model.with_overrides(**settings)
     if isinstance(model, (tuple, list)):
-        return model[0], model[1]
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = _check_model_path(model)
-    tok = AutoTokenizer.from_pretrained(str(model))
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if (path / "adapter_config.json").exists():
-        from peft import AutoPeftModelForCausalLM
-
-        m = AutoPeftModelForCausalLM.from_pretrained(str(model)).merge_and_unload()
-    else:
-        torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(dtype, "auto")
-        m = AutoModelForCausalLM.from_pretrained(str(model), dtype=torch_dtype)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return m.to(device).eval(), tok
+        return in_memory_run(model[0], model[1], **settings)
+    _check_model_path(model)
+    return load_run(model, weights=False, **settings)
 
 
 def _fingerprint_model(model: Any) -> str:
     """Where the model comes from: a directory's resolved path plus a hash of its weight files' sizes
     and sampled content (cheap, but changes when the model is retrained in place); else its name."""
-    if isinstance(model, (tuple, list)):
+    if isinstance(model, TrainedRun):
+        model = model.name
+    if isinstance(model, (tuple, list)) or model == "<in memory>":
         return "<in memory>"
     path = Path(str(model))
     if not path.is_dir():
@@ -148,7 +142,7 @@ _RANGES = {
 }
 
 
-def check_settings(settings: GenerationSettings, predictors: int = 0) -> None:
+def check_settings(settings: GenerationSettings) -> None:
     """Refuse values ``model.generate`` would reject (or silently misuse) mid-run, naming the
     option as the command line spells it."""
     for field, (ok, want) in _RANGES.items():
@@ -156,8 +150,6 @@ def check_settings(settings: GenerationSettings, predictors: int = 0) -> None:
         if not ok(value):
             flag = {"num_beams": "beams"}.get(field, field).replace("_", "-")
             raise ValueError(f"--{flag} ({field}) must be {want}, got {value}")
-    if predictors < 0:
-        raise ValueError(f"--predictors must be 0 or more, got {predictors}")
 
 
 def summarize(records: list[dict], task: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -196,13 +188,14 @@ def _correct(record: dict, primary: str) -> bool | None:
     return None if value is None else bool(value)
 
 
-def _score_batch(task: str, module: Any, model: Any, tok: Any, batch: list[Example], settings: GenerationSettings,
-                 batch_size: int, plain: bool, options: dict[str, Any]) -> list[dict]:
+def _score_batch(task: str, module: Any, run: TrainedRun, batch: list[Example], settings: GenerationSettings,
+                 batch_size: int, options: dict[str, Any]) -> list[dict]:
+    model, tok, plain, sep = run.model, run.tokenizer, run.plain_text, run.view.separator
     if hasattr(module, "choose"):  # a non-generative task (HellaSwag) answers from the model's scores itself
-        choices = module.choose(model, tok, batch, plain=plain, batch_size=batch_size)
+        choices = module.choose(model, tok, batch, plain=plain, batch_size=batch_size, separator=sep)
         gens = [c["choice"] for c in choices]
     else:
-        prompts = [render_prompt(tok, list(ex.messages), plain) for ex in batch]
+        prompts = [render_prompt(tok, list(ex.messages), plain, separator=sep) for ex in batch]
         gens = generate(model, tok, prompts, settings, batch_size, plain)
     return [_record(module, ex, gen, options) for ex, gen in zip(batch, gens, strict=True)]
 
@@ -233,18 +226,24 @@ def evaluate(
     overwrite: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     generation: GenerationSettings | None = None,
-    plain: bool = False,
+    settings: dict[str, Any] | None = None,
     similarity: bool = True,
-    predictors: int = 0,
     quiet: bool = False,
     max_new_tokens: int | None = None,
     **options: Any,
 ) -> dict[str, Any]:
-    """Score ``model`` (a directory, hub name or ``(model, tokenizer)`` pair) on ``data``; returns
-    the summary. ``options`` go to the task's metric (e.g. ``db_dir`` for Spider,
-    ``reference_compatible`` for NQ-Open, ``equivalence`` for regex). ``similarity``: also
-    cos(Pred(Enc(Text)), Enc(Code)) per example (one batched no-grad forward per batch;
-    Enc(Text) itself when ``predictors`` is 0)."""
+    """Score ``model`` (a directory, hub name, :class:`~llm_jepa.runs.TrainedRun` or ``(model,
+    tokenizer)`` pair) on ``data``; returns the summary. Prompts and views are built with the settings
+    the model was trained with (its ``llm_jepa_config.yaml``, see :mod:`llm_jepa.runs`); ``settings``
+    overrides them by training option name (``{"separator": " => ", "predictors": 2}``). ``options``
+    go to the task's metric (e.g. ``db_dir`` for Spider, ``reference_compatible`` for NQ-Open,
+    ``equivalence`` for regex). ``similarity``: also cos(Pred(Enc(source)), Enc(target)) per example
+    with the run's k, direction, predictor position and order and anchor rule (one batched no-grad
+    forward per batch; Enc(source) itself when k is 0)."""
+    misplaced = sorted(set(options) & (set(SETTINGS) | {"plain"}))
+    if misplaced:
+        raise ValueError(f"{', '.join(misplaced)}: a setting of the model's run, not a metric option; pass "
+                         "settings={...} (the eval flags of the same name), or leave it to the run's saved config")
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of examples, got {limit}")
     if batch_size < 1:
@@ -256,27 +255,25 @@ def evaluate(
     module = get_task(task)
     if hasattr(module, "check"):
         module.check(examples, **options)
-    settings = generation or GenerationSettings()
+    gen = generation or GenerationSettings()
     if max_new_tokens is not None:  # a shortcut for callers with plain options (sweep files)
-        settings = replace(settings, max_new_tokens=max_new_tokens)
-    check_settings(settings, predictors)
-    model_name = str(model) if not isinstance(model, (tuple, list)) else "<in memory>"
+        gen = replace(gen, max_new_tokens=max_new_tokens)
+    check_settings(gen)
+    trained = _open_run(model, settings)
     run = {"model": _fingerprint_model(model), "data": str(data) if not isinstance(data, list) else "<in memory>",
            "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
-           "generation": asdict(settings), "plain": plain, "options": {k: str(v) for k, v in options.items()},
-           "predictors": predictors}  # k changes every similarity, so a resumed run must use the same k
-    if not isinstance(model, (tuple, list)):
-        _check_model_path(model)
+           "generation": asdict(gen), "options": {k: str(v) for k, v in options.items()},
+           "run_settings": trained.settings()}  # prompts and similarities follow them: a resumed run must match
     out_dir = Path(output) if output else None
     done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
-    mdl, tok = load_model_and_tokenizer(model)
+    trained.load_weights()
     todo = [i for i in range(len(examples)) if i not in done]
     step = batch_size * 4  # write to disk every few batches
     for start in range(0, len(todo), step):
         idx = todo[start : start + step]
         chunk = [examples[i] for i in idx]
-        scored = _score_batch(task, module, mdl, tok, chunk, settings, batch_size, plain, options)
-        sims = _similarities(mdl, tok, chunk, predictors, plain, batch_size) if similarity else [None] * len(idx)
+        scored = _score_batch(task, module, trained, chunk, gen, batch_size, options)
+        sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
         for i, rec, sim in zip(idx, scored, sims, strict=True):
             done[i] = {"index": i, **rec, "similarity": sim}
         if out_dir:
@@ -284,15 +281,15 @@ def evaluate(
                 f.writelines(json.dumps(done[i]) + "\n" for i in idx)
     missing = [i for i in sorted(done) if similarity and done[i].get("similarity") is None]
     if missing:  # resumed from a run made without similarity
-        for i, sim in zip(missing, _similarities(mdl, tok, [examples[i] for i in missing], predictors, plain,
-                                                 batch_size), strict=True):
+        sims = _similarities(trained, [examples[i] for i in missing], batch_size)
+        for i, sim in zip(missing, sims, strict=True):
             done[i]["similarity"] = sim
     if out_dir and (missing or list(done) != sorted(done)):  # keep the file whole and in data order
         _write_predictions(out_dir / PREDICTIONS, done)
     records = [done[i] if similarity else {**done[i], "similarity": None} for i in range(len(examples))]
-    settings_out = {"generation": asdict(settings), "options": run["options"], "batch_size": batch_size,
-                    "plain": plain, "similarity": similarity, "predictors": predictors}
-    summary = summarize(records, task, {"model": model_name, "generation": settings_out["generation"],
+    settings_out = {"generation": asdict(gen), "options": run["options"], "batch_size": batch_size,
+                    "similarity": similarity, "run": trained.settings()}
+    summary = summarize(records, task, {"model": trained.name, "generation": settings_out["generation"],
                                         "options": settings_out["options"], "settings": settings_out})
     if out_dir:
         (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
@@ -301,15 +298,14 @@ def evaluate(
     return summary
 
 
-def _similarities(model: Any, tok: Any, examples: list[Example], predictors: int, plain: bool,
-                  batch_size: int) -> list[float]:
-    """Cosine between Pred(Enc(Text)) (Enc(Text) when k = 0) and Enc(Code), per example."""
+def _similarities(run: TrainedRun, examples: list[Example], batch_size: int) -> list[float]:
+    """cos(Pred(Enc(source)), Enc(target)) per example, with the views built as the run trained them."""
     import torch.nn.functional as F
 
     from ..embeddings import encode_views
 
-    emb = encode_views(model, tok, examples, predictors=predictors, chat_template=not plain, batch_size=batch_size)
-    return F.cosine_similarity(emb.pred, emb.code, dim=-1).tolist()
+    emb = encode_views(run.model, run.tokenizer, examples, view=run.view, batch_size=batch_size)
+    return F.cosine_similarity(emb.pred, emb.target, dim=-1).tolist()
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -118,6 +118,7 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
 
     from ..config import load_config
     from ..eval.runner import evaluate
+    from ..runs import split_settings
     from ..train import train
 
     if run.eval_data is None:
@@ -135,7 +136,10 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
         train(load_config(run.base, overrides=overrides))
     if eval_dir.exists():
         _move_aside(eval_dir, run_dir / "incomplete")
-    summary = dict(evaluate(str(train_dir), run.eval_data, output=str(eval_dir), **run.eval_options))
+    # the run's saved settings (k, separator, ...) reach the evaluation; a run setting named in the
+    # sweep file's eval section overrides them for every run
+    settings, options = split_settings(run.eval_options)
+    summary = dict(evaluate(str(train_dir), run.eval_data, output=str(eval_dir), settings=settings, **options))
     train_results = train_dir / "train_results.json"
     if train_results.is_file():
         summary.setdefault("train", json.loads(train_results.read_text()))

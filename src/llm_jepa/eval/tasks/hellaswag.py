@@ -52,7 +52,8 @@ def pick(logits: torch.Tensor) -> list[str]:
 
 
 @torch.no_grad()
-def choose(model: Any, tokenizer: Any, examples: list, plain: bool = False, batch_size: int = 8) -> list[dict]:
+def choose(model: Any, tokenizer: Any, examples: list, plain: bool = False, batch_size: int = 8,
+           separator: str = "\n") -> list[dict]:
     from ..generate import render_prompt
 
     device = next(model.parameters()).device
@@ -61,7 +62,8 @@ def choose(model: Any, tokenizer: Any, examples: list, plain: bool = False, batc
     out = []
     try:
         for i in range(0, len(examples), batch_size):
-            prompts = [render_prompt(tokenizer, list(ex.messages), plain) for ex in examples[i : i + batch_size]]
+            prompts = [render_prompt(tokenizer, list(ex.messages), plain, separator)
+                       for ex in examples[i : i + batch_size]]
             ids = torch.tensor([letter_ids(tokenizer, p, plain) for p in prompts], device=device)  # [B, 4]
             enc = tokenizer(prompts, add_special_tokens=plain, padding=True, return_tensors="pt").to(device)
             last = model(**enc, logits_to_keep=1).logits[:, -1]  # [B, V]
