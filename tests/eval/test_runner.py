@@ -221,3 +221,14 @@ def test_cli_writes_summary(ckpt, data, tmp_path):
     assert summary["task"] == "regex" and summary["n"] == 3
     assert set(summary["metrics"]) == {"exact", "startswith", "equivalent"}
     assert len(summary["ci95"]) == 2
+
+
+def test_a_second_evaluation_into_a_held_output_fails_at_once(ckpt, data, tmp_path):
+    from llm_jepa.rundir import OutputLock, OutputLockedError
+
+    out = tmp_path / "o"
+    with OutputLock(out, "evaluation"), pytest.raises(OutputLockedError, match=r"evaluation \(pid \d+ on "):
+        evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
+    assert [p.name for p in out.iterdir()] == [".llm-jepa.lock"]  # nothing written by the refused run
+    evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
+    evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)

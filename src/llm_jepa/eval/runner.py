@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Example, load_examples
+from ..rundir import OutputLock, entries
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
@@ -109,12 +110,21 @@ def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
     pred_file.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
 
 
+def _lock_output(output: Path | None) -> OutputLock | None:
+    """Hold ``output`` for this evaluation (a second one into it fails at once, naming this one)."""
+    if output is None:
+        return None
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"{output} is a file, not a directory; choose another --output")
+    return OutputLock(output, "evaluation").acquire()
+
+
 def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples: list[Example]) -> dict[int, dict]:
     """Create ``output`` or check it belongs to this run; return the predictions already made."""
     run_file, pred_file = output / RUN, output / PREDICTIONS
     if output.exists() and not output.is_dir():
         raise FileExistsError(f"{output} is a file, not a directory; choose another --output")
-    if output.exists() and any(output.iterdir()):
+    if entries(output):  # our lock file aside
         if overwrite:
             for f in (pred_file, output / SUMMARY, run_file):
                 f.unlink(missing_ok=True)
@@ -221,7 +231,13 @@ def evaluate(
     if not isinstance(model, (tuple, list)):
         _check_model_path(model)
     out_dir = Path(output) if output else None
-    done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
+    lock = _lock_output(out_dir)  # released on return; on a later error, when this frame is dropped
+    try:
+        done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
+    except BaseException:  # a refused output directory stays free for the corrected rerun
+        if lock is not None:
+            lock.release()
+        raise
     mdl, tok = load_model_and_tokenizer(model)
     todo = [i for i in range(len(examples)) if i not in done]
     step = batch_size * 4  # write to disk every few batches
@@ -251,6 +267,8 @@ def evaluate(
         (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     if not quiet:
         print_summary(summary)
+    if lock is not None:
+        lock.release()
     return summary
 
 
