@@ -186,3 +186,33 @@ def test_yaml_values_of_the_wrong_type_name_file_and_key(tmp_path):
             load_config(path)
     path.write_text("output_dir: out\nlr_scheduler_kwargs: {min_lr: 0.0001}\n")
     assert load_config(path).lr_scheduler_kwargs == {"min_lr": 0.0001}  # options that take a mapping still do
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_continues_from_a_complete_checkpoint(ckpt, data, tmp_path):  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = ["--model", str(ckpt), "--data", str(data), "--output_dir", str(out), "--max_steps", "300",
+            "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_steps", "3", "--disable_tqdm",
+            "true", "--learning_rate", "1e-3", "--seed", "5", "--save_total_limit", "3"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "llm_jepa.cli", "train", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (out / "checkpoint-9").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert (out / "checkpoint-9").exists()
+    from llm_jepa.rundir import checkpoint_is_complete
+
+    assert all(checkpoint_is_complete(p) for p in out.glob("checkpoint-*"))  # only whole ones are visible
+    killed_at = max(r["step"] for r in read_metrics(out / "metrics.jsonl"))
+    newest = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    train(load_config(None, [*args, "--max_steps", str(newest + 2), "--resume", "true"]))  # the lock is stale
+    assert _steps(out) == list(range(1, newest + 3)), killed_at

@@ -184,10 +184,9 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
     With ``resume``: a finished training is not repeated (only evaluation is), and an interrupted
     one continues from its last checkpoint, or restarts if it has none.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     from ..config import load_config
     from ..eval.runner import evaluate
+    from ..rundir import newest_complete_checkpoint
     from ..train import train
 
     if run.eval_data is None:
@@ -198,7 +197,7 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
     if compute is not None:
         overrides["max_steps"] = compute["max_steps"]
     if not (train_dir / "train_results.json").is_file():
-        if resume and train_dir.is_dir() and get_last_checkpoint(str(train_dir)):
+        if resume and newest_complete_checkpoint(train_dir)[0] is not None:
             overrides["resume"] = True
         elif train_dir.exists():
             _move_aside(train_dir, run_dir / "incomplete")
