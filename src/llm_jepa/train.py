@@ -158,13 +158,13 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
 
 
 # options a resumed run must share with the run that wrote the checkpoint: changing them mid-run
-# makes steps 1..N and N+1.. different experiments under one config file
+# makes steps 1..N and N+1.. different experiments under one config file. The batch split is not
+# among them: a run may resume on another number of processes with the same global batch.
 RESUME_FIXED = ("predictors", "jepa_lambda", "gamma", "distance", "temperature", "infonce_gather", "regular",
                 "loss_dropout", "predictor_position", "direction", "anchor_offset", "stop_gradient_target",
                 "vicreg_weight", "sigreg_weight", "monitor_views_every", "label_mode", "plain_text", "max_length",
-                "learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay",
-                "per_device_train_batch_size", "gradient_accumulation_steps", "seed", "model_name_or_path",
-                "train_file", "lora", "lora_r", "lora_alpha", "pretrain")
+                "learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "seed",
+                "model_name_or_path", "train_file", "lora", "lora_r", "lora_alpha", "pretrain")
 
 
 def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
