@@ -107,8 +107,9 @@ class NonFiniteGuard(TrainerCallback):
 
 def _all_finite(grads: list) -> bool:
     """One flag for all ranks (sharded gradients differ per rank), so every rank stops together."""
-    local = [g.to_local() if hasattr(g, "to_local") else g for g in grads]
-    ok = torch.stack([torch.isfinite(g).all() for g in local]).all() if local else torch.tensor(True)
+    flags = [torch.isfinite(g.to_local() if hasattr(g, "to_local") else g).all() for g in grads]
+    # one device for the stack (a model spread over devices has gradients on each); one sync below
+    ok = torch.stack([f.to(flags[0].device) for f in flags]).all() if flags else torch.tensor(True)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         flag = ok.to(torch.float32).reshape(1)
         if torch.distributed.get_backend() == "nccl":

@@ -66,7 +66,6 @@ def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
         run_demo_seeds(cfg, [1, 1])
 
 
-@pytest.mark.slow
 def test_overwrite_with_more_steps_retrains_and_keeps_the_old_demo(tmp_path):
     small = dict(batch_size=4, n_train=40, n_test=4, size="micro", n_analysis=4, max_new_tokens=4,
                  arms=["baseline"])
