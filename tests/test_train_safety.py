@@ -97,10 +97,14 @@ def test_overwrite_moves_the_previous_run_aside_and_starts_a_fresh_log(ckpt, dat
     assert [r["kind"] for r in read_metrics(out / "metrics.jsonl", None)] == ["train", "train", "summary"]
 
 
-def test_a_locked_output_directory_refuses_a_second_run_at_once(ckpt, data, tmp_path):  # noqa: F811
+def test_a_locked_output_directory_refuses_a_second_run_at_once(ckpt, data, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "run"
-    with OutputLock(out, "training"), pytest.raises(OutputLockedError, match=r"in use by another llm-jepa training \(pid"):
-        train(_cfg(ckpt, data, out))
+    with OutputLock(out, "training"):
+        with pytest.raises(OutputLockedError, match=r"in use by another llm-jepa training \(pid"):
+            train(_cfg(ckpt, data, out))
+        code = main(["train", "--model", str(ckpt), "--data", str(data), "--output_dir", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and err.startswith(f"llm-jepa train: error: {out} is in use") and "\n" not in err
     assert [p.name for p in out.iterdir()] == [".llm-jepa.lock"]  # the second run wrote nothing
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import fcntl
 import json
 import logging
 import os
@@ -24,6 +23,11 @@ import shutil
 import socket
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not locked
+    fcntl = None
 
 __all__ = ["LOCK_NAME", "STAGING", "OutputLock", "OutputLockedError", "move_aside", "entries",
            "checkpoint_is_complete", "newest_complete_checkpoint", "AtomicCheckpoints",
@@ -36,8 +40,8 @@ STAGING = ".checkpoint-staging"  # where checkpoints are written before being re
 _CHECKPOINT = "checkpoint-"
 
 
-class OutputLockedError(RuntimeError):
-    """Another live process holds the output directory."""
+class OutputLockedError(FileExistsError):
+    """Another live process holds the output directory (a FileExistsError: the CLI prints it as one line)."""
 
 
 class OutputLock:
@@ -57,6 +61,8 @@ class OutputLock:
 
     def acquire(self) -> OutputLock:
         self.directory.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            return self
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
