@@ -3,6 +3,8 @@ steps stopped, --overwrite keeps the previous run, atomic checkpoints, resume fr
 complete one with a log that holds each step once, and a locked output directory."""
 
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -220,3 +222,12 @@ def test_kill_9_then_resume_continues_from_a_complete_checkpoint(ckpt, data, tmp
     newest = max(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
     train(load_config(None, [*args, "--max_steps", str(newest + 2), "--resume", "true"]))  # the lock is stale
     assert _steps(out) == list(range(1, newest + 3)), killed_at
+
+
+def test_best_checkpoint_is_named_by_its_final_path(ckpt, data, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    train(_cfg(ckpt, data, out, "--eval_file", str(data), "--eval_strategy", "steps", "--eval_steps", "2",
+               "--load_best_model_at_end", "true", "--metric_for_best_model", "loss"))
+    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"] in (str(out / "checkpoint-2"), str(out / "checkpoint-4"))
+    assert not (out / ".checkpoint-staging").exists()

@@ -190,14 +190,15 @@ class AtomicCheckpoints:
             self._staging_active = False
         self.accelerator.wait_for_everyone()  # every rank has written its shards
         if self.args.should_save:
+            best = self.state.best_model_checkpoint
+            if best and Path(best).parent == staging:  # the Trainer named the best one by its staging path
+                self.state.best_model_checkpoint = str(real / Path(best).name)
+                self.state.save_to_json(str(staging / name / "trainer_state.json"))
             final = real / name
             if final.exists():  # the same step saved again (e.g. a run resumed before its last save)
                 shutil.rmtree(final)
             os.replace(staging / name, final)
             shutil.rmtree(staging, ignore_errors=True)
-            best = self.state.best_model_checkpoint
-            if best and Path(best).parent == staging:
-                self.state.best_model_checkpoint = str(real / Path(best).name)
             rotate_checkpoints(output_dir=str(real), save_total_limit=self.args.save_total_limit,
                                best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
         self.accelerator.wait_for_everyone()
