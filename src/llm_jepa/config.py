@@ -102,7 +102,8 @@ class JepaConfig(TrainingArguments):
     )
     # ---- run -----------------------------------------------------------------------------------
     callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
-    overwrite: bool = _opt(False, "Allow writing into a non-empty output directory.")
+    overwrite: bool = _opt(False, "Start afresh in a non-empty output directory: its contents are moved to "
+                                  "<dir>.previous-N, never deleted.")
     resume: bool = _opt(False, "Continue from the newest complete checkpoint in the output directory.")
     resume_allow_changes: bool = _opt(
         False, "With --resume: accept objective/optimiser options that differ from the saved run (the old "
