@@ -25,6 +25,11 @@ def _write(tmp_path, rows):
         ({"messages": [{"role": "user", "content": "u"}, {"role": "bot", "content": "a"}]}, "unknown role 'bot'"),
         ({"message": []}, "field 'messages': missing"),
         ({**GOOD, "code": 3}, "field 'code'"),
+        # an escaped lone surrogate decodes from JSON but no tokenizer can encode it
+        ('{"messages": [{"role": "user", "content": "a \\ud800 b"}, {"role": "assistant", "content": "x"}]}',
+         "field 'messages[0].content': invalid character"),
+        ({**GOOD, "paraphrases": ["one", ""]}, "field 'paraphrases[1]': empty string"),
+        ({**GOOD, "text": "t \ud83d"}, "field 'text': invalid character"),
     ],
 )
 def test_bad_rows_name_file_line_and_field(tmp_path, bad, needle):
@@ -61,3 +66,17 @@ def test_dataset_directory_loads_through_datasets(tmp_path):
     (d / "train.jsonl").write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "code": "C"}) + "\n")
     ex = load_examples(d)
     assert len(ex) == 2 and ex[1].code_view == "C" and ex[0].source[0].endswith("my_dataset[train]")
+
+
+def test_non_utf8_bytes_name_the_line(tmp_path):
+    path = tmp_path / "d.jsonl"
+    good = json.dumps(GOOD).encode()
+    path.write_bytes(good + b"\n" + good.replace(b'"u"', b'"caf\xe9"') + b"\n")
+    with pytest.raises(DataError, match=rf"{path}:2: not valid UTF-8 \(byte 0xe9"):
+        load_examples(path)
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n" + json.dumps(GOOD).encode() + b"\n")
+    assert [ex.user for ex in load_examples(path)] == ["u", "u"]

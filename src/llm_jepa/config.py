@@ -142,8 +142,15 @@ class JepaConfig(TrainingArguments):
     accuracy_examples: int = _opt(32, "Rows of --eval_file that --accuracy_every_steps scores.")
     accuracy_task: str | None = _opt(None, "Task of --accuracy_every_steps (as llm-jepa eval --task; default: detected).")
     callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
-    overwrite: bool = _opt(False, "Allow writing into a non-empty output directory.")
-    resume: bool = _opt(False, "Continue from the last checkpoint in the output directory.")
+    overwrite: bool = _opt(False, "Start afresh in a non-empty output directory: its contents are moved to "
+                                  "<dir>.previous-N, never deleted.")
+    resume: bool = _opt(False, "Continue from the newest complete checkpoint in the output directory.")
+    resume_allow_changes: bool = _opt(
+        False, "With --resume: accept objective/optimiser options that differ from the saved run (the old "
+        "config is kept as llm_jepa_config.before-step-N.yaml)."
+    )
+    on_non_finite: str = _opt("stop", "A NaN/inf loss or gradient: 'stop' the run with an error naming the step, "
+                              "or 'skip' that optimizer step.", choices=["stop", "skip"])
     # ---- Trainer defaults that suit this library -------------------------------------------------
     remove_unused_columns: bool = _opt(False, "Keep the packed batch's extra keys (required).")
     logging_steps: float = _opt(10, "Log every X update steps.")
@@ -167,8 +174,7 @@ class JepaConfig(TrainingArguments):
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; avoid torch's warning
         self.view_config()  # validates predictors / choices early
-        if not 0.0 <= self.loss_dropout <= 1.0:
-            raise ConfigError(f"loss_dropout must be in [0, 1], got {self.loss_dropout}")
+        _validate_ranges(self)
         if self.infonce_gather and not self.dataloader_drop_last:
             self.dataloader_drop_last = True  # all ranks must hold the same number of pairs to gather
         if self.loss_dropout > 0 and self.dataloader_num_workers > 0:
@@ -214,6 +220,59 @@ def _derive(cls: type, cfg: JepaConfig, **special: Any) -> Any:
     return cls(**same, **special)
 
 
+# (option, test, what it must be): checked before anything is written, so that a run can never
+# start on values that produce NaN weights or an empty objective
+_RANGES = (
+    ("temperature", lambda v: v > 0, "> 0 (InfoNCE divides by it)"),
+    ("jepa_lambda", lambda v: v >= 0, ">= 0"),
+    ("gamma", lambda v: v >= 0, ">= 0"),
+    ("loss_dropout", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    ("vicreg_weight", lambda v: v >= 0, ">= 0"),
+    ("sigreg_weight", lambda v: v >= 0, ">= 0"),
+    ("max_length", lambda v: v >= 1, ">= 1"),
+    ("pack_length", lambda v: v >= -1, "-1 (automatic), 0 (one row) or a positive token count"),
+    ("monitor_views_every", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("per_device_train_batch_size", lambda v: v >= 1, ">= 1"),
+    ("per_device_eval_batch_size", lambda v: v >= 1, ">= 1"),
+    ("gradient_accumulation_steps", lambda v: v >= 1, ">= 1"),
+    ("learning_rate", lambda v: v >= 0, ">= 0"),
+    ("max_train_examples", lambda v: v is None or v >= 1, ">= 1"),
+    ("lora_r", lambda v: v >= 1, ">= 1"),
+    ("lora_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+)
+# objective options that --regular (plain fine-tuning) ignores, with their defaults
+_VIEW_ONLY = ("distance", "temperature", "infonce_gather", "loss_dropout", "stop_gradient_target", "vicreg_weight",
+              "sigreg_weight", "anchor_offset", "predictor_position", "direction")
+
+
+def _validate_ranges(cfg: JepaConfig) -> None:
+    import math
+
+    for name, ok, what in _RANGES:
+        value = getattr(cfg, name)
+        if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
+            raise ConfigError(f"{name} must be {what}, got {value}")
+    if cfg.gamma == 0 and (cfg.regular or cfg.jepa_lambda == 0):
+        raise ConfigError("gamma and lambda are both 0 (or gamma 0 with --regular): the objective is empty")
+    if cfg.anchor_offset is not None and not -cfg.max_length < cfg.anchor_offset < 0:
+        raise ConfigError(f"anchor_offset must be negative and above -max_length ({-cfg.max_length}), "
+                          f"got {cfg.anchor_offset} (the anchor is the view length + offset)")
+    ignored = regular_ignores(cfg)
+    if ignored:
+        import warnings
+
+        warnings.warn(f"--regular trains plain fine-tuning: the JEPA options {', '.join(ignored)} are set but NOT "
+                      "used (the saved config says so)", stacklevel=3)
+
+
+def regular_ignores(cfg: JepaConfig) -> list[str]:
+    """Options set away from their defaults that --regular does not use."""
+    if not cfg.regular:
+        return []
+    defaults = {f.name: f.default for f in fields(JepaConfig)}
+    return [n for n in _VIEW_ONLY if getattr(cfg, n) != defaults[n]]
+
+
 def _has_accelerator() -> bool:
     mps = getattr(torch.backends, "mps", None)
     xpu = getattr(torch, "xpu", None)
@@ -234,8 +293,51 @@ def _dict_to_argv(values: dict[str, Any], valid: set[str], origin: str) -> list[
         if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
         argv.append(f"--{key}")
+        if isinstance(value, dict):  # options that take a mapping parse it from JSON
+            import json
+
+            argv.append(json.dumps(value))
+            continue
         argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
     return argv
+
+
+def _check_types(values: dict[str, Any], parser: HfArgumentParser, origin: str) -> None:
+    """Each YAML value must be what its option parses (a mapping only where the option takes one, a
+    list only for list options); the error names the file and the key."""
+    actions = {s.lstrip("-").replace("-", "_"): a for a in parser._actions for s in a.option_strings}
+    mapping_ok = set(getattr(TrainingArguments, "_VALID_DICT_FIELDS", ()))  # the Trainer parses these from JSON
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        action = actions.get(name)
+        if action is None or value is None:
+            continue  # unknown keys are reported by _dict_to_argv
+        where = f"{origin}: key '{key}'"
+        many = action.nargs in ("+", "*")
+        if isinstance(value, dict):
+            if action.dest in mapping_ok:
+                continue
+            raise ConfigError(f"{where}: expected {'a list' if many else 'a single value'}, got a mapping")
+        if isinstance(value, (list, tuple)) and not many and len(value) > 1:  # [x] reads as x (report_to)
+            raise ConfigError(f"{where}: expected a single value, got a list")
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            _check_item(action, item, where)
+
+
+def _check_item(action: Any, item: Any, where: str) -> None:
+    import argparse
+
+    if isinstance(item, (dict, list, tuple)):
+        raise ConfigError(f"{where}: expected a plain value, got {type(item).__name__} {item!r}")
+    converted = item
+    if callable(action.type):
+        try:
+            converted = action.type(str(item))
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
+            name = getattr(action.type, "__name__", "value")
+            raise ConfigError(f"{where}: {item!r} is not a valid {name}") from None
+    if action.choices and converted not in action.choices and str(item) not in map(str, action.choices):
+        raise ConfigError(f"{where}: {item!r} is not one of {list(action.choices)}")
 
 
 def _valid_names(parser: HfArgumentParser) -> set[str]:
@@ -273,7 +375,10 @@ def load_config(
         path = Path(yaml_path)
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
-        argv += _dict_to_argv(read_yaml_options(path), valid, str(path))
+        data = read_yaml_options(path)
+        _check_types(data, parser, str(path))
+        argv += _dict_to_argv(data, valid, str(path))
+    _check_types(overrides or {}, parser, "overrides")
     argv += _dict_to_argv(overrides or {}, valid, "overrides")
     argv += list(args or [])
     argv = respell(parser, argv)  # --eval_data and --eval-data alike (llm_jepa.spelling)
@@ -298,4 +403,8 @@ def save_config(cfg: JepaConfig, path: str | Path) -> None:
     clean = {k: v for k, v in clean.items() if isinstance(v, plain)}
     if getattr(cfg, "_auto_cpu", False):
         clean["use_cpu"] = False  # chosen for this machine only; the file must also run on a GPU
-    Path(path).write_text(yaml.safe_dump(clean, sort_keys=True))
+    header = ""
+    if cfg.regular:  # what ran, for a reader of this file: the JEPA options below had no effect
+        ignored = ["jepa_lambda", *regular_ignores(cfg)]
+        header = f"# regular: true ran plain fine-tuning; these options were NOT used: {', '.join(ignored)}\n"
+    Path(path).write_text(header + yaml.safe_dump(clean, sort_keys=True))

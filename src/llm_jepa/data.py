@@ -69,6 +69,16 @@ def _where(source: tuple[str, int], fieldname: str) -> str:
     return f"{source[0]}:{source[1]}: field '{fieldname}'"
 
 
+def _check_text(value: str, source: tuple[str, int], fieldname: str) -> str:
+    """A JSON string may hold an escaped lone surrogate (``"\\ud800"``) that no tokenizer can encode."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataError(f"{_where(source, fieldname)}: invalid character {value[e.start]!r} at position {e.start} "
+                        "(a lone UTF-16 surrogate escape)") from None
+    return value
+
+
 def _check_messages(raw: Any, source: tuple[str, int]) -> tuple[dict[str, str], ...]:
     if not isinstance(raw, list) or not raw:
         raise DataError(f"{_where(source, 'messages')}: expected a non-empty list of messages")
@@ -83,7 +93,7 @@ def _check_messages(raw: Any, source: tuple[str, int]) -> tuple[dict[str, str], 
             raise DataError(f"{_where(source, name + '.role')}: unknown role {m['role']!r}, expected one of {ROLES}")
         if not isinstance(m.get("content"), str):
             raise DataError(f"{_where(source, name + '.content')}: missing or not a string")
-        out.append({"role": m["role"], "content": m["content"]})
+        out.append({"role": m["role"], "content": _check_text(m["content"], source, name + ".content")})
     roles = [m["role"] for m in out]
     for role in ("user", "assistant"):
         if roles.count(role) != 1:
@@ -107,7 +117,7 @@ def _optional_view(row: dict, key: str, source: tuple[str, int]) -> str | None:
         value = value[0]["content"]
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{_where(source, key)}: expected a non-empty string")
-    return value
+    return _check_text(value, source, key)
 
 
 def example_from_row(row: Any, source: tuple[str, int] = ("<memory>", 0)) -> Example:
@@ -119,6 +129,10 @@ def example_from_row(row: Any, source: tuple[str, int] = ("<memory>", 0)) -> Exa
     paraphrases = row.get("paraphrases") or ()
     if not isinstance(paraphrases, (list, tuple)) or not all(isinstance(p, str) for p in paraphrases):
         raise DataError(f"{_where(source, 'paraphrases')}: expected a list of strings")
+    for i, text in enumerate(paraphrases):
+        if not text.strip():
+            raise DataError(f"{_where(source, f'paraphrases[{i}]')}: empty string (each version must have text)")
+        _check_text(text, source, f"paraphrases[{i}]")
     known = {"messages", "text", "code", "paraphrases"}
     return Example(
         messages=_check_messages(row["messages"], source),
@@ -132,10 +146,11 @@ def example_from_row(row: Any, source: tuple[str, int] = ("<memory>", 0)) -> Exa
 
 def _read_jsonl(path: Path, limit: int | None) -> list[Example]:
     examples = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
             if limit is not None and len(examples) >= limit:
                 break
+            line = _decode(raw, path, lineno)
             if not line.strip():
                 continue
             try:
@@ -144,6 +159,15 @@ def _read_jsonl(path: Path, limit: int | None) -> list[Example]:
                 raise DataError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
             examples.append(example_from_row(row, (str(path), lineno)))
     return examples
+
+
+def _decode(raw: bytes, path: Path, lineno: int) -> str:
+    """One line as UTF-8 (a byte-order mark opening the file is accepted), or an error naming where."""
+    try:
+        return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                        "save the file as UTF-8") from None
 
 
 def _read_hf_dataset(name: str, split: str, limit: int | None) -> list[Example]:

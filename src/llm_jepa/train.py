@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -15,12 +17,23 @@ from transformers import TrainerCallback
 from .collator import PackingCollator
 from .config import JepaConfig, save_config
 from .data import load_examples
+from .rundir import (
+    AtomicCheckpoints,
+    OutputLock,
+    entries,
+    move_aside,
+    newest_complete_checkpoint,
+    record_kind,
+    truncate_metrics,
+)
 from .views import TokenizedExample, ViewBuilder
 
-__all__ = ["train", "prepare_output_dir", "TokenizedDataset", "MetricsFileCallback", "build_components",
-           "note_resolved"]
+__all__ = ["train", "prepare_output_dir", "check_inputs", "TokenizedDataset", "MetricsFileCallback", "NonFiniteGuard",
+           "NonFiniteError", "build_components", "note_resolved"]
 
 log = logging.getLogger(__name__)
+
+CONFIG_NAME = "llm_jepa_config.yaml"  # the resolved config, beside every run's outputs
 
 
 class TokenizedDataset(torch.utils.data.Dataset):
@@ -44,14 +57,16 @@ class TokenizedDataset(torch.utils.data.Dataset):
 
 
 class MetricsFileCallback(TrainerCallback):
-    """Append every log record (losses, cosine, learning rate, tokens/s) to ``metrics.jsonl``."""
+    """Append every log record (losses, cosine, learning rate, tokens/s) to ``metrics.jsonl``, with
+    its ``kind``: ``train`` (a step), ``eval`` or ``summary`` (the end-of-training record), so that
+    readers never take the summary for a step (see :func:`llm_jepa.rundir.read_metrics`)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
-            record = {"step": state.global_step, "epoch": state.epoch, **logs}
+            record = {"step": state.global_step, "epoch": state.epoch, "kind": record_kind(logs), **logs}
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 
@@ -79,6 +94,54 @@ class FirstStepTimer(TrainerCallback):
                   file=sys.stderr, flush=True)
 
 
+class NonFiniteError(FloatingPointError, ValueError):
+    """The loss or gradients became NaN or infinite; nothing of that step was saved."""
+
+
+class NonFiniteGuard(TrainerCallback):
+    """Stop (or, with ``on_non_finite='skip'``, skip) an optimizer step whose gradients are not finite.
+
+    Runs after the gradients are reduced (and clipped) and before ``optimizer.step()``: a NaN never
+    reaches the weights, so no checkpoint or final model can hold one. A skipped step's gradients
+    are dropped (``grad = None``: torch optimizers leave such parameters untouched). With fp16 the
+    gradient scaler already skips such steps, so the guard stands aside."""
+
+    def __init__(self, policy: str = "stop") -> None:
+        self.policy = policy
+        self.skipped: list[int] = []
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if args.fp16 or model is None:
+            return
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        if _all_finite(grads):
+            return
+        step = state.global_step + 1
+        if self.policy != "skip":
+            raise NonFiniteError(
+                f"step {step}: the loss or its gradients are NaN or infinite; stopping before the weights are "
+                f"updated (checkpoints so far are intact). Check the objective options (e.g. --temperature, "
+                f"--learning_rate); --on_non_finite skip drops such steps instead")
+        for p in model.parameters():
+            p.grad = None
+        self.skipped.append(step)
+        log.warning("step %d: non-finite gradients; step skipped (%d so far)", step, len(self.skipped))
+
+
+def _all_finite(grads: list) -> bool:
+    """One flag for all ranks (sharded gradients differ per rank), so every rank stops together."""
+    flags = [torch.isfinite(g.to_local() if hasattr(g, "to_local") else g).all() for g in grads]
+    # one device for the stack (a model spread over devices has gradients on each); one sync below
+    ok = torch.stack([f.to(flags[0].device) for f in flags]).all() if flags else torch.tensor(True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        flag = ok.to(torch.float32).reshape(1)
+        if torch.distributed.get_backend() == "nccl":
+            flag = flag.cuda()
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+        ok = flag[0] > 0
+    return bool(ok)
+
+
 def _import(path: str) -> Any:
     """'package.module:Name' -> the object."""
     import importlib
@@ -86,24 +149,93 @@ def _import(path: str) -> Any:
     module, _, name = path.partition(":")
     if not name:
         raise ValueError(f"callback {path!r} must be written 'module:ClassName'")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"callback {path!r} cannot be imported: {e}") from None
+
+
+def _check_model_path(name: str | None) -> None:
+    """A local model path that does not exist is an error now, not an OSError after loading starts.
+    Hub names (``org/name``) are left to transformers."""
+    if not name:
+        raise ValueError("no model given (--model NAME_OR_DIR)")
+    path = Path(name)
+    looks_local = path.is_absolute() or name.startswith(".") or name.count("/") > 1 or path.suffix == ".json"
+    if not path.exists() and looks_local:
+        raise FileNotFoundError(f"{path}: no such model directory (--model)")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no config.json in this model directory (--model)")
+
+
+def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
+    """Everything that can be checked without writing: model path, data (read and validated),
+    callbacks importable. Returns the loaded examples and callback classes."""
+    _check_model_path(cfg.model_name_or_path)
+    if not cfg.train_file:
+        raise ValueError("no training data given (--data FILE.jsonl)")
+    return {
+        "train": load_examples(cfg.train_file, cfg.max_train_examples),
+        "eval": load_examples(cfg.eval_file) if cfg.eval_file else None,
+        "callbacks": [_import(path) for path in cfg.callbacks],
+    }
+
+
+# options a resumed run must share with the run that wrote the checkpoint: changing them mid-run
+# makes steps 1..N and N+1.. different experiments under one config file. The batch split is not
+# among them: a run may resume on another number of processes with the same global batch.
+RESUME_FIXED = ("predictors", "jepa_lambda", "gamma", "distance", "temperature", "infonce_gather", "regular",
+                "loss_dropout", "predictor_position", "direction", "anchor_offset", "stop_gradient_target",
+                "vicreg_weight", "sigreg_weight", "monitor_views_every", "label_mode", "plain_text", "max_length",
+                "learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "seed",
+                "model_name_or_path", "train_file", "lora", "lora_r", "lora_alpha", "pretrain")
+
+
+def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
+    """{option: (saved, now)} for the fixed options that changed; refused unless allowed."""
+    import yaml
+
+    path = out / CONFIG_NAME
+    if not path.is_file():
+        return {}
+    saved = yaml.safe_load(path.read_text()) or {}
+    changed = {k: (saved[k], getattr(cfg, k)) for k in RESUME_FIXED if k in saved and saved[k] != getattr(cfg, k)}
+    if changed and not cfg.resume_allow_changes:
+        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"{path}: --resume with changed options ({listed}); the checkpoint was trained with the "
+                         "saved values. Pass --resume_allow_changes true to continue anyway (both are recorded)")
+    return changed
 
 
 def prepare_output_dir(cfg: JepaConfig) -> str | None:
-    """Refuse to write into a non-empty directory unless told to; return the checkpoint to resume."""
-    from transformers.trainer_utils import get_last_checkpoint
-
+    """Main process, under the output lock: refuse a non-empty directory unless told to; with
+    ``overwrite`` move the previous run aside (never delete it); with ``resume`` pick the newest
+    complete checkpoint, check the options did not change and cut ``metrics.jsonl`` back to its step.
+    Returns the checkpoint to resume from."""
     out = Path(cfg.output_dir)
     if cfg.resume:
-        ckpt = get_last_checkpoint(str(out)) if out.is_dir() else None
+        ckpt, skipped = newest_complete_checkpoint(out)
+        for path in skipped:
+            _say(f"skipping incomplete checkpoint {path} (interrupted while being written)")
         if ckpt is None:
-            raise FileNotFoundError(f"{out}: --resume given but there is no checkpoint-* directory to resume from")
-        return ckpt
-    if out.exists() and any(out.iterdir()) and not cfg.overwrite:
-        raise FileExistsError(
-            f"{out} is not empty; pass --overwrite to write into it, or --resume to continue its last checkpoint"
-        )
-    out.mkdir(parents=True, exist_ok=True)
+            raise FileNotFoundError(f"{out}: --resume given but there is no complete checkpoint-* directory to "
+                                    f"resume from{' (skipped: ' + ', '.join(p.name for p in skipped) + ')' if skipped else ''}")
+        changed = _check_resume_options(cfg, out)
+        step = int(ckpt.name.split("-")[-1])
+        if changed:
+            os.replace(out / CONFIG_NAME, out / f"llm_jepa_config.before-step-{step}.yaml")
+            _say(f"resuming with changed options {sorted(changed)}; the old config is kept as "
+                 f"llm_jepa_config.before-step-{step}.yaml")
+        removed = truncate_metrics(out / "metrics.jsonl", step)
+        _say(f"resuming from {ckpt.name}" + (f"; dropped {removed} metrics records logged after it" if removed else ""))
+        return str(ckpt)
+    if entries(out):
+        if not cfg.overwrite:
+            raise FileExistsError(
+                f"{out} is not empty; pass --overwrite to move its contents aside and start afresh, or --resume "
+                "to continue its last checkpoint")
+        backup = move_aside(out)
+        _say(f"--overwrite: moved the previous contents of {out} to {backup} (delete it yourself when done)")
     return None
 
 
@@ -112,6 +244,10 @@ def note_resolved(path: Path, **resolved: Any) -> None:
     options keep 'auto' so that the file still runs elsewhere (flex attention on a GPU, sdpa on CPU)."""
     with Path(path).open("a") as f:
         f.writelines(f"# resolved on this machine: {k}: {v}\n" for k, v in resolved.items())
+
+
+def _say(message: str) -> None:
+    print(f"llm-jepa train: {message}", file=sys.stderr, flush=True)
 
 
 def run_banner(cfg: JepaConfig, accelerator: Any, attention: str | None = None) -> str:
@@ -178,33 +314,50 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
 
 
 def train(cfg: JepaConfig) -> dict[str, Any]:
-    """Train with LLM-JEPA (or the plain baseline) and save model, tokenizer, config and logs."""
+    """Train with LLM-JEPA (or the plain baseline) and save model, tokenizer, config and logs.
+
+    Nothing is written before the model path, the data and the callbacks are checked; the output
+    directory is locked for the whole run (rank 0 holds the lock)."""
     from accelerate import PartialState
-    from transformers import set_seed
 
     from .eval.callback import accuracy_callbacks
-    from .modeling import save_model
-    from .trainer import JepaTrainer
 
     accuracy = accuracy_callbacks(cfg)  # reads --eval_file now: a bad file fails before anything is written
     state = PartialState()  # the distributed context (one process when not launched)
     if not state.is_main_process:
         _quiet_replica()
-    resume_from = prepare_output_dir(cfg)  # every rank checks before any rank writes
-    state.wait_for_everyone()
+    inputs = check_inputs(cfg)  # every rank checks before any rank writes
+    inputs["accuracy"] = accuracy
+    out = Path(cfg.output_dir)
+    lock = OutputLock(out, "training").acquire() if state.is_main_process else None
+    try:
+        if state.is_main_process:
+            prepare_output_dir(cfg)
+        state.wait_for_everyone()
+        resume_from = str(newest_complete_checkpoint(out)[0]) if cfg.resume else None
+        return _run(cfg, state, inputs, resume_from)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str | None) -> dict[str, Any]:
+    from transformers import set_seed
+
+    from .modeling import save_model
+
     set_seed(cfg.seed)
-    if not cfg.train_file:
-        raise ValueError("no training data given (--data FILE.jsonl)")
     parts = build_components(cfg)
     main = state.is_main_process
-    train_set = TokenizedDataset(load_examples(cfg.train_file, cfg.max_train_examples), parts["builder"], warn=main)
-    eval_set = TokenizedDataset(load_examples(cfg.eval_file), parts["builder"], warn=main) if cfg.eval_file else None
+    train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main)
+    eval_set = TokenizedDataset(inputs["eval"], parts["builder"], warn=main) if inputs["eval"] else None
     out = Path(cfg.output_dir)
     attention = getattr(parts["model"].config, "_attn_implementation", None)
-    if state.is_main_process:
-        save_config(cfg, out / "llm_jepa_config.yaml")
-        note_resolved(out / "llm_jepa_config.yaml", attn_implementation=attention)
-    trainer = JepaTrainer(
+    if main:
+        save_config(cfg, out / CONFIG_NAME)
+        note_resolved(out / CONFIG_NAME, attn_implementation=attention)
+    guard = NonFiniteGuard(cfg.on_non_finite)
+    trainer = _trainer_class()(
         model=parts["model"],
         args=cfg,
         train_dataset=train_set,
@@ -213,16 +366,19 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         processing_class=parts["tokenizer"],
         objective=parts["objective"],
         eval_collator=parts["eval_collator"],
-        callbacks=[MetricsFileCallback(out / "metrics.jsonl"), *accuracy, *(_import(path)() for path in cfg.callbacks),
+        callbacks=[guard, MetricsFileCallback(out / "metrics.jsonl"), *inputs["accuracy"],
+                   *(cls() for cls in inputs["callbacks"]),
                    *([FirstStepTimer("includes torch.compile of flex attention")] if attention == "flex_attention"
                      else [])],
     )
-    for callback in accuracy:
+    for callback in inputs["accuracy"]:
         callback.trainer = trainer  # logs through the trainer, so its numbers reach metrics.jsonl
-    if state.is_main_process:
+    if main:
         print(run_banner(cfg, trainer.accelerator, attention), file=sys.stderr, flush=True)
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = dict(result.metrics)
+    if guard.skipped:
+        metrics["non_finite_steps_skipped"] = guard.skipped
     if cfg.lora and cfg.lora_save == "merged":
         if trainer.is_world_process_zero():
             save_model(trainer.model, parts["tokenizer"], out, merge_lora=True)
@@ -232,3 +388,14 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         (out / "train_results.json").write_text(json.dumps(metrics, indent=2))
     state.wait_for_everyone()
     return metrics
+
+
+@functools.cache
+def _trainer_class() -> type:
+    from .trainer import JepaTrainer
+
+    class Trainer(AtomicCheckpoints, JepaTrainer):
+        """JepaTrainer whose checkpoints appear whole or not at all."""
+
+    return Trainer
+

@@ -81,3 +81,40 @@ def test_default_output_folders_are_ignored_by_git():
     for folder in defaults:
         probe = f"{folder}/report.md"  # a file at the top of the folder (runs/ is ignored anyway)
         assert subprocess.run(["git", "check-ignore", "-q", probe], cwd=root).returncode == 0, folder
+
+
+def test_overwrite_with_more_steps_retrains_and_keeps_the_old_demo(tmp_path):
+    small = dict(batch_size=4, n_train=40, n_test=4, size="micro", n_analysis=4, max_new_tokens=4,
+                 arms=["baseline"])
+    out = tmp_path / "out"
+    run_demo(DemoConfig(output=str(out), steps=2, **small))
+    again = run_demo(DemoConfig(output=str(out), steps=3, overwrite=True, **small))
+    # today's main reused the 2-step arm and reported it as 3 steps
+    from llm_jepa.rundir import read_metrics
+
+    assert again["arms"]["baseline"]["steps"] == 3
+    assert [r["step"] for r in read_metrics(out / "runs" / "baseline" / "metrics.jsonl")] == [1, 2, 3]
+    old = tmp_path / "out.previous-1"
+    assert [r["step"] for r in read_metrics(old / "runs" / "baseline" / "metrics.jsonl")] == [1, 2]
+
+
+def test_an_arm_trained_with_other_steps_is_not_reused(tmp_path):
+    from llm_jepa.demo.run import _trained_with
+
+    run = tmp_path / "arm"
+    run.mkdir()
+    (run / "llm_jepa_config.yaml").write_text("max_steps: 4\nlearning_rate: 0.001\n")
+    assert _trained_with(run, {"max_steps": 4, "learning_rate": 1e-3, "overwrite": True})
+    assert not _trained_with(run, {"max_steps": 6, "learning_rate": 1e-3})
+    assert not _trained_with(tmp_path / "missing", {"max_steps": 4})
+
+
+def test_training_flops_count_step_records_once(tmp_path):
+    from llm_jepa.demo.run import _training_flops
+
+    records = [{"step": 1, "kind": "train", "flops": 10.0}, {"step": 2, "kind": "train", "flops": 10.0,
+                                                            "monitor_flops": 4.0},
+               {"step": 2, "kind": "eval", "eval_loss": 1.0, "flops": 99.0},
+               {"step": 2, "kind": "summary", "train_runtime": 1.0, "flops": 99.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert _training_flops(tmp_path) == 16.0

@@ -276,3 +276,14 @@ def test_bad_generation_options_fail_before_anything_is_written(ckpt, data, tmp_
     assert not out.exists()
     assert main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(out), "--limit", "1",
                  "--max-new-tokens", "2", "--no-similarity"]) == 0  # the corrected rerun is not refused
+
+
+def test_a_second_evaluation_into_a_held_output_fails_at_once(ckpt, data, tmp_path):
+    from llm_jepa.rundir import OutputLock, OutputLockedError
+
+    out = tmp_path / "o"
+    with OutputLock(out, "evaluation"), pytest.raises(OutputLockedError, match=r"evaluation \(pid \d+ on "):
+        evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
+    assert [p.name for p in out.iterdir()] == [".llm-jepa.lock"]  # nothing written by the refused run
+    evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
+    evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)

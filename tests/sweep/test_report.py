@@ -20,6 +20,19 @@ def test_read_metrics_keeps_last_record_of_a_repeated_step(tmp_path):
     assert [(r.get("step"), r.get("lm_loss")) for r in records] == [(10, 3), (20, 2), (None, None)]
 
 
+def test_the_end_of_training_and_eval_records_never_replace_a_step(tmp_path):
+    # the Trainer logs its summary (and evaluations) with the last step's number: the loss point of
+    # that step and its FLOPs must survive, as old logs without a kind show
+    _write(tmp_path / "m.jsonl", [{"step": 1, "lm_loss": 3, "flops": 2.0}, {"step": 2, "lm_loss": 2, "flops": 2.0},
+                                  {"step": 2, "eval_loss": 2.5},
+                                  {"step": 2, "train_runtime": 5.0, "train_loss": 2.5}])
+    records = read_metrics(tmp_path / "m.jsonl")
+    assert [(r.get("step"), r.get("lm_loss")) for r in records[:2]] == [(1, 3), (2, 2)]
+    (tmp_path / "train").mkdir()
+    (tmp_path / "m.jsonl").rename(tmp_path / "train" / "metrics.jsonl")
+    assert run_flops(tmp_path, {}) == 4.0
+
+
 def test_read_metrics_names_the_bad_line(tmp_path):
     (tmp_path / "m.jsonl").write_text('{"step": 1}\n{oops\n')
     with pytest.raises(ValueError, match=r"m.jsonl:2"):

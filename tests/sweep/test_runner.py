@@ -123,3 +123,20 @@ def test_executors_do_not_import_the_runner():
     tree = ast.parse(open(dispatch.__file__).read())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {m for m in imported if m and m.endswith("runner")}
+
+
+@pytest.mark.parametrize("edit", ["base", "data"])
+def test_a_changed_base_config_or_data_file_reruns_the_runs(tmp_path, sweep_file, edit):
+    (tmp_path / "train.yaml").write_text("output_dir: x\nmax_steps: 4\ntrain_file: train.jsonl\n")
+    (tmp_path / "test.jsonl").write_text('{"messages": []}\n')
+    out = tmp_path / "out"
+    run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)
+    assert run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)["ran"] == []
+    if edit == "base":  # today's main reran nothing and reported the 4-step results as 8-step ones
+        (tmp_path / "train.yaml").write_text("output_dir: x\nmax_steps: 8\ntrain_file: train.jsonl\n")
+    else:  # same path, new content
+        (tmp_path / "test.jsonl").write_text('{"messages": [1]}\n')
+    again = run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)
+    assert len(again["ran"]) == 6 and len(again["results"]) == 6
+    assert len(list((out / "stale").iterdir())) == 6  # the old results are kept, not deleted
+    assert run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)["ran"] == []

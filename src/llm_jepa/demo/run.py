@@ -79,8 +79,6 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
     from ..train import train
 
     run_dir = out / "runs" / name
-    if (run_dir / "train_results.json").exists():
-        return run_dir  # trained by an earlier invocation
     overrides = {
         "model_name_or_path": str(base), "train_file": str(train_file), "output_dir": str(run_dir),
         "max_steps": steps, "per_device_train_batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
@@ -89,20 +87,35 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
         "seed": cfg.seed, "disable_tqdm": True, "overwrite": True, "max_length": 256,
         "dataloader_drop_last": True, **ARMS[name],
     }
-    if any(run_dir.glob("checkpoint-*")):  # an interrupted earlier invocation: continue it
+    same = _trained_with(run_dir, overrides)  # an arm trained with other settings (e.g. steps) is not reused
+    if same and (run_dir / "train_results.json").exists():
+        return run_dir  # trained by an earlier invocation with these settings
+    if same and any(run_dir.glob("checkpoint-*")):  # an interrupted earlier invocation: continue it
         overrides.update(resume=True, overwrite=False)
-    train(load_config(None, overrides=overrides))
+    train(load_config(None, overrides=overrides))  # overwrite: a stale arm is moved aside, not deleted
     return run_dir
 
 
-def _metrics_log(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
+    """Whether the config a run saved holds every one of ``overrides``."""
+    import yaml
+
+    path = run_dir / "llm_jepa_config.yaml"
+    saved = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return isinstance(saved, dict) and all(saved.get(k) == v for k, v in overrides.items()
+                                           if k not in ("resume", "overwrite"))
+
+
+def _metrics_log(run_dir: Path, kind: str | None = None) -> list[dict]:
+    from ..rundir import read_metrics
+
+    return read_metrics(run_dir / "metrics.jsonl", kind)
 
 
 def _training_flops(run_dir: Path) -> float:
-    """Analytic training FLOPs of a run (monitoring views of a baseline excluded)."""
-    return sum(m.get("flops", 0.0) - m.get("monitor_flops", 0.0) for m in _metrics_log(run_dir))
+    """Analytic training FLOPs of a run (monitoring views of a baseline excluded), from its step
+    records only: each counts the FLOPs since the previous one; evaluation and summary records do not."""
+    return sum(m.get("flops", 0.0) - m.get("monitor_flops", 0.0) for m in _metrics_log(run_dir, "train"))
 
 
 def _equal_compute_steps(out: Path, steps: int) -> int:
@@ -156,8 +169,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         raise FileExistsError(f"{out} is not empty and is not a demo output; choose another --output or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     previous = json.loads(marker.read_text()) if marker.exists() else None
-    if previous is not None and previous != asdict(cfg) | {"overwrite": previous.get("overwrite")} and not cfg.overwrite:
-        raise FileExistsError(f"{out} holds a demo run with other settings; pass --overwrite or another --output")
+    if previous is not None and previous != asdict(cfg) | {"overwrite": previous.get("overwrite")}:
+        if not cfg.overwrite:
+            raise FileExistsError(f"{out} holds a demo run with other settings; pass --overwrite or another --output")
+        from ..rundir import move_aside
+
+        # nothing made with the old settings (data, base model, arms) may be reused, nor deleted
+        print(f"[demo] --overwrite: the previous demo (other settings) moved to {move_aside(out)}", flush=True)
     marker.write_text(json.dumps(asdict(cfg), indent=2))
 
     t0 = time.perf_counter()

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Example, load_examples
+from ..rundir import OutputLock, entries
 from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
@@ -105,12 +106,21 @@ def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
     pred_file.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
 
 
+def _lock_output(output: Path | None) -> OutputLock | None:
+    """Hold ``output`` for this evaluation (a second one into it fails at once, naming this one)."""
+    if output is None:
+        return None
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"{output} is a file, not a directory; choose another --output")
+    return OutputLock(output, "evaluation").acquire()
+
+
 def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples: list[Example]) -> dict[int, dict]:
     """Create ``output`` or check it belongs to this run; return the predictions already made."""
     run_file, pred_file = output / RUN, output / PREDICTIONS
     if output.exists() and not output.is_dir():
         raise FileExistsError(f"{output} is a file, not a directory; choose another --output")
-    if output.exists() and any(output.iterdir()):
+    if entries(output):  # our lock file aside
         if overwrite:
             for f in (pred_file, output / SUMMARY, run_file):
                 f.unlink(missing_ok=True)
@@ -265,36 +275,41 @@ def evaluate(
            "generation": asdict(gen), "options": {k: str(v) for k, v in options.items()},
            "run_settings": trained.settings()}  # prompts and similarities follow them: a resumed run must match
     out_dir = Path(output) if output else None
-    done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
-    trained.load_weights()
-    todo = [i for i in range(len(examples)) if i not in done]
-    step = batch_size * 4  # write to disk every few batches
-    for start in range(0, len(todo), step):
-        idx = todo[start : start + step]
-        chunk = [examples[i] for i in idx]
-        scored = _score_batch(task, module, trained, chunk, gen, batch_size, options)
-        sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
-        for i, rec, sim in zip(idx, scored, sims, strict=True):
-            done[i] = {"index": i, **rec, "similarity": sim}
+    lock = _lock_output(out_dir)  # a second evaluation into out_dir fails at once, naming this one
+    try:
+        done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
+        trained.load_weights()
+        todo = [i for i in range(len(examples)) if i not in done]
+        step = batch_size * 4  # write to disk every few batches
+        for start in range(0, len(todo), step):
+            idx = todo[start : start + step]
+            chunk = [examples[i] for i in idx]
+            scored = _score_batch(task, module, trained, chunk, gen, batch_size, options)
+            sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
+            for i, rec, sim in zip(idx, scored, sims, strict=True):
+                done[i] = {"index": i, **rec, "similarity": sim}
+            if out_dir:
+                with (out_dir / PREDICTIONS).open("a") as f:
+                    f.writelines(json.dumps(done[i]) + "\n" for i in idx)
+        missing = [i for i in sorted(done) if similarity and done[i].get("similarity") is None]
+        if missing:  # resumed from a run made without similarity
+            sims = _similarities(trained, [examples[i] for i in missing], batch_size)
+            for i, sim in zip(missing, sims, strict=True):
+                done[i]["similarity"] = sim
+        if out_dir and (missing or list(done) != sorted(done)):  # keep the file whole and in data order
+            _write_predictions(out_dir / PREDICTIONS, done)
+        records = [done[i] if similarity else {**done[i], "similarity": None} for i in range(len(examples))]
+        settings_out = {"generation": asdict(gen), "options": run["options"], "batch_size": batch_size,
+                        "similarity": similarity, "run": trained.settings()}
+        summary = summarize(records, task, {"model": trained.name, "generation": settings_out["generation"],
+                                            "options": settings_out["options"], "settings": settings_out})
         if out_dir:
-            with (out_dir / PREDICTIONS).open("a") as f:
-                f.writelines(json.dumps(done[i]) + "\n" for i in idx)
-    missing = [i for i in sorted(done) if similarity and done[i].get("similarity") is None]
-    if missing:  # resumed from a run made without similarity
-        sims = _similarities(trained, [examples[i] for i in missing], batch_size)
-        for i, sim in zip(missing, sims, strict=True):
-            done[i]["similarity"] = sim
-    if out_dir and (missing or list(done) != sorted(done)):  # keep the file whole and in data order
-        _write_predictions(out_dir / PREDICTIONS, done)
-    records = [done[i] if similarity else {**done[i], "similarity": None} for i in range(len(examples))]
-    settings_out = {"generation": asdict(gen), "options": run["options"], "batch_size": batch_size,
-                    "similarity": similarity, "run": trained.settings()}
-    summary = summarize(records, task, {"model": trained.name, "generation": settings_out["generation"],
-                                        "options": settings_out["options"], "settings": settings_out})
-    if out_dir:
-        (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
-    if not quiet:
-        print_summary(summary)
+            (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+        if not quiet:
+            print_summary(summary)
+    finally:
+        if lock is not None:
+            lock.release()
     return summary
 
 

@@ -31,8 +31,11 @@ HEATMAP_AXES = ("predictors", "jepa_lambda")
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """Records of a ``metrics.jsonl`` sorted by step; a step logged twice (a resumed run) keeps its
-    last record. Lines without ``step`` (e.g. end-of-training summaries) are kept in order at the end."""
+    """Step records of a ``metrics.jsonl`` sorted by step; a step logged twice (a log from before
+    resumes truncated it) keeps its last record. Evaluation and end-of-training summary records are
+    never taken for a step (they share its number): they are kept in order at the end."""
+    from ..rundir import record_kind
+
     path = Path(path)
     by_step: dict[int, dict[str, Any]] = {}
     other = []
@@ -43,7 +46,7 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
-        if isinstance(record.get("step"), (int, float)):
+        if isinstance(record.get("step"), (int, float)) and record.get("kind", record_kind(record)) == "train":
             by_step[int(record["step"])] = record
         else:
             other.append(record)

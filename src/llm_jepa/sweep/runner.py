@@ -6,8 +6,14 @@ Layout under the sweep's output directory::
     runs/<run_id>/result.json   written atomically when the run function returns: "this run is done"
     runs/<run_id>/train/, eval/ the default run function's outputs (model, metrics.jsonl, predictions)
     incomplete/<run_id>-<n>/    half-finished runs moved aside by on_partial="restart" (never deleted)
+    stale/<run_id>-<n>/         runs made with another base config or data, moved aside (never deleted)
 
-A run with ``result.json`` is never run again. A run directory without it is half-finished: with
+Each ``run.json`` also holds the run's key (:func:`run_key`): a hash of the fully resolved training
+config (base YAML + overrides + library defaults) and of the content of its data files. A run whose
+key changed (the base config or a data file was edited) is stale: it is moved to ``stale/`` and run
+again, so old results are never reported under new settings.
+
+A run with ``result.json`` (and an unchanged key) is never run again. A run directory without it is half-finished: with
 ``on_partial="restart"`` (default) it is moved aside and the run starts from scratch; with
 ``"resume"`` the run function gets ``resume=True`` and the same directory. A directory whose
 ``run.json`` disagrees with the sweep (the sweep file changed) stops everything: results made with
@@ -33,7 +39,7 @@ from typing import Any
 from . import dispatch
 from .grid import Run, Sweep, expand
 
-__all__ = ["run_sweep", "train_and_evaluate", "run_status", "RunFn", "EXECUTORS"]
+__all__ = ["run_sweep", "train_and_evaluate", "run_status", "run_key", "RunFn", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +71,82 @@ def run_status(run: Run, output: Path) -> str:
     return "partial" if run_dir.exists() else "pending"
 
 
+KEY_FIELDS = ("config_sha256", "data_sha256")
+# resolved options that depend on the machine or the run's folder, not on the experiment
+_NOT_KEYED = {"output_dir", "logging_dir", "use_cpu", "dataloader_pin_memory", "resume", "overwrite"}
+
+
+def run_key(run: Run) -> dict[str, str]:
+    """What a run's result depends on beyond its spec: the fully resolved training config and the
+    content of every data file it reads (training, held-out, evaluation)."""
+    config = _resolved_config(run)
+    files = [config.get("train_file"), config.get("eval_file"), run.eval_data]
+    data = {str(f): _file_sha256(str(f)) for f in files if f}
+    return {"config_sha256": _sha256(json.dumps(config, sort_keys=True, default=str).encode()),
+            "data_sha256": _sha256(json.dumps(data, sort_keys=True).encode())}
+
+
+def _resolved_config(run: Run) -> dict[str, Any]:
+    import warnings
+    from dataclasses import fields
+
+    base = Path(run.base)
+    if not base.is_file():  # a run function that does not train from a base config
+        return {"base": run.base, "overrides": run.overrides}
+    from ..config import load_config
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cfg = load_config(base, overrides={**run.overrides, "output_dir": "."})
+    except ValueError:  # the run will report the error itself; key it by what it was given
+        return {"base_text": base.read_text(), "overrides": run.overrides}
+    plain = (int, float, str, bool, list, type(None))
+    values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.init and f.name not in _NOT_KEYED}
+    values = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
+    return {k: v for k, v in values.items() if isinstance(v, plain)}
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()
+
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: str) -> str:
+    """Content hash of a file (cached per size and mtime); a dataset name or directory is keyed by name."""
+    import hashlib
+
+    p = Path(path)
+    if not p.is_file():
+        return f"not a file: {path}"
+    st = p.stat()
+    cache = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if cache not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _FILE_HASHES[cache] = h.hexdigest()
+    return _FILE_HASHES[cache]
+
+
+def _is_stale(run_dir: Path, key: dict[str, str]) -> bool:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        return False
+    saved = json.loads(path.read_text())
+    return any(saved.get(k) != v for k, v in key.items())
+
+
 def _check_spec(run: Run, run_dir: Path) -> None:
     path = run_dir / "run.json"
     if not path.is_file():
         return
-    saved = json.loads(path.read_text())
+    saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in KEY_FIELDS}
     current = json.loads(json.dumps(run.spec(), default=str))
     if saved != current:
         changed = sorted(k for k in current if saved.get(k) != current[k])
@@ -80,12 +157,13 @@ def _check_spec(run: Run, run_dir: Path) -> None:
 def execute_run(run: Run, run_dir: Path, run_fn: RunFn, resume: bool, metric: str) -> dict[str, Any]:
     """Run one run in ``run_dir`` and mark it done. Runs in whatever process the executor chose."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / "run.json", run.spec())
+    key = run_key(run)
+    _write_json(run_dir / "run.json", {**run.spec(), **key})
     start = time.time()
     summary = run_fn(run, run_dir, resume=resume)
     if not isinstance(summary, dict) or metric not in summary:
         raise ValueError(f"run {run.run_id}: the run function returned no '{metric}' (got {summary!r:.200})")
-    result = {**run.spec(), "summary": summary, "elapsed_s": time.time() - start}
+    result = {**run.spec(), **key, "summary": summary, "elapsed_s": time.time() - start}
     _write_json(run_dir / "result.json", result)
     return result
 
@@ -114,10 +192,9 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
     With ``resume``: a finished training is not repeated (only evaluation is), and an interrupted
     one continues from its last checkpoint, or restarts if it has none.
     """
-    from transformers.trainer_utils import get_last_checkpoint
-
     from ..config import load_config
     from ..eval.runner import evaluate
+    from ..rundir import newest_complete_checkpoint
     from ..runs import split_settings
     from ..train import train
 
@@ -129,7 +206,7 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
     if compute is not None:
         overrides["max_steps"] = compute["max_steps"]
     if not (train_dir / "train_results.json").is_file():
-        if resume and train_dir.is_dir() and get_last_checkpoint(str(train_dir)):
+        if resume and newest_complete_checkpoint(train_dir)[0] is not None:
             overrides["resume"] = True
         elif train_dir.exists():
             _move_aside(train_dir, run_dir / "incomplete")
@@ -168,6 +245,10 @@ def _prepare(runs: Sequence[Run], output: Path, on_partial: str) -> list[tuple[R
     for run in runs:
         run_dir = output / "runs" / run.run_id
         _check_spec(run, run_dir)
+        if _is_stale(run_dir, run_key(run)):
+            moved = _move_aside(run_dir, output / "stale")
+            log.warning("run %s was made with another base config or data (its key changed); moved to %s and "
+                        "running it again", run.run_id, moved)
         status = run_status(run, output)
         if status == "done":
             continue

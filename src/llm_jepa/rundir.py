@@ -1,0 +1,255 @@
+"""A run's output directory: one writer at a time, nothing deleted, checkpoints whole or absent.
+
+- :class:`OutputLock`: an advisory ``flock`` on ``<dir>/.llm-jepa.lock`` for the life of a run. The
+  kernel drops it when the holder dies (even by ``kill -9``), so a lock file left behind by a dead
+  process is stale by construction and is taken over; a live holder is named (pid, host, start).
+- :func:`move_aside`: ``--overwrite`` moves the previous run's files into a sibling
+  ``<dir>.previous-N`` folder instead of deleting them.
+- :class:`AtomicCheckpoints`: a ``Trainer`` mixin that writes ``checkpoint-N`` under a staging
+  folder and renames it into place when every file is written, so a kill or a full disk leaves
+  either the whole checkpoint or none; :func:`newest_complete_checkpoint` skips any that is not whole.
+- :func:`truncate_metrics` / :func:`read_metrics`: ``metrics.jsonl`` after a resume holds each step
+  once, and its records carry a ``kind`` (``train``, ``eval``, ``summary``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs there are not locked
+    fcntl = None
+
+__all__ = ["LOCK_NAME", "STAGING", "OutputLock", "OutputLockedError", "move_aside", "entries",
+           "checkpoint_is_complete", "newest_complete_checkpoint", "AtomicCheckpoints",
+           "truncate_metrics", "read_metrics", "record_kind"]
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = ".llm-jepa.lock"
+STAGING = ".checkpoint-staging"  # where checkpoints are written before being renamed into place
+_CHECKPOINT = "checkpoint-"
+
+
+class OutputLockedError(FileExistsError):
+    """Another live process holds the output directory (a FileExistsError: the CLI prints it as one line)."""
+
+
+class OutputLock:
+    """Exclusive lock on ``directory`` (created if missing) while a run writes into it.
+
+    Use as a context manager, or ``acquire()`` / ``release()``. The lock file keeps the holder's
+    pid, host and start time so that a refused run can say who holds the directory."""
+
+    def __init__(self, directory: str | Path, purpose: str = "run") -> None:
+        self.directory = Path(directory)
+        self.purpose = purpose
+        self._fd: int | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.directory / LOCK_NAME
+
+    def acquire(self) -> OutputLock:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if fcntl is None:
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputLockedError(f"{self.directory} is in use by another llm-jepa {self._holder()}; "
+                                    "wait for it to finish or choose another output directory") from None
+        previous = os.read(fd, 4096)
+        if previous.strip():  # a holder that died without releasing: the kernel already dropped its lock
+            log.warning("%s: taking over a stale lock left by %s", self.directory, _describe(previous))
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
+                "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+        return self
+
+    def _holder(self) -> str:
+        try:
+            return _describe(self.path.read_bytes())
+        except OSError:
+            return "process (unknown holder)"
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._fd, 0)  # empty: the next run sees a clean release, not a stale lock
+        os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+    def __del__(self) -> None:  # a lock handle dropped without release() (e.g. an exception) frees the fd
+        self.release()
+
+
+def _describe(raw: bytes) -> str:
+    try:
+        info = json.loads(raw)
+        return f"{info.get('purpose', 'run')} (pid {info['pid']} on {info['host']}, started {info['started']})"
+    except (ValueError, KeyError, TypeError):
+        return "process (unreadable lock file)"
+
+
+def entries(directory: Path) -> list[Path]:
+    """What a directory holds, leaving out our own lock file."""
+    if not directory.is_dir():
+        return []
+    return [p for p in directory.iterdir() if p.name != LOCK_NAME]
+
+
+def move_aside(directory: Path) -> Path | None:
+    """Move everything in ``directory`` (except the lock) into a new sibling ``<name>.previous-N``;
+    return that folder (None when there was nothing to move)."""
+    items = entries(directory)
+    if not items:
+        return None
+    n = 1
+    while (backup := directory.with_name(f"{directory.name}.previous-{n}")).exists():
+        n += 1
+    backup.mkdir()
+    for p in items:
+        p.rename(backup / p.name)
+    return backup
+
+
+# ---- checkpoints ---------------------------------------------------------------------------------
+
+def _step(path: Path) -> int | None:
+    tail = path.name[len(_CHECKPOINT):] if path.name.startswith(_CHECKPOINT) else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def checkpoint_is_complete(path: Path) -> bool:
+    """The Trainer writes ``trainer_state.json`` last; a checkpoint is whole when that file parses
+    and names the checkpoint's own step (a half-written one, or one cut by a full disk, does not)."""
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("global_step") == _step(path)
+
+
+def newest_complete_checkpoint(directory: Path) -> tuple[Path | None, list[Path]]:
+    """(newest complete ``checkpoint-N``, the newer incomplete ones skipped on the way)."""
+    found = sorted((p for p in entries(directory) if p.is_dir() and _step(p) is not None), key=_step, reverse=True)
+    skipped = []
+    for path in found:
+        if checkpoint_is_complete(path):
+            return path, skipped
+        skipped.append(path)
+    return None, skipped
+
+
+class AtomicCheckpoints:
+    """Trainer mixin: each checkpoint is written under ``<output_dir>/.checkpoint-staging/`` and
+    renamed to ``<output_dir>/checkpoint-N`` once complete (a rename within one file system is atomic).
+
+    The Trainer computes every path of a checkpoint from ``_get_output_dir``; pointing that at the
+    staging folder for the duration of ``_save_checkpoint`` redirects all of them at once."""
+
+    _staging_active = False
+
+    def _get_output_dir(self, trial: Any) -> str:
+        real = super()._get_output_dir(trial)
+        return os.path.join(real, STAGING) if self._staging_active else real
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        from transformers.trainer_utils import rotate_checkpoints
+
+        real = Path(super()._get_output_dir(trial))
+        staging, name = real / STAGING, f"{_CHECKPOINT}{self.state.global_step}"
+        if self.args.should_save:
+            shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed save
+        self.accelerator.wait_for_everyone()
+        self._staging_active = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_active = False
+        self.accelerator.wait_for_everyone()  # every rank has written its shards
+        if self.args.should_save:
+            best = self.state.best_model_checkpoint
+            if best and Path(best).parent == staging:  # the Trainer named the best one by its staging path
+                self.state.best_model_checkpoint = str(real / Path(best).name)
+                self.state.save_to_json(str(staging / name / "trainer_state.json"))
+            final = real / name
+            if final.exists():  # the same step saved again (e.g. a run resumed before its last save)
+                shutil.rmtree(final)
+            os.replace(staging / name, final)
+            shutil.rmtree(staging, ignore_errors=True)
+            rotate_checkpoints(output_dir=str(real), save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=False)
+        self.accelerator.wait_for_everyone()
+
+
+# ---- metrics log ---------------------------------------------------------------------------------
+
+def record_kind(logs: dict[str, Any]) -> str:
+    """``summary`` (the Trainer's end-of-training record), ``eval`` (evaluation) or ``train`` (a step)."""
+    if "train_runtime" in logs:
+        return "summary"
+    if any(k.startswith("eval_") for k in logs):
+        return "eval"
+    return "train"
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Keep only the records logged up to ``step`` (a resumed run logs the later ones again); a cut
+    last line is dropped. Returns how many records were removed."""
+    if not path.is_file():
+        return 0
+    kept, removed = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            removed += 1
+            continue
+        if record.get("kind") == "summary" or record.get("step", 0) > step:
+            removed += 1
+        else:
+            kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+    return removed
+
+
+def read_metrics(path: Path, kind: str | None = "train") -> list[dict[str, Any]]:
+    """Records of ``metrics.jsonl`` of one ``kind`` (None: all). Logs written before records had a
+    kind are classified by their keys."""
+    if not path.is_file():
+        return []
+    out = []
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as e:
+            raise ValueError(f"{path}:{lineno}: malformed JSON ({e})") from None
+        if kind is None or record.get("kind", record_kind(record)) == kind:
+            out.append(record)
+    return out
