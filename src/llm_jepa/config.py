@@ -16,7 +16,8 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .objective import ObjectiveConfig
-from .views import PREDICTOR_TOKENS, ViewConfig
+from .threads import THREADS_HELP
+from .views import PREDICTOR_TOKENS, VIEW_SYSTEM, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config"]
 
@@ -93,6 +94,11 @@ class JepaConfig(TrainingArguments):
     anchor_offset: int | None = _opt(
         None, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end."
     )
+    view_system: str = _opt(
+        "default", "System turn of a view rendered alone: 'default' (the template's own: SmolLM2/Qwen2 insert a "
+        "default system prompt, ~half of a view's tokens), 'empty' (an empty system turn) or 'none' (user-only).",
+        choices=list(VIEW_SYSTEM),
+    )
     stop_gradient_target: bool = _opt(False, "Ablation: no gradient through the target embedding.")
     vicreg_weight: float = _opt(0.0, "Anti-collapse: weight of a VICReg variance+covariance term on anchors.")
     sigreg_weight: float = _opt(0.0, "Anti-collapse: weight of SIGReg (LeJEPA) on anchors.")
@@ -104,6 +110,7 @@ class JepaConfig(TrainingArguments):
     callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
     overwrite: bool = _opt(False, "Allow writing into a non-empty output directory.")
     resume: bool = _opt(False, "Continue from the last checkpoint in the output directory.")
+    threads: int | None = _opt(None, THREADS_HELP)
     # ---- Trainer defaults that suit this library -------------------------------------------------
     remove_unused_columns: bool = _opt(False, "Keep the packed batch's extra keys (required).")
     logging_steps: float = _opt(10, "Log every X update steps.")
@@ -159,6 +166,7 @@ class JepaConfig(TrainingArguments):
             max_length=self.max_length,
             anchor_offset=self.anchor_offset,
             build_views=self.uses_views,
+            view_system=self.view_system,
         )
 
     def objective_config(self, isolation: str) -> ObjectiveConfig:

@@ -149,8 +149,10 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     from transformers import set_seed
 
     from .modeling import save_model
+    from .threads import set_threads
     from .trainer import JepaTrainer
 
+    set_threads(cfg.threads)
     state = PartialState()  # the distributed context (one process when not launched)
     if not state.is_main_process:
         _quiet_replica()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..threads import THREADS_HELP
+
 __all__ = ["register"]
 
 
@@ -25,12 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--top", type=int, default=100, help="singular values to keep")
     p.add_argument("--overwrite", action="store_true", help="replace an existing analysis in OUTPUT")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    from ..threads import set_threads
     from .run import analyze, format_table
 
+    set_threads(args.threads)
     predictors = args.predictors
     if predictors is not None and len(predictors) == 1:
         predictors = predictors[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..threads import THREADS_HELP
 from . import DEFAULT_BATCH_SIZE
 
 __all__ = ["register"]
@@ -34,13 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="NQ-Open: also the released code's reverse check (accepts trivial answers)")
     p.add_argument("--no-equivalence", action="store_true", help="regex: skip the DFA equivalence metric")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..threads import set_threads
     from .generate import GenerationSettings
     from .runner import evaluate
 
+    set_threads(args.threads)
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
         top_p=args.top_p, repetition_penalty=args.repetition_penalty, num_beams=args.beams,

@@ -49,6 +49,9 @@ def load_model_and_tokenizer(model: Any, device: str | None = None, dtype: str =
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from ..realmodel import resolve_model_path
+
+    model = resolve_model_path(str(model))  # a named model or .gguf file -> its converted checkpoint
     path = _check_model_path(model)
     tok = AutoTokenizer.from_pretrained(str(model))
     if tok.pad_token is None:
@@ -158,17 +161,20 @@ def summarize(records: list[dict], task: str, extra: dict[str, Any]) -> dict[str
             summary[f"similarity_{label}"] = mean  # flat keys: sweep files name them as metrics
             split[label] = {"mean": mean, "n": len(group)}
         summary["similarity"] = {"all": sum(r["similarity"] for r in sims) / len(sims), **split}
+        summary["similarity_measure"] = similarity_label(extra.get("settings", {}).get("predictors", 0))
     return summary
 
 
 def _score_batch(task: str, module: Any, model: Any, tok: Any, batch: list[Example], settings: GenerationSettings,
-                 batch_size: int, plain: bool, options: dict[str, Any]) -> list[dict]:
+                 batch_size: int, plain: bool, options: dict[str, Any], progress: Any = None) -> list[dict]:
     if task == "hellaswag":
         choices = module.choose(model, tok, batch, plain=plain, batch_size=batch_size)
         gens = [c["choice"] for c in choices]
+        if progress is not None:
+            progress(len(batch))
     else:
         prompts = [render_prompt(tok, list(ex.messages), plain) for ex in batch]
-        gens = generate(model, tok, prompts, settings, batch_size, plain)
+        gens = generate(model, tok, prompts, settings, batch_size, plain, progress=progress)
     out = []
     for ex, gen in zip(batch, gens, strict=True):
         metrics = module.score(gen, ex, **options)
@@ -192,13 +198,15 @@ def evaluate(
     predictors: int = 0,
     quiet: bool = False,
     max_new_tokens: int | None = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``model`` (a directory, hub name or ``(model, tokenizer)`` pair) on ``data``; returns
     the summary. ``options`` go to the task's metric (e.g. ``db_dir`` for Spider,
     ``reference_compatible`` for NQ-Open, ``equivalence`` for regex). ``similarity``: also
     cos(Pred(Enc(Text)), Enc(Code)) per example (one batched no-grad forward per batch;
-    Enc(Text) itself when ``predictors`` is 0)."""
+    Enc(Text) itself when ``predictors`` is 0). ``progress``: a bar of rows done, rows/s and time left
+    on stderr while generating (default: unless ``quiet``)."""
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be a positive number of examples, got {limit}")
     if batch_size < 1:
@@ -225,16 +233,18 @@ def evaluate(
     mdl, tok = load_model_and_tokenizer(model)
     todo = [i for i in range(len(examples)) if i not in done]
     step = batch_size * 4  # write to disk every few batches
+    bar = _progress_bar(len(examples), len(done), disable=quiet if progress is None else not progress)
     for start in range(0, len(todo), step):
         idx = todo[start : start + step]
         chunk = [examples[i] for i in idx]
-        scored = _score_batch(task, module, mdl, tok, chunk, settings, batch_size, plain, options)
+        scored = _score_batch(task, module, mdl, tok, chunk, settings, batch_size, plain, options, bar.update)
         sims = _similarities(mdl, tok, chunk, predictors, plain, batch_size) if similarity else [None] * len(idx)
         for i, rec, sim in zip(idx, scored, sims, strict=True):
             done[i] = {"index": i, **rec, "similarity": sim}
         if out_dir:
             with (out_dir / PREDICTIONS).open("a") as f:
                 f.writelines(json.dumps(done[i]) + "\n" for i in idx)
+    bar.close()
     missing = [i for i in sorted(done) if similarity and done[i].get("similarity") is None]
     if missing:  # resumed from a run made without similarity
         for i, sim in zip(missing, _similarities(mdl, tok, [examples[i] for i in missing], predictors, plain,
@@ -252,6 +262,21 @@ def evaluate(
     if not quiet:
         print_summary(summary)
     return summary
+
+
+def _progress_bar(total: int, done: int, disable: bool) -> Any:
+    """Rows done, rows/s and time left, updated after every generated batch (a batch of 64 can take
+    minutes with a real model on a CPU)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="eval", unit="row", disable=disable, dynamic_ncols=True)
+
+
+def similarity_label(predictors: int) -> str:
+    """What the similarity measured: Pred(Enc(Text)) with k predictor tokens, or Enc(Text) itself."""
+    if predictors:
+        return f"cos(Pred(Enc(Text)), Enc(Code)) with k={predictors} predictor token{'s' if predictors > 1 else ''}"
+    return "cos(Enc(Text), Enc(Code)) (no predictor tokens)"
 
 
 def _similarities(model: Any, tok: Any, examples: list[Example], predictors: int, plain: bool,
@@ -279,5 +304,6 @@ def print_summary(summary: dict[str, Any]) -> None:
     sim = summary.get("similarity")
     if sim:
         parts = [f"{k} {v['mean']:.4f} (n={v['n']})" for k, v in sim.items() if k != "all" and v["mean"] is not None]
-        table.caption = "cos(Enc(Text), Enc(Code)): " + ", ".join(parts)
+        measure = summary.get("similarity_measure") or similarity_label(summary.get("settings", {}).get("predictors", 0))
+        table.caption = f"{measure}: " + ", ".join(parts)
     Console().print(table)
