@@ -105,3 +105,14 @@ def test_model_path_command_prints_the_checkpoint(fake_gguf, capsys):
     assert main(["model", "path", str(path)]) == 0
     assert capsys.readouterr().out.strip() == resolve_model_path(str(path))
     assert main(["model", "path", "not-a-model"]) == 2
+
+
+def test_eval_refuses_a_missing_gguf_before_writing_anything(tmp_path):
+    from llm_jepa.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "system", "content": "Convert natural language to regular expression."}, '
+                    '{"role": "user", "content": "a"}, {"role": "assistant", "content": "a"}]}\n')
+    assert main(["eval", "--model", str(tmp_path / "gone.gguf"), "--data", str(data), "--output",
+                 str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()

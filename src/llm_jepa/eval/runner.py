@@ -222,6 +222,10 @@ def evaluate(
     if max_new_tokens is not None:  # a shortcut for callers with plain options (sweep files)
         settings = replace(settings, max_new_tokens=max_new_tokens)
     model_name = str(model) if not isinstance(model, (tuple, list)) else "<in memory>"
+    if not isinstance(model, (tuple, list)):  # a named model or .gguf file -> its checkpoint, before any output
+        from ..realmodel import resolve_model_path
+
+        model = resolve_model_path(str(model))
     run = {"model": _fingerprint_model(model), "data": str(data) if not isinstance(data, list) else "<in memory>",
            "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
            "generation": asdict(settings), "plain": plain, "options": {k: str(v) for k, v in options.items()},
