@@ -174,7 +174,7 @@ def _score_batch(task: str, module: Any, model: Any, tok: Any, batch: list[Examp
             progress(len(batch))
     else:
         prompts = [render_prompt(tok, list(ex.messages), plain) for ex in batch]
-        gens = generate(model, tok, prompts, settings, batch_size, plain, progress=progress)
+        gens = generate(model, tok, prompts, settings, batch_size, plain, progress)
     out = []
     for ex, gen in zip(batch, gens, strict=True):
         metrics = module.score(gen, ex, **options)
