@@ -54,3 +54,23 @@ def test_a_template_that_refuses_a_system_turn_keeps_its_default_with_a_warning(
 def test_unknown_view_system_is_refused():
     with pytest.raises(ValueError, match="view_system"):
         ViewConfig(view_system="short")
+
+
+def test_view_embeddings_follow_the_view_system():
+    import torch
+
+    from llm_jepa.data import example_from_row
+    from llm_jepa.embeddings import encode_segments, encode_views
+    from tests._factory import conv, tiny_llama
+
+    tok = make_tokenizer("chatml")
+    tok.chat_template = DEFAULTING
+    model = tiny_llama(tok, seed=2)
+    examples = [example_from_row({"messages": conv(f"lines with '{w}'", f"({w})+")}) for w in ("dog", "cat")]
+    lean = encode_views(model, tok, examples, view_system="none")
+    full = encode_views(model, tok, examples)
+    builder = ViewBuilder(tok, ViewConfig(predictors=0, view_system="none"))
+    expected = encode_segments(model, [builder.view(ex.code_view, "assistant", False) for ex in examples],
+                               tok.pad_token_id)
+    torch.testing.assert_close(lean.code, expected)
+    assert not torch.allclose(lean.code, full.code)

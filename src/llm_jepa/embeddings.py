@@ -55,13 +55,15 @@ def encode_views(
     batch_size: int = 16,
     chat_template: bool | None = None,
     isolation: str = "position_ids",
+    view_system: str = "default",
 ) -> ViewEmbeddings:
     """Enc(Text), Pred(Enc(Text)) and Enc(Code) of every example. ``chat_template`` defaults to
-    whether the tokenizer has one."""
+    whether the tokenizer has one; ``view_system`` should be the one the model was trained with."""
     if chat_template is None:
         chat_template = bool(getattr(tokenizer, "chat_template", None))
-    plain = ViewBuilder(tokenizer, ViewConfig(predictors=0, chat_template=chat_template))
-    with_pred = ViewBuilder(tokenizer, ViewConfig(predictors=predictors, chat_template=chat_template))
+    plain = ViewBuilder(tokenizer, ViewConfig(predictors=0, chat_template=chat_template, view_system=view_system))
+    with_pred = ViewBuilder(tokenizer, ViewConfig(predictors=predictors, chat_template=chat_template,
+                                                  view_system=view_system))
 
     def enc(segs):
         return encode_segments(model, segs, tokenizer.pad_token_id, batch_size, isolation=isolation)

@@ -174,7 +174,8 @@ def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, predictors: int) 
         tok = load_tokenizer(str(run_dir))
         model = load_model(str(run_dir), tok).eval()
     n = min(cfg.n_analysis, cfg.n_test)
-    emb = encode_views(model, tok, load_examples(test_file, n), predictors=predictors, batch_size=64)
+    emb = encode_views(model, tok, load_examples(test_file, n), predictors=predictors, batch_size=64,
+                       view_system=cfg.view_system)
     return {
         "pred_code_cosine": F.cosine_similarity(emb.pred, emb.code, dim=-1).mean().item(),
         "code_collapse": collapse_diagnostics(emb.code),
