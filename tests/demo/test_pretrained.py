@@ -30,6 +30,8 @@ def test_train_subset_is_fixed_by_the_seed_and_keeps_file_order(files, tmp_path)
     assert a == again != other and len(a) == 12
     assert [lines.index(x) for x in a] == sorted(lines.index(x) for x in a)
     assert _train_subset(files / "train.jsonl", 40, 1, tmp_path / "d") == files / "train.jsonl"  # all rows
+    larger = _train_subset(files / "train.jsonl", 30, 1, tmp_path / "e").read_text().splitlines()
+    assert set(a) < set(larger)  # nested: a data-efficiency curve adds rows, it does not redraw them
 
 
 def test_demo_from_a_pretrained_model_with_lora(files, tmp_path):
