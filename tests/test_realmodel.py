@@ -22,6 +22,7 @@ def fake_gguf(tmp_path, monkeypatch):
     def convert(src, out):
         calls.append(src)
         (out / "config.json").write_text("{}")
+        return "answer"
 
     monkeypatch.setattr(realmodel, "_convert", convert)
     return path, calls

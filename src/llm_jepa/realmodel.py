@@ -106,8 +106,9 @@ def convert_gguf(path: str | Path, cache: str | Path | None = None) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
-        _convert(path, tmp)
-        (tmp / SOURCE_FILE).write_text(json.dumps({"gguf": str(path), "sha256": digest}, indent=2))
+        answer = _convert(path, tmp)
+        source = {"gguf": str(path), "sha256": digest, "probe": PROBE, "greedy_answer": answer}
+        (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2))
         tmp.chmod(0o755)  # mkdtemp's folder is private; the cache is an ordinary folder
         try:
             tmp.rename(dest)
@@ -136,9 +137,9 @@ def _require_gguf() -> None:
         )
 
 
-def _convert(path: Path, out: Path) -> None:
+def _convert(path: Path, out: Path) -> str:
     """Dequantize ``path`` with transformers, copy its weights into a fresh model, save it with the
-    tokenizer and generation config, and check that both generate the same greedy text."""
+    tokenizer and generation config, and check that both generate the same greedy text (returned)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -154,6 +155,7 @@ def _convert(path: Path, out: Path) -> None:
         raise RuntimeError(f"{path}: the converted model answers {got!r}, the GGUF model {expected!r}")
     model.save_pretrained(out)
     tok.save_pretrained(out)
+    return got
 
 
 def _plain_copy(source: Any) -> Any:
