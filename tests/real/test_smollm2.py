@@ -94,7 +94,7 @@ def test_one_training_step_has_finite_losses(synth, real_cache, tmp_path, lora):
     from llm_jepa.train import train
 
     args = ["--model", NAME, "--data", str(synth[0]), "--output_dir", str(tmp_path / "run"), "--max_steps", "1",
-            "--per_device_train_batch_size", "4", "--logging_steps", "1", "--save_strategy", "no",
+            "--per_device_train_batch_size", "2", "--limit", "4", "--logging_steps", "1", "--save_strategy", "no",
             "--learning_rate", "1e-4", "--k", "1", "--view_system", "none", "--threads", "2",
             "--disable_tqdm", "true", "--report_to", "none"]
     if lora:
@@ -111,7 +111,7 @@ def test_eval_of_a_few_synth_rows_end_to_end(synth, real_cache, tmp_path, capsys
 
     out = tmp_path / "eval"
     rc = main(["eval", "--model", NAME, "--data", str(synth[1]), "--output", str(out), "--limit", "4",
-               "--max-new-tokens", "24", "--batch-size", "4", "--predictors", "1", "--threads", "2"])
+               "--max-new-tokens", "16", "--batch-size", "4", "--predictors", "1", "--threads", "2"])
     assert rc == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n"] == 4 and summary["task"] == "regex" and "exact" in summary["metrics"]
