@@ -20,6 +20,7 @@ COMMANDS = {
     "bench": "llm_jepa.bench.cli",
     "analyze": "llm_jepa.analysis.cli",
     "sweep": "llm_jepa.sweep.cli",
+    "model": "llm_jepa.realmodel",
 }
 
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         return int(args.func(args, rest) if getattr(args, "accepts_extra", False) else args.func(args) or 0)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, ModuleNotFoundError) as e:
         print(f"llm-jepa {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -68,11 +68,12 @@ def estimate_compute(cfg: Any, *, world_size: int = 1) -> ComputeEstimate:
     from .data import load_examples
     from .flops import step_flops
     from .modeling import load_tokenizer
+    from .realmodel import resolve_model_path
     from .views import ViewBuilder
 
     if not cfg.model_name_or_path or not cfg.train_file:
         raise ValueError("estimating compute needs a model (--model) and training data (--data)")
-    model_config = AutoConfig.from_pretrained(cfg.model_name_or_path)
+    model_config = AutoConfig.from_pretrained(resolve_model_path(cfg.model_name_or_path))
     tok = load_tokenizer(cfg.model_name_or_path, plain_text=cfg.plain_text)
     # a baseline's views (monitoring only) are not training compute: build none
     builder = ViewBuilder(tok, replace(cfg.view_config(), build_views=not cfg.is_baseline and cfg.uses_views))

@@ -19,7 +19,8 @@ from transformers import HfArgumentParser, TrainingArguments
 from .losses import DISTANCES
 from .objective import ISOLATIONS, TERMS, ObjectiveConfig
 from .spelling import respell
-from .views import PREDICTOR_TOKENS, VIEW_CHOICES, ViewConfig
+from .threads import THREADS_HELP
+from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config", "PUBLIC_NAMES",
            "field_name", "is_baseline", "read_yaml_options"]
@@ -127,6 +128,11 @@ class JepaConfig(TrainingArguments):
     anchor_offset: int | None = _opt(
         ViewConfig.anchor_offset, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end."
     )
+    view_system: str = _opt(
+        ViewConfig.view_system, "System turn of a view rendered alone: 'default' (the template's own: SmolLM2/Qwen2 insert a "
+        "default system prompt, ~half of a view's tokens), 'empty' (an empty system turn) or 'none' (user-only).",
+        choices=list(VIEW_SYSTEM),
+    )
     stop_gradient_target: bool = _opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.")
     vicreg_weight: float = _opt(0.0, "Anti-collapse: weight of a VICReg variance+covariance term on anchors.")
     sigreg_weight: float = _opt(0.0, "Anti-collapse: weight of SIGReg (LeJEPA) on anchors.")
@@ -151,6 +157,7 @@ class JepaConfig(TrainingArguments):
     )
     on_non_finite: str = _opt("stop", "A NaN/inf loss or gradient: 'stop' the run with an error naming the step, "
                               "or 'skip' that optimizer step.", choices=["stop", "skip"])
+    threads: int | None = _opt(None, THREADS_HELP)
     # ---- Trainer defaults that suit this library -------------------------------------------------
     remove_unused_columns: bool = _opt(False, "Keep the packed batch's extra keys (required).")
     logging_steps: float = _opt(10, "Log every X update steps.")

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from .realmodel import resolve_model_path
 from .views import PREDICTOR_TOKENS
 
 __all__ = [
@@ -34,6 +35,7 @@ def add_predictor_tokens(tokenizer: Any) -> list[int]:
 def load_tokenizer(name_or_path: str, plain_text: bool = False) -> Any:
     from transformers import AutoTokenizer
 
+    name_or_path = resolve_model_path(name_or_path)  # a named model or .gguf file -> its converted checkpoint
     path = Path(name_or_path)
     if path.is_dir() and not any(path.glob("tokenizer*")):
         raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
@@ -61,6 +63,7 @@ def load_model(
     evaluation and analysis (through :func:`llm_jepa.runs.load_run`)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    name_or_path = resolve_model_path(name_or_path)  # a named model or .gguf file -> its converted checkpoint
     kwargs: dict[str, Any] = {}
     if attn_implementation and attn_implementation != "auto":
         kwargs["attn_implementation"] = attn_implementation

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .views import VIEW_CHOICES, ViewConfig
+from .views import VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
 __all__ = [
     "RUN_CONFIG", "LEGACY", "SETTINGS", "TrainedRun", "load_run", "in_memory_run", "read_run_config",
@@ -46,6 +46,7 @@ SETTINGS: dict[str, tuple[type, ...]] = {
     "direction": (str,),
     "anchor_offset": (int, type(None)),
     "label_mode": (str,),
+    "view_system": (str,),
     "max_length": (int,),
     "dtype": (str,),
 }
@@ -224,6 +225,7 @@ _FLAGS = {  # setting -> argparse options; every default is None: "take it from 
     "predictor_order": dict(choices=VIEW_CHOICES["predictor_order"]),
     "direction": dict(choices=VIEW_CHOICES["direction"], help="which view carries the predictors"),
     "anchor_offset": dict(type=_offset, metavar="N|none", help="anchor = view length + N (the paper's -2)"),
+    "view_system": dict(choices=VIEW_SYSTEM, help="system turn of a view rendered alone (train --help: view_system)"),
     "max_length": dict(type=int, help="tokens per view (longer views lose their start)"),
     "dtype": dict(help="weights dtype: auto (as saved), float32, bfloat16 or float16"),
 }

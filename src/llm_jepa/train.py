@@ -321,7 +321,9 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     from accelerate import PartialState
 
     from .eval.callback import accuracy_callbacks
+    from .threads import set_threads
 
+    set_threads(cfg.threads)
     accuracy = accuracy_callbacks(cfg)  # reads --eval_file now: a bad file fails before anything is written
     state = PartialState()  # the distributed context (one process when not launched)
     if not state.is_main_process:

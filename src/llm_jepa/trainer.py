@@ -16,6 +16,7 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from .analysis.metrics import batch_collapse_stats
+from .collapse_monitor import collapse_warning, measure_base
 from .objective import TERMS, ObjectiveConfig, compute_objective
 from .objective import _unwrap as unwrap_model
 
@@ -157,19 +158,29 @@ class JepaTrainer(Trainer):
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None
 
-    COLLAPSE_COSINE = 0.99  # mean cosine between different examples' targets above which we warn
+    def train(self, *args: Any, **kwargs: Any) -> Any:
+        """Measure the base model's collapse diagnostics once (the warning is relative to them)."""
+        pad = getattr(self.data_collator, "pad_token_id", None)
+        self._base_collapse = measure_base(
+            self.model, self.train_dataset, pad, self.args.per_device_train_batch_size,
+            isolation=self.objective.isolation) if self.train_dataset is not None and pad is not None else None
+        if self._base_collapse and self.is_world_process_zero():
+            logger.info("base model, target views: mean pairwise cosine %.4f, std ratio %.4f",
+                        self._base_collapse["mean_cosine"], self._base_collapse["std_ratio"])
+        return super().train(*args, **kwargs)
 
     def _warn_if_collapsed(self, logs: dict[str, float]) -> None:
+        base = getattr(self, "_base_collapse", None)
+        if base and "loss" in logs and not getattr(self, "_base_logged", False):  # once, in the first train log
+            self._base_logged = True
+            logs.update(base_target_pairwise_cosine=base["mean_cosine"], base_target_std_ratio=base["std_ratio"])
         c = logs.get("target_pairwise_cosine")
-        if not self.is_world_process_zero():  # logs are reduced over ranks: every rank would say the same
-            return
-        if c is not None and c > self.COLLAPSE_COSINE and not getattr(self, "_collapse_warned", False):
+        if c is None or not self.is_world_process_zero() or getattr(self, "_collapse_warned", False):
+            return  # logs are reduced over ranks: every rank would say the same
+        message = collapse_warning(c, base, self.state.global_step)
+        if message:
             self._collapse_warned = True
-            logger.warning(
-                "step %d: the target embeddings of different examples have a mean cosine of %.4f: they have "
-                "collapsed onto one direction, so a small cosine JEPA loss means nothing. Consider "
-                "--sigreg_weight / --vicreg_weight, --distance infonce, a smaller --lambda, or starting from a "
-                "pretrained model (llm-jepa analyze shows the diagnostics).", self.state.global_step, c)
+            logger.warning(message)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         train_collator = self.data_collator

@@ -37,6 +37,7 @@ from .data import Example
 __all__ = [
     "PREDICTOR_TOKENS",
     "VIEW_CHOICES",
+    "VIEW_SYSTEM",
     "ViewConfig",
     "predictor_string",
     "chat_messages",
@@ -47,6 +48,11 @@ __all__ = [
 ]
 
 PREDICTOR_TOKENS = tuple(f"<|predictor_{i}|>" for i in range(1, 11))
+#: how a view rendered alone gets its system turn. 'default': whatever the template does with no system
+#: message (SmolLM2 / Qwen2 insert a default system prompt: ~40 of SmolLM2's ~83 view tokens per
+#: example); 'empty': an explicit empty system turn; 'none': no system turn at all (the paper's
+#: user-only rendering; the empty system turn is rendered and cut off, so it works on such templates).
+VIEW_SYSTEM = ("default", "empty", "none")
 IGNORE = -100
 
 #: the allowed values of ViewConfig's choice fields (the training config's ``choices`` and the CLI
@@ -56,6 +62,7 @@ VIEW_CHOICES = {
     "predictor_order": ("paper", "ascending"),
     "direction": ("text_to_code", "code_to_text"),
     "label_mode": ("assistant", "all", "paper"),
+    "view_system": VIEW_SYSTEM,
 }
 
 
@@ -73,6 +80,7 @@ class ViewConfig:
     max_length: int = 512
     anchor_offset: int | None = None
     build_views: bool = True
+    view_system: str = "default"  # default | empty | none: the system turn of a view rendered alone
 
     def __post_init__(self) -> None:
         if not 0 <= self.predictors <= len(PREDICTOR_TOKENS):
@@ -201,6 +209,34 @@ class ViewBuilder:
             warnings.warn(msg, stacklevel=3)
 
     # ---- views -----------------------------------------------------------------------------
+    def _render_view(self, role: str, content: str) -> str:
+        """One message rendered alone, with the system turn ``view_system`` asks for (see
+        :data:`VIEW_SYSTEM`); a template that refuses a system turn (Gemma) keeps its default."""
+        message = {"role": role, "content": content}
+        if self.cfg.view_system == "default":
+            return self._render([message])
+        system = {"role": "system", "content": ""}
+        if not _accepts_system(self.tok):  # folding an empty system turn would only prefix the content
+            self._warn_once("view-system", "the chat template refused a system turn; views keep its default")
+            return self._render([message])
+        rendered = self._render([system, message])
+        if self.cfg.view_system == "none":
+            turn, head = self._render([system]), self._render_nothing()
+            if turn.startswith(head) and rendered.startswith(turn):  # keep what precedes any turn (a bos)
+                rendered = head + rendered[len(turn):]
+        return rendered
+
+    def _render_nothing(self) -> str:
+        """What the template writes before any turn (Llama-3's bos); apply_chat_template refuses an
+        empty conversation, so the template is rendered directly."""
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        try:
+            out = render_jinja_template([[]], chat_template=self.tok.chat_template, **self.tok.special_tokens_map)
+        except Exception:  # a template that needs a message has no prefix of its own to keep
+            return ""
+        return out[0][0] if isinstance(out, tuple) else out
+
     def _with_predictors(self, content: str) -> str:
         if self.cfg.predictor_position == "append":
             return content + self.predictor_str
@@ -211,7 +247,7 @@ class ViewBuilder:
         content = self._with_predictors(content) if predictors else content
         if self.cfg.chat_template:
             try:
-                rendered = self._render([{"role": role, "content": content}])
+                rendered = self._render_view(role, content)
             except Exception as e:  # some templates (Gemma) refuse a conversation that starts with the assistant
                 self._warn_once(
                     f"role-{role}",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..threads import THREADS_HELP
+
 __all__ = ["register"]
 
 
@@ -26,13 +28,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     add_run_arguments(p, predictors=dict(type=int, action="append",
                                          help="predictor tokens k (once for all models, or once per model)"))
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from ..runs import run_overrides
+    from ..threads import set_threads
     from .run import analyze, format_table
 
+    set_threads(args.threads)
     predictors = args.predictors
     if predictors is not None and len(predictors) == 1:
         predictors = predictors[0]

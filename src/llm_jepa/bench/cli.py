@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..threads import THREADS_HELP
+
 __all__ = ["register"]
 
 ATTENTION = ["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", "flex_attention"]
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default=d.size, choices=["micro", "tiny", "small"], help="size of the default model")
     p.add_argument("--model-config", help="JSON of transformers config fields with model_type: random weights of that "
                                           "shape (tokenizer from the default model)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--gen-prompts", type=int, default=d.gen_prompts)
     p.add_argument("--gen-tokens", type=int, default=d.gen_tokens)
     p.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")

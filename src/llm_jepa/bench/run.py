@@ -347,9 +347,10 @@ def run_bench(cfg: BenchConfig, workdir: str | Path = ".bench", json_path: str |
 
     import torch
 
+    from ..threads import set_threads
+
     torch.manual_seed(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     if cfg.batch_size is None:
         on_gpu = (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
         cfg = replace(cfg, batch_size=32 if on_gpu else 8)

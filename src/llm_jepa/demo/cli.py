@@ -8,22 +8,33 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from .run import ARMS, DEFAULT_ARMS, DemoConfig
+    from ..threads import THREADS_HELP
+    from ..views import VIEW_SYSTEM
+    from .run import ARMS, DEFAULT_ARMS, PRETRAINED_DEFAULTS, DemoConfig
 
-    d = DemoConfig()
+    d, pre = DemoConfig(), PRETRAINED_DEFAULTS
     p = sub.add_parser("demo", help="Offline demo: train a tiny model with and without LLM-JEPA, evaluate, compare.")
     p.add_argument("--output", default=d.output, help="output directory (a rerun resumes it)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps per arm")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--learning-rate", type=float, default=d.learning_rate)
-    p.add_argument("--n-train", type=int, default=d.n_train, help="generated training rows")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size} ({pre['batch_size']} with --model)")
+    p.add_argument("--learning-rate", type=float,
+                   help=f"default {d.learning_rate} ({pre['learning_rate']} with --model)")
+    p.add_argument("--n-train", type=int, default=d.n_train,
+                   help="training rows: generated, or with --data a fixed subset of that file drawn with --seed")
     p.add_argument("--n-test", type=int, default=d.n_test, help="held-out rows to evaluate")
     p.add_argument("--size", default=d.size, choices=["micro", "tiny", "small"], help="model size preset")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--seeds", type=int, nargs="+",
                    help="run the demo once per seed (e.g. the paper's 82 23 37 84 4) and test each arm against "
                         "the baseline over them (mean ± std, paired one-tailed t-test)")
-    p.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=sorted(ARMS))
+    p.add_argument("--arms", nargs="+", choices=sorted(ARMS),
+                   help=f"default {' '.join(DEFAULT_ARMS)} ({' '.join(pre['arms'])} with --model)")
+    p.add_argument("--model", help="start every arm from this pretrained model instead of the tiny one: a checkpoint "
+                                   "folder, hub name, .gguf file or smollm2-135m-instruct (the [real] extra)")
+    p.add_argument("--lora", action="store_true", help="train LoRA adapters instead of all weights")
+    p.add_argument("--view-system", default=d.view_system, choices=list(VIEW_SYSTEM),
+                   help="system turn of a view rendered alone (see llm-jepa train --help: view_system)")
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--data", help="train on this JSONL (e.g. ../shared/datasets/synth_train.jsonl)")
     p.add_argument("--test-data", help="evaluate on this JSONL (with --data)")
     p.add_argument("--overwrite", action="store_true")
@@ -31,12 +42,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .run import DemoConfig, run_demo, run_demo_seeds
+    from .run import DEFAULT_ARMS, PRETRAINED_DEFAULTS, DemoConfig, run_demo, run_demo_seeds
 
+    d = PRETRAINED_DEFAULTS if args.model else {"learning_rate": DemoConfig.learning_rate,
+                                                "batch_size": DemoConfig.batch_size, "arms": DEFAULT_ARMS}
     cfg = DemoConfig(
-        output=args.output, steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed, arms=list(args.arms),
-        data=args.data, test_data=args.test_data, overwrite=args.overwrite,
+        output=args.output, steps=args.steps, batch_size=args.batch_size or d["batch_size"],
+        learning_rate=args.learning_rate or d["learning_rate"], n_train=args.n_train, n_test=args.n_test,
+        size=args.size, seed=args.seed, arms=list(args.arms or d["arms"]), data=args.data, test_data=args.test_data,
+        overwrite=args.overwrite, model=args.model, lora=args.lora, threads=args.threads,
+        view_system=args.view_system,
     )
     if args.seeds:
         run_demo_seeds(cfg, list(args.seeds))

@@ -73,6 +73,17 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _base_lines(results: dict[str, Any]) -> list[str]:
+    """The pretrained start's own diagnostics (a real model's embeddings are anisotropic before
+    any training), to read the arms' numbers against."""
+    if "base" not in results:
+        return []
+    d = results["base"]["diagnostics"]
+    return ["", f"Base model before training: cos(pred, code) {d['pred_code_cosine']:.3f}, code mean cos "
+                f"{d['code_collapse']['mean_cosine']:.3f}, retrieval@1 {d['retrieval']['top1']:.3f}, collapsed: "
+                f"{'YES' if d['code_collapse']['collapsed'] else 'no'}."]
+
+
 def write_report(results: dict[str, Any], out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -85,12 +96,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         table.add_row(*row)
     console = Console(width=max(Console().width, 150))
     console.print(table)
-    for line in _verdicts(results):
+    for line in [*_base_lines(results)[1:], *_verdicts(results)]:
         console.print(line)
     plot_losses(results, out / "losses.png")
     md = ["# llm-jepa demo", "", f"Settings: `{json.dumps(results['config'])}`", "",
           "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
+    md += _base_lines(results)
     md += ["", "How to read it: *exact* is the paper's metric (95% Wilson interval beside it); *cos(pred, code)*",
            "is what the cosine JEPA loss drives up; *code mean cos* is the mean cosine between the Code",
            "embeddings of different examples: near 1 means every embedding points the same way (collapse),",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..threads import THREADS_HELP
 from . import DEFAULT_BATCH_SIZE
 
 __all__ = ["register"]
@@ -39,14 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     from ..runs import add_run_arguments
 
     add_run_arguments(p, predictors=dict(type=int, help="predictor tokens for the similarity (0: Enc(Text))"))
+    p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..runs import run_overrides
+    from ..threads import set_threads
     from .generate import GenerationSettings
     from .runner import evaluate
 
+    set_threads(args.threads)
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
         top_p=args.top_p, repetition_penalty=args.repetition_penalty, num_beams=args.beams,

@@ -13,6 +13,7 @@ Batching never changes greedy outputs: batched and one-at-a-time strings are tes
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,9 +62,10 @@ def render_prompt(tokenizer: Any, messages: list[dict], plain: bool = False, sep
 @torch.no_grad()
 def generate(
     model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE, plain: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE, plain: bool = False, progress: Callable[[int], Any] | None = None,
 ) -> list[str]:
-    """Complete every prompt; returns the generated text only, special tokens removed, in order."""
+    """Complete every prompt; returns the generated text only, special tokens removed, in order.
+    ``progress(n)`` is called after each batch with the number of prompts it completed."""
     from transformers import GenerationConfig
 
     s = settings or GenerationSettings()
@@ -96,6 +98,8 @@ def generate(
             new = seqs[:, batch["input_ids"].shape[1] :]
             for i, row in zip(idx, new, strict=True):
                 out[i] = tokenizer.decode(row, skip_special_tokens=True)
+            if progress is not None:
+                progress(len(idx))
     finally:
         tokenizer.padding_side = side
         model.train(was_training)

