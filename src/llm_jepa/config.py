@@ -16,6 +16,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .objective import ObjectiveConfig
+from .stp import LENGTH_WEIGHTS, SAMPLINGS, VARIANTS, StpConfig
 from .views import PREDICTOR_TOKENS, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config"]
@@ -100,6 +101,21 @@ class JepaConfig(TrainingArguments):
         -1, "Maximum tokens per packed row: 0 = everything in one row (best with flash/flex attention); "
         "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense)."
     )
+    # ---- Semantic Tube Prediction (llm_jepa.stp) ---------------------------------------------------
+    stp_lambda: float = _opt(0.0, "Weight of the STP term on the conversation's hidden-state trajectory (0 = off; "
+                             "the STP paper uses about 0.02). Needs no views: combine with --regular for pure STP.")
+    stp_times: int = _opt(1, "STP spans drawn per example (span variant).")
+    stp_max_span: int = _opt(0, "Longest STP span in content tokens (0 = no limit).")
+    stp_sampling: str = _opt("start_end", "How an STP span is drawn: start then end, both ends at once, or "
+                             "uniformly over all spans.", choices=list(SAMPLINGS))
+    stp_layer: int = _opt(-1, "Which hidden states STP reads: index into the model's hidden_states "
+                          "(0 = embeddings, -1 = last layer).")
+    stp_length_weight: str = _opt("none", "Per-span weight from the rest and span lengths.",
+                                  choices=list(LENGTH_WEIGHTS))
+    stp_variant: str = _opt("span", "span: cos(rest, patch) of random spans; two_view: rest = user, patch = "
+                            "assistant displacement; curvature: mean turning angle of the trajectory.",
+                            choices=list(VARIANTS))
+    stp_predictor: bool = _opt(False, "A trainable linear map applied to STP's rest displacement.")
     # ---- run -----------------------------------------------------------------------------------
     callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
     overwrite: bool = _opt(False, "Allow writing into a non-empty output directory.")
@@ -133,6 +149,12 @@ class JepaConfig(TrainingArguments):
             self.dataloader_drop_last = True  # all ranks must hold the same number of pairs to gather
         if self.loss_dropout > 0 and self.dataloader_num_workers > 0:
             raise ConfigError("loss_dropout needs dataloader_num_workers=0 (decisions are seeded by the step)")
+        try:
+            self.stp_config()  # validates the --stp_* ranges early
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.stp_lambda and self.dataloader_num_workers > 0:
+            raise ConfigError("stp_lambda needs dataloader_num_workers=0 (spans are seeded by the epoch)")
 
     @property
     def is_baseline(self) -> bool:
@@ -161,6 +183,13 @@ class JepaConfig(TrainingArguments):
             build_views=self.uses_views,
         )
 
+    def stp_config(self) -> StpConfig | None:
+        """The STP settings, or None when STP is off (no spans are drawn, nothing is gathered)."""
+        stp = StpConfig(weight=self.stp_lambda, times=self.stp_times, max_span=self.stp_max_span,
+                        sampling=self.stp_sampling, layer=self.stp_layer, length_weight=self.stp_length_weight,
+                        variant=self.stp_variant, predictor=self.stp_predictor)
+        return stp if self.stp_lambda else None
+
     def objective_config(self, isolation: str) -> ObjectiveConfig:
         regs = {}
         if self.vicreg_weight:
@@ -176,6 +205,7 @@ class JepaConfig(TrainingArguments):
             stop_gradient_target=self.stop_gradient_target,
             isolation=isolation,
             regularizers=regs,
+            stp=self.stp_config(),
         )
 
 

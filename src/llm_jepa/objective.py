@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from .attention import additive_block_causal_mask
 from .losses import jepa_distance
+from .stp import StpConfig, stp_terms
 from .views import IGNORE
 
 __all__ = [
@@ -36,6 +37,7 @@ class ObjectiveConfig:
     stop_gradient_target: bool = False
     isolation: str = "position_ids"  # position_ids | explicit
     regularizers: dict[str, float] = field(default_factory=dict)  # name -> weight
+    stp: StpConfig | None = None  # Semantic Tube Prediction on the conversation (llm_jepa.stp); None: off
 
 
 @dataclass
@@ -89,7 +91,8 @@ def _selector(model: Any) -> _HeadSelector:
 
 
 def forward_packed(
-    model: Any, batch: dict[str, Any], isolation: str = "position_ids", lm_positions: torch.Tensor | None = None
+    model: Any, batch: dict[str, Any], isolation: str = "position_ids", lm_positions: torch.Tensor | None = None,
+    all_layers: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One forward over every packed segment. -> (last-layer hidden states [R, T, C] after the final
     norm, vocabulary logits [N, V] at the ``lm_positions`` mask [R, T] or None).
@@ -119,7 +122,7 @@ def forward_packed(
     finally:
         if sel is not None:
             sel.keep = None
-    return out.hidden_states[-1], (out.logits if sel is not None else None)
+    return (out.hidden_states if all_layers else out.hidden_states[-1]), (out.logits if sel is not None else None)
 
 
 def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = "position_ids") -> torch.Tensor:
@@ -191,18 +194,22 @@ def compute_objective(
 ) -> ObjectiveOutput:
     """One forward over the packed batch and every loss term, named."""
     keep = batch["shift_labels"] != IGNORE  # [R, T]: the LM head runs here only, inside the forward
-    hidden, logits = forward_packed(model, batch, cfg.isolation, lm_positions=keep)  # [R, T, C], [N, V]
+    states, logits = forward_packed(model, batch, cfg.isolation, lm_positions=keep, all_layers=True)  # [N, V]
+    hidden = states[-1]  # [R, T, C]
     lm = lm_loss(logits, batch["shift_labels"], num_items)
     loss = cfg.gamma * lm
+    terms: dict[str, torch.Tensor] = {}
+    if cfg.stp is not None and cfg.stp.weight:  # on the conversation: views skipped or not
+        terms.update(stp_terms(states, batch, cfg.stp, getattr(_unwrap(model), "stp_predictor", None)))
+        loss = loss + cfg.stp.weight * terms["stp_loss"]
     if batch["source_anchor"].numel() == 0:
-        return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=None, pred=None, target=None)
+        return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=None, pred=None, target=None, terms=terms)
     pred, target = view_embeddings(hidden, batch)
     if cfg.jepa_lambda == 0:  # a baseline that monitors the JEPA distance: no gradient from it
         pred, target = pred.detach(), target.detach()
     if cfg.stop_gradient_target:
         target = target.detach()
     jepa = _distance(cfg)(pred, target, temperature=cfg.temperature).mean()
-    terms: dict[str, torch.Tensor] = {}
     if cfg.jepa_lambda == 0:
         return ObjectiveOutput(loss=loss, lm_loss=lm, jepa_loss=jepa, pred=pred, target=target, terms=terms)
     loss = loss + cfg.jepa_lambda * jepa

@@ -131,8 +131,13 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
     if cfg.lora:
         model = apply_lora(model, tok, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     isolation = resolve_isolation(model, cfg.isolation)
+    if cfg.stp_predictor and cfg.stp_lambda:
+        from .objective import _unwrap
+        from .stp import attach_predictor
+
+        attach_predictor(_unwrap(model), seed=cfg.seed)
     collate = dict(pad_token_id=tok.pad_token_id, pack_length=resolve_pack_length(model, cfg.pack_length),
-                   seed=cfg.seed)
+                   seed=cfg.seed, stp=cfg.stp_config())
     return {
         "tokenizer": tok,
         "model": model,

@@ -36,6 +36,11 @@ class StepSync(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.collator.set_position(state.global_step * args.gradient_accumulation_steps)
 
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # before the epoch's first batch is collated; a resumed run restarts its epoch here too
+        if hasattr(self.collator, "set_epoch"):
+            self.collator.set_epoch(int(state.epoch or 0))
+
 
 class JepaTrainer(Trainer):
     def __init__(self, *args: Any, objective: ObjectiveConfig, eval_collator: Any = None, **kwargs: Any) -> None:
@@ -58,7 +63,7 @@ class JepaTrainer(Trainer):
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             # the LM term was divided by the token count of all ranks; DDP averages gradients over ranks
             loss = loss * self.accelerator.num_processes
-        if out.jepa_loss is not None:
+        if out.jepa_loss is not None or "stp_loss" in out.terms:  # the terms beyond the LM one
             ga = self.current_gradient_accumulation_steps if model.training else 1
             loss = loss + (out.loss - self.objective.gamma * out.lm_loss) / ga
         self._record(out, inputs, num_items_in_batch)
@@ -82,8 +87,8 @@ class JepaTrainer(Trainer):
                 stats = batch_collapse_stats(t)
                 m["target_pairwise_cosine"].append(stats["mean_cosine"])
                 m["target_std_ratio"].append(stats["std_ratio"])
-            for name, value in out.terms.items():
-                m[name].append(value.item())
+        for name, value in out.terms.items():  # regularisers, and STP (which runs without views too)
+            m[name].append(value.item())
         if mode == "train":
             self._count_flops(inputs, n_items)
             self._tokens_since_log += inputs["num_lm_tokens"] + inputs["num_view_tokens"]
@@ -108,7 +113,7 @@ class JepaTrainer(Trainer):
 
     # every key a step may record, in a fixed order, so that ranks can sum them in one collective
     _KEYS = ("_lm_sum", "_lm_tokens", "views_skipped", "jepa_loss", "cosine", "target_pairwise_cosine",
-             "target_std_ratio", "view_token_fraction", "vicreg", "sigreg")
+             "target_std_ratio", "view_token_fraction", "vicreg", "sigreg", "stp_loss", "stp_cosine")
 
     def _reduced(self, metrics: dict[str, list[float]]) -> dict[str, tuple[float, int]]:
         """(sum, count) of each metric over the micro-batches since the last log, on all ranks."""
