@@ -118,3 +118,19 @@ def test_the_epoch_reaches_the_collator():
 def test_bad_stp_options_are_config_errors(ckpt, data, tmp_path, flag, value):
     with pytest.raises(ConfigError, match=flag.lstrip("-")):
         _cfg(ckpt, data, tmp_path, flag, value)
+
+
+def test_inspect_shows_the_spans_rest_patch_and_the_term(ckpt, data, tmp_path, capsys):
+    from llm_jepa.cli import main
+
+    code = main(["inspect", "--model", str(ckpt), "--data", str(data), "--n", "2", "--json", "true",
+                 "--output_dir", str(tmp_path), "--stp_lambda", "0.02", "--stp_times", "3", "--regular", "true"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    for ex in report["examples"]:
+        assert len(ex["stp_spans"]) == 3
+        for span in ex["stp_spans"]:
+            s, t = span["span"]
+            assert len(span["patch"]) == t - s and len(span["rest"]) == span["content_tokens"] - (t - s)
+    assert set(report["terms"]) == {"stp_loss", "stp_cosine"}
+    assert report["total"] == pytest.approx(report["lm_loss"] + 0.02 * report["terms"]["stp_loss"], rel=1e-5)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "SAMPLINGS", "LENGTH_WEIGHTS", "VARIANTS", "StpConfig", "draw_span", "message_points", "span_points",
+    "SAMPLINGS", "LENGTH_WEIGHTS", "VARIANTS", "StpConfig", "draw_span", "message_points", "span_points", "span_tokens",
     "collate_stp", "length_weights", "displacements", "span_loss", "curvature_loss", "stp_terms",
     "attach_predictor",
 ]
@@ -139,6 +139,14 @@ def span_points(user: list[int], assistant: list[int], s: int, t: int) -> list[i
         pieces += [assistant[max(s, a) - a], assistant[t - a]]
     pieces += [anchor, anchor] * (2 - len(pieces) // 2)
     return whole + pieces
+
+
+def span_tokens(content: tuple[tuple[int, int], ...], s: int, t: int) -> tuple[list[int], list[int]]:
+    """Positions of the content tokens of ``rest`` and of ``patch`` for span ``[s, t)`` (what
+    ``inspect`` shows): the content offsets outside and inside the span."""
+    user, assistant = message_points(content)
+    tokens = user[1:] + assistant[1:]
+    return tokens[:s] + tokens[t:], tokens[s:t]
 
 
 def _example_spans(user: list[int], assistant: list[int], cfg: StpConfig, rng: random.Random) -> list[tuple[int, int]]:
