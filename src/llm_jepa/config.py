@@ -65,6 +65,9 @@ class JepaConfig(TrainingArguments):
     train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]}, or a dataset name/dir.", ["--data"])
     eval_file: str | None = _opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"])
     max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"])
+    train_fraction: float = _opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
+                                 "--seed, nested across fractions (data-efficiency experiments).")
+    train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.")
     max_length: int = _opt(512, "Maximum tokens per segment; longer rows are truncated with a counted warning.")
     plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.")
     separator: str = _opt("\n", "Separator between request and answer with --plain_text.")
@@ -149,6 +152,10 @@ class JepaConfig(TrainingArguments):
             self.dataloader_drop_last = True  # all ranks must hold the same number of pairs to gather
         if self.loss_dropout > 0 and self.dataloader_num_workers > 0:
             raise ConfigError("loss_dropout needs dataloader_num_workers=0 (decisions are seeded by the step)")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.train_rows is not None and (self.train_rows < 1 or self.train_fraction != 1.0):
+            raise ConfigError(f"train_rows must be >= 1 and not combined with train_fraction, got {self.train_rows}")
         try:
             self.stp_config()  # validates the --stp_* ranges early
         except ValueError as e:

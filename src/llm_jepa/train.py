@@ -14,7 +14,7 @@ from transformers import TrainerCallback
 
 from .collator import PackingCollator
 from .config import JepaConfig, save_config
-from .data import load_examples
+from .data import load_examples, subset_examples
 from .views import TokenizedExample, ViewBuilder
 
 __all__ = ["train", "prepare_output_dir", "TokenizedDataset", "MetricsFileCallback", "build_components"]
@@ -166,7 +166,9 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         raise ValueError("no training data given (--data FILE.jsonl)")
     parts = build_components(cfg)
     main = state.is_main_process
-    train_set = TokenizedDataset(load_examples(cfg.train_file, cfg.max_train_examples), parts["builder"], warn=main)
+    rows = subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction, cfg.train_rows,
+                           cfg.seed)
+    train_set = TokenizedDataset(rows, parts["builder"], warn=main)
     eval_set = TokenizedDataset(load_examples(cfg.eval_file), parts["builder"], warn=main) if cfg.eval_file else None
     out = Path(cfg.output_dir)
     if state.is_main_process:
