@@ -101,3 +101,18 @@ def test_tiny_data_efficiency_sweep_trains_and_reports(tmp_path):
         ("0.0", "0.5", "baseline"), ("0.0", "1.0", "baseline")]
     for r in rows[2:]:  # the STP arm at each amount of data, tested against that amount's baseline
         assert 0.0 <= float(r[4]) <= 1.0
+
+
+def test_the_papers_data_efficiency_sweep_file_expands_to_its_arms():
+    from pathlib import Path
+
+    from llm_jepa.sweep.grid import load_sweep
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "sweep_stp_data_efficiency.yaml"
+    runs = expand(load_sweep(path))
+    assert len(runs) == 4 * 5 * 5  # plain, JEPA, STP, JEPA + STP x 5 amounts x 5 seeds
+    arms = {tuple(sorted((k, v) for k, v in r.cell.items() if k != "train_fraction")) for r in runs}
+    assert (("regular", True), ("stp_lambda", 0.02)) in arms and (("regular", False), ("stp_lambda", 0.0)) in arms
+    for r in runs[:: 17]:  # the overrides are valid training options
+        cfg = load_config(r.base, overrides={**r.overrides, "output_dir": "x"})
+        assert cfg.train_fraction == r.cell["train_fraction"]
