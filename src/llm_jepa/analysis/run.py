@@ -3,7 +3,9 @@
 For each model: Enc(Text), Pred(Enc(Text)) and Enc(Code) for every example (via
 ``llm_jepa.embeddings.encode_views``), then the spectrum of Enc(Text) - Enc(Code), the linear
 residual from Text to Code, collapse diagnostics of each view, and retrieval of Code from
-Pred(Enc(Text)). Writes ``analysis.json`` (every number), ``singular_values.png`` and ``tsne.png``.
+Pred(Enc(Text)), and the trajectory-straightness diagnostic of STP (mean ``cos(rest, patch)`` on
+the held-out conversations, :mod:`llm_jepa.analysis.straightness`). Writes ``analysis.json`` (every
+number), ``singular_values.png`` and ``tsne.png``.
 """
 
 from __future__ import annotations
@@ -110,11 +112,13 @@ def analyze(
     seed: int = 0,
     encode: Callable[..., Any] | None = None,
     load: Callable[[Any], tuple[Any, Any]] | None = None,
+    straightness: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse ``models`` on the first ``limit`` examples of ``data``; write figures and ``analysis.json``.
 
     ``predictors``: k per model (an int for all, a list, or None to read each model's training
-    config). ``encode`` / ``load`` replace ``encode_views`` / the model loader (tests, custom models).
+    config). ``encode`` / ``load`` replace ``encode_views`` / the model loader (tests, custom models);
+    ``straightness`` replaces the trajectory diagnostic (skipped with a custom ``encode`` unless given).
     Returns the dict written to ``analysis.json``: ``{"data", "n", "models": {name: numbers}}``.
     Refuses a non-empty ``output`` unless ``overwrite``.
     """
@@ -123,6 +127,8 @@ def analyze(
 
     output = Path(output)
     _check_output(output, overwrite)
+    if straightness is None and encode is None:
+        from .straightness import trajectory_straightness as straightness
     encode, load = encode or _default_encode(), load or load_for_analysis
     examples = load_examples(data, limit)
     result: dict[str, Any] = {"data": str(data), "n": len(examples), "models": {}}
@@ -130,8 +136,12 @@ def analyze(
     for name, path, k in zip(_names(models), models, _per_model_k(models, predictors), strict=True):
         model, tok = load(path)
         views = encode(model, tok, examples, predictors=k, batch_size=batch_size)
+        straight = straightness(model, tok, examples, plain_text=bool(_read_run_config(path).get("plain_text")),
+                                batch_size=batch_size, seed=seed) if straightness else None
         del model  # free the GPU before the next model
         summary = summarize_views(views.text, views.pred, views.code, top=top)
+        if straight is not None:
+            summary["straightness"] = straight
         result["models"][name] = {"path": str(path), "predictors": k, **summary}
         spectra[name] = summary["singular_values_text_code"]
         clouds[name] = (views.text.float().cpu().numpy(), views.code.float().cpu().numpy())
@@ -166,9 +176,13 @@ def format_table(result: dict[str, Any]) -> str:
             f"{m['linear_residual_text_code']['relative']:>7.3f} {sv[0] if sv else math.nan:>9.3g} "
             f"{c['mean_cosine']:>9.3f} {c['effective_rank']:>7.2f}  "
             f"{'YES' if any(v['collapsed'] for v in m['collapse'].values()) else 'no'}"
+            + (f"  straightness cos(rest, patch) {m['straightness']['rest_patch_cosine']:.3f}, "
+               f"steps {m['straightness']['step_cosine']:.3f}" if "straightness" in m else "")
         )
     lines.append("top1/top5: Pred(Enc(Text)) retrieves its own Enc(Code); resid: relative linear residual "
-                 "Text->Code (needs N > C); sv1: largest singular value of Enc(Text)-Enc(Code)")
+                 "Text->Code (needs N > C); sv1: largest singular value of Enc(Text)-Enc(Code); straightness: "
+                 "mean cos(rest, patch) over random spans of the conversation (STP's target, 1 = straight) and "
+                 "between consecutive token steps")
     if any(not m["linear_residual_text_code"]["overdetermined"] for m in result["models"].values()):
         lines.append("note: N <= hidden size for some model, so its linear residual is ~0 by construction")
     return "\n".join(lines)

@@ -25,6 +25,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "baseline_equal_compute": {"regular": True, "monitor_views_every": 10},
     "jepa_sigreg": {"predictors": 1, "jepa_lambda": 1.0, "sigreg_weight": 0.1},
     "jepa_infonce": {"predictors": 1, "jepa_lambda": 0.5, "distance": "infonce"},
+    # Semantic Tube Prediction on plain fine-tuning (no views, no extra token), the STP paper's lambda
+    "stp": {"regular": True, "monitor_views_every": 10, "stp_lambda": 0.02},
 }
 DEFAULT_ARMS = ["baseline", "jepa", "baseline_equal_compute"]
 
@@ -128,16 +130,19 @@ def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, predictors: int) 
     import torch.nn.functional as F
 
     from ..analysis.metrics import collapse_diagnostics, retrieval_accuracy
+    from ..analysis.straightness import trajectory_straightness
     from ..data import load_examples
     from ..embeddings import encode_views
     from ..eval.runner import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(str(run_dir))
-    emb = encode_views(model, tok, load_examples(test_file, cfg.n_analysis), predictors=predictors, batch_size=64)
+    examples = load_examples(test_file, cfg.n_analysis)
+    emb = encode_views(model, tok, examples, predictors=predictors, batch_size=64)
     return {
         "pred_code_cosine": F.cosine_similarity(emb.pred, emb.code, dim=-1).mean().item(),
         "code_collapse": collapse_diagnostics(emb.code),
         "retrieval": retrieval_accuracy(emb.pred, emb.code),
+        "straightness": trajectory_straightness(model, tok, examples, max_length=256, batch_size=64, seed=cfg.seed),
     }
 
 
