@@ -326,3 +326,24 @@ def test_collate_stp_positions_follow_the_packing():
 def test_bad_settings_are_named(bad, message):
     with pytest.raises(ValueError, match=message):
         StpConfig(**bad)
+
+
+def test_plain_text_mode_uses_the_first_token_as_the_origin():
+    """Without a chat template (and no BOS) the request starts the segment: no token precedes it, so
+    its first token is the origin (an index of -1 would silently read the row's last token)."""
+    tok = make_tokenizer("plain")
+    model = tiny_llama(tok)
+    builder = ViewBuilder(tok, ViewConfig(chat_template=False, build_views=False))
+    items = [builder(example_from_row({"messages": r}, ("d", i))) for i, r in enumerate(ROWS)]
+    assert all(it.lm[0].content[0][0] == 0 for it in items)
+    cfg = StpConfig(times=4)
+    batch = PackingCollator(tok.pad_token_id, pack_length=0, stp=cfg)(items)
+    with torch.no_grad():
+        out = compute_objective(model, batch, ObjectiveConfig(jepa_lambda=0.0, stp=cfg))
+        losses = []
+        for i, s, t in batch["stp_spans"].tolist():
+            seg = items[i].lm[0]
+            (uf, ue), answer = seg.content
+            rest, patch = oracle_rest_patch(_hidden(model, seg), ((uf + 1, ue), answer), s, t)
+            losses.append(1 - F.cosine_similarity(rest, patch, dim=0))
+    torch.testing.assert_close(out.terms["stp_loss"], torch.stack(losses).mean(), atol=1e-5, rtol=1e-5)

@@ -134,3 +134,10 @@ def test_inspect_shows_the_spans_rest_patch_and_the_term(ckpt, data, tmp_path, c
             assert len(span["patch"]) == t - s and len(span["rest"]) == span["content_tokens"] - (t - s)
     assert set(report["terms"]) == {"stp_loss", "stp_cosine"}
     assert report["total"] == pytest.approx(report["lm_loss"] + 0.02 * report["terms"]["stp_loss"], rel=1e-5)
+
+
+def test_a_layer_the_model_lacks_fails_before_anything_is_written(ckpt, data, tmp_path):
+    out = tmp_path / "bad-layer"
+    with pytest.raises(ValueError, match="stp_layer 9 is out of range: the model has 3 hidden states"):
+        train(_cfg(ckpt, data, out, "--regular", "true", "--stp_layer", "9"))
+    assert not (out / "llm_jepa_config.yaml").exists()

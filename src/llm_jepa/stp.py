@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "SAMPLINGS", "LENGTH_WEIGHTS", "VARIANTS", "StpConfig", "draw_span", "message_points", "span_points", "span_tokens",
-    "collate_stp", "length_weights", "displacements", "span_loss", "curvature_loss", "stp_terms",
+    "collate_stp", "check_layer", "length_weights", "displacements", "span_loss", "curvature_loss", "stp_terms",
     "attach_predictor",
 ]
 
@@ -243,10 +243,15 @@ def curvature_loss(hidden: torch.Tensor, turns: torch.Tensor, weight: torch.Tens
     return (weight * angle).sum(), cos.detach().mean() if len(cos) else cos.detach().sum()
 
 
+def check_layer(layer: int, num_hidden_states: int) -> None:
+    """``layer`` must index a model's ``hidden_states`` (embeddings + one per decoder layer)."""
+    if not -num_hidden_states <= layer < num_hidden_states:
+        raise ValueError(f"stp_layer {layer} is out of range: the model has {num_hidden_states} hidden states "
+                         f"(0 = embeddings .. {num_hidden_states - 1} = last layer, or -1)")
+
+
 def _layer(states: tuple[torch.Tensor, ...] | list[torch.Tensor], layer: int) -> torch.Tensor:
-    if not -len(states) <= layer < len(states):
-        raise ValueError(f"stp_layer {layer} is out of range: the model has {len(states)} hidden states "
-                         f"(0 = embeddings .. {len(states) - 1} = last layer, or -1)")
+    check_layer(layer, len(states))
     return states[layer]
 
 

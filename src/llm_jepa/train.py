@@ -131,11 +131,13 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
     if cfg.lora:
         model = apply_lora(model, tok, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     isolation = resolve_isolation(model, cfg.isolation)
-    if cfg.stp_predictor and cfg.stp_lambda:
+    if cfg.stp_lambda:
         from .objective import _unwrap
-        from .stp import attach_predictor
+        from .stp import attach_predictor, check_layer
 
-        attach_predictor(_unwrap(model), seed=cfg.seed)
+        check_layer(cfg.stp_layer, _unwrap(model).config.num_hidden_layers + 1)  # before anything is written
+        if cfg.stp_predictor:
+            attach_predictor(_unwrap(model), seed=cfg.seed)
     collate = dict(pad_token_id=tok.pad_token_id, pack_length=resolve_pack_length(model, cfg.pack_length),
                    seed=cfg.seed, stp=cfg.stp_config())
     return {
