@@ -10,7 +10,10 @@ rest (``rest``). Two numbers, on held-out conversations, under ``torch.no_grad()
 - ``step_cosine``: mean cosine between consecutive one-token steps (the curvature variant's view;
   1 = no turning at all).
 
-Both compare models trained with and without STP on the same data; neither is an accuracy.
+Both compare models trained with and without STP on the same data; neither is an accuracy. A path
+that wanders around a fixed centre (no drift) gives a ``rest_patch_cosine`` of about -0.5: a span's
+end points are end points of the rest too, with opposite signs. Measured on the demo's micro model:
+-0.51 for plain fine-tuning, +0.01 after STP (docs/stp.md).
 """
 
 from __future__ import annotations
