@@ -36,6 +36,7 @@ fine-tuning).
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,32 +175,40 @@ def collate_stp(contents: list[tuple | None], keys: list[int], starts: list[tupl
     (example in batch, s, t); and for the curvature variant ``stp_turns`` [K, 3, 2] and
     ``stp_turn_weight`` [K] (1 / (turns of its example x examples with turns): the loss is a mean
     over examples of their mean turning angle)."""
-    index, lengths, spans, turns, turn_ex = [], [], [], [], []
+    if cfg.variant == "curvature":
+        return _collate_turns(contents, starts)
+    index, lengths, spans = [], [], []
     for i, (content, key, (row, col)) in enumerate(zip(contents, keys, starts, strict=True)):
         if not content:
             continue
         user, assistant = message_points(content)
-        if cfg.variant == "curvature":
-            mine = _turns(user) + _turns(assistant)
-            turns += [[(row, col + p) for p in tri] for tri in mine]
-            turn_ex += [i] * len(mine)
-            continue
         n = max(len(user) - 1, 0) + max(len(assistant) - 1, 0)
         rng = random.Random(f"stp/{seed}/{epoch}/{key}")
         for s, t in _example_spans(user, assistant, cfg, rng):
             index.append([(row, col + p) for p in span_points(user, assistant, s, t)])
             lengths.append((n - (t - s), t - s))
             spans.append((i, s, t))
-    out = {
+    return {
         "stp_index": torch.tensor(index, dtype=torch.long).reshape(-1, 8, 2),
         "stp_lengths": torch.tensor(lengths, dtype=torch.float32).reshape(-1, 2),
         "stp_spans": torch.tensor(spans, dtype=torch.long).reshape(-1, 3),
     }
-    if cfg.variant == "curvature":
-        counts = {i: turn_ex.count(i) for i in set(turn_ex)}
-        out["stp_turns"] = torch.tensor(turns, dtype=torch.long).reshape(-1, 3, 2)
-        out["stp_turn_weight"] = torch.tensor([1.0 / (counts[i] * len(counts)) for i in turn_ex], dtype=torch.float32)
-    return out
+
+
+def _collate_turns(contents: list[tuple | None], starts: list[tuple[int, int]]) -> dict[str, torch.Tensor]:
+    """The curvature variant's keys: every turn of every example, weighted so that the loss is a
+    mean over examples (that have a turn) of their mean turning angle."""
+    turns, owner = [], []
+    for i, (content, (row, col)) in enumerate(zip(contents, starts, strict=True)):
+        mine = [tri for points in message_points(content) for tri in _turns(points)] if content else []
+        turns += [[(row, col + p) for p in tri] for tri in mine]
+        owner += [i] * len(mine)
+    counts = Counter(owner)
+    return {
+        "stp_turns": torch.tensor(turns, dtype=torch.long).reshape(-1, 3, 2),
+        "stp_turn_weight": torch.tensor([1.0 / (counts[i] * len(counts)) for i in owner], dtype=torch.float32),
+        "stp_spans": torch.zeros(0, 3, dtype=torch.long),
+    }
 
 
 # ---- device side: the loss ---------------------------------------------------------------------
