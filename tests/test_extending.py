@@ -67,9 +67,9 @@ def test_every_term_is_logged_and_reads_its_weight_from_a_training_option():
 
 
 def test_a_term_without_its_training_option_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(TERMS, "stp", objective.Term(lambda x: x.pred.sum(), "stp_lambda"))
+    monkeypatch.setitem(TERMS, "future_term", objective.Term(lambda x: x.pred.sum(), "future_term_weight"))
     cfg = load_config(None, ["--output_dir", "x"])
-    with pytest.raises(ValueError, match="stp_lambda"):
+    with pytest.raises(ValueError, match="future_term_weight"):
         cfg.objective_config("position_ids")
 
 

@@ -14,6 +14,10 @@ does the same work, and a resumed run makes the decisions the uninterrupted run 
 (the trainer sets the index to optimizer step x accumulation steps when training starts, see
 :meth:`PackingCollator.set_position`). Batches must be collated in the main process
 (``dataloader_num_workers=0``) for the index to reach the collator.
+
+STP (:mod:`llm_jepa.stp`): with ``stp`` set, the collator also draws each example's spans, seeded by
+(``seed``, epoch, the example's index in its data file), and adds their positions in the packed rows
+(``stp_*`` keys). STP runs over the conversation, so loss dropout does not skip it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 import torch
 
 from .attention import position_ids_from_segments
+from .stp import StpConfig, collate_stp
 from .views import IGNORE, Segment, TokenizedExample
 
 __all__ = ["PackingCollator", "pack", "pack_segments", "auto_pack_length"]
@@ -80,7 +85,9 @@ class PackingCollator:
     seed: int = 0
     pad_to_multiple_of: int = 1
     views_every: int = 1  # >1: views only on every n-th micro-batch (monitoring a baseline cheaply)
+    stp: StpConfig | None = None  # Semantic Tube Prediction spans (see llm_jepa.stp)
     _position: int = field(default=0, init=False, repr=False)
+    _epoch: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss_dropout <= 1.0:
@@ -89,6 +96,10 @@ class PackingCollator:
     def set_position(self, micro_batch: int) -> None:
         """Index (since training began) of the micro-batch collated next."""
         self._position = micro_batch
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch of the batches collated next (seeds the STP spans)."""
+        self._epoch = epoch
 
     def skip_views(self) -> bool:
         """The loss-dropout decision for the next batch, seeded by (seed, micro-batch index)."""
@@ -107,6 +118,12 @@ class PackingCollator:
             segments += [src, tgt]
         out = pack(segments, self.pad_token_id, self.pack_length, self.pad_to_multiple_of)
         anchors = out.pop("anchors")  # [2P, 2]: source, target, source, target, ...
+        starts = out.pop("starts")  # (row, column) of every segment
+        if self.stp is not None and self.stp.weight:
+            convs = [ex.lm[0] if ex.lm else None for ex in batch]
+            first = [sum(len(ex.lm) for ex in batch[:i]) for i in range(len(batch))]  # its lm segment
+            out.update(collate_stp([c.content if c else None for c in convs], [ex.source[1] for ex in batch],
+                                   [starts[j] for j in first], self.stp, self.seed, self._epoch))
         out.update(
             source_anchor=anchors[0::2],  # [P, 2]
             target_anchor=anchors[1::2],  # [P, 2]
@@ -154,6 +171,7 @@ def pack(segments: list[Segment], pad_token_id: int, pack_length: int = 0, pad_t
         "labels": labels,
         "shift_labels": shift_labels,
         "anchors": torch.tensor(anchors, dtype=torch.long).reshape(-1, 2),
+        "starts": [where[i] for i in range(len(segments))],
         "num_real_tokens": sum(lengths),
         "num_pad_tokens": R * T - sum(lengths),
     }

@@ -65,7 +65,7 @@ def estimate_compute(cfg: Any, *, world_size: int = 1) -> ComputeEstimate:
     from transformers import AutoConfig
 
     from .collator import PackingCollator
-    from .data import load_examples
+    from .data import load_examples, subset_examples
     from .flops import step_flops
     from .modeling import load_tokenizer
     from .realmodel import resolve_model_path
@@ -77,7 +77,9 @@ def estimate_compute(cfg: Any, *, world_size: int = 1) -> ComputeEstimate:
     tok = load_tokenizer(cfg.model_name_or_path, plain_text=cfg.plain_text)
     # a baseline's views (monitoring only) are not training compute: build none
     builder = ViewBuilder(tok, replace(cfg.view_config(), build_views=not cfg.is_baseline and cfg.uses_views))
-    items = [builder(ex) for ex in load_examples(cfg.train_file, cfg.max_train_examples)]
+    rows = subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction, cfg.train_rows,
+                           cfg.seed)
+    items = [builder(ex) for ex in rows]
     batches = _micro_batches(items, cfg.per_device_train_batch_size, cfg.dataloader_drop_last)
     per_rank = max(len(batches) // world_size, 1)  # micro-batches each rank sees in an epoch
     updates_per_epoch = max(math.ceil(per_rank / cfg.gradient_accumulation_steps), 1)

@@ -19,6 +19,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from .losses import DISTANCES
 from .objective import ISOLATIONS, TERMS, ObjectiveConfig
 from .spelling import respell
+from .stp import LENGTH_WEIGHTS, SAMPLINGS, VARIANTS, StpConfig
 from .threads import THREADS_HELP
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
@@ -91,6 +92,9 @@ class JepaConfig(TrainingArguments):
     train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]}, or a dataset name/dir.", ["--data"])
     eval_file: str | None = _opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"])
     max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"])
+    train_fraction: float = _opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
+                                 "--seed, nested across fractions (data-efficiency experiments).")
+    train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.")
     max_length: int = _opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.")
     plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.")
     separator: str = _opt(ViewConfig.separator, "Separator between request and answer with --plain_text.")
@@ -140,6 +144,21 @@ class JepaConfig(TrainingArguments):
         -1, "Maximum tokens per packed row: 0 = everything in one row (best with flash/flex attention); "
         "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense)."
     )
+    # ---- Semantic Tube Prediction (llm_jepa.stp) ---------------------------------------------------
+    stp_lambda: float = _opt(0.0, "Weight of the STP term on the conversation's hidden-state trajectory (0 = off; "
+                             "the STP paper uses about 0.02). Needs no views: combine with --regular for pure STP.")
+    stp_times: int = _opt(1, "STP spans drawn per example (span variant).")
+    stp_max_span: int = _opt(0, "Longest STP span in content tokens (0 = no limit).")
+    stp_sampling: str = _opt("start_end", "How an STP span is drawn: start then end, both ends at once, or "
+                             "uniformly over all spans.", choices=list(SAMPLINGS))
+    stp_layer: int = _opt(-1, "Which hidden states STP reads: index into the model's hidden_states "
+                          "(0 = embeddings, -1 = last layer).")
+    stp_length_weight: str = _opt("none", "Per-span weight from the rest and span lengths.",
+                                  choices=list(LENGTH_WEIGHTS))
+    stp_variant: str = _opt("span", "span: cos(rest, patch) of random spans; two_view: rest = user, patch = "
+                            "assistant displacement; curvature: mean turning angle of the trajectory.",
+                            choices=list(VARIANTS))
+    stp_predictor: bool = _opt(False, "A trainable linear map applied to STP's rest displacement.")
     # ---- run -----------------------------------------------------------------------------------
     accuracy_every_steps: int = _opt(
         0, "Every N optimiser steps, answer the first --accuracy_examples rows of --eval_file by generation and "
@@ -186,6 +205,16 @@ class JepaConfig(TrainingArguments):
             self.dataloader_drop_last = True  # all ranks must hold the same number of pairs to gather
         if self.loss_dropout > 0 and self.dataloader_num_workers > 0:
             raise ConfigError("loss_dropout needs dataloader_num_workers=0 (decisions are seeded by the step)")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.train_rows is not None and (self.train_rows < 1 or self.train_fraction != 1.0):
+            raise ConfigError(f"train_rows must be >= 1 and not combined with train_fraction, got {self.train_rows}")
+        try:
+            self.stp_config()  # validates the --stp_* ranges early
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.stp_lambda and self.dataloader_num_workers > 0:
+            raise ConfigError("stp_lambda needs dataloader_num_workers=0 (spans are seeded by the epoch)")
 
     @property
     def is_baseline(self) -> bool:
@@ -204,8 +233,16 @@ class JepaConfig(TrainingArguments):
     def view_config(self) -> ViewConfig:
         return _derive(ViewConfig, self, chat_template=not self.plain_text, build_views=self.uses_views)
 
+    def stp_config(self) -> StpConfig | None:
+        """The STP settings, or None when STP is off (no spans are drawn, nothing is gathered)."""
+        stp = StpConfig(weight=self.stp_lambda, times=self.stp_times, max_span=self.stp_max_span,
+                        sampling=self.stp_sampling, layer=self.stp_layer, length_weight=self.stp_length_weight,
+                        variant=self.stp_variant, predictor=self.stp_predictor)
+        return stp if self.stp_lambda else None
+
     def objective_config(self, isolation: str) -> ObjectiveConfig:
         return _derive(ObjectiveConfig, self, isolation=isolation, terms=self._term_weights(),
+                       stp=self.stp_config(),
                        jepa_lambda=0.0 if self.is_baseline else self.jepa_lambda)
 
     def _term_weights(self) -> dict[str, float]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DataError", "Example", "load_examples", "example_from_row"]
+__all__ = ["DataError", "Example", "load_examples", "example_from_row", "subset_examples"]
 
 ROLES = ("system", "user", "assistant")
 
@@ -197,3 +197,22 @@ def load_examples(path: str | Path, limit: int | None = None, split: str = "trai
     if not examples:
         raise DataError(f"{path}: no examples")
     return examples
+
+
+def subset_examples(examples: list[Example], fraction: float = 1.0, rows: int | None = None,
+                    seed: int = 0) -> list[Example]:
+    """A random subset of ``fraction`` of the examples (rounded, at least one) or of ``rows`` of
+    them, drawn with ``seed``, in their original order (data-efficiency experiments).
+
+    Subsets are nested: for one seed, the rows of a smaller subset are among those of a larger one
+    (a fixed seeded permutation, cut at different lengths), so the points of an accuracy-vs-data
+    curve differ by the added data only. Different seeds draw different subsets."""
+    import random
+
+    n = len(examples)
+    k = rows if rows is not None else max(1, round(fraction * n))
+    if k >= n:
+        return list(examples)
+    order = list(range(n))
+    random.Random(f"subset/{seed}").shuffle(order)
+    return [examples[i] for i in sorted(order[:k])]

@@ -3,7 +3,9 @@
 Use it on a new model family before training: it shows the decoded text of every segment, which
 tokens carry labels, which token is each view's anchor, and ``lm_loss`` / ``jepa_loss`` / ``total``
 of one batch without training (also the way to compare with other implementations). ``total`` is the
-objective's optimised loss for an optimiser step whose whole batch is these examples.
+objective's optimised loss for an optimiser step whose whole batch is these examples. With
+``--stp_lambda``: every STP span drawn for the example (epoch 0), the content tokens of ``rest`` and of
+``patch``, and ``stp_loss``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,22 @@ def _describe(tok: Any, seg: Segment) -> dict[str, Any]:
     return out
 
 
+def _add_stp_spans(tok: Any, items: list, batch: dict[str, Any], report: dict[str, Any]) -> None:
+    """Each example's STP spans: offsets [s, t) over its content tokens and the tokens of rest and patch."""
+    from .stp import span_tokens
+
+    for ex in report["examples"]:
+        ex["stp_spans"] = []
+    for i, s, t in batch["stp_spans"].tolist():
+        seg = items[i].lm[0]
+        rest, patch = ([seg.input_ids[p] for p in ps] for ps in span_tokens(seg.content, s, t))
+        report["examples"][i]["stp_spans"].append({
+            "span": [s, t], "content_tokens": len(rest) + len(patch),
+            "rest": tok.convert_ids_to_tokens(rest), "patch": tok.convert_ids_to_tokens(patch),
+            "rest_text": tok.decode(rest), "patch_text": tok.decode(patch),
+        })
+
+
 def inspect_examples(cfg: JepaConfig, num_examples: int = 2) -> dict[str, Any]:
     """Segments of the first ``num_examples`` rows and the loss terms of them as one batch."""
     from .train import build_components
@@ -57,6 +75,8 @@ def inspect_examples(cfg: JepaConfig, num_examples: int = 2) -> dict[str, Any]:
             }
         )
     batch = parts["eval_collator"](items)
+    if "stp_spans" in batch:
+        _add_stp_spans(tok, items, batch, report)
     model.eval()
     with torch.no_grad():
         out = compute_objective(model, batch, parts["objective"])
@@ -75,7 +95,8 @@ def inspect_examples(cfg: JepaConfig, num_examples: int = 2) -> dict[str, Any]:
         "model": cfg.model_name_or_path,
         "isolation": parts["objective"].isolation,
         **{k: getattr(cfg, k) for k in ("predictors", "distance", "jepa_lambda", "gamma", "direction",
-                                        "predictor_position", "label_mode", "plain_text", "anchor_offset")},
+                                        "predictor_position", "label_mode", "plain_text", "anchor_offset",
+                                        "stp_lambda", "stp_variant", "stp_layer")},
     }
     return report
 
@@ -95,9 +116,16 @@ def print_report(report: dict[str, Any]) -> None:
                 seg = pair[role]
                 console.print(f"[bold]{role} view[/bold]", repr(seg["text"]))
                 console.print(f"  [cyan]anchor[/cyan] #{seg['anchor_index']} = {seg['anchor_token']!r}")
+        for span in ex.get("stp_spans", []):
+            s, t = span["span"]
+            console.print(f"[bold]STP span[/bold] [{s}, {t}) of {span['content_tokens']} content tokens")
+            console.print("  [magenta]patch[/magenta]", repr(span["patch_text"]))
+            console.print("  [magenta]rest[/magenta] ", repr(span["rest_text"]), "(the user's, then the answer's)")
     table = Table(title="one batch")
     for key in ("lm_loss", "jepa_loss", "total"):
         table.add_column(key)
     table.add_row(*(f"{report[k]:.6f}" if report[k] is not None else "-" for k in ("lm_loss", "jepa_loss", "total")))
     console.print(table)
+    if report["terms"]:
+        console.print("terms:", {k: round(v, 6) for k, v in report["terms"].items()})
     console.print(report["batch"], report["settings"])

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from .attention import additive_block_causal_mask
 from .losses import INFONCE_TEMPERATURE, jepa_distance
 from .regularizers import REGULARIZERS
+from .stp import StpConfig, stp_terms
 from .views import IGNORE
 
 __all__ = [
@@ -50,10 +51,16 @@ class ObjectiveConfig:
     stop_gradient_target: bool = False
     isolation: str = DEFAULT_ISOLATION
     terms: dict[str, float] = field(default_factory=dict)  # name in TERMS -> weight
+    stp: StpConfig | None = None  # the options of Semantic Tube Prediction (llm_jepa.stp), when its term is on
+
+    def __post_init__(self) -> None:
+        if self.stp is not None and self.stp.weight and "stp_loss" not in self.terms:
+            self.terms = {**self.terms, "stp_loss": self.stp.weight}  # STP's options carry its weight too
 
     @property
     def is_baseline(self) -> bool:
-        """Zero JEPA weight: nothing on the embedding side trains (see ``config.is_baseline``)."""
+        """Zero JEPA weight: nothing on the view side trains (see ``config.is_baseline``); terms on the
+        sequence itself (STP) still do."""
         return self.jepa_lambda == 0
 
 
@@ -69,24 +76,35 @@ class ObjectiveOutput:
 
 @dataclass
 class TermInputs:
-    """What an embedding-side term sees: the forward's hidden states, the packed batch, and the
-    anchor embeddings after the objective's gradient rules (``stop_gradient_target``)."""
+    """What a term sees: the forward's hidden states (the last layer, and every layer's), the packed
+    batch, the model and the objective's settings, and for view terms the anchor embeddings after
+    the objective's gradient rules (``stop_gradient_target``)."""
 
     hidden: torch.Tensor  # [R, T, C]
     batch: dict[str, Any]
-    pred: torch.Tensor  # [P, C]
-    target: torch.Tensor  # [P, C]
+    hidden_states: tuple[torch.Tensor, ...] = ()  # the model's output_hidden_states: embeddings, layer 1, ...
+    model: Any = None
+    objective: Any = None  # the ObjectiveConfig
+    pred: torch.Tensor | None = None  # [P, C]; view terms only
+    target: torch.Tensor | None = None  # [P, C]; view terms only
 
 
 @dataclass(frozen=True)
 class Term:
-    """An embedding-side term added to the objective: ``fn(inputs) -> scalar``, a mean over the
-    batch (so it is divided by the accumulation steps, like the JEPA term). ``weight_field``: the
-    training config's field holding its weight (0 = off). Terms run on the batches that carry views
-    (not on those loss dropout skipped), and never in a baseline."""
+    """A term added to the objective: ``fn(inputs) -> scalar``, a mean over the batch (so it is
+    divided by the accumulation steps, like the JEPA term), or a dict holding that scalar under the
+    term's name plus monitoring values named in ``metrics`` (logged, never weighted).
+    ``weight_field``: the training config's field holding its weight (0 = off).
 
-    fn: Callable[[TermInputs], torch.Tensor]
+    ``needs_views``: a view term (the anti-collapse regularisers) runs on the batches that carry
+    views (not on those loss dropout skipped), and never in a baseline. A sequence term
+    (``needs_views=False``, e.g. STP) works on the conversation itself: it runs on every batch,
+    also in a baseline (``--regular`` plus STP is the STP paper's setting)."""
+
+    fn: Callable[[TermInputs], Any]
     weight_field: str
+    needs_views: bool = True
+    metrics: tuple[str, ...] = ()
 
 
 def _anchor_term(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[TermInputs], torch.Tensor]:
@@ -99,11 +117,32 @@ def _anchor_term(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[TermIn
 TERMS: dict[str, Term] = {name: Term(_anchor_term(r.fn), r.weight_field) for name, r in REGULARIZERS.items()}
 
 
-def register_term(name: str, fn: Callable[[TermInputs], torch.Tensor], weight_field: str) -> None:
-    """Add an embedding-side term at run time (extensions, tests); see :data:`TERMS`."""
+def _stp_term(inputs: TermInputs) -> dict[str, torch.Tensor]:
+    """Semantic Tube Prediction on the conversation's trajectory (:mod:`llm_jepa.stp`)."""
+    predictor = getattr(_unwrap(inputs.model), "stp_predictor", None)
+    return stp_terms(inputs.hidden_states, inputs.batch, inputs.objective.stp, predictor)
+
+
+TERMS["stp_loss"] = Term(_stp_term, "stp_lambda", needs_views=False, metrics=("stp_cosine",))
+
+
+def _run_terms(cfg: ObjectiveConfig, inputs: TermInputs, views: bool) -> dict[str, torch.Tensor]:
+    """The switched-on terms of one kind (view terms or sequence terms), by name, with their metrics."""
+    out: dict[str, torch.Tensor] = {}
+    for name, weight in cfg.terms.items():
+        term = TERMS[name]
+        if weight and term.needs_views == views:
+            value = term.fn(inputs)
+            out.update(value if isinstance(value, dict) else {name: value})
+    return out
+
+
+def register_term(name: str, fn: Callable[[TermInputs], Any], weight_field: str, needs_views: bool = True,
+                  metrics: tuple[str, ...] = ()) -> None:
+    """Add a term at run time (extensions, tests); see :class:`Term` and :data:`TERMS`."""
     if name in TERMS or name in ("loss", "lm_loss", "jepa_loss"):
         raise ValueError(f"an objective term named {name!r} already exists")
-    TERMS[name] = Term(fn, weight_field)
+    TERMS[name] = Term(fn, weight_field, needs_views, metrics)
 
 
 def _unwrap(model: Any) -> Any:
@@ -147,7 +186,8 @@ def _selector(model: Any) -> _HeadSelector:
 
 
 def forward_packed(
-    model: Any, batch: dict[str, Any], isolation: str = DEFAULT_ISOLATION, lm_positions: torch.Tensor | None = None
+    model: Any, batch: dict[str, Any], isolation: str = DEFAULT_ISOLATION, lm_positions: torch.Tensor | None = None,
+    all_layers: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One forward over every packed segment. -> (last-layer hidden states [R, T, C] after the final
     norm, vocabulary logits [N, V] at the ``lm_positions`` mask [R, T] or None).
@@ -177,7 +217,7 @@ def forward_packed(
     finally:
         if sel is not None:
             sel.keep = None
-    return out.hidden_states[-1], (out.logits if sel is not None else None)
+    return (out.hidden_states if all_layers else out.hidden_states[-1]), (out.logits if sel is not None else None)
 
 
 def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = DEFAULT_ISOLATION) -> torch.Tensor:
@@ -225,13 +265,15 @@ def total_loss(
     """The optimised loss from the named terms (their normalisation: see :func:`compute_objective`).
 
     gamma * lm * num_processes + (lambda * jepa + sum_t w_t * term_t) / accumulation_steps; a
-    baseline (lambda 0) adds nothing from the embedding side."""
+    baseline (lambda 0) adds no JEPA term (its view terms never ran; sequence terms still count).
+    Entries of ``terms`` without a weight (monitoring metrics such as ``stp_cosine``) are not added."""
     loss = cfg.gamma * lm
     if num_processes != 1:
         loss = loss * num_processes
-    if jepa is None or cfg.is_baseline:
+    side = [] if jepa is None or cfg.is_baseline else [cfg.jepa_lambda * jepa]
+    side += [cfg.terms[name] * value for name, value in (terms or {}).items() if cfg.terms.get(name)]
+    if not side:
         return loss
-    side = [cfg.jepa_lambda * jepa, *(cfg.terms[name] * value for name, value in (terms or {}).items())]
     if accumulation_steps == 1:
         for value in side:  # added one by one, in order
             loss = loss + value
@@ -264,24 +306,28 @@ def compute_objective(
 
     ``loss`` = gamma * LM * num_processes + (lambda * JEPA + sum_t w_t * term_t) / accumulation_steps
     (:func:`total_loss`). With lambda 0 (a baseline) the JEPA distance of any views is computed without
-    gradient, for monitoring, and no other embedding-side term runs. The defaults (no accumulation,
-    one process) give the loss of a step whose whole batch is ``batch``: what ``inspect`` reports.
+    gradient, for monitoring, and no view term runs; sequence terms (STP) run on every batch. The
+    defaults (no accumulation, one process) give the loss of a step whose whole batch is ``batch``:
+    what ``inspect`` reports.
     """
     keep = batch["shift_labels"] != IGNORE  # [R, T]: the LM head runs here only, inside the forward
-    hidden, logits = forward_packed(model, batch, cfg.isolation, lm_positions=keep)  # [R, T, C], [N, V]
+    states, logits = forward_packed(model, batch, cfg.isolation, lm_positions=keep, all_layers=True)  # [N, V]
+    hidden = states[-1]  # [R, T, C]
     lm = lm_loss(logits, batch["shift_labels"], num_items)
+    inputs = TermInputs(hidden=hidden, batch=batch, hidden_states=states, model=model, objective=cfg)
+    terms = _run_terms(cfg, inputs, views=False)  # on the conversation: every batch, baseline or not
     scale = dict(accumulation_steps=accumulation_steps, num_processes=num_processes)
     if batch["source_anchor"].numel() == 0:
-        return ObjectiveOutput(loss=total_loss(cfg, lm, **scale), lm_loss=lm, jepa_loss=None, pred=None, target=None)
+        return ObjectiveOutput(loss=total_loss(cfg, lm, None, terms, **scale), lm_loss=lm, jepa_loss=None,
+                               pred=None, target=None, terms=terms)
     pred, target = view_embeddings(hidden, batch)
     if cfg.is_baseline:  # a baseline that monitors the JEPA distance: no gradient from it
         pred, target = pred.detach(), target.detach()
     if cfg.stop_gradient_target:
         target = target.detach()
     jepa = jepa_term(cfg, pred, target)
-    terms: dict[str, torch.Tensor] = {}
     if not cfg.is_baseline:
-        inputs = TermInputs(hidden=hidden, batch=batch, pred=pred, target=target)
-        terms = {name: TERMS[name].fn(inputs) for name, weight in cfg.terms.items() if weight}
+        inputs.pred, inputs.target = pred, target
+        terms.update(_run_terms(cfg, inputs, views=True))
     return ObjectiveOutput(loss=total_loss(cfg, lm, jepa, terms, **scale), lm_loss=lm, jepa_loss=jepa, pred=pred,
                            target=target, terms=terms)

@@ -16,7 +16,7 @@ from transformers import TrainerCallback
 
 from .collator import PackingCollator
 from .config import JepaConfig, save_config
-from .data import load_examples
+from .data import load_examples, subset_examples
 from .rundir import (
     AtomicCheckpoints,
     OutputLock,
@@ -175,7 +175,8 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
     return {
-        "train": load_examples(cfg.train_file, cfg.max_train_examples),
+        "train": subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction,
+                                 cfg.train_rows, cfg.seed),
         "eval": load_examples(cfg.eval_file) if cfg.eval_file else None,
         "callbacks": [_import(path) for path in cfg.callbacks],
     }
@@ -301,8 +302,15 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
     if cfg.lora:
         model = apply_lora(model, tok, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
     isolation = resolve_isolation(model, cfg.isolation)
+    if cfg.stp_lambda:
+        from .objective import _unwrap
+        from .stp import attach_predictor, check_layer
+
+        check_layer(cfg.stp_layer, _unwrap(model).config.num_hidden_layers + 1)  # before anything is written
+        if cfg.stp_predictor:
+            attach_predictor(_unwrap(model), seed=cfg.seed)
     collate = dict(pad_token_id=tok.pad_token_id, pack_length=resolve_pack_length(model, cfg.pack_length),
-                   seed=cfg.seed)
+                   seed=cfg.seed, stp=cfg.stp_config())
     return {
         "tokenizer": tok,
         "model": model,

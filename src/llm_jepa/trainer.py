@@ -37,6 +37,11 @@ class StepSync(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.collator.set_position(state.global_step * args.gradient_accumulation_steps)
 
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # before the epoch's first batch is collated; a resumed run restarts its epoch here too
+        if hasattr(self.collator, "set_epoch"):
+            self.collator.set_epoch(int(state.epoch or 0))
+
 
 class JepaTrainer(Trainer):
     def __init__(self, *args: Any, objective: ObjectiveConfig, eval_collator: Any = None, **kwargs: Any) -> None:
@@ -82,8 +87,8 @@ class JepaTrainer(Trainer):
                 stats = batch_collapse_stats(t)
                 m["target_pairwise_cosine"].append(stats["mean_cosine"])
                 m["target_std_ratio"].append(stats["std_ratio"])
-            for name, value in out.terms.items():
-                m[name].append(value.item())
+        for name, value in out.terms.items():  # regularisers, and STP (which runs without views too)
+            m[name].append(value.item())
         if mode == "train":
             self._count_flops(inputs, n_items)
             self._tokens_since_log += inputs["num_lm_tokens"] + inputs["num_view_tokens"]
@@ -113,8 +118,8 @@ class JepaTrainer(Trainer):
     @classmethod
     def logged_keys(cls) -> tuple[str, ...]:
         """Every key a step may record, in a fixed order so that ranks can sum them in one collective:
-        the fixed ones, then every registered objective term (so a new term is logged by its name)."""
-        return cls._KEYS + tuple(TERMS)
+        the fixed ones, then every registered objective term and its metrics (a new term is logged by its name)."""
+        return cls._KEYS + tuple(key for name, term in TERMS.items() for key in (name, *term.metrics))
 
     def _reduced(self, metrics: dict[str, list[float]]) -> dict[str, tuple[float, int]]:
         """(sum, count) of each metric over the micro-batches since the last log, on all ranks."""

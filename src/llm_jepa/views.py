@@ -102,6 +102,8 @@ class Segment:
     input_ids: list[int]
     labels: list[int] | None = None
     anchor: int | None = None
+    content: tuple[tuple[int, int], ...] | None = None  # conversations: token ranges [start, end) of
+    # the user content and of the assistant content, template tokens excluded (for STP, see stp.py)
 
 
 @dataclass
@@ -158,6 +160,12 @@ def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = F
     return tokenizer.apply_chat_template(
         chat_messages(tokenizer, messages), tokenize=False, add_generation_prompt=add_generation_prompt
     )
+
+
+def _token_range(offsets: list[tuple[int, int]], char_start: int, char_end: int) -> tuple[int, int]:
+    """Tokens [first, end) whose characters overlap [char_start, char_end) (empty if none do)."""
+    hits = [i for i, (s, e) in enumerate(offsets) if s < char_end and e > char_start and e > s]
+    return (hits[0], hits[-1] + 1) if hits else (0, 0)
 
 
 def _last_token_covering(offsets: list[tuple[int, int]], char_end: int) -> int:
@@ -285,7 +293,23 @@ class ViewBuilder:
             if self.tok.eos_token_id is not None and (not ids or ids[-1] != self.tok.eos_token_id):
                 ids.append(self.tok.eos_token_id)
                 offsets.append((len(rendered), len(rendered)))
-        return Segment(input_ids=ids, labels=self._labels(ids, offsets, start, ans_end))
+        content = self._content_ranges(example, rendered, offsets)
+        return Segment(input_ids=ids, labels=self._labels(ids, offsets, start, ans_end), content=content)
+
+    def _content_ranges(self, example: Example, rendered: str, offsets: list[tuple[int, int]]):
+        """Token ranges of the user content and of the assistant content in the conversation (the
+        request and the answer in plain-text mode): what STP's trajectory runs over. The user
+        content is searched before the answer, so a system prompt or an answer that repeats it
+        cannot be taken for it; a token shared by both belongs to the user."""
+        if self.cfg.chat_template:
+            a_start, a_end = self._locate(rendered, example.assistant)
+            u_start, u_end = self._locate(rendered[:a_start], example.user)
+        else:
+            u_start, u_end = 0, len(example.user)
+            a_start, a_end = len(example.user) + len(self.cfg.separator), len(rendered)
+        user = _token_range(offsets, u_start, u_end)
+        first, end = _token_range(offsets, a_start, a_end)
+        return user, (max(first, user[1]), max(end, user[1]))
 
     def _labels(self, ids: list[int], offsets: list[tuple[int, int]], start: int, ans_end: int) -> list[int]:
         mode = self.cfg.label_mode
@@ -332,6 +356,8 @@ class ViewBuilder:
         for seg in ex.lm:
             if len(seg.input_ids) > n:
                 seg.input_ids, seg.labels, ex.truncated = seg.input_ids[:n], seg.labels[:n], True
+                if seg.content is not None:
+                    seg.content = tuple((min(a, n), min(b, n)) for a, b in seg.content)
         for pair in ex.pairs:
             for seg in pair:
                 ex.truncated = self.clip(seg) or ex.truncated

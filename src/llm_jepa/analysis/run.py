@@ -3,10 +3,12 @@
 For each model: Enc(Text), Pred(Enc(Text)) and Enc(Code) for every example (via
 ``llm_jepa.embeddings.encode_views``, with the views built as the model was trained: see
 :mod:`llm_jepa.runs`), then the spectrum of Enc(Text) - Enc(Code), the linear residual from Text to
-Code, collapse diagnostics of each view, and retrieval of Code from Pred(Enc(Text)). For a model
-trained ``code_to_text`` the prediction is Pred(Enc(Code)) and the ``pred_*`` numbers compare it
-with Enc(Text) (its ``direction`` is recorded). Writes ``analysis.json`` (every number, and the
-settings each model was read with), ``singular_values.png`` and ``tsne.png``.
+Code, collapse diagnostics of each view, retrieval of Code from Pred(Enc(Text)), and the
+trajectory-straightness diagnostic of STP (mean ``cos(rest, patch)`` on the held-out conversations,
+:mod:`llm_jepa.analysis.straightness`). For a model trained ``code_to_text`` the prediction is
+Pred(Enc(Code)) and the ``pred_*`` numbers compare it with Enc(Text) (its ``direction`` is recorded).
+Writes ``analysis.json`` (every number, and the settings each model was read with),
+``singular_values.png`` and ``tsne.png``.
 """
 
 from __future__ import annotations
@@ -99,13 +101,15 @@ def analyze(
     seed: int = 0,
     encode: Callable[..., Any] | None = None,
     load: Callable[..., Any] | None = None,
+    straightness: Callable[..., Any] | None = None,
 ) -> dict[str, Any]:
     """Analyse ``models`` on the first ``limit`` examples of ``data``; write figures and ``analysis.json``.
 
     Each model's views are built as it was trained (:func:`llm_jepa.runs.load_run`: k, predictor
     position and order, direction, anchor rule, template). ``predictors`` (an int for all, a list
     with one per model) and ``settings`` (training option names) override what the runs saved.
-    ``encode`` / ``load`` replace ``encode_views`` / ``load_run`` (tests, custom models).
+    ``encode`` / ``load`` replace ``encode_views`` / ``load_run`` (tests, custom models);
+    ``straightness`` replaces the trajectory diagnostic (skipped with a custom ``encode`` unless given).
     Returns the dict written to ``analysis.json``: ``{"data", "n", "models": {name: numbers}}``.
     Refuses a non-empty ``output`` unless ``overwrite``.
     """
@@ -114,6 +118,8 @@ def analyze(
 
     output = Path(output)
     _check_output(output, overwrite)
+    if straightness is None and encode is None:
+        from .straightness import trajectory_straightness as straightness
     encode, load = encode or _default_encode(), load or _default_load()
     overrides = _per_model_overrides(models, predictors, settings)
     examples = load_examples(data, limit)
@@ -123,8 +129,12 @@ def analyze(
         run = load(path, **given)
         view = run.view
         views = encode(run.model, run.tokenizer, examples, view=view, batch_size=batch_size)
+        straight = straightness(run.model, run.tokenizer, examples, plain_text=run.plain_text,
+                                max_length=view.max_length, batch_size=batch_size, seed=seed) if straightness else None
         del run  # free the GPU before the next model
         summary = summarize_views(views.text, views.pred, views.code, top=top, target=views.target)
+        if straight is not None:
+            summary["straightness"] = straight
         result["models"][name] = {"path": str(path), "predictors": view.predictors, "direction": view.direction,
                                   "settings": _view_settings(view), **summary}
         spectra[name] = summary["singular_values_text_code"]
@@ -160,9 +170,13 @@ def format_table(result: dict[str, Any]) -> str:
             f"{m['linear_residual_text_code']['relative']:>7.3f} {sv[0] if sv else math.nan:>9.3g} "
             f"{c['mean_cosine']:>9.3f} {c['effective_rank']:>7.2f}  "
             f"{'YES' if any(v['collapsed'] for v in m['collapse'].values()) else 'no'}"
+            + (f"  straightness cos(rest, patch) {m['straightness']['rest_patch_cosine']:.3f}, "
+               f"steps {m['straightness']['step_cosine']:.3f}" if "straightness" in m else "")
         )
     lines.append("top1/top5: Pred(Enc(Text)) retrieves its own Enc(Code); resid: relative linear residual "
-                 "Text->Code (needs N > C); sv1: largest singular value of Enc(Text)-Enc(Code)")
+                 "Text->Code (needs N > C); sv1: largest singular value of Enc(Text)-Enc(Code); straightness: "
+                 "mean cos(rest, patch) over random spans of the conversation (STP's target, 1 = straight) and "
+                 "between consecutive token steps")
     if any(not m["linear_residual_text_code"]["overdetermined"] for m in result["models"].values()):
         lines.append("note: N <= hidden size for some model, so its linear residual is ~0 by construction")
     return "\n".join(lines)

@@ -23,6 +23,7 @@ DESCRIPTIONS = {
     "jepa_one_row": "llm-jepa: everything packed in one row (the layout for flash/flex varlen attention)",
     "loss_dropout_0.5": "jepa_packed with loss dropout alpha=0.5 (views skipped on ~half the steps)",
     "loss_dropout_0.75": "jepa_packed with loss dropout alpha=0.75",
+    "stp": "plain + Semantic Tube Prediction (lambda 0.02, no views: reads the conversation's hidden states)",
 }
 
 OURS = "jepa_packed"
@@ -89,6 +90,11 @@ def _dropout(rec: dict[str, list], plain: dict[str, list], token_ratio: float, a
 def paired_ratios(rec: dict[str, dict[str, list]]) -> dict[str, Any]:
     """Every ratio the issue asks for, measured per step then median, with its target."""
     out: dict[str, Any] = {}
+    if "stp" in rec and "plain" in rec:  # STP adds no token: its cost is the gather and the cosine
+        out["stp_vs_plain_tokens"] = _check(_paired(rec["stp"]["real"], rec["plain"]["real"]), "1 (no view token)",
+                                            rec["stp"]["real"] == rec["plain"]["real"])
+        r = _paired(rec["stp"]["time"], rec["plain"]["time"])
+        out["stp_vs_plain_step_time"] = _check(r, "<= 1.05", r <= 1.05)
     if OURS not in rec:
         return out
     ours = rec[OURS]

@@ -22,7 +22,7 @@ from .report import paired_ratios, print_table, summarize
 __all__ = ["BenchConfig", "STRATEGIES", "run_bench", "generation_bench", "describe_agreement"]
 
 STRATEGIES = ("plain", "paper_3row", "paper_2row", "jepa_packed", "jepa_one_row", "loss_dropout_0.5",
-              "loss_dropout_0.75")
+              "loss_dropout_0.75", "stp")
 
 
 @dataclass
@@ -127,8 +127,14 @@ def _steppers(cfg: BenchConfig, tok: Any, model: Any, device: Any) -> dict[str, 
     # (seed, micro-batch index), as in training
     drop = {a: PackingCollator(pad_token_id=pad, pack_length=rows.pack_length, loss_dropout=a, seed=cfg.seed)
             for a in (0.5, 0.75)}
+    from ..stp import StpConfig
+
+    stp = StpConfig(weight=0.02)  # plain fine-tuning + STP, the STP paper's setting: no views
+    stp_rows = PackingCollator(pad_token_id=pad, pack_length=rows.pack_length, stp=stp, seed=cfg.seed)
+    stp_objective = ObjectiveConfig(jepa_lambda=0.0, stp=stp)
     return {
         "plain": lambda m, p, v: packed_step(m, p, rows, plain, device),
+        "stp": lambda m, p, v: packed_step(m, p, stp_rows, stp_objective, device),
         "paper_3row": lambda m, p, v: paper_3row_step(m, v, jepa, device, pad, cfg.max_length),
         "paper_2row": lambda m, p, v: paper_2row_step(m, v, jepa, device, pad, cfg.max_length),
         "jepa_packed": lambda m, p, v: packed_step(m, v, rows, jepa, device),

@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["write_report", "comparison_rows", "plot_losses"]
 
 COLUMNS = ("arm", "steps", "train s", "exact", "95% CI", "startswith", "equivalent", "cos(pred, code)",
-           "code mean cos", "retrieval@1", "collapsed")
+           "code mean cos", "retrieval@1", "collapsed", "cos(rest, patch)")
 
 
 def comparison_rows(results: dict[str, Any]) -> list[list[str]]:
@@ -23,6 +23,7 @@ def comparison_rows(results: dict[str, Any]) -> list[list[str]]:
             f"[{lo:.3f}, {hi:.3f}]", f"{m['startswith']['accuracy']:.3f}", f"{eq:.3f}",
             f"{d['pred_code_cosine']:.3f}", f"{d['code_collapse']['mean_cosine']:.3f}",
             f"{d['retrieval']['top1']:.3f}", "YES" if d["code_collapse"]["collapsed"] else "no",
+            f"{d.get('straightness', {}).get('rest_patch_cosine', float('nan')):.3f}",
         ])
     return rows
 
@@ -61,15 +62,22 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
             {"jepa_sigreg", "jepa_infonce"} & set(arms)):
         lines.append("- The cosine JEPA arm collapsed. Anti-collapse variants: "
                      "`llm-jepa demo --arms baseline jepa jepa_infonce jepa_sigreg`.")
-    if "baseline" in arms and "jepa" in arms:
-        b, j = (arms[a]["summary"] for a in ("baseline", "jepa"))
-        (blo, bhi), (jlo, jhi) = b["ci95"], j["ci95"]
-        overlap = not (jlo > bhi or blo > jhi)
-        lines.append(
-            f"- JEPA vs baseline exact match: {j['accuracy']:.3f} vs {b['accuracy']:.3f}"
-            + (" (the 95% intervals overlap: one seed cannot tell them apart; use `llm-jepa sweep` over seeds)"
-               if overlap else " (the 95% intervals do not overlap)")
-        )
+    for arm, label in (("jepa", "JEPA"), ("stp", "STP")):
+        if "baseline" in arms and arm in arms:
+            b, j = (arms[a]["summary"] for a in ("baseline", arm))
+            (blo, bhi), (jlo, jhi) = b["ci95"], j["ci95"]
+            overlap = not (jlo > bhi or blo > jhi)
+            lines.append(
+                f"- {label} vs baseline exact match: {j['accuracy']:.3f} vs {b['accuracy']:.3f}"
+                + (" (the 95% intervals overlap: one seed cannot tell them apart; use `llm-jepa sweep` over seeds)"
+                   if overlap else " (the 95% intervals do not overlap)")
+            )
+    if "stp" in arms and "baseline" in arms:
+        s, b = (arms[a]["diagnostics"].get("straightness", {}).get("rest_patch_cosine") for a in ("stp", "baseline"))
+        if s is not None and b is not None:
+            lines.append(f"- Trajectory straightness (held-out mean cos(rest, patch), what STP raises): STP {s:.3f} "
+                         f"vs baseline {b:.3f}. STP's claim is data efficiency: compare them at less data with "
+                         "`llm-jepa sweep configs/sweep_stp_data_efficiency.yaml`.")
     return lines
 
 
@@ -107,7 +115,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
            "is what the cosine JEPA loss drives up; *code mean cos* is the mean cosine between the Code",
            "embeddings of different examples: near 1 means every embedding points the same way (collapse),",
            "and then a high cos(pred, code) is worthless; *retrieval@1* asks whether Pred(Enc(Text)) finds",
-           "its own Code among the held-out set (chance = 1/n).", "", *_verdicts(results), "",
+           "its own Code among the held-out set (chance = 1/n); *cos(rest, patch)* is the mean cosine between",
+           "the displacements of a random span of the conversation and of the rest of it (STP's target:",
+           "1 = a straight hidden-state path).", "", *_verdicts(results), "",
            "![losses](losses.png)", ""]
     (out / "report.md").write_text("\n".join(md))
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))

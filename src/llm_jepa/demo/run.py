@@ -27,6 +27,8 @@ ARMS: dict[str, dict[str, Any]] = {
     "baseline_equal_compute": {"regular": True, "monitor_views_every": 10},
     "jepa_sigreg": {"predictors": 1, "jepa_lambda": 1.0, "sigreg_weight": 0.1},
     "jepa_infonce": {"predictors": 1, "jepa_lambda": 0.5, "distance": "infonce"},
+    # Semantic Tube Prediction on plain fine-tuning (no views, no extra token), the STP paper's lambda
+    "stp": {"regular": True, "monitor_views_every": 10, "stp_lambda": 0.02},
 }
 DEFAULT_ARMS = ["baseline", "jepa", "baseline_equal_compute"]
 
@@ -179,18 +181,22 @@ def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, **overrides: Any)
     import torch.nn.functional as F
 
     from ..analysis.metrics import collapse_diagnostics, retrieval_accuracy
+    from ..analysis.straightness import trajectory_straightness
     from ..data import load_examples
     from ..embeddings import encode_views
     from ..runs import load_run
 
     run = load_run(run_dir, **overrides)
     n = min(cfg.n_analysis, cfg.n_test)
-    emb = encode_views(run.model, run.tokenizer, load_examples(test_file, n), view=run.view, batch_size=64)
+    examples = load_examples(test_file, n)
+    emb = encode_views(run.model, run.tokenizer, examples, view=run.view, batch_size=64)
     return {
         "predictors": run.view.predictors,
         "pred_code_cosine": F.cosine_similarity(emb.pred, emb.target, dim=-1).mean().item(),
         "code_collapse": collapse_diagnostics(emb.code),
         "retrieval": retrieval_accuracy(emb.pred, emb.target),
+        "straightness": trajectory_straightness(run.model, run.tokenizer, examples, plain_text=run.plain_text,
+                                                max_length=256, batch_size=64, seed=cfg.seed),
     }
 
 

@@ -14,6 +14,10 @@ A sweep file (YAML)::
     equal_compute: false        # true: every non-baseline run trains for the steps that spend the
                                 # baseline's FLOPs (same seed), the paper's same_flop (needs baseline)
     metric: accuracy            # key of the evaluation summary to compare (default accuracy)
+    data_fractions: [0.0625, 0.125, 0.25, 0.5, 1.0]  # optional: every cell, the baseline included, at
+                                # each amount of training data (train_fraction, a subset drawn per seed);
+                                # each cell is tested against the baseline at the same amount
+    data_rows: [100, 200]       # the same with row counts (train_rows); not with data_fractions
     slurm: {timeout_min: 600, gpus_per_node: 1}  # submitit parameters (optional)
 
 Grid and baseline keys are training-config options (``llm_jepa.config``), passed as overrides.
@@ -31,7 +35,9 @@ __all__ = ["DEFAULT_SEEDS", "Sweep", "Run", "SweepError", "load_sweep", "expand"
 
 DEFAULT_SEEDS = (82, 23, 37, 84, 4)  # the seeds of the paper's five-run protocol
 BASELINE_ID = "baseline"
-_KNOWN = {"base", "eval_data", "eval", "fixed", "grid", "baseline", "seeds", "metric", "slurm", "equal_compute"}
+_KNOWN = {"base", "eval_data", "eval", "fixed", "grid", "baseline", "seeds", "metric", "slurm", "equal_compute",
+          "data_fractions", "data_rows"}
+DATA_KEYS = {"data_fractions": "train_fraction", "data_rows": "train_rows"}  # sweep field -> config option
 
 
 class SweepError(ValueError):
@@ -50,6 +56,7 @@ class Sweep:
     metric: str = "accuracy"
     slurm: dict[str, Any] = field(default_factory=dict)
     equal_compute: bool = False
+    data: tuple[str, tuple[Any, ...]] | None = None  # (config option, amounts): the data-efficiency axis
     source: str = "<memory>"
 
 
@@ -122,6 +129,26 @@ def _seeds(raw: Any, source: str) -> tuple[int, ...]:
     return tuple(raw)
 
 
+def _data_axis(data: dict, source: str) -> tuple[str, tuple[Any, ...]] | None:
+    given = [k for k in DATA_KEYS if data.get(k) is not None]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise SweepError(f"{_where(source, given[1])}: give data_fractions or data_rows, not both")
+    name, values = given[0], data[given[0]]
+    fraction = name == "data_fractions"
+
+    def valid(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        return 0 < v <= 1 if fraction else isinstance(v, int) and v >= 1
+
+    if not isinstance(values, list) or not values or not all(map(valid, values)) or len(set(values)) != len(values):
+        kind = "fractions in (0, 1]" if fraction else "row counts >= 1"
+        raise SweepError(f"{_where(source, name)}: expected a non-empty list of distinct {kind}")
+    return DATA_KEYS[name], tuple(values)
+
+
 def _resolve(path: str | None, folder: Path) -> str | None:
     if path is None:
         return None
@@ -155,6 +182,7 @@ def sweep_from_dict(data: Any, source: str = "<memory>", folder: Path = Path("."
         metric=str(data.get("metric", "accuracy")),
         slurm=_mapping(data.get("slurm"), source, "slurm"),
         equal_compute=equal_compute,
+        data=_data_axis(data, source),
         source=source,
     )
 
@@ -181,6 +209,10 @@ def _cells(sweep: Sweep) -> list[tuple[str, dict[str, Any], bool]]:
         # a grid cell equal to the baseline (e.g. lambda: 0 in the grid) is the baseline, not a duplicate
         out = [(cid, c, False) for cid, c, _ in out if c != sweep.baseline]
         out.insert(0, (BASELINE_ID, dict(sweep.baseline), True))
+    if sweep.data is not None:  # every cell at every amount of data, the amount part of its id
+        key, amounts = sweep.data
+        out = [(f"{cid}_{key}={_fmt(v)}" if is_base else cell_id({**c, key: v}), {**c, key: v}, is_base)
+               for cid, c, is_base in out for v in amounts]
     ids = [cid for cid, _, _ in out]
     if len(set(ids)) != len(ids):
         raise SweepError(f"{sweep.source}: two cells map to the same id; grid values must differ as text")
@@ -194,7 +226,8 @@ def expand(sweep: Sweep) -> list[Run]:
         for seed in sweep.seeds:
             reference = None
             if sweep.equal_compute and not is_baseline:
-                reference = {**sweep.fixed, **(sweep.baseline or {}), "seed": seed}
+                same_data = {sweep.data[0]: cell[sweep.data[0]]} if sweep.data else {}
+                reference = {**sweep.fixed, **(sweep.baseline or {}), **same_data, "seed": seed}
             runs.append(Run(
                 run_id=f"{cid}__seed{seed}", cell_id=cid, cell=cell, seed=seed, baseline=is_baseline,
                 overrides={**sweep.fixed, **cell, "seed": seed}, base=sweep.base,

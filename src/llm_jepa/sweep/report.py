@@ -8,7 +8,9 @@ Figures (PNG, matplotlib imported lazily):
   of the ``flops`` field over its ``metrics.jsonl`` records (each record counts the FLOPs since the
   previous one), or its summary's ``flops`` when the log has none;
 - ``losses.png``: ``lm_loss`` and ``jepa_loss`` against step for the baseline and the best cell
-  (paper Figure 3 right), averaged over seeds.
+  (paper Figure 3 right), averaged over seeds;
+- ``data_efficiency.png``: metric against the amount of training data (``data_fractions`` /
+  ``data_rows`` sweeps, the STP paper's experiment), one line per arm, mean +- std over seeds.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from typing import Any
 from ..analysis.run import json_safe
 
 __all__ = ["read_metrics", "run_flops", "markdown_table", "write_report", "plot_heatmap",
-           "plot_compute", "plot_loss_curves", "HEATMAP_AXES"]
+           "plot_compute", "plot_loss_curves", "plot_data_efficiency", "HEATMAP_AXES", "DATA_AXES"]
 
 # the config fields on the heatmap's axes (paper Figure 7); a grid may name them by either name
 HEATMAP_AXES = ("predictors", "jepa_lambda")
+DATA_AXES = ("train_fraction", "train_rows")  # options that set the amount of training data
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -196,6 +199,32 @@ def plot_loss_curves(curves: dict[str, Sequence[Sequence[dict[str, Any]]]], path
     return save_figure(fig, path)
 
 
+def plot_data_efficiency(stats: Sequence[dict[str, Any]], path: str | Path, key: str,
+                         metric: str = "accuracy") -> Path:
+    """Mean metric (error bars: sample std over seeds) against the amount of training data ``key``
+    (log2 axis), one line per arm: the cell's other options, 'baseline' for the baseline cells."""
+    from ..analysis.plots import pyplot, save_figure
+
+    arms: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
+    for row in stats:
+        if key not in row["cell"]:
+            continue
+        rest = {k: v for k, v in row["cell"].items() if k != key}
+        label = "baseline" if row["baseline"] else ", ".join(f"{k}={v}" for k, v in sorted(rest.items())) or "cell"
+        std = 0.0 if math.isnan(row["std"]) else row["std"]
+        arms[label].append((float(row["cell"][key]), row["mean"], std))
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i, (label, points) in enumerate(sorted(arms.items(), key=lambda kv: kv[0] != "baseline")):
+        x, y, e = zip(*sorted(points), strict=True)
+        ax.errorbar(x, y, yerr=e, label=label, marker="o", capsize=3, color=f"C{i}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("fraction of the training data" if key == "train_fraction" else "training rows")
+    ax.set_ylabel(metric)
+    ax.legend(fontsize="x-small")
+    return save_figure(fig, path)
+
+
 def _loss_curves(output: Path, results: Sequence[dict[str, Any]], stats: Sequence[dict[str, Any]]) -> dict:
     """Metrics records of the baseline's runs and of the best cell's runs, keyed by a legend label."""
     baseline = next((row for row in stats if row["baseline"]), None)
@@ -238,6 +267,9 @@ def write_report(output: str | Path, results: Sequence[dict[str, Any]], stats: S
         written["compute"] = str(plot_compute(points, output / "compute.png", metric))
     else:
         skipped.append("compute: no run logged 'flops'")
+    data_key = next((k for k in DATA_AXES if any(k in row["cell"] for row in stats)), None)
+    if data_key:
+        written["data_efficiency"] = str(plot_data_efficiency(stats, output / "data_efficiency.png", data_key, metric))
     curves = _loss_curves(output, results, stats)
     if curves:
         written["losses"] = str(plot_loss_curves(curves, output / "losses.png"))
