@@ -230,6 +230,8 @@ def evaluate(
     similarity: bool = True,
     quiet: bool = False,
     max_new_tokens: int | None = None,
+    rerank: int = 0,
+    rerank_logprob_weight: float = 0.0,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``model`` (a directory, hub name, :class:`~llm_jepa.runs.TrainedRun` or ``(model,
@@ -239,7 +241,10 @@ def evaluate(
     go to the task's metric (e.g. ``db_dir`` for Spider, ``reference_compatible`` for NQ-Open,
     ``equivalence`` for regex). ``similarity``: also cos(Pred(Enc(source)), Enc(target)) per example
     with the run's k, direction, predictor position and order and anchor rule (one batched no-grad
-    forward per batch; Enc(source) itself when k is 0)."""
+    forward per batch; Enc(source) itself when k is 0). ``rerank`` N: answer with the best of N
+    candidates by cos(Pred(Enc(Text)), Enc(candidate)) (+ ``rerank_logprob_weight`` x its mean token
+    log-probability) and report greedy, first-candidate, reranked and oracle accuracy
+    (:mod:`llm_jepa.eval.rerank`)."""
     misplaced = sorted(set(options) & (set(SETTINGS) | {"plain"}))
     if misplaced:
         raise ValueError(f"{', '.join(misplaced)}: a setting of the model's run, not a metric option; pass "
@@ -259,11 +264,14 @@ def evaluate(
     if max_new_tokens is not None:  # a shortcut for callers with plain options (sweep files)
         gen = replace(gen, max_new_tokens=max_new_tokens)
     check_settings(gen)
+    rr = _rerank_settings(module, gen, rerank, rerank_logprob_weight)
     trained = _open_run(model, settings)
     run = {"model": _fingerprint_model(model), "data": str(data) if not isinstance(data, list) else "<in memory>",
            "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
            "generation": asdict(gen), "options": {k: str(v) for k, v in options.items()},
            "run_settings": trained.settings()}  # prompts and similarities follow them: a resumed run must match
+    if rr:
+        run["rerank"] = asdict(rr)
     out_dir = Path(output) if output else None
     done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
     trained.load_weights()
@@ -272,7 +280,13 @@ def evaluate(
     for start in range(0, len(todo), step):
         idx = todo[start : start + step]
         chunk = [examples[i] for i in idx]
-        scored = _score_batch(task, module, trained, chunk, gen, batch_size, options)
+        if rr:
+            from .rerank import rerank_batch
+
+            picks = rerank_batch(module, trained, chunk, gen, rr, batch_size, options, seed=idx[0])
+            scored = [{**_record(module, ex, g, options), **extra} for ex, (g, extra) in zip(chunk, picks, strict=True)]
+        else:
+            scored = _score_batch(task, module, trained, chunk, gen, batch_size, options)
         sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
         for i, rec, sim in zip(idx, scored, sims, strict=True):
             done[i] = {"index": i, **rec, "similarity": sim}
@@ -291,11 +305,33 @@ def evaluate(
                     "similarity": similarity, "run": trained.settings()}
     summary = summarize(records, task, {"model": trained.name, "generation": settings_out["generation"],
                                         "options": settings_out["options"], "settings": settings_out})
+    if rr:
+        from .rerank import candidate_settings, print_rerank, summarize_rerank
+
+        summary["rerank"] = summarize_rerank(records, module.PRIMARY, rr, candidate_settings(gen, rr.n))
     if out_dir:
         (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
     if not quiet:
         print_summary(summary)
+        if rr:
+            print_rerank(summary)
     return summary
+
+
+def _rerank_settings(module: Any, gen: GenerationSettings, n: int, weight: float) -> Any:
+    """The reranking of this evaluation (None without ``rerank``), checked before anything is written."""
+    if not n:
+        if weight:
+            raise ValueError("--rerank-logprob-weight needs --rerank N")
+        return None
+    if hasattr(module, "choose"):
+        raise ValueError(f"--rerank needs generated answers; task {module.NAME} scores fixed options")
+    if not math.isfinite(weight):
+        raise ValueError(f"--rerank-logprob-weight must be a finite number, got {weight}")
+    from .rerank import RerankSettings, candidate_settings
+
+    candidate_settings(gen, n)  # raises on too few candidates or beams
+    return RerankSettings(n=n, logprob_weight=weight)
 
 
 def _similarities(run: TrainedRun, examples: list[Example], batch_size: int) -> list[float]:
