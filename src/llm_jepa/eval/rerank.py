@@ -66,35 +66,32 @@ def candidate_settings(gen: GenerationSettings, n: int) -> GenerationSettings:
 
 
 # ---- scoring -----------------------------------------------------------------------------------
-def _try_view(run: TrainedRun, text: str, kind: str) -> Segment | None:
-    """``text``'s view, or None for one that has no anchor (blank, or not reproduced by the template)."""
-    if not text.strip():
-        return None
+def _views(run: TrainedRun, texts: list[str], kind: str) -> list[Segment | None]:
+    """Each text's view, None for one without an anchor (blank, or not reproduced by the template)."""
+    def one(text: str) -> Segment | None:
+        try:
+            return view_segments(run.tokenizer, run.view, [text], kind)[0]
+        except ValueError:
+            return None
+
+    try:  # all at once (one builder), unless some text cannot be rendered
+        segs = iter(view_segments(run.tokenizer, run.view, [t for t in texts if t.strip()], kind))
+        return [next(segs) if t.strip() else None for t in texts]
+    except ValueError:
+        return [one(t) if t.strip() else None for t in texts]
+
+
+def _conversation(builder: ViewBuilder, ex: Example, answer: str) -> Segment | None:
+    """The prompt with ``answer`` as the assistant turn, labels on the answer and its end of turn,
+    anchored at its last token so that its span can be found in the packed batch (None when the
+    template does not reproduce the answer)."""
+    messages = tuple(m for m in ex.messages if m["role"] != "assistant")
     try:
-        return view_segments(run.tokenizer, run.view, [text], kind)[0]
+        seg = builder.conversation(Example(messages=(*messages, {"role": "assistant", "content": answer})))
     except ValueError:
         return None
-
-
-def _conversation(builder: ViewBuilder, ex: Example, answer: str) -> Segment:
-    """The prompt with ``answer`` as the assistant turn, labels on the answer and its end of turn;
-    anchored at its last token so that its span can be found in the packed batch."""
-    messages = tuple(m for m in ex.messages if m["role"] != "assistant")
-    seg = builder.conversation(Example(messages=(*messages, {"role": "assistant", "content": answer})))
     seg.anchor = len(seg.input_ids) - 1
     return seg
-
-
-def _candidate_segments(run: TrainedRun, kind: str, conv: ViewBuilder | None, ex: Example, answer: str
-                        ) -> list[Segment] | None:
-    """The candidate's view (and its conversation when ``conv``), or None when it has no view."""
-    key = _try_view(run, answer, kind)
-    if key is None or conv is None:
-        return None if key is None else [key]
-    try:
-        return [key, _conversation(conv, ex, answer)]
-    except ValueError:  # the template does not reproduce the answer
-        return None
 
 
 @torch.no_grad()
@@ -129,32 +126,35 @@ def score_candidates(run: TrainedRun, examples: list[Example], candidates: list[
     is cos(Pred(Enc(Text)), Enc(c)) (text_to_code; cos(Enc(Text), Pred(Enc(c))) for code_to_text)."""
     text_to_code = run.view.direction == "text_to_code"
     query_kind, key_kind = ("pred", "code") if text_to_code else ("text", "pred")
+    queries = _views(run, [ex.text_view for ex in examples], query_kind)
+    keys = iter(_views(run, [c for cands in candidates for c in cands], key_kind))
     conv = ViewBuilder(run.tokenizer, replace(run.view, predictors=0, label_mode="assistant")) if logprob else None
     segments: list[Segment] = []
-    plan = []  # per example: (query position, [(key position, conversation position) or None per candidate])
-    for ex, cands in zip(examples, candidates, strict=True):
-        query = _try_view(run, ex.text_view, query_kind)
-        if query is None:
-            raise ValueError(f"{ex.source[0]}:{ex.source[1]}: the request has no view to embed (empty?)")
-        q, where = len(segments), []
-        segments.append(query)
-        for c in cands:
-            segs = _candidate_segments(run, key_kind, conv, ex, c)
-            where.append(None if segs is None else tuple(len(segments) + i for i in range(len(segs))))
-            segments += segs or []
-        plan.append((q, where))
-    emb, lp = _forward(run.model, segments, run.tokenizer.pad_token_id, logprob)
-    out = []
-    for q, where in plan:
+    plan = []  # per example and candidate: (query, key, conversation or None) positions, or None
+    for ex, cands, query in zip(examples, candidates, queries, strict=True):
+        q = len(segments)
+        segments += [query] if query is not None else []
         row = []
-        for w in where:
-            if w is None:
-                row.append((None, None))
+        for c in cands:
+            key = next(keys)
+            conversation = _conversation(conv, ex, c) if conv is not None and key is not None else None
+            if query is None or key is None or (conv is not None and conversation is None):
+                row.append(None)
                 continue
-            cos = F.cosine_similarity(emb[q], emb[w[0]], dim=-1).item()
-            row.append((cos, lp[w[1]].item() if len(w) > 1 else None))
-        out.append(row)
-    return out
+            row.append((q, len(segments), len(segments) + 1 if conversation else None))
+            segments += [key] + ([conversation] if conversation else [])
+        plan.append(row)
+    if not segments:
+        return [[(None, None)] * len(row) for row in plan]
+    emb, lp = _forward(run.model, segments, run.tokenizer.pad_token_id, logprob)
+
+    def scores(at: tuple[int, int, int | None] | None) -> tuple[float | None, float | None]:
+        if at is None:
+            return None, None
+        cos = F.cosine_similarity(emb[at[0]], emb[at[1]], dim=-1).item()
+        return cos, (lp[at[2]].item() if at[2] is not None else None)
+
+    return [[scores(at) for at in row] for row in plan]
 
 
 def combined(cosine: float | None, logprob: float | None, weight: float) -> float | None:
