@@ -175,6 +175,7 @@ def test_cli_eval_rerank_writes_the_four_accuracies_and_the_times(ckpt, data, tm
                  "--no-similarity"]) == 0
     rr = json.loads((out / "summary.json").read_text())["rerank"]
     assert rr["n_candidates"] == 2 and rr["logprob_weight"] == 0.5 and rr["candidates_from"] == "sampling"
+    assert rr["candidate_generation"]["do_sample"] and rr["candidate_generation"]["max_new_tokens"] == 4
     assert all(rr["accuracy"][m]["n"] == 4 for m in ("greedy", "first", "reranked", "oracle"))
     assert rr["time_s"]["sampling"] > 0 and rr["time_s"]["scoring"] > 0
 

@@ -27,7 +27,7 @@ which prompts share a batch, as in ``eval --sample``; a resumed evaluation draws
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -246,6 +246,7 @@ def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSett
     time_s = {k: sum(r["time_s"][k] for r in records) for k in ("greedy", "sampling", "scoring")}
     return {"n_candidates": rr.n, "logprob_weight": rr.logprob_weight,
             "candidates_from": f"{candidates.num_beams} beams" if candidates.num_beams > 1 else "sampling",
+            "candidate_generation": asdict(candidates),  # seed: + each chunk's first row index
             "metric": primary, "accuracy": accuracy,
             "distinct_candidates": sum(len({c["generation"] for c in r["candidates"]}) for r in records) / len(records),
             "time_s": time_s,
