@@ -56,12 +56,13 @@ def test_pick_takes_the_highest_score_and_the_logprob_weight_can_change_it():
     assert rerank.pick([rerank.combined(c, p, 1.0) for c, p in zip(cos, lp, strict=True)]) == 1
 
 
-@pytest.mark.parametrize("k, direction", [(2, "text_to_code"), (0, "text_to_code"), (1, "code_to_text")])
-def test_scores_are_the_cosines_of_separately_embedded_views(model, tok, k, direction):
+@pytest.mark.parametrize("k, direction, plain", [(2, "text_to_code", False), (0, "text_to_code", False),
+                                                 (1, "code_to_text", False), (1, "text_to_code", True)])
+def test_scores_are_the_cosines_of_separately_embedded_views(model, tok, k, direction, plain):
     """One packed forward over the query and all candidates gives the cosine of Pred(Enc(Text)) and
     Enc(c) embedded one at a time (k = 0: Enc(Text), the plain model's control; code_to_text: the
-    predictor on the candidate)."""
-    run = in_memory_run(model, tok, predictors=k, direction=direction)
+    predictor on the candidate; a plain-text run's views)."""
+    run = in_memory_run(model, tok, predictors=k, direction=direction, plain_text=plain)
     ex = _example()
     (scores,) = rerank.score_candidates(run, [ex], [CANDIDATES])
     if direction == "text_to_code":
@@ -190,3 +191,16 @@ def test_bad_rerank_options_fail_before_anything_is_written(ckpt, data, tmp_path
     out = tmp_path / "o"
     assert main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(out), *flags]) == 2
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_logprob_of_a_plain_text_run_is_the_answer_and_eos_after_request_and_separator(model, tok):
+    run = in_memory_run(model, tok, predictors=1, plain_text=True, separator=" => ")
+    ex = _example()
+    (((_, lp),),) = rerank.score_candidates(run, [ex], [["(dog)"]], logprob=True)
+    prompt = tok(ex.user + " => ")["input_ids"]
+    ids = tok(ex.user + " => (dog)")["input_ids"] + [tok.eos_token_id]
+    assert ids[: len(prompt)] == prompt
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    tokens = [logp[t - 1, ids[t]].item() for t in range(len(prompt), len(ids))]
+    assert lp == pytest.approx(sum(tokens) / len(tokens), abs=1e-4)
