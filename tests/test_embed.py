@@ -107,6 +107,9 @@ def test_cli_refuses_bad_input_before_writing(ckpt, tmp_path, capsys):
     bad.write_text('{"messages": [{"role": "user"}]}\n')
     assert main(["embed", "--model", str(ckpt), "--data", str(bad), "--kind", "text", "--output", str(out)]) == 2
     assert f"{bad}:1" in capsys.readouterr().err and not out.exists()
+    assert main(["embed", "--model", str(tmp_path / "nowhere"), "--data", str(text), "--kind", "text", "--output",
+                 str(out)]) == 2
+    assert "no such model directory" in capsys.readouterr().err and not out.exists()
     out.write_text("x")
     text.write_text("dog\n")
     assert main(["embed", "--model", str(ckpt), "--data", str(text), "--kind", "text", "--output", str(out)]) == 2

@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .runs import TrainedRun, load_run
+from .runs import TrainedRun, check_model_path, load_run
 from .views import VIEW_KINDS as KINDS
 from .views import view_segments
 
@@ -128,8 +128,11 @@ def embed_file(model: str | Path | TrainedRun, data: str | Path, kind: str, outp
         raise ValueError(f"{output}: the output must end in {' or '.join(FORMATS)}")
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; use --overwrite or another --output")
-    run = model.with_overrides(**(settings or {})) if isinstance(model, TrainedRun) else \
-        load_run(model, weights=False, **(settings or {}))
+    if isinstance(model, TrainedRun):
+        run = model.with_overrides(**(settings or {}))
+    else:
+        check_model_path(model)
+        run = load_run(model, weights=False, **(settings or {}))
     side = "code" if kind == "code" or (kind == "pred" and run.view.direction == "code_to_text") else "text"
     texts = read_texts(data, side)
     vectors = embed(run, texts, kind, batch_size=batch_size)

@@ -28,7 +28,7 @@ from .views import VIEW_CHOICES, ViewConfig
 
 __all__ = [
     "RUN_CONFIG", "LEGACY", "SETTINGS", "TrainedRun", "load_run", "in_memory_run", "read_run_config",
-    "resolve_view", "split_settings", "add_run_arguments", "run_overrides",
+    "resolve_view", "split_settings", "add_run_arguments", "run_overrides", "check_model_path",
 ]
 
 RUN_CONFIG = "llm_jepa_config.yaml"  # written by llm_jepa.train beside every trained model
@@ -172,6 +172,16 @@ def _where(key: str, given: Mapping[str, Any], in_file: Any) -> str:
     if not key:
         return "run settings"
     return f"override --{key.replace('_', '-')}" if key in given else in_file(key)
+
+
+def check_model_path(model: Any) -> Path:
+    """Fail early (before any output is written) on a local model path that cannot be loaded."""
+    path = Path(str(model))
+    if not path.exists() and (path.is_absolute() or str(model).startswith(".") or str(model).count("/") > 1):
+        raise FileNotFoundError(f"{path}: no such model directory")
+    if path.is_dir() and not any(path.glob("tokenizer*")):
+        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
+    return path
 
 
 def load_run(name_or_path: str | Path, *, weights: bool = True, device: str | None = None,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Example, load_examples
-from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
+from ..runs import SETTINGS, TrainedRun, check_model_path, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
@@ -33,16 +33,6 @@ from .tasks import detect_task, get_task
 __all__ = ["evaluate", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
-
-
-def _check_model_path(model: Any) -> Path:
-    """Fail early (before any output is written) on a local model path that cannot be loaded."""
-    path = Path(str(model))
-    if not path.exists() and (path.is_absolute() or str(model).startswith(".") or str(model).count("/") > 1):
-        raise FileNotFoundError(f"{path}: no such model directory")
-    if path.is_dir() and not any(path.glob("tokenizer*")):
-        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
-    return path
 
 
 def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
@@ -54,7 +44,7 @@ def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
         return model.with_overrides(**settings)
     if isinstance(model, (tuple, list)):
         return in_memory_run(model[0], model[1], **settings)
-    _check_model_path(model)
+    check_model_path(model)
     return load_run(model, weights=False, **settings)
 
 
