@@ -110,13 +110,16 @@ def _forward(model: Any, segments: list[Segment], pad_token_id: int, logprobs: b
         return emb, None
     token_lp = torch.zeros(keep.shape, device=device)  # [R, T]
     token_lp[keep] = -F.cross_entropy(logits.float(), batch["shift_labels"][keep], reduction="none")
-    mean = torch.full((len(segments),), float("nan"))
-    for i, seg in enumerate(segments):
-        if seg.labels is not None:  # its span ends at its anchor (its last token)
-            r, end = a[i].tolist()
-            span = slice(end - len(seg.input_ids) + 1, end + 1)
-            mean[i] = (token_lp[r, span].sum() / keep[r, span].sum().clamp(min=1)).item()
-    return emb, mean
+    # a labelled segment's span ends at its anchor (its last token): sums over it from running sums
+    lp_sum = F.pad(token_lp.cumsum(1), (1, 0))  # [R, T + 1]: lp_sum[r, t] = sum of the first t
+    n_sum = F.pad(keep.cumsum(1), (1, 0))  # [R, T + 1]
+    lengths = torch.tensor([len(s.input_ids) for s in segments], device=device)  # [S]
+    rows, end = a[:, 0], a[:, 1] + 1  # [S], [S]
+    total = lp_sum[rows, end] - lp_sum[rows, end - lengths]  # [S]
+    count = n_sum[rows, end] - n_sum[rows, end - lengths]  # [S]
+    labelled = torch.tensor([s.labels is not None for s in segments], device=device)  # [S]
+    mean = torch.where(labelled, total / count.clamp(min=1), torch.full_like(total, float("nan")))
+    return emb, mean.cpu()
 
 
 def score_candidates(run: TrainedRun, examples: list[Example], candidates: list[list[str]], *,
@@ -147,12 +150,13 @@ def score_candidates(run: TrainedRun, examples: list[Example], candidates: list[
     if not segments:
         return [[(None, None)] * len(row) for row in plan]
     emb, lp = _forward(run.model, segments, run.tokenizer.pad_token_id, logprob)
+    scored = [at for row in plan for at in row if at is not None]
+    cos = iter(F.cosine_similarity(emb[[at[0] for at in scored]], emb[[at[1] for at in scored]], dim=-1).tolist())
 
     def scores(at: tuple[int, int, int | None] | None) -> tuple[float | None, float | None]:
         if at is None:
             return None, None
-        cos = F.cosine_similarity(emb[at[0]], emb[at[1]], dim=-1).item()
-        return cos, (lp[at[2]].item() if at[2] is not None else None)
+        return next(cos), (lp[at[2]].item() if at[2] is not None else None)
 
     return [[scores(at) for at in row] for row in plan]
 
