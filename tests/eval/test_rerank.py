@@ -204,3 +204,15 @@ def test_logprob_of_a_plain_text_run_is_the_answer_and_eos_after_request_and_sep
         logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
     tokens = [logp[t - 1, ids[t]].item() for t in range(len(prompt), len(ids))]
     assert lp == pytest.approx(sum(tokens) / len(tokens), abs=1e-4)
+
+
+def test_beam_candidates_rerank_the_n_best_beams_and_the_first_is_beam_search(ckpt, data, tmp_path):
+    out = tmp_path / "b"
+    summary = evaluate(str(ckpt), data, limit=3, output=out, batch_size=4, quiet=True, similarity=False,
+                       generation=GenerationSettings(max_new_tokens=5, num_beams=2), rerank=2)
+    assert summary["rerank"]["candidates_from"] == "2 beams"
+    evaluate(str(ckpt), data, limit=3, output=tmp_path / "beam", batch_size=4, quiet=True, similarity=False,
+             generation=GenerationSettings(max_new_tokens=5, num_beams=2))
+    rows, beam = ([json.loads(x) for x in (d / "predictions.jsonl").read_text().splitlines()] for d in (out, tmp_path / "beam"))
+    assert [r["candidates"][0]["generation"] for r in rows] == [r["generation"] for r in beam]
+    assert all(len(r["candidates"]) == 2 and r["candidates"][0] != r["candidates"][1] for r in rows)
