@@ -120,6 +120,10 @@ def test_the_reranked_answer_is_the_best_scored_candidate_and_the_modes_are_repo
     record = {"greedy": extra["greedy"], "candidates": extra["candidates"], "pick": 1, "time_s": extra["time_s"]}
     values = rerank._mode_values(record, "exact")
     assert values == {"greedy": False, "first": False, "reranked": True, "oracle": True}
+    undecided = {"greedy": {"metrics": {"exact": None}}, "pick": 0,
+                 "candidates": [{"metrics": {"exact": False}}, {"metrics": {"exact": None}}]}
+    assert rerank._mode_values(undecided, "exact") == {"greedy": None, "first": False, "reranked": False,
+                                                       "oracle": None}
 
 
 def test_beam_candidates_come_grouped_per_prompt_in_a_batch(model, tok):

@@ -41,7 +41,8 @@ from ..views import IGNORE, Segment, ViewBuilder, view_segments
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
 
-__all__ = ["RerankSettings", "candidate_settings", "score_candidates", "pick", "rerank_batch", "summarize_rerank"]
+__all__ = ["MODES", "RerankSettings", "candidate_settings", "score_candidates", "combined", "pick", "rerank_batch",
+           "summarize_rerank", "print_rerank"]
 
 MODES = ("greedy", "first", "reranked", "oracle")  # the accuracies a reranked evaluation reports
 
@@ -231,7 +232,8 @@ def _mode_values(record: dict[str, Any], primary: str) -> dict[str, bool | None]
     """The primary metric of each mode for one record (oracle: True if any candidate is right, None
     if none is and some are undecided)."""
     cands = [c["metrics"].get(primary) for c in record["candidates"]]
-    oracle = True if any(v is True for v in cands) else (None if any(v is None for v in cands) else False)
+    decided = [bool(v) for v in cands if v is not None]
+    oracle = True if any(decided) else (None if len(decided) < len(cands) else False)
     return {"greedy": record["greedy"]["metrics"].get(primary), "first": cands[0],
             "reranked": cands[record["pick"]], "oracle": oracle}
 
