@@ -15,6 +15,7 @@ __all__ = ["main"]
 COMMANDS = {
     "train": "llm_jepa.commands",
     "inspect": "llm_jepa.commands",
+    "embed": "llm_jepa.commands",
     "eval": "llm_jepa.eval.cli",
     "demo": "llm_jepa.demo.cli",
     "bench": "llm_jepa.bench.cli",

@@ -7,7 +7,7 @@ import json
 import sys
 import tempfile
 
-__all__ = ["register", "run_train", "run_inspect"]
+__all__ = ["register", "run_train", "run_inspect", "run_embed"]
 
 _TRAIN_HELP = "Train with LLM-JEPA or the plain baseline: --config run.yaml and/or any option (see --help)."
 
@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--config")
     q.set_defaults(func=run_inspect, accepts_extra=True)
+    _register_embed(sub)
 
 
 def _wants_help(rest: list[str], extra: tuple = ()) -> bool:
@@ -70,4 +71,33 @@ def run_inspect(args: argparse.Namespace, rest: list[str]) -> int:
         print()
     else:
         print_report(report)
+    return 0
+
+
+def _register_embed(sub: argparse._SubParsersAction) -> None:
+    from .embed import DEFAULT_BATCH_SIZE, KINDS
+    from .runs import add_run_arguments
+
+    e = sub.add_parser("embed", help="Embed texts with a trained run: Enc(x) (--kind text|code) or Pred(Enc(x)) "
+                                     "(--kind pred, the run's k predictor tokens); writes .npy or .jsonl.")
+    e.add_argument("--model", required=True, help="run directory (its llm_jepa_config.yaml gives the settings) or model")
+    e.add_argument("--data", required=True,
+                   help="a .jsonl dataset ({messages: [...]}: the request for text/pred, the answer for code) "
+                        "or a text file with one string per line")
+    e.add_argument("--kind", required=True, choices=KINDS,
+                   help="text: Enc(request); code: Enc(answer); pred: Pred(Enc(source)) with the run's predictors")
+    e.add_argument("--output", required=True, help="out.npy (float32 [N, C]) or out.jsonl ({index, embedding} lines)")
+    e.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="strings per packed forward")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    add_run_arguments(e, predictors=dict(type=int, help="predictor tokens for --kind pred (default: the run's k)"))
+    e.set_defaults(func=run_embed)
+
+
+def run_embed(args: argparse.Namespace) -> int:
+    from .embed import embed_file
+    from .runs import run_overrides
+
+    vectors = embed_file(args.model, args.data, args.kind, args.output, batch_size=args.batch_size,
+                         overwrite=args.overwrite, settings=run_overrides(args))
+    print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings ({args.kind}) to {args.output}")
     return 0

@@ -5,7 +5,7 @@ Batched, no gradients, one packed forward per batch (the same path as training).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -13,7 +13,7 @@ import torch
 from .collator import pack
 from .data import Example
 from .objective import DEFAULT_ISOLATION, forward_hidden
-from .views import ViewBuilder, ViewConfig
+from .views import ViewConfig, view_segments
 
 __all__ = ["ViewEmbeddings", "encode_views", "encode_segments"]
 
@@ -68,18 +68,16 @@ def encode_views(
     if it has one."""
     if view is None:
         view = ViewConfig(predictors=0, chat_template=bool(getattr(tokenizer, "chat_template", None)))
-    bare = ViewBuilder(tokenizer, replace(view, predictors=0))
-    with_pred = ViewBuilder(tokenizer, view)
 
-    def enc(builder, segs):
-        for seg in segs:
-            builder.clip(seg)
+    def enc(kind, contents):
+        segs = view_segments(tokenizer, view, contents, kind)
         return encode_segments(model, segs, tokenizer.pad_token_id, batch_size, isolation=isolation)
 
-    text = enc(bare, [bare.view(ex.text_view, "user", False) for ex in examples])
-    code = enc(bare, [bare.view(ex.code_view, "assistant", False) for ex in examples])
+    text = enc("text", [ex.text_view for ex in examples])
+    code = enc("code", [ex.code_view for ex in examples])
     if view.predictors:
-        pred = enc(with_pred, [with_pred.text_code_pair(ex)[0] for ex in examples])
+        source = [ex.text_view if view.direction == "text_to_code" else ex.code_view for ex in examples]
+        pred = enc("pred", source)
     else:
         pred = text if view.direction == "text_to_code" else code
     return ViewEmbeddings(text=text, pred=pred, code=code, direction=view.direction)

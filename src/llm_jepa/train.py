@@ -156,16 +156,12 @@ def _import(path: str) -> Any:
 
 
 def _check_model_path(name: str | None) -> None:
-    """A local model path that does not exist is an error now, not an OSError after loading starts.
-    Hub names (``org/name``) are left to transformers."""
+    """A local model path that does not exist is an error now, not an OSError after loading starts."""
+    from .runs import check_model_path
+
     if not name:
         raise ValueError("no model given (--model NAME_OR_DIR)")
-    path = Path(name)
-    looks_local = path.is_absolute() or name.startswith(".") or name.count("/") > 1 or path.suffix == ".json"
-    if not path.exists() and looks_local:
-        raise FileNotFoundError(f"{path}: no such model directory (--model)")
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: no config.json in this model directory (--model)")
+    check_model_path(name)
 
 
 def check_inputs(cfg: JepaConfig) -> dict[str, Any]:

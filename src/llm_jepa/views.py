@@ -30,7 +30,8 @@ Whether a template accepts the role is found by rendering a probe conversation, 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .data import Example
 
@@ -45,6 +46,8 @@ __all__ = [
     "Segment",
     "TokenizedExample",
     "ViewBuilder",
+    "VIEW_KINDS",
+    "view_segments",
 ]
 
 PREDICTOR_TOKENS = tuple(f"<|predictor_{i}|>" for i in range(1, 11))
@@ -372,3 +375,25 @@ class ViewBuilder:
             return False
         seg.input_ids, seg.anchor = seg.input_ids[cut:], max(seg.anchor - cut, 0)
         return True
+
+
+# ---- lone views of strings (embeddings at inference: llm_jepa.embed, eval --rerank) ----------------
+#: what a string stands for: ``text`` a request (Enc(Text), user turn), ``code`` an answer (Enc(Code),
+#: assistant turn), ``pred`` the source view of the run's direction with its k predictor tokens
+#: (Pred(Enc(source)); a request for text_to_code, an answer for code_to_text)
+VIEW_KINDS = ("text", "code", "pred")
+
+
+def view_segments(tokenizer: Any, view: ViewConfig, contents: list[str], kind: str) -> list[Segment]:
+    """One view segment per string of ``contents``, rendered alone in its role's turn as training
+    rendered views (template, predictors, anchor rule), clipped to ``view.max_length``."""
+    if kind not in VIEW_KINDS:
+        raise ValueError(f"kind must be one of {VIEW_KINDS}, got {kind!r}")
+    predictors = kind == "pred"
+    builder = ViewBuilder(tokenizer, view if predictors else replace(view, predictors=0))
+    source_role = "user" if view.direction == "text_to_code" else "assistant"
+    role = {"text": "user", "code": "assistant", "pred": source_role}[kind]
+    segments = [builder.view(c, role, predictors) for c in contents]
+    for seg in segments:
+        builder.clip(seg)
+    return segments

@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--similarity", action=argparse.BooleanOptionalAction, default=True,
                    help="cos(Pred(Enc(Text)), Enc(Code)) per example and its mean for correct vs incorrect answers "
                         "(default on; one extra batched forward, --no-similarity skips it)")
+    p.add_argument("--rerank", type=int, default=0, metavar="N",
+                   help="answer with the best of N candidates (samples with the settings above, or the N best of "
+                        "--beams N) by cos(Pred(Enc(Text)), Enc(candidate)); reports greedy, first-sample, reranked "
+                        "and oracle accuracy and the time of sampling vs scoring (docs/rerank.md)")
+    p.add_argument("--rerank-logprob-weight", type=float, default=0.0, metavar="W",
+                   help="--rerank: add W x the candidate's mean token log-probability to its cosine (default 0)")
     p.add_argument("--db-dir", help="Spider: directory holding DB_ID/DB_ID.sqlite")
     p.add_argument("--exact-output", action="store_true",
                    help="Spider: also the released code's comparison, identical sqlite3 shell output text (read-only)")
@@ -66,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
         options["equivalence"] = False
     evaluate(args.model, args.data, task=args.task, limit=args.limit, output=args.output, overwrite=args.overwrite,
              batch_size=args.batch_size, generation=settings, settings=run_overrides(args), similarity=args.similarity,
-             **options)
+             rerank=args.rerank, rerank_logprob_weight=args.rerank_logprob_weight, **options)
     return 0

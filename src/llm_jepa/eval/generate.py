@@ -63,9 +63,12 @@ def render_prompt(tokenizer: Any, messages: list[dict], plain: bool = False, sep
 def generate(
     model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE, plain: bool = False, progress: Callable[[int], Any] | None = None,
+    num_return_sequences: int = 1,
 ) -> list[str]:
     """Complete every prompt; returns the generated text only, special tokens removed, in order.
-    ``progress(n)`` is called after each batch with the number of prompts it completed."""
+    ``progress(n)`` is called after each batch with the number of prompts it completed. With
+    ``num_return_sequences`` n (samples, or the n best beams), prompt i's n completions are items
+    ``i*n .. i*n+n-1``."""
     from transformers import GenerationConfig
 
     s = settings or GenerationSettings()
@@ -77,6 +80,7 @@ def generate(
         top_k=None,
         repetition_penalty=s.repetition_penalty,
         num_beams=s.num_beams,
+        num_return_sequences=num_return_sequences,
         eos_token_id=stop_token_ids(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -87,7 +91,8 @@ def generate(
     model.eval()
     encoded = [tokenizer(p, add_special_tokens=plain)["input_ids"] for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    out: list[str] = [""] * len(prompts)
+    n = num_return_sequences
+    out: list[str] = [""] * (len(prompts) * n)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -96,8 +101,8 @@ def generate(
                 torch.manual_seed(s.seed + start)
             seqs = model.generate(**batch, generation_config=config)
             new = seqs[:, batch["input_ids"].shape[1] :]
-            for i, row in zip(idx, new, strict=True):
-                out[i] = tokenizer.decode(row, skip_special_tokens=True)
+            for j, row in enumerate(new):  # [len(idx) * n, new tokens]: each prompt's n rows together
+                out[idx[j // n] * n + j % n] = tokenizer.decode(row, skip_special_tokens=True)
             if progress is not None:
                 progress(len(idx))
     finally:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..data import Example, load_examples
 from ..rundir import OutputLock, entries
-from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
+from ..runs import SETTINGS, TrainedRun, check_model_path, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
@@ -34,16 +34,6 @@ from .tasks import detect_task, get_task
 __all__ = ["evaluate", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
-
-
-def _check_model_path(model: Any) -> Path:
-    """Fail early (before any output is written) on a local model path that cannot be loaded."""
-    path = Path(str(model))
-    if not path.exists() and (path.is_absolute() or str(model).startswith(".") or str(model).count("/") > 1):
-        raise FileNotFoundError(f"{path}: no such model directory")
-    if path.is_dir() and not any(path.glob("tokenizer*")):
-        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
-    return path
 
 
 def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
@@ -58,7 +48,7 @@ def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
     from ..realmodel import resolve_model_path
 
     model = resolve_model_path(str(model))  # a named model or .gguf file -> its converted checkpoint, before any output
-    _check_model_path(model)
+    check_model_path(model)
     return load_run(model, weights=False, **settings)
 
 
@@ -247,6 +237,8 @@ def evaluate(
     quiet: bool = False,
     max_new_tokens: int | None = None,
     progress: bool | None = None,
+    rerank: int = 0,
+    rerank_logprob_weight: float = 0.0,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``model`` (a directory, hub name, :class:`~llm_jepa.runs.TrainedRun` or ``(model,
@@ -257,7 +249,10 @@ def evaluate(
     ``equivalence`` for regex). ``similarity``: also cos(Pred(Enc(source)), Enc(target)) per example
     with the run's k, direction, predictor position and order and anchor rule (one batched no-grad
     forward per batch; Enc(source) itself when k is 0). ``progress``: a bar of rows done, rows/s and time
-    left on stderr while generating (default: unless ``quiet``)."""
+    left on stderr while generating (default: unless ``quiet``). ``rerank`` N: answer with the best of N
+    candidates by cos(Pred(Enc(Text)), Enc(candidate)) (+ ``rerank_logprob_weight`` x its mean token
+    log-probability) and report greedy, first-candidate, reranked and oracle accuracy
+    (:mod:`llm_jepa.eval.rerank`)."""
     misplaced = sorted(set(options) & (set(SETTINGS) | {"plain"}))
     if misplaced:
         raise ValueError(f"{', '.join(misplaced)}: a setting of the model's run, not a metric option; pass "
@@ -277,11 +272,14 @@ def evaluate(
     if max_new_tokens is not None:  # a shortcut for callers with plain options (sweep files)
         gen = replace(gen, max_new_tokens=max_new_tokens)
     check_settings(gen)
+    rr = _rerank_settings(module, gen, rerank, rerank_logprob_weight)
     trained = _open_run(model, settings)
     run = {"model": _fingerprint_model(model), "data": str(data) if not isinstance(data, list) else "<in memory>",
            "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
            "generation": asdict(gen), "options": {k: str(v) for k, v in options.items()},
            "run_settings": trained.settings()}  # prompts and similarities follow them: a resumed run must match
+    if rr:
+        run["rerank"] = asdict(rr)
     out_dir = Path(output) if output else None
     lock = _lock_output(out_dir)  # a second evaluation into out_dir fails at once, naming this one
     try:
@@ -293,7 +291,14 @@ def evaluate(
         for start in range(0, len(todo), step):
             idx = todo[start : start + step]
             chunk = [examples[i] for i in idx]
-            scored = _score_batch(task, module, trained, chunk, gen, batch_size, options, bar.update)
+            if rr:
+                from .rerank import rerank_batch
+
+                picks = rerank_batch(module, trained, chunk, gen, rr, batch_size, options, seed=idx[0])
+                scored = [{**_record(module, ex, g, options), **extra} for ex, (g, extra) in zip(chunk, picks, strict=True)]
+                bar.update(len(chunk))
+            else:
+                scored = _score_batch(task, module, trained, chunk, gen, batch_size, options, bar.update)
             sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
             for i, rec, sim in zip(idx, scored, sims, strict=True):
                 done[i] = {"index": i, **rec, "similarity": sim}
@@ -313,10 +318,16 @@ def evaluate(
                         "similarity": similarity, "run": trained.settings()}
         summary = summarize(records, task, {"model": trained.name, "generation": settings_out["generation"],
                                             "options": settings_out["options"], "settings": settings_out})
+        if rr:
+            from .rerank import candidate_settings, print_rerank, summarize_rerank
+
+            summary["rerank"] = summarize_rerank(records, module.PRIMARY, rr, candidate_settings(gen, rr.n))
         if out_dir:
             (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
         if not quiet:
             print_summary(summary)
+            if rr:
+                print_rerank(summary)
     finally:
         if lock is not None:
             lock.release()
@@ -343,6 +354,22 @@ def similarity_label(predictors: int, direction: str = "text_to_code") -> str:
 def _label_of(settings: dict[str, Any]) -> str:
     run = settings.get("run", settings)  # the run's view settings (older summaries kept k at the top)
     return similarity_label(run.get("predictors", 0), run.get("direction", "text_to_code"))
+
+
+def _rerank_settings(module: Any, gen: GenerationSettings, n: int, weight: float) -> Any:
+    """The reranking of this evaluation (None without ``rerank``), checked before anything is written."""
+    if not n:
+        if weight:
+            raise ValueError("--rerank-logprob-weight needs --rerank N")
+        return None
+    if hasattr(module, "choose"):
+        raise ValueError(f"--rerank needs generated answers; task {module.NAME} scores fixed options")
+    if not math.isfinite(weight):
+        raise ValueError(f"--rerank-logprob-weight must be a finite number, got {weight}")
+    from .rerank import RerankSettings, candidate_settings
+
+    candidate_settings(gen, n)  # raises on too few candidates or beams
+    return RerankSettings(n=n, logprob_weight=weight)
 
 
 def _similarities(run: TrainedRun, examples: list[Example], batch_size: int) -> list[float]:

@@ -1,0 +1,222 @@
+import json
+
+import pytest
+import torch
+
+import llm_jepa.eval.rerank as rerank
+from llm_jepa.cli import main
+from llm_jepa.data import example_from_row
+from llm_jepa.embed import encode, predict
+from llm_jepa.eval.generate import GenerationSettings, generate, render_prompt
+from llm_jepa.eval.runner import evaluate
+from llm_jepa.eval.tasks import get_task
+from llm_jepa.runs import in_memory_run
+from tests._factory import conv, make_tokenizer, tiny_llama
+
+REGEX = "Convert natural language to regular expression."
+ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}", REGEX)
+        for w in ("dog", "truck", "ring") for n in range(1, 4)]
+CANDIDATES = ["(dog){1,}", "(.*dog.*)", "[0-9]+ dog", ""]  # the last has no view: it must never win
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return make_tokenizer("chatml")
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    return tiny_llama(tok, seed=3)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, tok, model):
+    d = tmp_path_factory.mktemp("ckpt")
+    model.save_pretrained(d)
+    tok.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    p = tmp_path_factory.mktemp("data") / "test.jsonl"
+    p.write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
+    return p
+
+
+def _example():
+    return example_from_row({"messages": ROWS[0]})
+
+
+def test_pick_takes_the_highest_score_and_the_logprob_weight_can_change_it():
+    assert rerank.pick([0.1, 0.5, None, 0.3]) == 1
+    assert rerank.pick([0.5, 0.5]) == 0 and rerank.pick([None, None]) == 0 and rerank.pick([None, -2.0]) == 1
+    cos, lp = [0.9, 0.2], [-5.0, -0.1]  # the embedding prefers 0, the log-probability 1
+    assert rerank.pick([rerank.combined(c, p, 0.0) for c, p in zip(cos, lp, strict=True)]) == 0
+    assert rerank.pick([rerank.combined(c, p, 1.0) for c, p in zip(cos, lp, strict=True)]) == 1
+
+
+@pytest.mark.parametrize("k, direction, plain", [(2, "text_to_code", False), (0, "text_to_code", False),
+                                                 (1, "code_to_text", False), (1, "text_to_code", True)])
+def test_scores_are_the_cosines_of_separately_embedded_views(model, tok, k, direction, plain):
+    """One packed forward over the query and all candidates gives the cosine of Pred(Enc(Text)) and
+    Enc(c) embedded one at a time (k = 0: Enc(Text), the plain model's control; code_to_text: the
+    predictor on the candidate; a plain-text run's views)."""
+    run = in_memory_run(model, tok, predictors=k, direction=direction, plain_text=plain)
+    ex = _example()
+    (scores,) = rerank.score_candidates(run, [ex], [CANDIDATES])
+    if direction == "text_to_code":
+        q, keys = torch.tensor(predict(run, [ex.user])), torch.tensor(encode(run, CANDIDATES[:3], kind="code"))
+    else:
+        q, keys = torch.tensor(encode(run, [ex.user])), torch.tensor(predict(run, CANDIDATES[:3]))
+    expected = torch.nn.functional.cosine_similarity(q, keys, dim=-1).tolist()
+    assert [s[0] for s in scores[:3]] == pytest.approx(expected, abs=1e-5)
+    assert scores[3] == (None, None) and all(s[1] is None for s in scores)
+    assert rerank.pick([s[0] for s in scores]) == max(range(3), key=lambda j: expected[j])
+
+
+def test_logprob_is_the_mean_token_log_probability_of_the_answer_and_its_end_of_turn(model, tok):
+    """Against a plain forward over prompt + answer: the tokens after the generation prompt up to and
+    including <|im_end|>."""
+    run = in_memory_run(model, tok, predictors=1)
+    ex = _example()
+    (scores,) = rerank.score_candidates(run, [ex], [CANDIDATES[:3]], logprob=True)
+    prompt = tok(render_prompt(tok, list(ex.messages)), add_special_tokens=False)["input_ids"]
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    for (_, lp), answer in zip(scores, CANDIDATES[:3], strict=True):
+        messages = [*ex.messages[:2], {"role": "assistant", "content": answer}]
+        ids = tok(tok.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
+        assert ids[: len(prompt)] == prompt
+        stop = ids.index(end, len(prompt))
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        tokens = [logp[t - 1, ids[t]].item() for t in range(len(prompt), stop + 1)]
+        assert lp == pytest.approx(sum(tokens) / len(tokens), abs=1e-4)
+
+
+def test_the_reranked_answer_is_the_best_scored_candidate_and_the_modes_are_reported(model, tok, monkeypatch):
+    """A constructed case: the sampler returns wrong, right, wrong; the scores favour the right one by
+    its cosine, the wrong third one by its log-probability."""
+    ex = _example()
+    answers = ["(truck)", "(dog){1,}", "(ring)"]
+
+    def fake_generate(model, tok, prompts, settings, batch_size, plain, num_return_sequences=1):
+        return ["(dog)"] if num_return_sequences == 1 else answers
+
+    def fake_scores(run, examples, candidates, logprob=False):
+        table = {"(truck)": (0.1, -3.0), "(dog){1,}": (0.8, -2.0), "(ring)": (0.5, -0.1)}
+        return [[(table[c][0], table[c][1] if logprob else None) for c in candidates[0]]]
+
+    monkeypatch.setattr(rerank, "generate", fake_generate)
+    monkeypatch.setattr(rerank, "score_candidates", fake_scores)
+    run = in_memory_run(model, tok, predictors=1)
+    regex = get_task("regex")
+    for weight, chosen in ((0.0, "(dog){1,}"), (1.0, "(ring)")):
+        settings = rerank.RerankSettings(n=3, logprob_weight=weight)
+        ((gen, extra),) = rerank.rerank_batch(regex, run, [ex], GenerationSettings(), settings, 4, {})
+        assert gen == chosen and extra["candidates"][extra["pick"]]["generation"] == chosen
+        assert [c["score"] for c in extra["candidates"]] == pytest.approx(
+            [0.1, 0.8, 0.5] if weight == 0 else [-2.9, -1.2, 0.4])
+    record = {"greedy": extra["greedy"], "candidates": extra["candidates"], "pick": 1, "time_s": extra["time_s"]}
+    values = rerank._mode_values(record, "exact")
+    assert values == {"greedy": False, "first": False, "reranked": True, "oracle": True}
+    undecided = {"greedy": {"metrics": {"exact": None}}, "pick": 0,
+                 "candidates": [{"metrics": {"exact": False}}, {"metrics": {"exact": None}}]}
+    assert rerank._mode_values(undecided, "exact") == {"greedy": None, "first": False, "reranked": False,
+                                                       "oracle": None}
+
+
+def test_beam_candidates_come_grouped_per_prompt_in_a_batch(model, tok):
+    """generate(..., num_return_sequences=n) puts prompt i's n beams at i*n..i*n+n-1, whatever the batch,
+    and the first is the beam search answer."""
+    prompts = [render_prompt(tok, r) for r in ROWS[:4]]
+    s = GenerationSettings(max_new_tokens=6, num_beams=3)
+    batched = generate(model, tok, prompts, s, batch_size=4, num_return_sequences=2)
+    assert len(batched) == 8
+    for i, p in enumerate(prompts):
+        assert batched[2 * i : 2 * i + 2] == generate(model, tok, [p], s, batch_size=1, num_return_sequences=2)
+        assert batched[2 * i] == generate(model, tok, [p], s, batch_size=1)[0]
+
+
+KW = dict(batch_size=2, generation=GenerationSettings(max_new_tokens=6), quiet=True, rerank=3,
+          rerank_logprob_weight=0.5, settings={"predictors": 2})
+
+
+def _without_time(rows):
+    return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
+
+
+def test_reranked_eval_resumes_without_rescoring_done_rows(ckpt, data, tmp_path, monkeypatch):
+    full = evaluate(str(ckpt), data, output=tmp_path / "full", **KW)
+    assert set(full["rerank"]["accuracy"]) == {"greedy", "first", "reranked", "oracle"}
+    real, calls = rerank.rerank_batch, []
+
+    def interrupted(module, run, batch, *a, **k):  # the second chunk (of 8 prompts) is interrupted
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(module, run, batch, *a, **k)
+
+    monkeypatch.setattr(rerank, "rerank_batch", interrupted)
+    out = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(str(ckpt), data, output=out, **KW)
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 8
+    calls.clear()
+    monkeypatch.setattr(rerank, "rerank_batch", lambda m, r, batch, *a, **k: calls.append(len(batch)) or real(
+        m, r, batch, *a, **k))
+    resumed = evaluate(str(ckpt), data, output=out, **KW)
+    assert calls == [len(ROWS) - 8]  # only the row not done is sampled and scored
+    read = [[json.loads(x) for x in (d / "predictions.jsonl").read_text().splitlines()] for d in (tmp_path / "full", out)]
+    assert _without_time(read[0]) == _without_time(read[1])
+    assert resumed["rerank"]["accuracy"] == full["rerank"]["accuracy"]
+    assert all(len(r["candidates"]) == 3 and "cosine" in r["candidates"][0] for r in read[1])
+
+
+def test_cli_eval_rerank_writes_the_four_accuracies_and_the_times(ckpt, data, tmp_path):
+    out = tmp_path / "o"
+    assert main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(out), "--limit", "4",
+                 "--max-new-tokens", "4", "--batch-size", "4", "--rerank", "2", "--rerank_logprob_weight", "0.5",
+                 "--no-similarity"]) == 0
+    rr = json.loads((out / "summary.json").read_text())["rerank"]
+    assert rr["n_candidates"] == 2 and rr["logprob_weight"] == 0.5 and rr["candidates_from"] == "sampling"
+    assert rr["candidate_generation"]["do_sample"] and rr["candidate_generation"]["max_new_tokens"] == 4
+    assert all(rr["accuracy"][m]["n"] == 4 for m in ("greedy", "first", "reranked", "oracle"))
+    assert rr["time_s"]["sampling"] > 0 and rr["time_s"]["scoring"] > 0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--rerank", "1"], "at least 2"),
+    (["--rerank", "4", "--beams", "2"], "--beams 4"),
+    (["--rerank-logprob-weight", "1"], "needs --rerank"),
+    (["--rerank", "2", "--task", "hellaswag"], "fixed options"),
+])
+def test_bad_rerank_options_fail_before_anything_is_written(ckpt, data, tmp_path, capsys, flags, message):
+    out = tmp_path / "o"
+    assert main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_logprob_of_a_plain_text_run_is_the_answer_and_eos_after_request_and_separator(model, tok):
+    run = in_memory_run(model, tok, predictors=1, plain_text=True, separator=" => ")
+    ex = _example()
+    (((_, lp),),) = rerank.score_candidates(run, [ex], [["(dog)"]], logprob=True)
+    prompt = tok(ex.user + " => ")["input_ids"]
+    ids = tok(ex.user + " => (dog)")["input_ids"] + [tok.eos_token_id]
+    assert ids[: len(prompt)] == prompt
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+    tokens = [logp[t - 1, ids[t]].item() for t in range(len(prompt), len(ids))]
+    assert lp == pytest.approx(sum(tokens) / len(tokens), abs=1e-4)
+
+
+def test_beam_candidates_rerank_the_n_best_beams_and_the_first_is_beam_search(ckpt, data, tmp_path):
+    out = tmp_path / "b"
+    summary = evaluate(str(ckpt), data, limit=3, output=out, batch_size=4, quiet=True, similarity=False,
+                       generation=GenerationSettings(max_new_tokens=5, num_beams=2), rerank=2)
+    assert summary["rerank"]["candidates_from"] == "2 beams"
+    evaluate(str(ckpt), data, limit=3, output=tmp_path / "beam", batch_size=4, quiet=True, similarity=False,
+             generation=GenerationSettings(max_new_tokens=5, num_beams=2))
+    rows, beam = ([json.loads(x) for x in (d / "predictions.jsonl").read_text().splitlines()] for d in (out, tmp_path / "beam"))
+    assert [r["candidates"][0]["generation"] for r in rows] == [r["generation"] for r in beam]
+    assert all(len(r["candidates"]) == 2 and r["candidates"][0] != r["candidates"][1] for r in rows)
