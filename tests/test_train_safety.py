@@ -231,3 +231,13 @@ def test_best_checkpoint_is_named_by_its_final_path(ckpt, data, tmp_path):  # no
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["best_model_checkpoint"] in (str(out / "checkpoint-2"), str(out / "checkpoint-4"))
     assert not (out / ".checkpoint-staging").exists()
+
+
+def test_an_update_that_makes_the_weights_non_finite_stops_before_any_checkpoint(ckpt, data, tmp_path):  # noqa: F811
+    # found by the red team: --learning_rate 1e39 has finite gradients at step 1, but the update
+    # overflows float32, and checkpoint-1 was saved with 21 of 21 tensors inf/NaN ("checkpoints so
+    # far are intact", said the error at step 2)
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match="step 1: .*weights"):
+        train(_cfg(ckpt, data, out, "--learning_rate", "1e39", "--save_steps", "1"))
+    assert not (out / "checkpoint-1").exists() and not (out / "model.safetensors").exists()

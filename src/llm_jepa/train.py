@@ -104,7 +104,11 @@ class NonFiniteGuard(TrainerCallback):
     Runs after the gradients are reduced (and clipped) and before ``optimizer.step()``: a NaN never
     reaches the weights, so no checkpoint or final model can hold one. A skipped step's gradients
     are dropped (``grad = None``: torch optimizers leave such parameters untouched). With fp16 the
-    gradient scaler already skips such steps, so the guard stands aside."""
+    gradient scaler already skips such steps, so the guard stands aside.
+
+    Finite gradients can still overflow the weights (a learning rate of 1e39 in float32); the
+    trainable weights are checked after every update, before the step's checkpoint, and such a step
+    always stops the run (the weights have changed: there is nothing left to skip)."""
 
     def __init__(self, policy: str = "stop") -> None:
         self.policy = policy
@@ -126,6 +130,14 @@ class NonFiniteGuard(TrainerCallback):
             p.grad = None
         self.skipped.append(step)
         log.warning("step %d: non-finite gradients; step skipped (%d so far)", step, len(self.skipped))
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is None or _all_finite([p.detach() for p in model.parameters() if p.requires_grad]):
+            return
+        raise NonFiniteError(
+            f"step {state.global_step + 1}: the update made the weights NaN or infinite (finite gradients times "
+            f"the learning rate {args.learning_rate:g} overflowed); stopping before this step is saved "
+            f"(checkpoints so far are intact). Lower --learning_rate")
 
 
 def _all_finite(grads: list) -> bool:
