@@ -173,7 +173,7 @@ class JepaConfig(TrainingArguments):
         self.remove_unused_columns = False
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; avoid torch's warning
-        self.view_config()  # validates predictors / choices early
+        self.view_config()  # validates the view settings (k, choices, max_length, anchor_offset) early
         _validate_ranges(self)
         if self.infonce_gather and not self.dataloader_drop_last:
             self.dataloader_drop_last = True  # all ranks must hold the same number of pairs to gather
@@ -229,7 +229,6 @@ _RANGES = (
     ("loss_dropout", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     ("vicreg_weight", lambda v: v >= 0, ">= 0"),
     ("sigreg_weight", lambda v: v >= 0, ">= 0"),
-    ("max_length", lambda v: v >= 1, ">= 1"),
     ("pack_length", lambda v: v >= -1, "-1 (automatic), 0 (one row) or a positive token count"),
     ("monitor_views_every", lambda v: v >= 0, ">= 0 (0 = off)"),
     ("per_device_train_batch_size", lambda v: v >= 1, ">= 1"),
@@ -254,9 +253,6 @@ def _validate_ranges(cfg: JepaConfig) -> None:
             raise ConfigError(f"{name} must be {what}, got {value}")
     if cfg.gamma == 0 and (cfg.regular or cfg.jepa_lambda == 0):
         raise ConfigError("gamma and lambda are both 0 (or gamma 0 with --regular): the objective is empty")
-    if cfg.anchor_offset is not None and not -cfg.max_length < cfg.anchor_offset < 0:
-        raise ConfigError(f"anchor_offset must be negative and above -max_length ({-cfg.max_length}), "
-                          f"got {cfg.anchor_offset} (the anchor is the view length + offset)")
     ignored = regular_ignores(cfg)
     if ignored:
         import warnings
