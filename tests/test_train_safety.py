@@ -241,3 +241,14 @@ def test_an_update_that_makes_the_weights_non_finite_stops_before_any_checkpoint
     with pytest.raises(NonFiniteError, match="step 1: .*weights"):
         train(_cfg(ckpt, data, out, "--learning_rate", "1e39", "--save_steps", "1"))
     assert not (out / "checkpoint-1").exists() and not (out / "model.safetensors").exists()
+
+
+def test_resume_refuses_every_view_and_objective_setting_that_changed(ckpt, data, tmp_path):  # noqa: F811
+    # red team: the hand-written list of fixed options missed predictor_order and separator, so a
+    # k = 2 run resumed with --predictor_order ascending trained on other views under the same name
+    out = tmp_path / "run"
+    train(_cfg(ckpt, data, out, "--max_steps", "2", "--k", "2"))
+    for flag, value, change in (("--predictor_order", "ascending", "predictor_order 'paper' -> 'ascending'"),
+                                ("--separator", " => ", "separator '\\\\n' -> ' => '")):
+        with pytest.raises(ValueError, match=rf"changed options \({change}\)"):
+            train(_cfg(ckpt, data, out, "--max_steps", "4", "--k", "2", "--resume", "true", flag, value))

@@ -194,13 +194,26 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
 
 
 # options a resumed run must share with the run that wrote the checkpoint: changing them mid-run
-# makes steps 1..N and N+1.. different experiments under one config file. The batch split is not
+# makes steps 1..N and N+1.. different experiments under one config file. Besides these, every view
+# setting, objective option and registered term weight (see resume_fixed). The batch split is not
 # among them: a run may resume on another number of processes with the same global batch.
-RESUME_FIXED = ("predictors", "jepa_lambda", "gamma", "distance", "temperature", "infonce_gather", "regular",
-                "loss_dropout", "predictor_position", "direction", "anchor_offset", "stop_gradient_target",
-                "vicreg_weight", "sigreg_weight", "monitor_views_every", "label_mode", "plain_text", "max_length",
-                "learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "seed",
-                "model_name_or_path", "train_file", "lora", "lora_r", "lora_alpha", "pretrain")
+RESUME_FIXED = ("plain_text", "regular", "loss_dropout", "monitor_views_every", "learning_rate", "lr_scheduler_type",
+                "warmup_steps", "warmup_ratio", "weight_decay", "seed", "model_name_or_path", "train_file", "lora",
+                "lora_r", "lora_alpha", "pretrain")
+
+
+def resume_fixed() -> list[str]:
+    """RESUME_FIXED plus the fields of the component configs (ViewConfig, ObjectiveConfig) and the
+    weight of every registered term, read from their definitions so that a new one is covered too.
+    Left out: how the same objective is computed (isolation) and what is derived (chat_template)."""
+    from dataclasses import fields
+
+    from .objective import TERMS, ObjectiveConfig
+    from .views import ViewConfig
+
+    derived = {"chat_template", "build_views", "isolation", "terms"}
+    components = {f.name for cls in (ViewConfig, ObjectiveConfig) for f in fields(cls)} - derived
+    return sorted({*RESUME_FIXED, *components, *(t.weight_field for t in TERMS.values())})
 
 
 def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
@@ -211,7 +224,7 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
     if not path.is_file():
         return {}
     saved = yaml.safe_load(path.read_text()) or {}
-    changed = {k: (saved[k], getattr(cfg, k)) for k in RESUME_FIXED if k in saved and saved[k] != getattr(cfg, k)}
+    changed = {k: (saved[k], getattr(cfg, k)) for k in resume_fixed() if k in saved and saved[k] != getattr(cfg, k)}
     if changed and not cfg.resume_allow_changes:
         listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ValueError(f"{path}: --resume with changed options ({listed}); the checkpoint was trained with the "
