@@ -167,23 +167,12 @@ def _import(path: str) -> Any:
         raise ValueError(f"callback {path!r} cannot be imported: {e}") from None
 
 
-def _check_model_path(name: str | None) -> None:
-    """A local model path that does not exist is an error now, not an OSError after loading starts.
-    Hub names (``org/name``) are left to transformers."""
-    if not name:
-        raise ValueError("no model given (--model NAME_OR_DIR)")
-    path = Path(name)
-    looks_local = path.is_absolute() or name.startswith(".") or name.count("/") > 1 or path.suffix == ".json"
-    if not path.exists() and looks_local:
-        raise FileNotFoundError(f"{path}: no such model directory (--model)")
-    if path.is_dir() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: no config.json in this model directory (--model)")
-
-
 def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     """Everything that can be checked without writing: model path, data (read and validated),
     callbacks importable. Returns the loaded examples and callback classes."""
-    _check_model_path(cfg.model_name_or_path)
+    from .modeling import check_model_path
+
+    check_model_path(cfg.model_name_or_path)
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
     return {

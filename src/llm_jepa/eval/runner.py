@@ -36,16 +36,6 @@ __all__ = ["evaluate", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
 
 
-def _check_model_path(model: Any) -> Path:
-    """Fail early (before any output is written) on a local model path that cannot be loaded."""
-    path = Path(str(model))
-    if not path.exists() and (path.is_absolute() or str(model).startswith(".") or str(model).count("/") > 1):
-        raise FileNotFoundError(f"{path}: no such model directory")
-    if path.is_dir() and not any(path.glob("tokenizer*")):
-        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
-    return path
-
-
 def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
     """The run to evaluate, without its weights yet: a directory or hub name (settings from its
     ``llm_jepa_config.yaml``), a :class:`TrainedRun`, or a loaded ``(model, tokenizer)`` pair
@@ -55,7 +45,9 @@ def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
         return model.with_overrides(**settings)
     if isinstance(model, (tuple, list)):
         return in_memory_run(model[0], model[1], **settings)
-    _check_model_path(model)
+    from ..modeling import check_model_path
+
+    check_model_path(model)
     return load_run(model, weights=False, **settings)
 
 
