@@ -18,22 +18,11 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .losses import DISTANCES
 from .objective import ISOLATIONS, TERMS, ObjectiveConfig
-from .spelling import respell
+from .spelling import PUBLIC_NAMES, field_name, public_aliases, respell
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config", "PUBLIC_NAMES",
            "field_name", "is_baseline", "read_yaml_options"]
-
-#: config field -> its public name (the paper's and the README's), accepted as ``--k`` etc. and used
-#: by the sweep report; the one table of the two names of each option.
-PUBLIC_NAMES = {"predictors": "k", "jepa_lambda": "lambda", "loss_dropout": "alpha"}
-
-
-def field_name(key: str) -> str:
-    """A settings key (public name, field name, or either with dashes) -> the config field."""
-    key = key.replace("-", "_")
-    return next((f for f, public in PUBLIC_NAMES.items() if public == key), key)
-
 
 def is_baseline(settings: Mapping[str, Any]) -> bool:
     """The one rule for "this run is the plain next-token baseline": ``regular``, or lambda 0.
@@ -44,10 +33,6 @@ def is_baseline(settings: Mapping[str, Any]) -> bool:
 
 class ConfigError(ValueError):
     """A configuration file or flag is wrong; the message names the file and key."""
-
-
-def _alias(name: str) -> list[str]:
-    return [f"--{PUBLIC_NAMES[name]}"]
 
 
 def _opt(default: Any, help: str, aliases: list[str] | None = None, choices: Any = None) -> Any:
@@ -101,10 +86,10 @@ class JepaConfig(TrainingArguments):
     )
     # ---- objective -----------------------------------------------------------------------------
     jepa_lambda: float = _opt(ObjectiveConfig.jepa_lambda, "Weight of the JEPA term (0 = plain fine-tuning).",
-                              _alias("jepa_lambda"))
+                              public_aliases("jepa_lambda"))
     gamma: float = _opt(ObjectiveConfig.gamma, "Weight of the next-token term.")
     predictors: int = _opt(ViewConfig.predictors, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).",
-                           _alias("predictors"))
+                           public_aliases("predictors"))
     distance: str = _opt(ObjectiveConfig.distance, "JEPA distance.", choices=DISTANCES)
     temperature: float = _opt(ObjectiveConfig.temperature, "InfoNCE temperature.")
     infonce_gather: bool = _opt(
@@ -119,7 +104,7 @@ class JepaConfig(TrainingArguments):
     )
     direction: str = _opt(ViewConfig.direction, "Which view predicts which.",
                           choices=list(VIEW_CHOICES["direction"]))
-    loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", _alias("loss_dropout"))
+    loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", public_aliases("loss_dropout"))
     regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.")
     monitor_views_every: int = _opt(
         0, "With --regular or lambda 0: compute the JEPA distance (no gradient) on every n-th batch, to plot it."

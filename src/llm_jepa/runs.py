@@ -234,9 +234,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, predictors: dict[str, Any
     (one k for eval, one per model for analyze)."""
     group = parser.add_argument_group(
         "run settings", "default: what each model's llm_jepa_config.yaml says (defaults for a model without one)")
-    group.add_argument("--predictors", default=None, metavar="K", **predictors)
+    from .spelling import public_aliases
+
+    group.add_argument("--predictors", *public_aliases("predictors"), default=None, metavar="K", **predictors)
     for name, kwargs in _FLAGS.items():
-        group.add_argument("--" + name.replace("_", "-"), default=None, **kwargs)
+        group.add_argument("--" + name.replace("_", "-"), *public_aliases(name), default=None, **kwargs)
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:

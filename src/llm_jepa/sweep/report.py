@@ -112,7 +112,7 @@ def _write_csv(path: Path, results: Sequence[dict[str, Any]], metric: str, flops
 
 
 def _axes(stats: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
-    from ..config import PUBLIC_NAMES  # the one table of the two names of an option
+    from ..spelling import PUBLIC_NAMES  # the one table of the two names of an option
 
     keys = {k for row in stats for k in row["cell"]}
     x, y = (next((k for k in (PUBLIC_NAMES[axis], axis) if k in keys), None) for axis in HEATMAP_AXES)
