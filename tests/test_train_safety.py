@@ -252,3 +252,18 @@ def test_resume_refuses_every_view_and_objective_setting_that_changed(ckpt, data
                                 ("--separator", " => ", "separator '\\\\n' -> ' => '")):
         with pytest.raises(ValueError, match=rf"changed options \({change}\)"):
             train(_cfg(ckpt, data, out, "--max_steps", "4", "--k", "2", "--resume", "true", flag, value))
+
+
+def test_resume_sets_an_incomplete_checkpoint_aside_so_rotation_cannot_keep_it_over_a_whole_one(
+        ckpt, data, tmp_path, capsys):  # noqa: F811
+    # red team: an incomplete checkpoint-9 (a kill during a write by an older version, a copy cut
+    # short) was skipped by --resume but left in place; with --save_total_limit 1 the Trainer's
+    # rotation then kept it, as the newest by step, and deleted the checkpoint just written
+    out = tmp_path / "run"
+    train(_cfg(ckpt, data, out, "--max_steps", "2"))
+    (out / "checkpoint-9").mkdir()
+    (out / "checkpoint-9" / "model.safetensors").write_bytes(b"cut")
+    train(_cfg(ckpt, data, out, "--max_steps", "4", "--resume", "true", "--save_total_limit", "1"))
+    assert (out / "checkpoint-4" / "trainer_state.json").is_file()
+    assert (out / "incomplete-checkpoint-9" / "model.safetensors").read_bytes() == b"cut"  # kept, not deleted
+    assert "set aside as incomplete-checkpoint-9" in capsys.readouterr().err

@@ -24,6 +24,7 @@ from .rundir import (
     move_aside,
     newest_complete_checkpoint,
     record_kind,
+    set_aside,
     truncate_metrics,
 )
 from .views import TokenizedExample, ViewBuilder
@@ -224,17 +225,19 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
 def prepare_output_dir(cfg: JepaConfig) -> str | None:
     """Main process, under the output lock: refuse a non-empty directory unless told to; with
     ``overwrite`` move the previous run aside (never delete it); with ``resume`` pick the newest
-    complete checkpoint, check the options did not change and cut ``metrics.jsonl`` back to its step.
+    complete checkpoint, check the options did not change, rename the incomplete ones it skipped and
+    cut ``metrics.jsonl`` back to its step.
     Returns the checkpoint to resume from."""
     out = Path(cfg.output_dir)
     if cfg.resume:
         ckpt, skipped = newest_complete_checkpoint(out)
-        for path in skipped:
-            _say(f"skipping incomplete checkpoint {path} (interrupted while being written)")
         if ckpt is None:
             raise FileNotFoundError(f"{out}: --resume given but there is no complete checkpoint-* directory to "
                                     f"resume from{' (skipped: ' + ', '.join(p.name for p in skipped) + ')' if skipped else ''}")
-        changed = _check_resume_options(cfg, out)
+        changed = _check_resume_options(cfg, out)  # a refused resume leaves the directory as it was
+        for path in skipped:  # renamed, so that the Trainer's rotation never keeps it over a whole one
+            aside = set_aside(path)
+            _say(f"skipping incomplete checkpoint {path} (interrupted while being written); set aside as {aside.name}")
         step = int(ckpt.name.split("-")[-1])
         if changed:
             os.replace(out / CONFIG_NAME, out / f"llm_jepa_config.before-step-{step}.yaml")
