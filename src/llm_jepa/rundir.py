@@ -125,6 +125,7 @@ def move_aside(directory: Path) -> Path | None:
     items = entries(directory)
     if not items:
         return None
+    directory = directory.resolve()  # "." has no name to build the sibling's from
     n = 1
     while (backup := directory.with_name(f"{directory.name}.previous-{n}")).exists():
         n += 1
