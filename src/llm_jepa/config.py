@@ -223,6 +223,8 @@ _RANGES = (
     ("max_train_examples", lambda v: v is None or v >= 1, ">= 1"),
     ("lora_r", lambda v: v >= 1, ">= 1"),
     ("lora_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("accuracy_every_steps", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("accuracy_examples", lambda v: v >= 1, ">= 1"),
 )
 # objective options that --regular (plain fine-tuning) ignores, with their defaults
 _VIEW_ONLY = ("distance", "temperature", "infonce_gather", "loss_dropout", "stop_gradient_target", "vicreg_weight",
