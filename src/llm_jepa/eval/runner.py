@@ -108,10 +108,9 @@ def _lock_output(output: Path | None) -> OutputLock | None:
 
 
 def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples: list[Example]) -> dict[int, dict]:
-    """Create ``output`` or check it belongs to this run; return the predictions already made."""
+    """Check ``output`` (a directory: :func:`_lock_output` made sure) belongs to this run; return the
+    predictions already made."""
     run_file, pred_file = output / RUN, output / PREDICTIONS
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"{output} is a file, not a directory; choose another --output")
     if entries(output):  # our lock file aside
         if overwrite:
             for f in (pred_file, output / SUMMARY, run_file):
