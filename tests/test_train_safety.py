@@ -31,6 +31,8 @@ def _steps(out):
     (["--pack_length", "-2"], "pack_length must be"),
     (["--anchor_offset", "3"], "anchor_offset must be negative"),
     (["--monitor_views_every", "-1"], "monitor_views_every must be >= 0"),
+    # red team: both were accepted and --overwrite silently ignored
+    (["--resume", "true", "--overwrite", "true"], "--resume and --overwrite"),
 ])
 def test_invalid_objective_options_fail_before_anything_is_written(ckpt, data, tmp_path, flags, needle):  # noqa: F811
     # today's main: --distance infonce --temperature 0 trained to the end and saved NaN weights

@@ -238,6 +238,9 @@ def _validate_ranges(cfg: JepaConfig) -> None:
         value = getattr(cfg, name)
         if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
             raise ConfigError(f"{name} must be {what}, got {value}")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: continue the run in the output directory, "
+                          "or move it aside and start afresh")
     if cfg.gamma == 0 and (cfg.regular or cfg.jepa_lambda == 0):
         raise ConfigError("gamma and lambda are both 0 (or gamma 0 with --regular): the objective is empty")
     ignored = regular_ignores(cfg)
