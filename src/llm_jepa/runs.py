@@ -162,8 +162,10 @@ def _saved(config: Mapping[str, Any] | None, tokenizer: Any, in_file: Any) -> di
     if not config:
         has_template = bool(getattr(tokenizer, "chat_template", None)) if tokenizer is not None else True
         return {"predictors": 0, "plain_text": not has_template}
+    from .config import is_baseline  # the one rule for "a baseline"
+
     saved = {**LEGACY, **_checked(config, {**SETTINGS, **_BASELINE}, in_file)}
-    if saved.get("regular") or saved.get("jepa_lambda") == 0:
+    if is_baseline(saved):
         saved["predictors"] = 0  # a baseline never trained its predictor tokens
     return saved
 
