@@ -278,13 +278,14 @@ def _dict_to_argv(values: dict[str, Any], valid: set[str], origin: str) -> list[
             raise ConfigError(f"{origin}: unknown option '{key}'")
         if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
-        argv.append(f"--{key}")
         if isinstance(value, dict):  # options that take a mapping parse it from JSON
             import json
 
-            argv.append(json.dumps(value))
-            continue
-        argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+            value = json.dumps(value)
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *(str(v) for v in value)]
+        else:  # one token, so that a value starting with "-" (a separator "->") is not read as an option
+            argv.append(f"--{key}={value}")
     return argv
 
 
