@@ -207,7 +207,7 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
         overrides["max_steps"] = compute["max_steps"]
     if not (train_dir / "train_results.json").is_file():
         if resume and newest_complete_checkpoint(train_dir)[0] is not None:
-            overrides["resume"] = True
+            overrides.update(resume=True, overwrite=False)  # a base config's overwrite must not contradict it
         elif train_dir.exists():
             _move_aside(train_dir, run_dir / "incomplete")
         train(load_config(run.base, overrides=overrides))
