@@ -269,3 +269,15 @@ def test_resume_sets_an_incomplete_checkpoint_aside_so_rotation_cannot_keep_it_o
     assert (out / "checkpoint-4" / "trainer_state.json").is_file()
     assert (out / "incomplete-checkpoint-9" / "model.safetensors").read_bytes() == b"cut"  # kept, not deleted
     assert "set aside as incomplete-checkpoint-9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("callback,needle", [("collections:OrderedDict", "not a transformers TrainerCallback"),
+                                             ("llm_jepa.eval.callback:AccuracyCallback", "without arguments")])
+def test_a_callback_that_cannot_run_is_one_line_before_any_write(ckpt, data, tmp_path, capsys, callback, needle):  # noqa: F811
+    # red team: both imported fine, then raised a traceback inside Trainer() after llm_jepa_config.yaml
+    # was written, so the corrected rerun was refused as "not empty"
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(ckpt), "--data", str(data), "--output_dir", str(out), "--callbacks", callback])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()

@@ -168,9 +168,21 @@ def _import(path: str) -> Any:
         raise ValueError(f"callback {path!r} cannot be imported: {e}") from None
 
 
+def _callback(path: str) -> TrainerCallback:
+    """'module:ClassName' -> an instance, made now: a class that is not a TrainerCallback, or that
+    needs constructor arguments, is a one-line error before anything is written."""
+    cls = _import(path)
+    if not (isinstance(cls, type) and issubclass(cls, TrainerCallback)):
+        raise ValueError(f"callback {path!r} is not a transformers TrainerCallback class")
+    try:
+        return cls()
+    except TypeError as e:
+        raise ValueError(f"callback {path!r} cannot be created without arguments (--callbacks passes none): {e}") from None
+
+
 def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     """Everything that can be checked without writing: model path, data (read and validated),
-    callbacks importable. Returns the loaded examples and callback classes."""
+    callbacks importable and constructible. Returns the loaded examples and callback instances."""
     from .modeling import check_model_path
 
     check_model_path(cfg.model_name_or_path)
@@ -179,7 +191,7 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     return {
         "train": load_examples(cfg.train_file, cfg.max_train_examples),
         "eval": load_examples(cfg.eval_file) if cfg.eval_file else None,
-        "callbacks": [_import(path) for path in cfg.callbacks],
+        "callbacks": [_callback(path) for path in cfg.callbacks],
     }
 
 
@@ -384,7 +396,7 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str |
         objective=parts["objective"],
         eval_collator=parts["eval_collator"],
         callbacks=[guard, MetricsFileCallback(out / "metrics.jsonl"), *inputs["accuracy"],
-                   *(cls() for cls in inputs["callbacks"]),
+                   *inputs["callbacks"],
                    *([FirstStepTimer("includes torch.compile of flex attention")] if attention == "flex_attention"
                      else [])],
     )
