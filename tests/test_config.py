@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from llm_jepa.config import ConfigError, load_config, save_config
 
@@ -28,3 +29,14 @@ def test_unknown_flag_and_bad_choice_are_errors():
         load_config(None, ["--output_dir", "o", "--distance", "manhattan"])
     with pytest.raises(ValueError, match="predictors"):
         load_config(None, ["--output_dir", "o", "--k", "11"])
+
+
+@pytest.mark.parametrize("separator", ["->", "-x", " => "])
+def test_yaml_and_override_strings_that_start_with_a_dash_are_values(tmp_path, separator):
+    # red team: `separator: "->"` in a YAML file (or a sweep override) was read by argparse as an
+    # option and failed with "invalid options: --output_dir ..."
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"separator": separator, "plain_text": True}))
+    assert load_config(path, ["--output_dir", str(tmp_path / "o")]).separator == separator
+    cfg = load_config(None, ["--output_dir", str(tmp_path / "o")], overrides={"separator": separator})
+    assert cfg.separator == separator

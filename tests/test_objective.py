@@ -306,3 +306,18 @@ def test_a_registered_term_is_added_weighted_and_named(monkeypatch):
     assert out.terms["spread"].item() == pytest.approx(out.pred.float().std(0).mean().item(), rel=1e-6)
     assert out.loss.item() == pytest.approx((out.lm_loss + out.jepa_loss + 0.25 * out.terms["spread"]).item(), rel=1e-6)
     assert off.terms == {} and off.loss.item() == pytest.approx(off.lm_loss.item(), rel=1e-6)  # a baseline adds none
+
+
+@pytest.mark.parametrize("num_items", [None, 0, torch.tensor(0.0)])
+def test_a_batch_without_labelled_tokens_has_a_zero_lm_term_not_nan(num_items):
+    # red team: --max_length 3 left no labelled token; the Trainer passed num_items_in_batch = 0, the
+    # LM term was 0/0 = NaN, the gradients (JEPA only) stayed finite so the guard let it through, and
+    # the log showed loss 0 (the Trainer's NaN filter) next to jepa_loss 1.25
+    from llm_jepa.objective import lm_loss
+
+    logits = torch.zeros(0, 7, requires_grad=True)  # [N = 0, V]: no labelled position
+    labels = torch.full((2, 5), -100)
+    loss = lm_loss(logits, labels, num_items)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(logits.grad).all()

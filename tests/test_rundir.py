@@ -91,3 +91,16 @@ def test_read_metrics_tells_steps_from_the_summary_in_old_logs(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in old))
     assert read_metrics(path) == [old[0]]
     assert read_metrics(path, "summary") == [old[2]] and read_metrics(path, "eval") == [old[1]]
+
+
+def test_move_aside_of_the_current_directory_names_its_sibling(tmp_path, monkeypatch):
+    # red team: `train --output_dir . --overwrite` failed with "PosixPath('.') has an empty name"
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "old.txt").write_text("old")
+    monkeypatch.chdir(run)
+    backup = move_aside(Path("."))
+    assert backup == tmp_path / "run.previous-1" and (backup / "old.txt").read_text() == "old"
+    assert list(run.iterdir()) == []

@@ -225,3 +225,16 @@ def test_lora_adapter_run_loads_through_the_one_loader(data, tmp_path):
     ids = torch.tensor([run.tokenizer("lines with dog<|predictor_2|><|predictor_1|>")["input_ids"]])
     with torch.no_grad():
         torch.testing.assert_close(run.model(input_ids=ids).logits, ref(input_ids=ids).logits)
+
+
+def test_a_lora_adapter_run_is_accepted_as_the_model_of_a_new_training(data, tmp_path):
+    # red team: the pre-flight model check demanded config.json, which an adapter run does not
+    # have, so `train --model ADAPTER_RUN` failed although load_model loads it
+    from tests._factory import write_run_inputs
+
+    write_run_inputs(tmp_path, ROWS)
+    first, second = tmp_path / "lora", tmp_path / "continued"
+    train(_args(tmp_path / "ckpt", tmp_path / "train.jsonl", first, {}, "--lora", "true", "--lora_r", "4"))
+    assert not (first / "config.json").exists() and (first / "adapter_config.json").is_file()
+    train(_args(first, tmp_path / "train.jsonl", second, {}))
+    assert (second / "model.safetensors").is_file()

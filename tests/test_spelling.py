@@ -46,3 +46,20 @@ def test_train_options_take_both_spellings(argv):
 def test_an_unknown_option_is_still_refused():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["eval", "--model", "m", "--data", "d", "--output", "o", "--batch_sizes", "3"])
+
+
+def test_public_names_are_accepted_wherever_their_option_is():
+    # red team: train and inspect took --k (PUBLIC_NAMES), eval and analyze only --predictors
+    from llm_jepa.config import PUBLIC_NAMES
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.choices and "train" in a.choices)
+    for name, p in sub.choices.items():
+        for field, public in PUBLIC_NAMES.items():
+            takes_field = any(f"--{s}" in p._option_string_actions for s in (field, field.replace("_", "-")))
+            if takes_field:
+                assert f"--{public}" in p._option_string_actions, (name, field)
+    args, _ = _parse("eval", "--model", "m", "--data", "d", "--output", "o", "--k", "2")
+    assert args.predictors == 2
+    args, _ = _parse("analyze", "--model", "a", "--model", "b", "--data", "d", "--output", "o", "--k", "1", "--k", "3")
+    assert args.predictors == [1, 3]

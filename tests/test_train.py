@@ -216,6 +216,22 @@ def test_accuracy_without_eval_rows_or_task_is_refused_before_writing(ckpt, data
     assert not (tmp_path / "none").exists()
 
 
+def test_accuracy_options_a_task_cannot_run_with_are_refused_before_writing(ckpt, data, tmp_path):
+    # red team: a Spider --eval_file trained until step 1, then died with "spider needs --db-dir" and
+    # left llm_jepa_config.yaml, so the rerun was refused as "not empty"; -1 switched scoring on
+    spider = tmp_path / "spider.jsonl"
+    spider.write_text(json.dumps({"messages": [
+        {"role": "system", "content": "Convert natural language to SQL."},
+        {"role": "user", "content": "For db_id:[shop]\n\nHow many rows?"},
+        {"role": "assistant", "content": "SELECT count(*) FROM t"}]}) + "\n")
+    for extra, needle in ((["--eval_file", str(spider)], "spider needs --db-dir"),
+                          (["--eval_file", str(data), "--accuracy_every_steps", "-1"], "accuracy_every_steps must be"),
+                          (["--eval_file", str(data), "--accuracy_examples", "0"], "accuracy_examples must be")):
+        with pytest.raises(ValueError, match=needle):
+            train(_cfg(ckpt, data, tmp_path / "none", "--accuracy_every_steps", "2", *extra))
+        assert not (tmp_path / "none").exists()
+
+
 def test_plain_text_mode_trains_without_a_chat_template(tmp_path, data):
     tok = make_tokenizer("plain")
     tiny_llama(tok).save_pretrained(tmp_path / "plain_ckpt")

@@ -31,6 +31,8 @@ def _steps(out):
     (["--pack_length", "-2"], "pack_length must be"),
     (["--anchor_offset", "3"], "anchor_offset must be negative"),
     (["--monitor_views_every", "-1"], "monitor_views_every must be >= 0"),
+    # red team: both were accepted and --overwrite silently ignored
+    (["--resume", "true", "--overwrite", "true"], "--resume and --overwrite"),
 ])
 def test_invalid_objective_options_fail_before_anything_is_written(ckpt, data, tmp_path, flags, needle):  # noqa: F811
     # today's main: --distance infonce --temperature 0 trained to the end and saved NaN weights
@@ -231,3 +233,51 @@ def test_best_checkpoint_is_named_by_its_final_path(ckpt, data, tmp_path):  # no
     state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["best_model_checkpoint"] in (str(out / "checkpoint-2"), str(out / "checkpoint-4"))
     assert not (out / ".checkpoint-staging").exists()
+
+
+def test_an_update_that_makes_the_weights_non_finite_stops_before_any_checkpoint(ckpt, data, tmp_path):  # noqa: F811
+    # found by the red team: --learning_rate 1e39 has finite gradients at step 1, but the update
+    # overflows float32, and checkpoint-1 was saved with 21 of 21 tensors inf/NaN ("checkpoints so
+    # far are intact", said the error at step 2)
+    out = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match="step 1: .*weights"):
+        train(_cfg(ckpt, data, out, "--learning_rate", "1e39", "--save_steps", "1"))
+    assert not (out / "checkpoint-1").exists() and not (out / "model.safetensors").exists()
+
+
+def test_resume_refuses_every_view_and_objective_setting_that_changed(ckpt, data, tmp_path):  # noqa: F811
+    # red team: the hand-written list of fixed options missed predictor_order and separator, so a
+    # k = 2 run resumed with --predictor_order ascending trained on other views under the same name
+    out = tmp_path / "run"
+    train(_cfg(ckpt, data, out, "--max_steps", "2", "--k", "2"))
+    for flag, value, change in (("--predictor_order", "ascending", "predictor_order 'paper' -> 'ascending'"),
+                                ("--separator", " => ", "separator '\\\\n' -> ' => '")):
+        with pytest.raises(ValueError, match=rf"changed options \({change}\)"):
+            train(_cfg(ckpt, data, out, "--max_steps", "4", "--k", "2", "--resume", "true", flag, value))
+
+
+def test_resume_sets_an_incomplete_checkpoint_aside_so_rotation_cannot_keep_it_over_a_whole_one(
+        ckpt, data, tmp_path, capsys):  # noqa: F811
+    # red team: an incomplete checkpoint-9 (a kill during a write by an older version, a copy cut
+    # short) was skipped by --resume but left in place; with --save_total_limit 1 the Trainer's
+    # rotation then kept it, as the newest by step, and deleted the checkpoint just written
+    out = tmp_path / "run"
+    train(_cfg(ckpt, data, out, "--max_steps", "2"))
+    (out / "checkpoint-9").mkdir()
+    (out / "checkpoint-9" / "model.safetensors").write_bytes(b"cut")
+    train(_cfg(ckpt, data, out, "--max_steps", "4", "--resume", "true", "--save_total_limit", "1"))
+    assert (out / "checkpoint-4" / "trainer_state.json").is_file()
+    assert (out / "incomplete-checkpoint-9" / "model.safetensors").read_bytes() == b"cut"  # kept, not deleted
+    assert "set aside as incomplete-checkpoint-9" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("callback,needle", [("collections:OrderedDict", "not a transformers TrainerCallback"),
+                                             ("llm_jepa.eval.callback:AccuracyCallback", "without arguments")])
+def test_a_callback_that_cannot_run_is_one_line_before_any_write(ckpt, data, tmp_path, capsys, callback, needle):  # noqa: F811
+    # red team: both imported fine, then raised a traceback inside Trainer() after llm_jepa_config.yaml
+    # was written, so the corrected rerun was refused as "not empty"
+    out = tmp_path / "run"
+    code = main(["train", "--model", str(ckpt), "--data", str(data), "--output_dir", str(out), "--callbacks", callback])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+    assert not out.exists()

@@ -18,24 +18,13 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .losses import DISTANCES
 from .objective import ISOLATIONS, TERMS, ObjectiveConfig
-from .spelling import respell
+from .spelling import PUBLIC_NAMES, field_name, public_aliases, respell
 from .stp import LENGTH_WEIGHTS, SAMPLINGS, VARIANTS, StpConfig
 from .threads import THREADS_HELP
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config", "PUBLIC_NAMES",
            "field_name", "is_baseline", "read_yaml_options"]
-
-#: config field -> its public name (the paper's and the README's), accepted as ``--k`` etc. and used
-#: by the sweep report; the one table of the two names of each option.
-PUBLIC_NAMES = {"predictors": "k", "jepa_lambda": "lambda", "loss_dropout": "alpha"}
-
-
-def field_name(key: str) -> str:
-    """A settings key (public name, field name, or either with dashes) -> the config field."""
-    key = key.replace("-", "_")
-    return next((f for f, public in PUBLIC_NAMES.items() if public == key), key)
-
 
 def is_baseline(settings: Mapping[str, Any]) -> bool:
     """The one rule for "this run is the plain next-token baseline": ``regular``, or lambda 0.
@@ -46,10 +35,6 @@ def is_baseline(settings: Mapping[str, Any]) -> bool:
 
 class ConfigError(ValueError):
     """A configuration file or flag is wrong; the message names the file and key."""
-
-
-def _alias(name: str) -> list[str]:
-    return [f"--{PUBLIC_NAMES[name]}"]
 
 
 def _opt(default: Any, help: str, aliases: list[str] | None = None, choices: Any = None) -> Any:
@@ -106,10 +91,10 @@ class JepaConfig(TrainingArguments):
     )
     # ---- objective -----------------------------------------------------------------------------
     jepa_lambda: float = _opt(ObjectiveConfig.jepa_lambda, "Weight of the JEPA term (0 = plain fine-tuning).",
-                              _alias("jepa_lambda"))
+                              public_aliases("jepa_lambda"))
     gamma: float = _opt(ObjectiveConfig.gamma, "Weight of the next-token term.")
     predictors: int = _opt(ViewConfig.predictors, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).",
-                           _alias("predictors"))
+                           public_aliases("predictors"))
     distance: str = _opt(ObjectiveConfig.distance, "JEPA distance.", choices=DISTANCES)
     temperature: float = _opt(ObjectiveConfig.temperature, "InfoNCE temperature.")
     infonce_gather: bool = _opt(
@@ -124,7 +109,7 @@ class JepaConfig(TrainingArguments):
     )
     direction: str = _opt(ViewConfig.direction, "Which view predicts which.",
                           choices=list(VIEW_CHOICES["direction"]))
-    loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", _alias("loss_dropout"))
+    loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", public_aliases("loss_dropout"))
     regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.")
     monitor_views_every: int = _opt(
         0, "With --regular or lambda 0: compute the JEPA distance (no gradient) on every n-th batch, to plot it."
@@ -199,7 +184,7 @@ class JepaConfig(TrainingArguments):
         self.remove_unused_columns = False
         if not torch.cuda.is_available():
             self.dataloader_pin_memory = False  # pinning needs an accelerator; avoid torch's warning
-        self.view_config()  # validates predictors / choices early
+        self.view_config()  # validates the view settings (k, choices, max_length, anchor_offset) early
         _validate_ranges(self)
         if self.infonce_gather and not self.dataloader_drop_last:
             self.dataloader_drop_last = True  # all ranks must hold the same number of pairs to gather
@@ -273,7 +258,6 @@ _RANGES = (
     ("loss_dropout", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
     ("vicreg_weight", lambda v: v >= 0, ">= 0"),
     ("sigreg_weight", lambda v: v >= 0, ">= 0"),
-    ("max_length", lambda v: v >= 1, ">= 1"),
     ("pack_length", lambda v: v >= -1, "-1 (automatic), 0 (one row) or a positive token count"),
     ("monitor_views_every", lambda v: v >= 0, ">= 0 (0 = off)"),
     ("per_device_train_batch_size", lambda v: v >= 1, ">= 1"),
@@ -283,6 +267,8 @@ _RANGES = (
     ("max_train_examples", lambda v: v is None or v >= 1, ">= 1"),
     ("lora_r", lambda v: v >= 1, ">= 1"),
     ("lora_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    ("accuracy_every_steps", lambda v: v >= 0, ">= 0 (0 = off)"),
+    ("accuracy_examples", lambda v: v >= 1, ">= 1"),
 )
 # objective options that --regular (plain fine-tuning) ignores, with their defaults
 _VIEW_ONLY = ("distance", "temperature", "infonce_gather", "loss_dropout", "stop_gradient_target", "vicreg_weight",
@@ -296,11 +282,11 @@ def _validate_ranges(cfg: JepaConfig) -> None:
         value = getattr(cfg, name)
         if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
             raise ConfigError(f"{name} must be {what}, got {value}")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: continue the run in the output directory, "
+                          "or move it aside and start afresh")
     if cfg.gamma == 0 and (cfg.regular or cfg.jepa_lambda == 0):
         raise ConfigError("gamma and lambda are both 0 (or gamma 0 with --regular): the objective is empty")
-    if cfg.anchor_offset is not None and not -cfg.max_length < cfg.anchor_offset < 0:
-        raise ConfigError(f"anchor_offset must be negative and above -max_length ({-cfg.max_length}), "
-                          f"got {cfg.anchor_offset} (the anchor is the view length + offset)")
     ignored = regular_ignores(cfg)
     if ignored:
         import warnings
@@ -336,13 +322,14 @@ def _dict_to_argv(values: dict[str, Any], valid: set[str], origin: str) -> list[
             raise ConfigError(f"{origin}: unknown option '{key}'")
         if value is None or (isinstance(value, (list, tuple)) and not value):
             continue
-        argv.append(f"--{key}")
         if isinstance(value, dict):  # options that take a mapping parse it from JSON
             import json
 
-            argv.append(json.dumps(value))
-            continue
-        argv += [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+            value = json.dumps(value)
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *(str(v) for v in value)]
+        else:  # one token, so that a value starting with "-" (a separator "->") is not read as an option
+            argv.append(f"--{key}={value}")
     return argv
 
 

@@ -27,7 +27,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .runs import TrainedRun, check_model_path, load_run
+from .modeling import check_model_path
+from .runs import TrainedRun, load_run
 from .views import VIEW_KINDS as KINDS
 from .views import view_segments
 

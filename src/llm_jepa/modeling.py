@@ -12,7 +12,7 @@ from .realmodel import resolve_model_path
 from .views import PREDICTOR_TOKENS
 
 __all__ = [
-    "load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "resolve_pack_length", "save_model",
+    "check_model_path", "load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "resolve_pack_length", "save_model",
     "choose_attention", "resolve_attention", "flex_attention_available", "DTYPE_CHOICES",
 ]
 
@@ -30,6 +30,26 @@ def add_predictor_tokens(tokenizer: Any) -> list[int]:
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     return tokenizer.convert_tokens_to_ids(list(PREDICTOR_TOKENS))
+
+
+def check_model_path(name: Any) -> None:
+    """Fail before anything is written on a model that :func:`load_tokenizer` / :func:`load_model`
+    cannot load: a local path that does not exist, or a directory without a model (``config.json``,
+    or ``adapter_config.json`` for a LoRA adapter run) or tokenizer files. Hub names (``org/name``)
+    are left to transformers."""
+    if not name:
+        raise ValueError("no model given (--model NAME_OR_DIR)")
+    name = str(name)
+    path = Path(name)
+    looks_local = path.is_absolute() or name.startswith(".") or name.count("/") > 1 or path.suffix in (".json", ".gguf")
+    if not path.exists() and looks_local:
+        raise FileNotFoundError(f"{path}: no such model directory (--model)")
+    if not path.is_dir():
+        return
+    if not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
+        raise FileNotFoundError(f"{path}: no config.json (nor adapter_config.json) in this model directory (--model)")
+    if not any(path.glob("tokenizer*")):
+        raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
 
 
 def load_tokenizer(name_or_path: str, plain_text: bool = False) -> Any:
@@ -81,6 +101,7 @@ def load_model(
 
         # peft grows the base model's embeddings to the adapter directory's tokenizer before loading
         model = AutoPeftModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, **kwargs).merge_and_unload()
+        model.requires_grad_(True)  # peft froze the base weights; merged, they train like any checkpoint's
     else:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, **kwargs)
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:

@@ -228,11 +228,12 @@ def forward_hidden(model: Any, batch: dict[str, Any], isolation: str = DEFAULT_I
 def lm_loss(logits: torch.Tensor, shift_labels: torch.Tensor, num_items: Any = None) -> torch.Tensor:
     """Next-token cross-entropy summed over the labelled positions (``logits`` [N, V] are those
     positions', in order), divided by ``num_items`` (the labelled-token count of the whole
-    accumulated batch) or by this batch's count."""
+    accumulated batch) or by this batch's count. No labelled token at all (rows cut to their prompt
+    by ``max_length``) gives 0, not 0/0: a NaN here would have no gradient for the guard to see."""
     keep = shift_labels != IGNORE  # [R, T]
     total = F.cross_entropy(logits.float(), shift_labels[keep], reduction="sum")
-    denom = num_items if num_items is not None else keep.sum().clamp(min=1)
-    return total / denom
+    denom = num_items if num_items is not None else keep.sum()
+    return total / (denom.clamp(min=1) if torch.is_tensor(denom) else max(denom, 1))
 
 
 def view_embeddings(hidden: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

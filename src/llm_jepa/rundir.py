@@ -30,7 +30,7 @@ except ImportError:  # Windows: no flock; runs there are not locked
     fcntl = None
 
 __all__ = ["LOCK_NAME", "STAGING", "OutputLock", "OutputLockedError", "move_aside", "entries",
-           "checkpoint_is_complete", "newest_complete_checkpoint", "AtomicCheckpoints",
+           "checkpoint_is_complete", "newest_complete_checkpoint", "set_aside", "AtomicCheckpoints",
            "truncate_metrics", "read_metrics", "record_kind"]
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,7 @@ def move_aside(directory: Path) -> Path | None:
     items = entries(directory)
     if not items:
         return None
+    directory = directory.resolve()  # "." has no name to build the sibling's from
     n = 1
     while (backup := directory.with_name(f"{directory.name}.previous-{n}")).exists():
         n += 1
@@ -160,6 +161,17 @@ def newest_complete_checkpoint(directory: Path) -> tuple[Path | None, list[Path]
             return path, skipped
         skipped.append(path)
     return None, skipped
+
+
+def set_aside(checkpoint: Path) -> Path:
+    """Rename an incomplete ``checkpoint-N`` to ``incomplete-checkpoint-N`` (``-2``, ... if taken):
+    kept for inspection, but no longer a ``checkpoint-*`` that resume or rotation would count."""
+    target, n = checkpoint.with_name(f"incomplete-{checkpoint.name}"), 1
+    while target.exists():
+        n += 1
+        target = checkpoint.with_name(f"incomplete-{checkpoint.name}-{n}")
+    checkpoint.rename(target)
+    return target
 
 
 class AtomicCheckpoints:

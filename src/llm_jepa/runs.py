@@ -28,7 +28,7 @@ from .views import VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
 __all__ = [
     "RUN_CONFIG", "LEGACY", "SETTINGS", "TrainedRun", "load_run", "in_memory_run", "read_run_config",
-    "resolve_view", "split_settings", "add_run_arguments", "run_overrides", "check_model_path",
+    "resolve_view", "split_settings", "add_run_arguments", "run_overrides",
 ]
 
 RUN_CONFIG = "llm_jepa_config.yaml"  # written by llm_jepa.train beside every trained model
@@ -163,8 +163,10 @@ def _saved(config: Mapping[str, Any] | None, tokenizer: Any, in_file: Any) -> di
     if not config:
         has_template = bool(getattr(tokenizer, "chat_template", None)) if tokenizer is not None else True
         return {"predictors": 0, "plain_text": not has_template}
+    from .config import is_baseline  # the one rule for "a baseline"
+
     saved = {**LEGACY, **_checked(config, {**SETTINGS, **_BASELINE}, in_file)}
-    if saved.get("regular") or saved.get("jepa_lambda") == 0:
+    if is_baseline(saved):
         saved["predictors"] = 0  # a baseline never trained its predictor tokens
     return saved
 
@@ -173,22 +175,6 @@ def _where(key: str, given: Mapping[str, Any], in_file: Any) -> str:
     if not key:
         return "run settings"
     return f"override --{key.replace('_', '-')}" if key in given else in_file(key)
-
-
-def check_model_path(model: Any) -> Path:
-    """Fail early (before any output is written) on a local model path that cannot be loaded: one that
-    does not exist, or a directory without a model config or tokenizer files. Hub names (``org/name``)
-    and named models are left to their loaders."""
-    name, path = str(model), Path(str(model))
-    looks_local = path.is_absolute() or name.startswith(".") or name.count("/") > 1 or path.suffix in (".json", ".gguf")
-    if not path.exists() and looks_local:
-        raise FileNotFoundError(f"{path}: no such model directory (--model)")
-    if path.is_dir():
-        if not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
-            raise FileNotFoundError(f"{path}: no config.json in this model directory (--model)")
-        if not any(path.glob("tokenizer*")):
-            raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
-    return path
 
 
 def load_run(name_or_path: str | Path, *, weights: bool = True, device: str | None = None,
@@ -252,9 +238,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, predictors: dict[str, Any
     (one k for eval, one per model for analyze)."""
     group = parser.add_argument_group(
         "run settings", "default: what each model's llm_jepa_config.yaml says (defaults for a model without one)")
-    group.add_argument("--predictors", default=None, metavar="K", **predictors)
+    from .spelling import public_aliases
+
+    group.add_argument("--predictors", *public_aliases("predictors"), default=None, metavar="K", **predictors)
     for name, kwargs in _FLAGS.items():
-        group.add_argument("--" + name.replace("_", "-"), default=None, **kwargs)
+        group.add_argument("--" + name.replace("_", "-"), *public_aliases(name), default=None, **kwargs)
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,7 +11,23 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-__all__ = ["respell", "SpellingParser"]
+__all__ = ["respell", "SpellingParser", "PUBLIC_NAMES", "field_name", "public_aliases"]
+
+#: config field -> its public name (the paper's and the README's), accepted as ``--k`` etc. by every
+#: command that takes the option, and used by the sweep report; the one table of the two names of
+#: each option (here, not in config.py, so that parsers can read it without importing torch).
+PUBLIC_NAMES = {"predictors": "k", "jepa_lambda": "lambda", "loss_dropout": "alpha"}
+
+
+def field_name(key: str) -> str:
+    """A settings key (public name, field name, or either with dashes) -> the config field."""
+    key = key.replace("-", "_")
+    return next((f for f, public in PUBLIC_NAMES.items() if public == key), key)
+
+
+def public_aliases(field: str) -> list[str]:
+    """The extra option strings of config field ``field``: ``["--k"]`` for predictors, else none."""
+    return [f"--{PUBLIC_NAMES[field]}"] if field in PUBLIC_NAMES else []
 
 
 def respell(parser: argparse.ArgumentParser, argv: Sequence[str]) -> list[str]:

@@ -24,6 +24,7 @@ from .rundir import (
     move_aside,
     newest_complete_checkpoint,
     record_kind,
+    set_aside,
     truncate_metrics,
 )
 from .views import TokenizedExample, ViewBuilder
@@ -104,7 +105,11 @@ class NonFiniteGuard(TrainerCallback):
     Runs after the gradients are reduced (and clipped) and before ``optimizer.step()``: a NaN never
     reaches the weights, so no checkpoint or final model can hold one. A skipped step's gradients
     are dropped (``grad = None``: torch optimizers leave such parameters untouched). With fp16 the
-    gradient scaler already skips such steps, so the guard stands aside."""
+    gradient scaler already skips such steps, so the guard stands aside.
+
+    Finite gradients can still overflow the weights (a learning rate of 1e39 in float32); the
+    trainable weights are checked after every update, before the step's checkpoint, and such a step
+    always stops the run (the weights have changed: there is nothing left to skip)."""
 
     def __init__(self, policy: str = "stop") -> None:
         self.policy = policy
@@ -126,6 +131,14 @@ class NonFiniteGuard(TrainerCallback):
             p.grad = None
         self.skipped.append(step)
         log.warning("step %d: non-finite gradients; step skipped (%d so far)", step, len(self.skipped))
+
+    def on_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if model is None or _all_finite([p.detach() for p in model.parameters() if p.requires_grad]):
+            return
+        raise NonFiniteError(
+            f"step {state.global_step + 1}: the update made the weights NaN or infinite (finite gradients times "
+            f"the learning rate {args.learning_rate:g} overflowed); stopping before this step is saved "
+            f"(checkpoints so far are intact). Lower --learning_rate")
 
 
 def _all_finite(grads: list) -> bool:
@@ -155,37 +168,56 @@ def _import(path: str) -> Any:
         raise ValueError(f"callback {path!r} cannot be imported: {e}") from None
 
 
-def _check_model_path(name: str | None) -> None:
-    """A local model path that does not exist is an error now, not an OSError after loading starts."""
-    from .runs import check_model_path
-
-    if not name:
-        raise ValueError("no model given (--model NAME_OR_DIR)")
-    check_model_path(name)
+def _callback(path: str) -> TrainerCallback:
+    """'module:ClassName' -> an instance, made now: a class that is not a TrainerCallback, or that
+    needs constructor arguments, is a one-line error before anything is written."""
+    cls = _import(path)
+    if not (isinstance(cls, type) and issubclass(cls, TrainerCallback)):
+        raise ValueError(f"callback {path!r} is not a transformers TrainerCallback class")
+    try:
+        return cls()
+    except TypeError as e:
+        raise ValueError(f"callback {path!r} cannot be created without arguments (--callbacks passes none): {e}") from None
 
 
 def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     """Everything that can be checked without writing: model path, data (read and validated),
-    callbacks importable. Returns the loaded examples and callback classes."""
-    _check_model_path(cfg.model_name_or_path)
+    callbacks importable and constructible. Returns the loaded examples and callback instances."""
+    from .modeling import check_model_path
+
+    check_model_path(cfg.model_name_or_path)
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
     return {
         "train": subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction,
                                  cfg.train_rows, cfg.seed),
         "eval": load_examples(cfg.eval_file) if cfg.eval_file else None,
-        "callbacks": [_import(path) for path in cfg.callbacks],
+        "callbacks": [_callback(path) for path in cfg.callbacks],
     }
 
 
 # options a resumed run must share with the run that wrote the checkpoint: changing them mid-run
-# makes steps 1..N and N+1.. different experiments under one config file. The batch split is not
+# makes steps 1..N and N+1.. different experiments under one config file. Besides these, every view
+# setting, objective option and registered term weight (see resume_fixed). The batch split is not
 # among them: a run may resume on another number of processes with the same global batch.
-RESUME_FIXED = ("predictors", "jepa_lambda", "gamma", "distance", "temperature", "infonce_gather", "regular",
-                "loss_dropout", "predictor_position", "direction", "anchor_offset", "stop_gradient_target",
-                "vicreg_weight", "sigreg_weight", "monitor_views_every", "label_mode", "plain_text", "max_length",
-                "learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "seed",
-                "model_name_or_path", "train_file", "lora", "lora_r", "lora_alpha", "pretrain")
+RESUME_FIXED = ("plain_text", "regular", "loss_dropout", "monitor_views_every", "learning_rate", "lr_scheduler_type",
+                "warmup_steps", "warmup_ratio", "weight_decay", "seed", "model_name_or_path", "train_file", "lora",
+                "lora_r", "lora_alpha", "pretrain", "train_fraction", "train_rows", "stp_times", "stp_max_span",
+                "stp_sampling", "stp_layer", "stp_length_weight", "stp_variant", "stp_predictor")
+
+
+def resume_fixed() -> list[str]:
+    """RESUME_FIXED plus the fields of the component configs (ViewConfig, ObjectiveConfig) and the
+    weight of every registered term, read from their definitions so that a new one is covered too.
+    Left out: how the same objective is computed (isolation) and what is derived (chat_template)."""
+    from dataclasses import fields
+
+    from .objective import TERMS, ObjectiveConfig
+    from .views import ViewConfig
+
+    derived = {"chat_template", "build_views", "isolation", "terms", "stp"}  # stp: the stp_* options
+    components = {f.name for cls in (ViewConfig, ObjectiveConfig) for f in fields(cls)} - derived
+    return sorted({*RESUME_FIXED, *components, *(t.weight_field for t in TERMS.values())})
 
 
 def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
@@ -196,7 +228,7 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
     if not path.is_file():
         return {}
     saved = yaml.safe_load(path.read_text()) or {}
-    changed = {k: (saved[k], getattr(cfg, k)) for k in RESUME_FIXED if k in saved and saved[k] != getattr(cfg, k)}
+    changed = {k: (saved[k], getattr(cfg, k)) for k in resume_fixed() if k in saved and saved[k] != getattr(cfg, k)}
     if changed and not cfg.resume_allow_changes:
         listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ValueError(f"{path}: --resume with changed options ({listed}); the checkpoint was trained with the "
@@ -207,17 +239,19 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
 def prepare_output_dir(cfg: JepaConfig) -> str | None:
     """Main process, under the output lock: refuse a non-empty directory unless told to; with
     ``overwrite`` move the previous run aside (never delete it); with ``resume`` pick the newest
-    complete checkpoint, check the options did not change and cut ``metrics.jsonl`` back to its step.
+    complete checkpoint, check the options did not change, rename the incomplete ones it skipped and
+    cut ``metrics.jsonl`` back to its step.
     Returns the checkpoint to resume from."""
     out = Path(cfg.output_dir)
     if cfg.resume:
         ckpt, skipped = newest_complete_checkpoint(out)
-        for path in skipped:
-            _say(f"skipping incomplete checkpoint {path} (interrupted while being written)")
         if ckpt is None:
             raise FileNotFoundError(f"{out}: --resume given but there is no complete checkpoint-* directory to "
                                     f"resume from{' (skipped: ' + ', '.join(p.name for p in skipped) + ')' if skipped else ''}")
-        changed = _check_resume_options(cfg, out)
+        changed = _check_resume_options(cfg, out)  # a refused resume leaves the directory as it was
+        for path in skipped:  # renamed, so that the Trainer's rotation never keeps it over a whole one
+            aside = set_aside(path)
+            _say(f"skipping incomplete checkpoint {path} (interrupted while being written); set aside as {aside.name}")
         step = int(ckpt.name.split("-")[-1])
         if changed:
             os.replace(out / CONFIG_NAME, out / f"llm_jepa_config.before-step-{step}.yaml")
@@ -373,7 +407,7 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str |
         objective=parts["objective"],
         eval_collator=parts["eval_collator"],
         callbacks=[guard, MetricsFileCallback(out / "metrics.jsonl"), *inputs["accuracy"],
-                   *(cls() for cls in inputs["callbacks"]),
+                   *inputs["callbacks"],
                    *([FirstStepTimer("includes torch.compile of flex attention")] if attention == "flex_attention"
                      else [])],
     )

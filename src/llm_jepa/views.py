@@ -91,6 +91,11 @@ class ViewConfig:
         for name, allowed in VIEW_CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.max_length < 1:
+            raise ValueError(f"max_length must be >= 1, got {self.max_length}")
+        if self.anchor_offset is not None and not -self.max_length < self.anchor_offset < 0:
+            raise ValueError(f"anchor_offset must be negative and above -max_length ({-self.max_length}), "
+                             f"got {self.anchor_offset} (the anchor is the view length + offset)")
 
 
 @dataclass

@@ -63,3 +63,12 @@ def test_analyze_refuses_to_overwrite(tmp_path, data):
     with pytest.raises(FileExistsError, match="overwrite"):
         analyze(["good"], data, **kwargs)
     analyze(["good"], data, overwrite=True, **kwargs)
+
+
+@pytest.mark.parametrize("option", [{"batch_size": 0}, {"top": 0}, {"limit": -1}])
+def test_bad_numbers_fail_before_anything_is_written(tmp_path, option):
+    # red team: --batch-size 0 said "range() arg 3 must not be zero" after creating the output folder
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=rf"{name} must be"):
+        analyze(["m"], tmp_path / "d.jsonl", output=tmp_path / "o", **option)
+    assert not (tmp_path / "o").exists()

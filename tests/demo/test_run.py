@@ -118,3 +118,16 @@ def test_training_flops_count_step_records_once(tmp_path):
                {"step": 2, "kind": "summary", "train_runtime": 1.0, "flops": 99.0}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     assert _training_flops(tmp_path) == 16.0
+
+
+@pytest.mark.parametrize("flag,value", [("--steps", "0"), ("--batch-size", "0"), ("--learning-rate", "-1"),
+                                        ("--n-train", "0"), ("--n-test", "0")])
+def test_bad_numbers_fail_before_anything_is_written(tmp_path, capsys, flag, value):
+    # red team: each was found only after demo_config.json, the data and the base model were
+    # written (--n-test 0 after a whole arm had trained); --steps 0 trained for the Trainer's epochs
+    from llm_jepa.cli import main
+
+    out = tmp_path / "out"
+    assert main(["demo", "--output", str(out), "--size", "micro", flag, value]) == 2
+    assert flag.lstrip("-").replace("-", "_") in capsys.readouterr().err
+    assert not out.exists()

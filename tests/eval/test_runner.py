@@ -268,7 +268,9 @@ def test_spider_example_with_a_failing_reference_stays_visible(ckpt, tmp_path):
 
 @pytest.mark.parametrize("flag,value", [("--top-p", "0"), ("--top-p", "1.5"), ("--beams", "0"),
                                         ("--max-new-tokens", "0"), ("--temperature", "0"),
-                                        ("--repetition-penalty", "-1"), ("--predictors", "-1")])
+                                        ("--repetition-penalty", "-1"), ("--predictors", "-1"),
+                                        # red team: these three ran, wrote eval_run.json, then raised IndexError
+                                        ("--anchor-offset", "5"), ("--anchor-offset", "0"), ("--max-length", "0")])
 def test_bad_generation_options_fail_before_anything_is_written(ckpt, data, tmp_path, capsys, flag, value):
     out = tmp_path / "o"
     code = main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(out), flag, value])

@@ -49,9 +49,10 @@ def test_the_name_resolves_to_the_same_checkpoint_without_converting_again(real_
 
 @pytest.mark.parametrize("k", [0, 1, 3])
 def test_anchors_on_the_real_chatml_template(real_tokenizer, synth, k):
-    """Every example of a packed batch: the source anchor is the k-th predictor (the last content
-    token when k = 0) and the token after every anchor is <|im_end|>; the target's anchor is the
-    last token of the answer."""
+    """Every example of a packed batch: the source view ends in the released order
+    <|predictor_k|>...<|predictor_1|> and its anchor is <|predictor_1|> (the last content token when
+    k = 0); the token after every anchor is <|im_end|>; the target's anchor is the last token of the
+    answer."""
     from llm_jepa.collator import PackingCollator
 
     tok = real_tokenizer
@@ -66,7 +67,8 @@ def test_anchors_on_the_real_chatml_template(real_tokenizer, synth, k):
         (r_s, c_s), (r_t, c_t) = src[i].tolist(), tgt[i].tolist()
         assert ids[r_s, c_s + 1] == end and ids[r_t, c_t + 1] == end
         if k:
-            assert ids[r_s, c_s] == tok.convert_tokens_to_ids(PREDICTOR_TOKENS[k - 1])
+            released = [tok.convert_tokens_to_ids(t) for t in reversed(PREDICTOR_TOKENS[:k])]
+            assert ids[r_s, c_s - k + 1 : c_s + 1].tolist() == released
         else:
             assert tok.decode(ids[r_s, : c_s + 1]).endswith(ex.text_view.strip()[-3:])
         assert tok.decode(ids[r_t, : c_t + 1]).endswith(ex.code_view.strip()[-3:])

@@ -140,3 +140,19 @@ def test_a_changed_base_config_or_data_file_reruns_the_runs(tmp_path, sweep_file
     assert len(again["ran"]) == 6 and len(again["results"]) == 6
     assert len(list((out / "stale").iterdir())) == 6  # the old results are kept, not deleted
     assert run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)["ran"] == []
+
+
+def test_a_second_sweep_into_a_held_output_fails_at_once(tmp_path, sweep_file):
+    # red team: sweeps took no lock, so a second sweep into the same output moved the first one's
+    # half-finished runs to incomplete/ while it was still training into them
+    from llm_jepa.rundir import OutputLock, OutputLockedError
+
+    out = tmp_path / "out"
+    partial = out / "runs" / "k=1_lambda=1.0__seed82"
+    partial.mkdir(parents=True)
+    (partial / "marker").write_text("in progress")
+    with OutputLock(out, "sweep"), pytest.raises(OutputLockedError, match=r"sweep \(pid \d+"):
+        run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)
+    assert (partial / "marker").is_file() and not _fake.CALLS
+    run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)  # released: the sweep runs
+    assert len(_fake.CALLS) == 6

@@ -116,6 +116,9 @@ def analyze(
     from ..data import load_examples
     from .plots import plot_singular_values, plot_tsne
 
+    for name, value, least in (("batch_size", batch_size, 1), ("top", top, 1), ("limit", limit or 1, 1)):
+        if value < least:
+            raise ValueError(f"{name} must be at least {least}, got {value}")
     output = Path(output)
     _check_output(output, overwrite)
     if straightness is None and encode is None:

@@ -46,9 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
     d = PRETRAINED_DEFAULTS if args.model else {"learning_rate": DemoConfig.learning_rate,
                                                 "batch_size": DemoConfig.batch_size, "arms": DEFAULT_ARMS}
+    given = {k: getattr(args, k) for k in ("batch_size", "learning_rate")}  # None: not given (0 is refused)
     cfg = DemoConfig(
-        output=args.output, steps=args.steps, batch_size=args.batch_size or d["batch_size"],
-        learning_rate=args.learning_rate or d["learning_rate"], n_train=args.n_train, n_test=args.n_test,
+        output=args.output, steps=args.steps,
+        **{k: d[k] if v is None else v for k, v in given.items()}, n_train=args.n_train, n_test=args.n_test,
         size=args.size, seed=args.seed, arms=list(args.arms or d["arms"]), data=args.data, test_data=args.test_data,
         overwrite=args.overwrite, model=args.model, lora=args.lora, threads=args.threads,
         view_system=args.view_system,

@@ -55,6 +55,17 @@ class DemoConfig:
     threads: int | None = None
     view_system: str = "default"
 
+    def __post_init__(self) -> None:
+        """Numbers a run cannot work with are refused here, before anything is written (the demo
+        would otherwise find them after its data, base model or a whole arm)."""
+        import math
+
+        for name in ("steps", "batch_size", "n_train", "n_test", "n_analysis", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not (self.learning_rate >= 0 and math.isfinite(self.learning_rate)):
+            raise ValueError(f"learning_rate must be a finite number >= 0, got {self.learning_rate}")
+
 
 #: the demo's defaults when it starts from a pretrained ``--model`` instead of the tiny one: a
 #: fine-tuning rate (at 60 steps SmolLM2 learned something at 1e-4 and next to nothing at the paper's

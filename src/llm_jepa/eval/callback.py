@@ -70,6 +70,12 @@ def accuracy_callbacks(cfg: Any) -> list[AccuracyCallback]:
 
     examples = load_examples(cfg.eval_file, cfg.accuracy_examples)
     task = cfg.accuracy_task or detect_task(examples[0])
-    get_task(task)  # an unknown name fails here too
+    module = get_task(task)  # an unknown name fails here too
+    if hasattr(module, "check"):  # what evaluate() would refuse at the first scoring, mid-run (Spider's databases)
+        try:
+            module.check(examples)
+        except (ValueError, FileNotFoundError) as e:
+            raise ValueError(f"--accuracy_every_steps on {task} rows: {e}; training-time scoring takes no task "
+                             "options, so score this task with llm-jepa eval after training") from None
     return [AccuracyCallback(examples, every_steps=cfg.accuracy_every_steps, batch_size=cfg.per_device_eval_batch_size,
                              task=task)]

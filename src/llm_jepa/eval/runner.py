@@ -25,7 +25,7 @@ from typing import Any
 
 from ..data import Example, load_examples
 from ..rundir import OutputLock, entries
-from ..runs import SETTINGS, TrainedRun, check_model_path, in_memory_run, load_run
+from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
@@ -45,6 +45,7 @@ def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
         return model.with_overrides(**settings)
     if isinstance(model, (tuple, list)):
         return in_memory_run(model[0], model[1], **settings)
+    from ..modeling import check_model_path
     from ..realmodel import resolve_model_path
 
     model = resolve_model_path(str(model))  # a named model or .gguf file -> its converted checkpoint, before any output
@@ -109,10 +110,9 @@ def _lock_output(output: Path | None) -> OutputLock | None:
 
 
 def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples: list[Example]) -> dict[int, dict]:
-    """Create ``output`` or check it belongs to this run; return the predictions already made."""
+    """Check ``output`` (a directory: :func:`_lock_output` made sure) belongs to this run; return the
+    predictions already made."""
     run_file, pred_file = output / RUN, output / PREDICTIONS
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"{output} is a file, not a directory; choose another --output")
     if entries(output):  # our lock file aside
         if overwrite:
             for f in (pred_file, output / SUMMARY, run_file):

@@ -37,18 +37,12 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """Step records of a ``metrics.jsonl`` sorted by step; a step logged twice (a log from before
     resumes truncated it) keeps its last record. Evaluation and end-of-training summary records are
     never taken for a step (they share its number): they are kept in order at the end."""
+    from ..rundir import read_metrics as read_records
     from ..rundir import record_kind
 
-    path = Path(path)
     by_step: dict[int, dict[str, Any]] = {}
     other = []
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{lineno}: malformed JSON ({e.msg})") from None
+    for record in read_records(Path(path), kind=None):  # the one parser of the log (file:line on bad JSON)
         if isinstance(record.get("step"), (int, float)) and record.get("kind", record_kind(record)) == "train":
             by_step[int(record["step"])] = record
         else:
@@ -115,7 +109,7 @@ def _write_csv(path: Path, results: Sequence[dict[str, Any]], metric: str, flops
 
 
 def _axes(stats: Sequence[dict[str, Any]]) -> tuple[str, str] | None:
-    from ..config import PUBLIC_NAMES  # the one table of the two names of an option
+    from ..spelling import PUBLIC_NAMES  # the one table of the two names of an option
 
     keys = {k for row in stats for k in row["cell"]}
     x, y = (next((k for k in (PUBLIC_NAMES[axis], axis) if k in keys), None) for axis in HEATMAP_AXES)

@@ -207,7 +207,7 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
         overrides["max_steps"] = compute["max_steps"]
     if not (train_dir / "train_results.json").is_file():
         if resume and newest_complete_checkpoint(train_dir)[0] is not None:
-            overrides["resume"] = True
+            overrides.update(resume=True, overwrite=False)  # a base config's overwrite must not contradict it
         elif train_dir.exists():
             _move_aside(train_dir, run_dir / "incomplete")
         train(load_config(run.base, overrides=overrides))
@@ -272,18 +272,21 @@ def run_sweep(
     """Run every run of ``sweep`` that is not done yet; return ``{"results", "failed", "ran"}``.
 
     ``results`` holds the result of every finished run (earlier ones included), ``failed`` maps run
-    ids to tracebacks, ``ran`` lists the ids run now.
+    ids to tracebacks, ``ran`` lists the ids run now. ``output`` is locked while the runs execute:
+    a second sweep into it fails at once, naming this one.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if on_partial not in ("restart", "resume"):
         raise ValueError(f"on_partial must be 'restart' or 'resume', got {on_partial!r}")
+    from ..rundir import OutputLock
+
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    runs = expand(sweep)
-    todo = _prepare(runs, output, on_partial)
-    execute = functools.partial(_execute_with, run_fn or train_and_evaluate, sweep.metric)
-    outcomes = getattr(dispatch, executor)(todo, execute, gpus=gpus, slurm=sweep.slurm, folder=output)
+    with OutputLock(output, "sweep"):  # a second sweep here would move this one's running runs aside
+        runs = expand(sweep)
+        todo = _prepare(runs, output, on_partial)
+        execute = functools.partial(_execute_with, run_fn or train_and_evaluate, sweep.metric)
+        outcomes = getattr(dispatch, executor)(todo, execute, gpus=gpus, slurm=sweep.slurm, folder=output)
     failed = {run.run_id: o for (run, _, _), o in zip(todo, outcomes, strict=True) if isinstance(o, str)}
     results = [json.loads(p.read_text()) for r in runs if (p := output / "runs" / r.run_id / "result.json").is_file()]
     return {"results": results, "failed": failed, "ran": [run.run_id for run, _, _ in todo]}
