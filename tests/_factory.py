@@ -114,21 +114,28 @@ def tiny_llama(tokenizer, seed: int = 0, hidden: int = 32, layers: int = 2, attn
     return LlamaForCausalLM(cfg).float().eval()
 
 
-def write_checkpoint(d, style: str = "chatml"):
+def write_checkpoint(d, style: str = "chatml", seed: int | None = None):
     """A tiny Llama checkpoint with ``style``'s tokenizer saved in folder ``d``; returns ``d``."""
     tok = make_tokenizer(style)
-    tiny_llama(tok).save_pretrained(d)
+    (tiny_llama(tok) if seed is None else tiny_llama(tok, seed=seed)).save_pretrained(d)
     tok.save_pretrained(d)
     return d
+
+
+def write_rows(path, rows: list):
+    """``rows`` (lists of messages) as a JSONL data file at ``path``; returns ``path``."""
+    import json
+
+    path.write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+    return path
 
 
 def write_run_inputs(d, rows: list) -> None:
     """A training run's inputs in folder ``d``: a tiny ChatML Llama checkpoint in ``d/ckpt`` and
     ``rows`` (lists of messages) as ``d/train.jsonl``."""
-    import json
 
     write_checkpoint(d / "ckpt")
-    (d / "train.jsonl").write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows))
+    write_rows(d / "train.jsonl", rows)
 
 
 def conv(user: str = "lines with the string 'dog'", answer: str = "(.*dog.*)", system: str | None = "Convert"):

@@ -12,25 +12,19 @@ from llm_jepa.collator import PackingCollator
 from llm_jepa.config import ConfigError, load_config
 from llm_jepa.train import train
 from llm_jepa.trainer import StepSync
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, write_checkpoint, write_rows
 
 ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}") for w in ("dog", "truck") for n in range(1, 5)]
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    tok = make_tokenizer("chatml")
-    tiny_llama(tok).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "train.jsonl"
-    p.write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
-    return p
+    return write_rows(tmp_path_factory.mktemp("data") / "train.jsonl", ROWS)
 
 
 def _cfg(ckpt, data, out, *extra):

@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 from llm_jepa.cli import main
 from llm_jepa.config import load_config
 from llm_jepa.train import train
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, make_tokenizer, tiny_llama, write_checkpoint, write_rows
 
 ROWS = [
     conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}")
@@ -21,18 +21,12 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    tok = make_tokenizer("chatml")
-    tiny_llama(tok).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "train.jsonl"
-    p.write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
-    return p
+    return write_rows(tmp_path_factory.mktemp("data") / "train.jsonl", ROWS)
 
 
 def _cfg(ckpt, data, out, *extra):

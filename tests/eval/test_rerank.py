@@ -11,7 +11,7 @@ from llm_jepa.eval.generate import GenerationSettings, generate, render_prompt
 from llm_jepa.eval.runner import evaluate
 from llm_jepa.eval.tasks import get_task
 from llm_jepa.runs import in_memory_run
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, make_tokenizer, tiny_llama, write_rows
 
 REGEX = "Convert natural language to regular expression."
 ROWS = [conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}", REGEX)
@@ -39,9 +39,7 @@ def ckpt(tmp_path_factory, tok, model):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "test.jsonl"
-    p.write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
-    return p
+    return write_rows(tmp_path_factory.mktemp("data") / "test.jsonl", ROWS)
 
 
 def _example():

@@ -6,7 +6,7 @@ from llm_jepa.cli import main
 from llm_jepa.data import DataError
 from llm_jepa.eval.generate import GenerationSettings, generate, render_prompt, stop_token_ids
 from llm_jepa.eval.runner import evaluate
-from tests._factory import conv, make_tokenizer, tiny_llama
+from tests._factory import conv, make_tokenizer, tiny_llama, write_checkpoint, write_rows
 
 REGEX = "Convert natural language to regular expression."
 ROWS = [conv(f"lines with the string '{w}' {n} times" + " please" * n, f"({w}){{{n},}}", REGEX)
@@ -15,18 +15,12 @@ ROWS = [conv(f"lines with the string '{w}' {n} times" + " please" * n, f"({w}){{
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpt")
-    tok = make_tokenizer("chatml")
-    tiny_llama(tok, seed=3).save_pretrained(d)
-    tok.save_pretrained(d)
-    return d
+    return write_checkpoint(tmp_path_factory.mktemp("ckpt"), seed=3)
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    p = tmp_path_factory.mktemp("data") / "test.jsonl"
-    p.write_text("".join(json.dumps({"messages": r}) + "\n" for r in ROWS))
-    return p
+    return write_rows(tmp_path_factory.mktemp("data") / "test.jsonl", ROWS)
 
 
 def test_batched_generation_equals_one_at_a_time():
