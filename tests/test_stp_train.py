@@ -66,9 +66,19 @@ def test_stp_with_lora_and_predictor_takes_a_step(ckpt, data, tmp_path):
     assert torch.isfinite(torch.tensor(m["stp_loss"]))
     keys = load_file(out / "adapter_model.safetensors").keys()
     assert any("lora_A" in k for k in keys)
+    assert any("stp_predictor" in k for k in keys)
+    # a model without the predictor (inference) still loads the adapter
+    from llm_jepa.runs import load_run
+
+    run = load_run(out)
+    assert not hasattr(run.model, "stp_predictor")
 
 
-def test_resumed_stp_run_matches_the_uninterrupted_one(ckpt, data, tmp_path, monkeypatch):
+@pytest.mark.parametrize("extra", [(), ("--lora", "true", "--lora_r", "4", "--stp_predictor", "true")],
+                         ids=["full", "lora-predictor"])
+def test_resumed_stp_run_matches_the_uninterrupted_one(ckpt, data, tmp_path, monkeypatch, extra):
+    """With LoRA the STP predictor once lived outside the adapter: a resumed run restarted it from its
+    initial weights (under the restored optimizer state) and the saved adapter lacked it."""
     from transformers import TrainerCallback
 
     from llm_jepa import trainer as trainer_mod
@@ -78,7 +88,7 @@ def test_resumed_stp_run_matches_the_uninterrupted_one(ckpt, data, tmp_path, mon
             if state.global_step == 3:
                 raise KeyboardInterrupt
 
-    flags = ("--regular", "true", "--max_steps", "4", "--stp_times", "2", "--num_train_epochs", "2")
+    flags = ("--regular", "true", "--max_steps", "4", "--stp_times", "2", "--num_train_epochs", "2", *extra)
     full, cut = tmp_path / "full", tmp_path / "cut"
     train(_cfg(ckpt, data, full, *flags))
     init = trainer_mod.JepaTrainer.__init__
@@ -94,7 +104,10 @@ def test_resumed_stp_run_matches_the_uninterrupted_one(ckpt, data, tmp_path, mon
     train(_cfg(ckpt, data, cut, *flags, "--resume", "true"))
     assert [m["stp_loss"] for m in _logs(full)][2:] == pytest.approx([m["stp_loss"] for m in _logs(cut)][-2:],
                                                                       rel=1e-5)
-    a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
+    name = "adapter_model.safetensors" if extra else "model.safetensors"
+    a, b = load_file(full / name), load_file(cut / name)
+    if extra:
+        assert any("stp_predictor" in k for k in a), sorted(a)
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5, msg=k)
 

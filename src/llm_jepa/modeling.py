@@ -159,8 +159,10 @@ def choose_attention(model: Any, device: Any = None) -> str:
     return model.config._attn_implementation
 
 
-def apply_lora(model: Any, tokenizer: Any, r: int, alpha: float, dropout: float, targets: list[str]) -> Any:
-    """Wrap ``model`` with LoRA adapters; the predictor-token embeddings stay trainable too."""
+def apply_lora(model: Any, tokenizer: Any, r: int, alpha: float, dropout: float, targets: list[str],
+               modules_to_save: list[str] | None = None) -> Any:
+    """Wrap ``model`` with LoRA adapters; the predictor-token embeddings stay trainable too, and
+    ``modules_to_save`` (e.g. the STP predictor) are trained in full and saved in the adapter."""
     from peft import LoraConfig, get_peft_model
 
     target: Any = targets[0] if targets == ["all-linear"] else targets
@@ -171,6 +173,7 @@ def apply_lora(model: Any, tokenizer: Any, r: int, alpha: float, dropout: float,
         target_modules=target,
         task_type="CAUSAL_LM",
         trainable_token_indices=list(tokenizer.convert_tokens_to_ids(list(PREDICTOR_TOKENS))),
+        modules_to_save=modules_to_save,
     )
     return get_peft_model(model, config)
 

@@ -286,8 +286,9 @@ def attach_predictor(base_model: Any, seed: int | None = None) -> torch.nn.Linea
     """Add the trainable linear map applied to ``rest`` (C -> C, no bias, Xavier-uniform as the
     authors' code) to the transformers model as ``stp_predictor``, so the optimizer, DDP and the
     checkpoints see it. It is a training aid: a saved full model carries it as an extra weight that
-    loading ignores, a LoRA adapter does not carry it. It runs outside the model's forward, so it is
-    not supported under FSDP / ZeRO-3 sharding."""
+    loading ignores; with LoRA, attach it before wrapping and name it in ``modules_to_save`` so the
+    adapter carries it (``train`` does). It runs outside the model's forward, so it is not supported
+    under FSDP / ZeRO-3 sharding."""
     C = base_model.config.hidden_size
     ref = base_model.get_input_embeddings().weight
     gen = torch.Generator().manual_seed(seed) if seed is not None else None

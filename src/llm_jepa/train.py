@@ -329,16 +329,17 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
         attn_implementation=cfg.attn_implementation,
         seed=cfg.seed,
     )
-    if cfg.lora:
-        model = apply_lora(model, tok, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules)
-    isolation = resolve_isolation(model, cfg.isolation)
     if cfg.stp_lambda:
-        from .objective import _unwrap
         from .stp import attach_predictor, check_layer
 
-        check_layer(cfg.stp_layer, _unwrap(model).config.num_hidden_layers + 1)  # before anything is written
+        check_layer(cfg.stp_layer, model.config.num_hidden_layers + 1)  # before anything is written
         if cfg.stp_predictor:
-            attach_predictor(_unwrap(model), seed=cfg.seed)
+            # before LoRA, so that the adapter saves (and a resumed run restores) the predictor too
+            attach_predictor(model, seed=cfg.seed)
+    if cfg.lora:
+        model = apply_lora(model, tok, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules,
+                           modules_to_save=["stp_predictor"] if cfg.stp_lambda and cfg.stp_predictor else None)
+    isolation = resolve_isolation(model, cfg.isolation)
     collate = dict(pad_token_id=tok.pad_token_id, pack_length=resolve_pack_length(model, cfg.pack_length),
                    seed=cfg.seed, stp=cfg.stp_config())
     return {
