@@ -67,3 +67,38 @@ def test_analyze_reports_straightness_for_each_model(tmp_path):
     (model,) = result["models"].values()
     assert model["straightness"]["spans"] == 6 * 4 and -1 <= model["straightness"]["rest_patch_cosine"] <= 1
     assert "straightness cos(rest, patch)" in format_table(result)
+
+
+def test_a_plain_text_run_is_measured_with_its_own_separator():
+    """The diagnostic once rendered every plain-text conversation with the default newline, whatever
+    separator the run was trained with."""
+    seen = []
+    model = PathModel(lambda p: p[..., None] * torch.ones(3))
+    forward = model.forward
+
+    def recording(input_ids, position_ids, **kwargs):
+        seen.append(input_ids)
+        return forward(input_ids, position_ids, **kwargs)
+
+    model.forward = recording
+    tok = make_tokenizer("chatml")
+    trajectory_straightness(model, tok, EXAMPLES, plain_text=True, separator=" ANSWER: ")
+    text = "".join(tok.decode(ids.flatten()) for ids in seen)
+    assert text.count(" ANSWER: ") >= len(EXAMPLES)
+
+
+def test_analyze_hands_the_runs_separator_to_the_diagnostic(tmp_path):
+    from llm_jepa.analysis.run import analyze
+    from llm_jepa.analysis.straightness import trajectory_straightness as real
+    from tests._factory import write_run_inputs
+
+    write_run_inputs(tmp_path, [m.messages for m in EXAMPLES] * 2)
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    analyze([str(tmp_path / "ckpt")], tmp_path / "train.jsonl", output=tmp_path / "a", limit=4, top=2,
+            settings={"plain_text": True, "separator": " => "}, straightness=spy)
+    assert seen["plain_text"] is True and seen["separator"] == " => "

@@ -132,7 +132,7 @@ def analyze(
         run = load(path, **given)
         view = run.view
         views = encode(run.model, run.tokenizer, examples, view=view, batch_size=batch_size)
-        straight = straightness(run.model, run.tokenizer, examples, plain_text=run.plain_text,
+        straight = straightness(run.model, run.tokenizer, examples, plain_text=run.plain_text, separator=view.separator,
                                 max_length=view.max_length, batch_size=batch_size, seed=seed) if straightness else None
         del run  # free the GPU before the next model
         summary = summarize_views(views.text, views.pred, views.code, top=top, target=views.target)

@@ -26,16 +26,19 @@ __all__ = ["trajectory_straightness"]
 
 
 @torch.no_grad()
-def trajectory_straightness(model: Any, tok: Any, examples: list, *, plain_text: bool = False, times: int = 4,
-                            layer: int = -1, max_length: int = 512, batch_size: int = 16, seed: int = 0) -> dict:
+def trajectory_straightness(model: Any, tok: Any, examples: list, *, plain_text: bool = False, separator: str = "\n",
+                            times: int = 4, layer: int = -1, max_length: int = 512, batch_size: int = 16,
+                            seed: int = 0) -> dict:
     """``{"rest_patch_cosine", "step_cosine", "spans", "turns"}`` for ``examples`` (spans drawn with
-    ``seed``, ``times`` per example, at hidden-states index ``layer``)."""
+    ``seed``, ``times`` per example, at hidden-states index ``layer``). A ``plain_text`` conversation is
+    rendered as request + ``separator`` + answer, as the run was trained."""
     from ..collator import PackingCollator
     from ..objective import forward_packed
     from ..stp import StpConfig, displacements
     from ..views import ViewBuilder, ViewConfig
 
-    builder = ViewBuilder(tok, ViewConfig(build_views=False, chat_template=not plain_text, max_length=max_length))
+    builder = ViewBuilder(tok, ViewConfig(build_views=False, chat_template=not plain_text, separator=separator,
+                                          max_length=max_length))
     spans = StpConfig(times=times, layer=layer)
     turns = StpConfig(variant="curvature", layer=layer)
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0

@@ -207,6 +207,7 @@ def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, **overrides: Any)
         "code_collapse": collapse_diagnostics(emb.code),
         "retrieval": retrieval_accuracy(emb.pred, emb.target),
         "straightness": trajectory_straightness(run.model, run.tokenizer, examples, plain_text=run.plain_text,
+                                                separator=run.view.separator,
                                                 max_length=256, batch_size=64, seed=cfg.seed),
     }
 
