@@ -117,11 +117,25 @@ def test_the_reranked_answer_is_the_best_scored_candidate_and_the_modes_are_repo
             [0.1, 0.8, 0.5] if weight == 0 else [-2.9, -1.2, 0.4])
     record = {"greedy": extra["greedy"], "candidates": extra["candidates"], "pick": 1, "time_s": extra["time_s"]}
     values = rerank._mode_values(record, "exact")
-    assert values == {"greedy": False, "first": False, "reranked": True, "oracle": True}
+    assert values == {"greedy": False, "first": False, "vote": False, "reranked": True, "oracle": True}
     undecided = {"greedy": {"metrics": {"exact": None}}, "pick": 0,
-                 "candidates": [{"metrics": {"exact": False}}, {"metrics": {"exact": None}}]}
-    assert rerank._mode_values(undecided, "exact") == {"greedy": None, "first": False, "reranked": False,
-                                                       "oracle": None}
+                 "candidates": [{"generation": "(a)", "metrics": {"exact": False}},
+                                {"generation": "(b)", "metrics": {"exact": None}}]}
+    assert rerank._mode_values(undecided, "exact") == {"greedy": None, "first": False, "vote": False,
+                                                       "reranked": False, "oracle": None}
+
+
+def test_vote_is_the_most_frequent_non_blank_candidate():
+    assert rerank.majority(["(a)", "(b)", "(b)", "(a)", "(b)"]) == 1
+    assert rerank.majority(["(a)", "(b)", "(b)", "(a)"]) == 0  # equally frequent: the earliest
+    assert rerank.majority(["", " ", "", "(c)"]) == 3  # blanks never win
+    assert rerank.majority(["", ""]) == 0
+    wrong, right = {"exact": False}, {"exact": True}
+    record = {"greedy": {"metrics": wrong}, "pick": 0,
+              "candidates": [{"generation": g, "metrics": m} for g, m in
+                             (("(x)", wrong), ("(y)", right), ("(y)", right), ("(z)", wrong))]}
+    values = rerank._mode_values(record, "exact")
+    assert values["vote"] is True and values["first"] is False and values["reranked"] is False
 
 
 def test_beam_candidates_come_grouped_per_prompt_in_a_batch(model, tok):
@@ -146,7 +160,7 @@ def _without_time(rows):
 
 def test_reranked_eval_resumes_without_rescoring_done_rows(ckpt, data, tmp_path, monkeypatch):
     full = evaluate(str(ckpt), data, output=tmp_path / "full", **KW)
-    assert set(full["rerank"]["accuracy"]) == {"greedy", "first", "reranked", "oracle"}
+    assert set(full["rerank"]["accuracy"]) == {"greedy", "first", "vote", "reranked", "oracle"}
     real, calls = rerank.rerank_batch, []
 
     def interrupted(module, run, batch, *a, **k):  # the second chunk (of 8 prompts) is interrupted
@@ -179,7 +193,7 @@ def test_cli_eval_rerank_writes_the_four_accuracies_and_the_times(ckpt, data, tm
     rr = json.loads((out / "summary.json").read_text())["rerank"]
     assert rr["n_candidates"] == 2 and rr["logprob_weight"] == 0.5 and rr["candidates_from"] == "sampling"
     assert rr["candidate_generation"]["do_sample"] and rr["candidate_generation"]["max_new_tokens"] == 4
-    assert all(rr["accuracy"][m]["n"] == 4 for m in ("greedy", "first", "reranked", "oracle"))
+    assert all(rr["accuracy"][m]["n"] == 4 for m in ("greedy", "first", "vote", "reranked", "oracle"))
     assert rr["time_s"]["sampling"] > 0 and rr["time_s"]["scoring"] > 0
 
 

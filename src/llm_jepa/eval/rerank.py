@@ -17,8 +17,10 @@ Scoring is no generation: one packed forward per batch of prompts holds every pr
 and the views of its distinct candidates (and, with w != 0, each candidate's conversation for its
 log-probability). Each example's record keeps its candidates, their scores and metrics, the pick
 and the greedy answer; :func:`summarize_rerank` reports the primary metric of greedy decoding, of
-the first candidate (sampling without reranking), of the reranked pick and of the oracle (any
-candidate correct), each with a 95% Wilson interval, and the time of sampling next to scoring.
+the first candidate (sampling without reranking), of majority vote (the most frequent candidate: the
+self-consistency baseline a reranker has to beat, free of any forward), of the reranked pick and of the
+oracle (any candidate correct), each with a 95% Wilson interval, and the time of sampling next to
+scoring.
 
 Samples depend on the seed (``GenerationSettings.seed`` + the chunk's first example index) and on
 which prompts share a batch, as in ``eval --sample``; a resumed evaluation draws the same chunks.
@@ -27,6 +29,7 @@ which prompts share a batch, as in ``eval --sample``; a resumed evaluation draws
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -41,10 +44,11 @@ from ..views import IGNORE, Segment, ViewBuilder, view_segments
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
 
-__all__ = ["MODES", "RerankSettings", "candidate_settings", "score_candidates", "combined", "pick", "rerank_batch",
+__all__ = ["MODES", "RerankSettings", "candidate_settings", "score_candidates", "combined", "pick", "majority",
+           "rerank_batch",
            "summarize_rerank", "print_rerank"]
 
-MODES = ("greedy", "first", "reranked", "oracle")  # the accuracies a reranked evaluation reports
+MODES = ("greedy", "first", "vote", "reranked", "oracle")  # the accuracies a reranked evaluation reports
 
 
 @dataclass
@@ -228,19 +232,30 @@ def rerank_batch(module: Any, run: TrainedRun, batch: list[Example], gen: Genera
 
 
 # ---- summary -----------------------------------------------------------------------------------
+def majority(answers: list[str]) -> int:
+    """Index of the first occurrence of the most frequent non-blank answer (the earliest of equally
+    frequent ones); 0 when every answer is blank."""
+    counts = Counter(a for a in answers if a.strip())
+    if not counts:
+        return 0
+    top = max(counts.values())
+    return next(j for j, a in enumerate(answers) if counts.get(a) == top)
+
+
 def _mode_values(record: dict[str, Any], primary: str) -> dict[str, bool | None]:
     """The primary metric of each mode for one record (oracle: True if any candidate is right, None
     if none is and some are undecided)."""
     cands = [c["metrics"].get(primary) for c in record["candidates"]]
     decided = [bool(v) for v in cands if v is not None]
     oracle = True if any(decided) else (None if len(decided) < len(cands) else False)
-    return {"greedy": record["greedy"]["metrics"].get(primary), "first": cands[0],
+    vote = majority([c["generation"] for c in record["candidates"]])
+    return {"greedy": record["greedy"]["metrics"].get(primary), "first": cands[0], "vote": cands[vote],
             "reranked": cands[record["pick"]], "oracle": oracle}
 
 
 def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSettings,
                      candidates: GenerationSettings) -> dict[str, Any]:
-    """Accuracy of greedy, first candidate, reranked pick and oracle (each with n decided and a 95%
+    """Accuracy of greedy, first candidate, majority vote, reranked pick and oracle (each with n decided and a 95%
     Wilson interval), the time spent on each step and scoring's share of sampling."""
     values = [_mode_values(r, primary) for r in records]
     accuracy = {}
