@@ -98,6 +98,21 @@ def test_overwrite_with_more_steps_retrains_and_keeps_the_old_demo(tmp_path):
     assert [r["step"] for r in read_metrics(old / "runs" / "baseline" / "metrics.jsonl")] == [1, 2]
 
 
+def test_a_rerun_may_add_an_arm_and_change_threads_without_retraining_the_others(tmp_path):
+    """Once any change of the arm list or of --threads was 'other settings': the demo refused the
+    folder, and with --overwrite retrained every arm."""
+    small = dict(steps=2, batch_size=4, n_train=40, n_test=4, size="micro", n_analysis=4, max_new_tokens=4)
+    out = tmp_path / "out"
+    run_demo(DemoConfig(output=str(out), arms=["baseline"], **small))
+    stamp = (out / "runs" / "baseline" / "train_results.json").stat().st_mtime_ns
+    again = run_demo(DemoConfig(output=str(out), arms=["baseline", "stp"], threads=1, **small))
+    assert set(again["arms"]) == {"baseline", "stp"}
+    assert (out / "runs" / "baseline" / "train_results.json").stat().st_mtime_ns == stamp
+    assert not (tmp_path / "out.previous-1").exists()
+    with pytest.raises(FileExistsError):  # a setting that changes results still does
+        run_demo(DemoConfig(output=str(out), arms=["baseline"], **(small | {"steps": 3})))
+
+
 def test_an_arm_trained_with_other_steps_is_not_reused(tmp_path):
     from llm_jepa.demo.run import _trained_with
 
@@ -107,6 +122,7 @@ def test_an_arm_trained_with_other_steps_is_not_reused(tmp_path):
     assert _trained_with(run, {"max_steps": 4, "learning_rate": 1e-3, "overwrite": True})
     assert not _trained_with(run, {"max_steps": 6, "learning_rate": 1e-3})
     assert not _trained_with(tmp_path / "missing", {"max_steps": 4})
+    assert _trained_with(run, {"max_steps": 4, "threads": 2})  # threads change no result
 
 
 def test_training_flops_count_step_records_once(tmp_path):

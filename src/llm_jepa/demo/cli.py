@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d, pre = DemoConfig(), PRETRAINED_DEFAULTS
     p = sub.add_parser("demo", help="Offline demo: train a tiny model with and without LLM-JEPA, evaluate, compare.")
-    p.add_argument("--output", default=d.output, help="output directory (a rerun resumes it)")
+    p.add_argument("--output", default=d.output, help="output directory (a rerun resumes it; other --arms or --threads retrain nothing kept)")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps per arm")
     p.add_argument("--batch-size", type=int, help=f"default {d.batch_size} ({pre['batch_size']} with --model)")
     p.add_argument("--learning-rate", type=float,

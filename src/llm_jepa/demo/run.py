@@ -145,14 +145,23 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
     return run_dir
 
 
+#: demo options that change no result: another value reuses what is there. Arms are checked one by
+#: one (:func:`_trained_with`), so a rerun may add or drop arms; threads only change the speed.
+_NOT_SETTINGS = ("overwrite", "arms", "threads")
+
+
+def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in cfg.items() if k not in _NOT_SETTINGS}
+
+
 def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
-    """Whether the config a run saved holds every one of ``overrides``."""
+    """Whether the config a run saved holds every one of ``overrides`` (but its thread count)."""
     import yaml
 
     path = run_dir / "llm_jepa_config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else None
     return isinstance(saved, dict) and all(saved.get(k) == v for k, v in overrides.items()
-                                           if k not in ("resume", "overwrite"))
+                                           if k not in ("resume", "overwrite", "threads"))
 
 
 def _metrics_log(run_dir: Path, kind: str | None = None) -> list[dict]:
@@ -223,7 +232,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         raise FileExistsError(f"{out} is not empty and is not a demo output; choose another --output or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     previous = json.loads(marker.read_text()) if marker.exists() else None
-    if previous is not None and previous != asdict(cfg) | {"overwrite": previous.get("overwrite")}:
+    if previous is not None and _settings(previous) != _settings(asdict(cfg)):
         if not cfg.overwrite:
             raise FileExistsError(f"{out} holds a demo run with other settings; pass --overwrite or another --output")
         from ..rundir import move_aside
