@@ -65,6 +65,18 @@ def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
     with pytest.raises(ValueError, match="distinct"):
         run_demo_seeds(cfg, [1, 1])
 
+    # scripts/demo_table.py (the tables of docs/results.md) reads the same folders
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_table", Path(__file__).parents[2] / "scripts" / "demo_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    text = table.tables(tmp_path / "seeds")
+    for seed in (1, 2):
+        assert f"| {seed} | baseline |" in text and f"| {seed} | jepa |" in text
+    (jepa_exact,) = [line for line in text.splitlines() if line.startswith("| jepa | exact |")]
+    assert f"{rows['jepa']['mean']:.3f} ±" in jepa_exact and "| 1, 2 |" in jepa_exact
+
 
 def test_default_output_folders_are_ignored_by_git():
     """A newcomer's `llm-jepa demo` / `bench` from the repository root must not fill `git status`."""

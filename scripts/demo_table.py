@@ -1,0 +1,96 @@
+"""Markdown tables of a demo run over seeds (``llm-jepa demo --seeds ...``, or ``seed-S`` folders run
+one by one): per seed and arm, exact match with its 95% Wilson interval, startswith, DFA equivalence,
+s/step and the collapse / straightness diagnostics (the base model's beside them when the demo
+started from a pretrained model); then, per arm against the baseline, mean ± std over seeds, the
+paired one-tailed t-test over seeds (the paper's rule: is the arm better?) and an exact McNemar test
+over the examples of all seeds (two-sided). An arm missing from some seeds is compared on the seeds
+that have it.
+
+    python scripts/demo_table.py results/proto/lr1e-4
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+METRICS = ("exact", "startswith", "equivalent")
+
+
+def _load(root: Path) -> dict[int, dict]:
+    seeds = {}
+    for folder in sorted(root.glob("seed-*")):
+        if not (folder / "results.json").exists():
+            continue
+        r = json.loads((folder / "results.json").read_text())
+        arms = {}
+        for name, a in r["arms"].items():
+            run = folder / "runs" / name
+            preds = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
+            done = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"train_runtime"' in x]
+            arms[name] = {**a, "preds": {p["index"]: p for p in preds},
+                          "s_per_step": done[-1]["train_runtime"] / a["steps"] if done else float("nan")}
+        seeds[int(folder.name.split("-", 1)[1])] = {"arms": arms, "base": (r.get("base") or {}).get("diagnostics")}
+    return seeds
+
+
+def _diag_cells(d: dict) -> str:
+    cc, st = d["code_collapse"], d.get("straightness") or {}
+    ret = d["retrieval"]["top1"] if isinstance(d["retrieval"], dict) else d["retrieval"]
+    return (f"{d['pred_code_cosine']:.3f} | {cc['mean_cosine']:.3f} | {cc['std_ratio']:.3f} | "
+            f"{cc.get('effective_rank', float('nan')):.1f} | {ret:.3f} | {st.get('rest_patch_cosine', float('nan')):.3f}")
+
+
+def tables(root: str | Path) -> str:
+    seeds = _load(Path(root))
+    if not seeds:
+        raise FileNotFoundError(f"no seed-*/results.json under {root}")
+    out = ["| seed | arm | s/step | exact (95% CI) | startswith | DFA-equivalent (n, undecided) | pred-code cos | "
+           "code mean cos | code std ratio | code eff. rank | retrieval@1 | cos(rest, patch) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for s, run in seeds.items():
+        if run["base"]:
+            out.append(f"| {s} | base model | - | - | - | - | {_diag_cells(run['base'])} |")
+        for name, a in run["arms"].items():
+            m = a["summary"]["metrics"]
+            lo, hi = m["exact"]["ci95"]
+            eq = m["equivalent"]
+            out.append(f"| {s} | {name} | {a['s_per_step']:.2f} | {m['exact']['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
+                       f"{m['startswith']['accuracy']:.3f} | {eq['accuracy']:.3f} ({eq['n']}, {eq['undecided']}) | "
+                       f"{_diag_cells(a['diagnostics'])} |")
+    arms = list(dict.fromkeys(n for run in seeds.values() for n in run["arms"]))
+    out += ["", "| arm | metric | seeds | mean ± std | per seed | paired t over seeds (arm > baseline, one-tailed) | "
+                "examples right only with arm / only with baseline | McNemar p (two-sided) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name in arms:
+        have = [s for s, run in seeds.items() if name in run["arms"]]
+        for metric in METRICS:
+            v = np.array([seeds[s]["arms"][name]["summary"]["metrics"][metric]["accuracy"] for s in have])
+            sd = f"{v.std(ddof=1):.3f}" if len(v) > 1 else "-"
+            t, mc, p2 = "-", "-", "-"
+            if name != "baseline" and all("baseline" in seeds[s]["arms"] for s in have):
+                base = np.array([seeds[s]["arms"]["baseline"]["summary"]["metrics"][metric]["accuracy"] for s in have])
+                if len(have) > 1 and np.any(v != base):
+                    r = stats.ttest_rel(v, base, alternative="greater")
+                    t = f"t = {r.statistic:.2f}, p = {r.pvalue:.3f}"
+                gain = lose = 0
+                for s in have:
+                    mine, theirs = seeds[s]["arms"][name]["preds"], seeds[s]["arms"]["baseline"]["preds"]
+                    for i, p in mine.items():
+                        x, y = p["metrics"].get(metric), theirs[i]["metrics"].get(metric) if i in theirs else None
+                        if x is not None and y is not None:
+                            gain += bool(x) and not bool(y)
+                            lose += bool(y) and not bool(x)
+                mc = f"{gain} / {lose}"
+                p2 = f"{stats.binomtest(gain, gain + lose).pvalue:.3f}" if gain + lose else "-"
+            out.append(f"| {name} | {metric} | {', '.join(map(str, have))} | {v.mean():.3f} ± {sd} | "
+                       f"{', '.join(f'{x:.3f}' for x in v)} | {t} | {mc} | {p2} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(tables(sys.argv[1] if len(sys.argv) > 1 else "."))
