@@ -99,6 +99,34 @@ def test_resume_with_a_lost_line_in_the_middle_regenerates_only_it(ckpt, data, t
     assert (out / "predictions.jsonl").read_text().splitlines() == lines
 
 
+def test_resume_accepts_the_same_data_and_model_by_another_path(ckpt, data, tmp_path, monkeypatch):
+    """A resume is keyed on what the data and the model hold, not on how their paths were spelt: a
+    relative --data from another working directory, or a model folder copied elsewhere, resumes."""
+    import shutil
+
+    import llm_jepa.eval.runner as runner
+
+    kw = dict(limit=4, batch_size=2, generation=GenerationSettings(max_new_tokens=4), quiet=True, similarity=False)
+    out = tmp_path / "o"
+    full = evaluate(str(ckpt), str(data), output=out, **kw)
+    lines = (out / "predictions.jsonl").read_text().splitlines()
+    (out / "predictions.jsonl").write_text("\n".join(lines[:2]) + "\n")  # as if stopped half-way
+    moved = tmp_path / "elsewhere" / "ckpt"
+    shutil.copytree(ckpt, moved)
+    monkeypatch.chdir(data.parent)
+    real, generated = runner.generate, []
+    monkeypatch.setattr(runner, "generate", lambda m, t, prompts, *a: generated.extend(prompts) or real(m, t, prompts, *a))
+    resumed = evaluate(str(moved), data.name, output=out, **kw)
+    assert len(generated) == 2  # only the two missing rows
+    assert _strip_volatile(resumed) == _strip_volatile(full)
+    # what the rows hold still decides: other rows under the same relative name are refused
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / data.name).write_text(data.read_text().replace("dog", "cat"))
+    monkeypatch.chdir(tmp_path / "other")
+    with pytest.raises(FileExistsError, match="data_sha256"):
+        evaluate(str(moved), data.name, output=out, **kw)
+
+
 def test_output_of_another_run_is_not_overwritten(ckpt, data, tmp_path, capsys):
     out = tmp_path / "o"
     evaluate(str(ckpt), data, output=out, limit=3, generation=GenerationSettings(max_new_tokens=4), quiet=True)

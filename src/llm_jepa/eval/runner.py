@@ -100,6 +100,17 @@ def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
     pred_file.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
 
 
+def _identity(key: str, value: Any) -> Any:
+    """What of an evaluation record must match for a resume: not where the data or the model lies (a
+    relative path, another working directory, a moved folder), only what they hold. The data's rows
+    are fingerprinted by ``data_sha256``; a model folder by the hash after its ``#``."""
+    if key == "data":
+        return None
+    if key == "model" and isinstance(value, str) and "#" in value:
+        return value.rsplit("#", 1)[1]
+    return value
+
+
 def _lock_output(output: Path | None) -> OutputLock | None:
     """Hold ``output`` for this evaluation (a second one into it fails at once, naming this one)."""
     if output is None:
@@ -121,8 +132,8 @@ def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples
             raise FileExistsError(f"{output} is not empty and holds no llm-jepa evaluation; use --overwrite")
         else:
             previous = json.loads(run_file.read_text())
-            if previous != run:
-                diff = sorted(k for k in set(run) | set(previous) if previous.get(k) != run.get(k))
+            diff = sorted(k for k in set(run) | set(previous) if _identity(k, previous.get(k)) != _identity(k, run.get(k)))
+            if diff:
                 raise FileExistsError(
                     f"{output} holds an evaluation with different {', '.join(diff)}; use another --output or --overwrite"
                 )
