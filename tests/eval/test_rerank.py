@@ -98,7 +98,7 @@ def test_the_reranked_answer_is_the_best_scored_candidate_and_the_modes_are_repo
     ex = _example()
     answers = ["(truck)", "(dog){1,}", "(ring)"]
 
-    def fake_generate(model, tok, prompts, settings, batch_size, plain, num_return_sequences=1):
+    def fake_generate(model, tok, prompts, settings, batch_size, plain, progress=None, num_return_sequences=1):
         return ["(dog)"] if num_return_sequences == 1 else answers
 
     def fake_scores(run, examples, candidates, logprob=False):
@@ -183,6 +183,20 @@ def test_reranked_eval_resumes_without_rescoring_done_rows(ckpt, data, tmp_path,
     assert _without_time(read[0]) == _without_time(read[1])
     assert resumed["rerank"]["accuracy"] == full["rerank"]["accuracy"]
     assert all(len(r["candidates"]) == 3 and "cosine" in r["candidates"][0] for r in read[1])
+
+
+def test_reranked_eval_shows_progress_within_a_chunk(model, tok, data, capsys):
+    """Progress moves after every generated batch, not once per chunk of rows (with a real model on a
+    CPU a chunk of 200 rows at n = 8 took a quarter of an hour without a sign of life)."""
+    run = in_memory_run(model, tok, predictors=1)
+    rows = [example_from_row({"messages": r}) for r in ROWS[:5]]
+    seen = []
+    rerank.rerank_batch(get_task("regex"), run, rows, GenerationSettings(max_new_tokens=3), rerank.RerankSettings(n=3),
+                        2, {}, progress=seen.append)
+    assert seen == [2, 2, 1, 6, 6, 3]  # greedy batches (a sequence per row), then sampled (3 per row)
+    evaluate((model, tok), data, batch_size=2, limit=4, max_new_tokens=3, rerank=3, similarity=False)
+    err = capsys.readouterr().err
+    assert "4 sequences per row" in err and "16/16" in err and "seq/s" in err
 
 
 def test_cli_eval_rerank_writes_the_four_accuracies_and_the_times(ckpt, data, tmp_path):

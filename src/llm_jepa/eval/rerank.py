@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -197,17 +198,21 @@ def _metrics(module: Any, gen: str, ex: Example, options: dict[str, Any]) -> dic
 
 
 def rerank_batch(module: Any, run: TrainedRun, batch: list[Example], gen: GenerationSettings,
-                 rr: RerankSettings, batch_size: int, options: dict[str, Any], seed: int = 0
-                 ) -> list[tuple[str, dict[str, Any]]]:
+                 rr: RerankSettings, batch_size: int, options: dict[str, Any], seed: int = 0,
+                 progress: Callable[[int], Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """For each example: (the reranked answer, what the record keeps besides it: ``greedy``,
     ``candidates`` with their scores and metrics, ``pick`` and this example's share of ``time_s``).
-    ``seed`` (the chunk's first data index) is added to the sampling seed."""
+    ``seed`` (the chunk's first data index) is added to the sampling seed. ``progress(m)`` is called
+    after each generated batch with the sequences it produced (a prompt's greedy answer counts one,
+    its candidates ``rr.n``), so a caller can show progress within a chunk."""
     tok, plain = run.tokenizer, run.plain_text
     prompts = [render_prompt(tok, list(ex.messages), plain, separator=run.view.separator) for ex in batch]
     greedy_settings = replace(gen, do_sample=False, num_beams=1)
-    greedy, t_greedy = _timed(generate, run.model, tok, prompts, greedy_settings, batch_size, plain)
+    greedy, t_greedy = _timed(generate, run.model, tok, prompts, greedy_settings, batch_size, plain, progress=progress)
     sampling = replace(candidate_settings(gen, rr.n), seed=gen.seed + seed)
-    flat, t_sample = _timed(generate, run.model, tok, prompts, sampling, batch_size, plain, num_return_sequences=rr.n)
+    per_prompt = None if progress is None else (lambda m: progress(m * rr.n))
+    flat, t_sample = _timed(generate, run.model, tok, prompts, sampling, batch_size, plain, progress=per_prompt,
+                            num_return_sequences=rr.n)
     cands = [flat[i * rr.n : (i + 1) * rr.n] for i in range(len(batch))]
     distinct = [list(dict.fromkeys(c)) for c in cands]  # each distinct string is scored once
     scored = []

@@ -298,16 +298,17 @@ def evaluate(
         trained.load_weights()
         todo = [i for i in range(len(examples)) if i not in done]
         step = batch_size * 4  # write to disk every few batches
-        bar = _progress_bar(len(examples), len(done), disable=quiet if progress is None else not progress)
+        per_row = 1 + rr.n if rr else 1  # reranking generates a greedy answer and n candidates per row
+        bar = _progress_bar(len(examples), len(done), disable=quiet if progress is None else not progress, per_row=per_row)
         for start in range(0, len(todo), step):
             idx = todo[start : start + step]
             chunk = [examples[i] for i in idx]
             if rr:
                 from .rerank import rerank_batch
 
-                picks = rerank_batch(module, trained, chunk, gen, rr, batch_size, options, seed=idx[0])
+                picks = rerank_batch(module, trained, chunk, gen, rr, batch_size, options, seed=idx[0],
+                                     progress=bar.update)
                 scored = [{**_record(module, ex, g, options), **extra} for ex, (g, extra) in zip(chunk, picks, strict=True)]
-                bar.update(len(chunk))
             else:
                 scored = _score_batch(task, module, trained, chunk, gen, batch_size, options, bar.update)
             sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
@@ -345,12 +346,16 @@ def evaluate(
     return summary
 
 
-def _progress_bar(total: int, done: int, disable: bool) -> Any:
+def _progress_bar(total: int, done: int, disable: bool, per_row: int = 1) -> Any:
     """Rows done, rows/s and time left, updated after every generated batch (a batch of 64 can take
-    minutes with a real model on a CPU)."""
+    minutes with a real model on a CPU). When a row takes ``per_row`` generated sequences (reranking:
+    greedy plus n candidates), it counts sequences, so the bar moves within a chunk of rows."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=done, desc="eval", unit="row", disable=disable, dynamic_ncols=True)
+    if per_row == 1:
+        return tqdm(total=total, initial=done, desc="eval", unit="row", disable=disable, dynamic_ncols=True)
+    return tqdm(total=total * per_row, initial=done * per_row, desc=f"eval ({per_row} sequences per row)",
+                unit="seq", disable=disable, dynamic_ncols=True)
 
 
 def similarity_label(predictors: int, direction: str = "text_to_code") -> str:
