@@ -125,6 +125,33 @@ def test_a_rerun_may_add_an_arm_and_change_threads_without_retraining_the_others
         run_demo(DemoConfig(output=str(out), arms=["baseline"], **(small | {"steps": 3})))
 
 
+def test_a_stopped_demo_keeps_the_numbers_of_the_arms_it_finished(tmp_path, monkeypatch):
+    """results.json was written only at the end: a demo stopped in its third arm (hours in, with a
+    real model) kept its trained arms but none of their numbers."""
+    import llm_jepa.demo.run as demo_run
+
+    small = dict(steps=2, batch_size=4, n_train=40, n_test=4, size="micro", n_analysis=4, max_new_tokens=4)
+    out = tmp_path / "out"
+    real, calls = demo_run._evaluate_arm, []
+
+    def stopped_in_the_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(demo_run, "_evaluate_arm", stopped_in_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(DemoConfig(output=str(out), arms=["baseline", "stp"], **small))
+    kept = json.loads((out / "results.json").read_text())
+    assert list(kept["arms"]) == ["baseline"] and kept["finished"] is False
+    assert kept["arms"]["baseline"]["summary"]["n"] == 4 and "code_collapse" in kept["arms"]["baseline"]["diagnostics"]
+    assert not (out / "results.json.tmp").exists()
+    monkeypatch.setattr(demo_run, "_evaluate_arm", real)
+    done = run_demo(DemoConfig(output=str(out), arms=["baseline", "stp"], **small))
+    assert json.loads((out / "results.json").read_text())["finished"] is True and set(done["arms"]) == {"baseline", "stp"}
+
+
 def test_an_arm_trained_with_other_steps_is_not_reused(tmp_path):
     from llm_jepa.demo.run import _trained_with
 

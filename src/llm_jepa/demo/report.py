@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,15 @@ def write_report(results: dict[str, Any], out: Path) -> None:
            "1 = a straight hidden-state path).", "", *_verdicts(results), "",
            "![losses](losses.png)", ""]
     (out / "report.md").write_text("\n".join(md))
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    write_results(results, out)
+
+
+def write_results(results: dict[str, Any], out: Path) -> None:
+    """``results.json``, replaced whole (a kill while writing leaves the previous file, never half a
+    file). ``finished`` is false while arms remain: the demo writes it after every arm."""
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, default=str))
+    os.replace(tmp, out / "results.json")
 
 
 

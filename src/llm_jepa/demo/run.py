@@ -242,6 +242,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     marker.write_text(json.dumps(asdict(cfg), indent=2))
 
     from ..threads import set_threads
+    from .report import write_results
 
     set_threads(cfg.threads)
     t0 = time.perf_counter()
@@ -268,7 +269,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: trained in {train_s:.0f} s "
               f"({train_s / max(steps, 1):.2f} s/step), exact match {summary['metrics']['exact']['accuracy']:.3f}",
               flush=True)
+        if i < len(ordered):  # a stopped demo keeps the numbers of the arms it finished
+            write_results({**results, "seconds": time.perf_counter() - t0, "finished": False}, out)
     results["seconds"] = time.perf_counter() - t0
+    results["finished"] = True
     from .report import write_report
 
     write_report(results, out)
