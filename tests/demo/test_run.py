@@ -152,6 +152,24 @@ def test_a_stopped_demo_keeps_the_numbers_of_the_arms_it_finished(tmp_path, monk
     assert json.loads((out / "results.json").read_text())["finished"] is True and set(done["arms"]) == {"baseline", "stp"}
 
 
+def test_a_rerun_may_name_the_same_folder_by_another_path(tmp_path, monkeypatch):
+    """A demo started with a relative --output, rerun from another directory with the absolute path,
+    was 'a demo run with other settings' (and with --overwrite retrained every arm)."""
+    small = dict(steps=2, batch_size=4, n_train=40, n_test=4, size="micro", n_analysis=4, max_new_tokens=4,
+                 arms=["baseline"])
+    monkeypatch.chdir(tmp_path)
+    run_demo(DemoConfig(output="out", **small))
+    stamp = (tmp_path / "out" / "runs" / "baseline" / "train_results.json").stat().st_mtime_ns
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    again = run_demo(DemoConfig(output=str(tmp_path / "out"), **small))
+    assert again["arms"]["baseline"]["summary"]["n"] == 4
+    assert (tmp_path / "out" / "runs" / "baseline" / "train_results.json").stat().st_mtime_ns == stamp
+    assert json.loads((tmp_path / "out" / "demo_config.json").read_text())["output"] == str(tmp_path / "out")
+    run_demo(DemoConfig(output="../out", **small))  # and by a relative path from there
+    assert (tmp_path / "out" / "runs" / "baseline" / "train_results.json").stat().st_mtime_ns == stamp
+
+
 def test_an_arm_trained_with_other_steps_is_not_reused(tmp_path):
     from llm_jepa.demo.run import _trained_with
 

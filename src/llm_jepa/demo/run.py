@@ -151,7 +151,16 @@ _NOT_SETTINGS = ("overwrite", "arms", "threads")
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in cfg.items() if k not in _NOT_SETTINGS}
+    return {k: v for k, v in _absolute(cfg).items() if k not in _NOT_SETTINGS}
+
+
+#: the demo's path options: kept absolute, so that a rerun naming the same files from another
+#: working directory, or by a relative path, is the same demo (and reuses its arms)
+_PATHS = ("output", "data", "test_data")
+
+
+def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(Path(v).resolve()) if k in _PATHS and isinstance(v, str) else v for k, v in cfg.items()}
 
 
 def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
@@ -226,6 +235,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     unknown = [a for a in cfg.arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
+    cfg = DemoConfig(**_absolute(asdict(cfg)))
     out = Path(cfg.output)
     marker = out / "demo_config.json"
     if out.exists() and any(out.iterdir()) and not marker.exists() and not cfg.overwrite:
