@@ -173,6 +173,21 @@ def test_resume_with_changes_allowed_records_both_configs(ckpt, data, tmp_path):
     assert yaml.safe_load((out / "llm_jepa_config.yaml").read_text())["predictors"] == 2
 
 
+def test_resume_accepts_the_same_model_and_data_named_by_another_path(ckpt, data, tmp_path, monkeypatch):  # noqa: F811
+    """--resume compared the model and train-file paths as strings: the same files named relatively
+    (or from another directory) were 'changed options'. Another file is still refused."""
+    out = tmp_path / "run"
+    train(_cfg(ckpt, data, out, "--max_steps", "2"))
+    monkeypatch.chdir(data.parent)
+    rel_ckpt = __import__("os").path.relpath(ckpt, data.parent)
+    train(_cfg(rel_ckpt, data.name, out, "--max_steps", "3", "--resume", "true"))
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+    other = tmp_path / "other.jsonl"
+    other.write_text(data.read_text())
+    with pytest.raises(ValueError, match="changed options \\(train_file"):
+        train(_cfg(ckpt, other, out, "--max_steps", "4", "--resume", "true"))
+
+
 def test_regular_with_view_options_warns_and_the_saved_config_says_what_ran(ckpt, data, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     with pytest.warns(UserWarning, match="JEPA options distance, sigreg_weight are set but NOT used"):

@@ -220,6 +220,14 @@ def resume_fixed() -> list[str]:
     return sorted({*RESUME_FIXED, *components, *(t.weight_field for t in TERMS.values())})
 
 
+def _as_path(key: str, value: Any) -> Any:
+    """A local model folder or train file by its resolved path: the same file named from another
+    working directory, or relatively, is not a change. Hub names and other values are kept."""
+    if key in ("model_name_or_path", "train_file") and isinstance(value, str) and value and Path(value).exists():
+        return str(Path(value).resolve())
+    return value
+
+
 def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
     """{option: (saved, now)} for the fixed options that changed; refused unless allowed."""
     import yaml
@@ -228,7 +236,8 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
     if not path.is_file():
         return {}
     saved = yaml.safe_load(path.read_text()) or {}
-    changed = {k: (saved[k], getattr(cfg, k)) for k in resume_fixed() if k in saved and saved[k] != getattr(cfg, k)}
+    changed = {k: (saved[k], getattr(cfg, k)) for k in resume_fixed()
+               if k in saved and _as_path(k, saved[k]) != _as_path(k, getattr(cfg, k))}
     if changed and not cfg.resume_allow_changes:
         listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ValueError(f"{path}: --resume with changed options ({listed}); the checkpoint was trained with the "
