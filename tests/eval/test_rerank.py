@@ -138,6 +138,30 @@ def test_vote_is_the_most_frequent_non_blank_candidate():
     assert values["vote"] is True and values["first"] is False and values["reranked"] is False
 
 
+def test_separation_is_the_chance_a_right_candidate_outscores_a_wrong_one(capsys):
+    def rec(*cands):
+        return {"candidates": [{"cosine": c, "score": c, "metrics": {"exact": ok}} for c, ok in cands]}
+
+    records = [rec((0.9, True), (0.1, False)),                  # 1
+               rec((0.2, True), (0.5, False), (0.1, False)),    # 0.5
+               rec((0.3, False), (0.4, False)),                 # no right answer: left out
+               rec((None, True), (0.3, False)),                 # a missing score is the lowest: 0
+               rec((0.7, True), (0.7, False), (0.7, None))]     # a tie counts half; undecided left out
+    sep = rerank.separation(records, "exact", "cosine")
+    assert sep["prompts"] == 4 and sep["right_over_wrong"] == pytest.approx((1 + 0.5 + 0 + 0.5) / 4)
+    strong = rerank.separation([rec((0.9, True), (0.1, False))] * 12, "exact", "score")
+    assert strong["right_over_wrong"] == 1 and strong["p"] < 0.01
+    assert rerank.separation([rec((0.1, False))], "exact", "score")["prompts"] == 0
+    full = [{**r, "pick": 0, "greedy": {"metrics": {"exact": False}},
+             "candidates": [{**c, "generation": str(j)} for j, c in enumerate(r["candidates"])],
+             "time_s": {"greedy": 1.0, "sampling": 2.0, "scoring": 0.5}} for r in records]
+    summary = {"rerank": rerank.summarize_rerank(full, "exact", rerank.RerankSettings(n=3),
+                                                 GenerationSettings(do_sample=True))}
+    assert summary["rerank"]["separation"]["cosine"] == sep
+    rerank.print_rerank(summary)
+    assert "outscores a wrong one in 50.0% of pairs (4 prompts" in " ".join(capsys.readouterr().out.split())
+
+
 def test_beam_candidates_come_grouped_per_prompt_in_a_batch(model, tok):
     """generate(..., num_return_sequences=n) puts prompt i's n beams at i*n..i*n+n-1, whatever the batch,
     and the first is the beam search answer."""
@@ -183,6 +207,8 @@ def test_reranked_eval_resumes_without_rescoring_done_rows(ckpt, data, tmp_path,
     assert _without_time(read[0]) == _without_time(read[1])
     assert resumed["rerank"]["accuracy"] == full["rerank"]["accuracy"]
     assert all(len(r["candidates"]) == 3 and "cosine" in r["candidates"][0] for r in read[1])
+    assert set(full["rerank"]["separation"]) == {"score", "cosine"}
+    assert full["rerank"]["separation"] == resumed["rerank"]["separation"]
 
 
 def test_reranked_eval_shows_progress_within_a_chunk(model, tok, data, capsys):

@@ -28,6 +28,7 @@ which prompts share a batch, as in ``eval --sample``; a resumed evaluation draws
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -258,10 +259,34 @@ def _mode_values(record: dict[str, Any], primary: str) -> dict[str, bool | None]
             "reranked": cands[record["pick"]], "oracle": oracle}
 
 
+def separation(records: list[dict[str, Any]], primary: str, key: str) -> dict[str, Any]:
+    """Does candidate field ``key`` (``score`` or ``cosine``) tell right answers from wrong ones? Over the
+    prompts whose candidates include both, the probability that a right candidate outscores a wrong
+    one (ties count half; a missing score is the lowest), averaged over prompts: 0.5 is no signal.
+    ``p``: two-sided Wilcoxon signed-rank test of the per-prompt values against 0.5. Both are None
+    when no prompt has a right and a wrong candidate."""
+    per_prompt = []
+    for r in records:
+        scored = [(c[key] if c.get(key) is not None else -math.inf, c["metrics"].get(primary)) for c in r["candidates"]]
+        right = [v for v, ok in scored if ok is True]
+        wrong = [v for v, ok in scored if ok is False]
+        if right and wrong:
+            wins = sum((a > b) + 0.5 * (a == b) for a in right for b in wrong)
+            per_prompt.append(wins / (len(right) * len(wrong)))
+    if not per_prompt:
+        return {"right_over_wrong": None, "prompts": 0, "p": None}
+    from scipy.stats import wilcoxon
+
+    diffs = [v - 0.5 for v in per_prompt]
+    p = float(wilcoxon(diffs).pvalue) if any(diffs) else 1.0
+    return {"right_over_wrong": sum(per_prompt) / len(per_prompt), "prompts": len(per_prompt), "p": p}
+
+
 def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSettings,
                      candidates: GenerationSettings) -> dict[str, Any]:
     """Accuracy of greedy, first candidate, majority vote, reranked pick and oracle (each with n decided and a 95%
-    Wilson interval), the time spent on each step and scoring's share of sampling."""
+    Wilson interval), how well the score and the cosine alone separate right from wrong candidates
+    (:func:`separation`), the time spent on each step and scoring's share of sampling."""
     values = [_mode_values(r, primary) for r in records]
     accuracy = {}
     for mode in MODES:
@@ -275,6 +300,7 @@ def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSett
             "candidate_generation": asdict(candidates),  # seed: + each chunk's first row index
             "metric": primary, "accuracy": accuracy,
             "distinct_candidates": sum(len({c["generation"] for c in r["candidates"]}) for r in records) / len(records),
+            "separation": {k: separation(records, primary, k) for k in ("score", "cosine")},
             "time_s": time_s,
             "scoring_over_sampling": time_s["scoring"] / time_s["sampling"] if time_s["sampling"] else float("nan")}
 
@@ -290,7 +316,11 @@ def print_rerank(summary: dict[str, Any]) -> None:
         table.add_column(col)
     for mode, m in rr["accuracy"].items():
         table.add_row(mode, f"{m['accuracy']:.4f}", f"[{m['ci95'][0]:.3f}, {m['ci95'][1]:.3f}]", str(m["n"]))
+    sep = rr["separation"]["score"]
     t = rr["time_s"]
-    table.caption = (f"time: greedy {t['greedy']:.2f} s, sampling {t['sampling']:.2f} s, scoring {t['scoring']:.2f} s "
+    signal = (f"a right candidate outscores a wrong one in {sep['right_over_wrong']:.1%} of pairs ({sep['prompts']} "
+              f"prompts with both; 50% = no signal, Wilcoxon p = {sep['p']:.2g})" if sep["prompts"]
+              else "no prompt had both a right and a wrong candidate")
+    table.caption = (f"{signal}\ntime: greedy {t['greedy']:.2f} s, sampling {t['sampling']:.2f} s, scoring {t['scoring']:.2f} s "
                      f"(scoring / sampling = {rr['scoring_over_sampling']:.1%})")
     Console().print(table)
