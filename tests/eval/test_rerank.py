@@ -235,6 +235,18 @@ def test_cli_eval_rerank_writes_the_four_accuracies_and_the_times(ckpt, data, tm
     assert rr["candidate_generation"]["do_sample"] and rr["candidate_generation"]["max_new_tokens"] == 4
     assert all(rr["accuracy"][m]["n"] == 4 for m in ("greedy", "first", "vote", "reranked", "oracle"))
     assert rr["time_s"]["sampling"] > 0 and rr["time_s"]["scoring"] > 0
+    # scripts/rerank_table.py (the tables of docs/results.md) reads the same folder
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("rerank_table", Path(__file__).parents[2] / "scripts" / "rerank_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    modes, signal, paired = (t.splitlines()[2] for t in script.tables([f"mine={out}"]).split("\n\n"))
+    assert modes.startswith("| mine | 2 | 1.0 | 0.5 | 4 |")
+    assert all(f"{a['accuracy']:.3f} [" in modes for a in rr["accuracy"].values())
+    assert signal.startswith("| mine |") and paired.startswith("| mine |")
+    assert paired.count("/-") + paired.count("no discordant") == 3
 
 
 @pytest.mark.parametrize("flags, message", [
