@@ -188,6 +188,28 @@ def test_resume_accepts_the_same_model_and_data_named_by_another_path(ckpt, data
         train(_cfg(ckpt, other, out, "--max_steps", "4", "--resume", "true"))
 
 
+def test_resume_from_another_directory_compares_the_files_not_their_names(ckpt, data, tmp_path, monkeypatch):  # noqa: F811
+    """A run started from A with a relative train file: resumed from B, the same file named absolutely
+    continues, and B's own file of that name (other rows) is refused. (Red team: resolving the saved
+    relative name against B accepted B's file.)"""
+    import shutil
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(data, a / "train.jsonl")
+    (b / "train.jsonl").write_text(data.read_text().replace("dog", "cat"))
+    out = tmp_path / "run"
+    monkeypatch.chdir(a)
+    train(_cfg(ckpt, "train.jsonl", out, "--max_steps", "2"))
+    assert load_config(out / "llm_jepa_config.yaml").train_file == str(a / "train.jsonl")  # the record is resolved
+    monkeypatch.chdir(b)
+    with pytest.raises(ValueError, match="changed options \\(train_file"):
+        train(_cfg(ckpt, "train.jsonl", out, "--max_steps", "3", "--resume", "true"))
+    train(_cfg(ckpt, str(a / "train.jsonl"), out, "--max_steps", "3", "--resume", "true"))
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+
+
 def test_regular_with_view_options_warns_and_the_saved_config_says_what_ran(ckpt, data, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     with pytest.warns(UserWarning, match="JEPA options distance, sigreg_weight are set but NOT used"):

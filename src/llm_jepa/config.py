@@ -423,6 +423,10 @@ def load_config(
     return parsed if extra else parsed[0]
 
 
+#: options naming local files or folders: a saved config holds them resolved (a hub model name is kept)
+LOCAL_PATHS = ("model_name_or_path", "train_file", "eval_file")
+
+
 def save_config(cfg: JepaConfig, path: str | Path) -> None:
     """Write every resolved option (ours and the Trainer's) as YAML."""
     import yaml
@@ -432,6 +436,9 @@ def save_config(cfg: JepaConfig, path: str | Path) -> None:
     clean = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
     # objects (e.g. accelerator_config) are left out: the file must load back with load_config
     clean = {k: v for k, v in clean.items() if isinstance(v, plain)}
+    for k in LOCAL_PATHS:  # the record says which files ran, whatever directory it is read from
+        if isinstance(clean.get(k), str) and clean[k] and Path(clean[k]).exists():
+            clean[k] = str(Path(clean[k]).resolve())
     if getattr(cfg, "_auto_cpu", False):
         clean["use_cpu"] = False  # chosen for this machine only; the file must also run on a GPU
     header = ""

@@ -220,12 +220,17 @@ def resume_fixed() -> list[str]:
     return sorted({*RESUME_FIXED, *components, *(t.weight_field for t in TERMS.values())})
 
 
-def _as_path(key: str, value: Any) -> Any:
-    """A local model folder or train file by its resolved path: the same file named from another
-    working directory, or relatively, is not a change. Hub names and other values are kept."""
-    if key in ("model_name_or_path", "train_file") and isinstance(value, str) and value and Path(value).exists():
-        return str(Path(value).resolve())
-    return value
+def _same_option(key: str, saved: Any, now: Any) -> bool:
+    """Whether a fixed option is unchanged. A local model folder or train file is compared by its
+    resolved path when the saved config holds it resolved (as it does since configs record resolved
+    paths): the same file named relatively, or from another directory, is not a change. A relative
+    saved path is compared as typed: the directory it was relative to is not known."""
+    from .config import LOCAL_PATHS
+
+    if (key in LOCAL_PATHS and isinstance(saved, str) and isinstance(now, str) and Path(saved).is_absolute()
+            and now and Path(now).exists()):
+        return Path(saved).resolve() == Path(now).resolve()
+    return saved == now
 
 
 def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
@@ -237,7 +242,7 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
         return {}
     saved = yaml.safe_load(path.read_text()) or {}
     changed = {k: (saved[k], getattr(cfg, k)) for k in resume_fixed()
-               if k in saved and _as_path(k, saved[k]) != _as_path(k, getattr(cfg, k))}
+               if k in saved and not _same_option(k, saved[k], getattr(cfg, k))}
     if changed and not cfg.resume_allow_changes:
         listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ValueError(f"{path}: --resume with changed options ({listed}); the checkpoint was trained with the "
