@@ -143,13 +143,21 @@ def test_a_stopped_demo_keeps_the_numbers_of_the_arms_it_finished(tmp_path, monk
     monkeypatch.setattr(demo_run, "_evaluate_arm", stopped_in_the_second)
     with pytest.raises(KeyboardInterrupt):
         run_demo(DemoConfig(output=str(out), arms=["baseline", "stp"], **small))
-    kept = json.loads((out / "results.json").read_text())
+    kept = json.loads((out / "results.partial.json").read_text())
     assert list(kept["arms"]) == ["baseline"] and kept["finished"] is False
     assert kept["arms"]["baseline"]["summary"]["n"] == 4 and "code_collapse" in kept["arms"]["baseline"]["diagnostics"]
-    assert not (out / "results.json.tmp").exists()
+    assert not (out / "results.json").exists() and not (out / "results.partial.json.tmp").exists()
     monkeypatch.setattr(demo_run, "_evaluate_arm", real)
     done = run_demo(DemoConfig(output=str(out), arms=["baseline", "stp"], **small))
-    assert json.loads((out / "results.json").read_text())["finished"] is True and set(done["arms"]) == {"baseline", "stp"}
+    whole = (out / "results.json").read_text()
+    assert json.loads(whole)["finished"] is True and set(done["arms"]) == {"baseline", "stp"}
+    assert not (out / "results.partial.json").exists()
+    # a rerun stopped half-way leaves the whole demo's results.json as it was (red team)
+    calls.clear()
+    monkeypatch.setattr(demo_run, "_evaluate_arm", stopped_in_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(DemoConfig(output=str(out), arms=["baseline", "stp"], **small))
+    assert (out / "results.json").read_text() == whole
 
 
 def test_a_rerun_may_name_the_same_folder_by_another_path(tmp_path, monkeypatch):
@@ -168,6 +176,28 @@ def test_a_rerun_may_name_the_same_folder_by_another_path(tmp_path, monkeypatch)
     assert json.loads((tmp_path / "out" / "demo_config.json").read_text())["output"] == str(tmp_path / "out")
     run_demo(DemoConfig(output="../out", **small))  # and by a relative path from there
     assert (tmp_path / "out" / "runs" / "baseline" / "train_results.json").stat().st_mtime_ns == stamp
+
+
+def test_a_demo_made_with_relative_paths_is_still_reused(tmp_path, monkeypatch):
+    """Demos made before paths were kept absolute saved them as typed (relative to where they ran):
+    the same command from the same directory must reuse their arms, not retrain them (red team)."""
+    import yaml
+
+    small = dict(steps=2, batch_size=4, n_train=40, n_test=4, size="micro", n_analysis=4, max_new_tokens=4,
+                 arms=["baseline"])
+    monkeypatch.chdir(tmp_path)
+    run_demo(DemoConfig(output="out", **small))
+    arm = tmp_path / "out" / "runs" / "baseline"
+    saved = yaml.safe_load((arm / "llm_jepa_config.yaml").read_text())
+    for k in ("model_name_or_path", "train_file", "output_dir"):  # as an older demo wrote them
+        saved[k] = str(Path(saved[k]).relative_to(tmp_path))
+    (arm / "llm_jepa_config.yaml").write_text(yaml.safe_dump(saved))
+    marker = json.loads((tmp_path / "out" / "demo_config.json").read_text())
+    (tmp_path / "out" / "demo_config.json").write_text(json.dumps({**marker, "output": "out"}))
+    stamp = (arm / "train_results.json").stat().st_mtime_ns
+    run_demo(DemoConfig(output="out", **small))
+    assert (arm / "train_results.json").stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["baseline"]
 
 
 def test_an_arm_trained_with_other_steps_is_not_reused(tmp_path):

@@ -124,12 +124,12 @@ def write_report(results: dict[str, Any], out: Path) -> None:
     write_results(results, out)
 
 
-def write_results(results: dict[str, Any], out: Path) -> None:
-    """``results.json``, replaced whole (a kill while writing leaves the previous file, never half a
-    file). ``finished`` is false while arms remain: the demo writes it after every arm."""
-    tmp = out / "results.json.tmp"
+def write_results(results: dict[str, Any], out: Path, name: str = "results.json") -> None:
+    """``name`` (``results.json``, or the demo's ``results.partial.json`` after every arm but the
+    last), replaced whole: a kill while writing leaves the previous file, never half a file."""
+    tmp = out / f"{name}.tmp"
     tmp.write_text(json.dumps(results, indent=2, default=str))
-    os.replace(tmp, out / "results.json")
+    os.replace(tmp, out / name)
 
 
 

@@ -31,6 +31,9 @@ ARMS: dict[str, dict[str, Any]] = {
     "stp": {"regular": True, "monitor_views_every": 10, "stp_lambda": 0.02},
 }
 DEFAULT_ARMS = ["baseline", "jepa", "baseline_equal_compute"]
+#: the numbers of the arms finished so far, while a demo runs; results.json (a whole demo's) is only
+#: replaced at the end, so a stopped rerun never leaves less than the run before it
+PARTIAL = "results.partial.json"
 
 
 @dataclass
@@ -169,8 +172,16 @@ def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
 
     path = run_dir / "llm_jepa_config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return isinstance(saved, dict) and all(saved.get(k) == v for k, v in overrides.items()
+    return isinstance(saved, dict) and all(_same_path(k, saved.get(k)) == _same_path(k, v) for k, v in overrides.items()
                                            if k not in ("resume", "overwrite", "threads"))
+
+
+def _same_path(key: str, value: Any) -> Any:
+    """The demo's paths resolved: arms saved by a demo that kept them relative (to the directory it
+    ran from, which a rerun of the same command shares) are still recognised."""
+    if key in ("model_name_or_path", "train_file", "output_dir") and isinstance(value, str) and value:
+        return str(Path(value).resolve())
+    return value
 
 
 def _metrics_log(run_dir: Path, kind: str | None = None) -> list[dict]:
@@ -280,12 +291,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
               f"({train_s / max(steps, 1):.2f} s/step), exact match {summary['metrics']['exact']['accuracy']:.3f}",
               flush=True)
         if i < len(ordered):  # a stopped demo keeps the numbers of the arms it finished
-            write_results({**results, "seconds": time.perf_counter() - t0, "finished": False}, out)
+            write_results({**results, "seconds": time.perf_counter() - t0, "finished": False}, out, PARTIAL)
     results["seconds"] = time.perf_counter() - t0
     results["finished"] = True
     from .report import write_report
 
     write_report(results, out)
+    (out / PARTIAL).unlink(missing_ok=True)
     return results
 
 
