@@ -127,6 +127,43 @@ def test_resume_accepts_the_same_data_and_model_by_another_path(ckpt, data, tmp_
         evaluate(str(moved), data.name, output=out, **kw)
 
 
+def test_resume_refuses_the_same_weights_with_other_tokenizer_files(ckpt, data, tmp_path):
+    """Red team: a copy of the model with only its chat template changed renders other prompts; with
+    the path no longer compared, only a hash of the tokenizer and config files can tell it apart."""
+    import shutil
+
+    kw = dict(limit=4, batch_size=2, generation=GenerationSettings(max_new_tokens=4), quiet=True, similarity=False)
+    out = tmp_path / "o"
+    evaluate(str(ckpt), data, output=out, **kw)
+    other = tmp_path / "other"
+    shutil.copytree(ckpt, other)
+    evaluate(str(other), data, output=out, **kw)  # an identical copy resumes
+    template = other / "chat_template.jinja"
+    if template.exists():
+        template.write_text("{% for m in messages %}X{{ m['content'] }}{% endfor %}")
+    else:
+        tc = json.loads((other / "tokenizer_config.json").read_text())
+        (other / "tokenizer_config.json").write_text(json.dumps({**tc, "chat_template": "{{ messages }}"}))
+    with pytest.raises(FileExistsError, match="different model_files"):
+        evaluate(str(other), data, output=out, **kw)
+    # an output recorded before model_files existed still resumes (the key is unknown there, not different)
+    record = json.loads((out / "eval_run.json").read_text())
+    (out / "eval_run.json").write_text(json.dumps({k: v for k, v in record.items() if k != "model_files"}))
+    evaluate(str(ckpt), data, output=out, **kw)
+
+
+def test_model_identity_strips_only_a_folder_path(tmp_path):
+    from llm_jepa.eval.runner import _fingerprint_model, _identity
+
+    # a name that is not a folder is compared whole, '#' or not
+    assert _identity("model", "models/a#q4.gguf") != _identity("model", "models/b#q4.gguf")
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    # folders without weight files have no hash to compare: they are known by their path
+    assert _identity("model", _fingerprint_model(str(a))) != _identity("model", _fingerprint_model(str(b)))
+
+
 def test_output_of_another_run_is_not_overwritten(ckpt, data, tmp_path, capsys):
     out = tmp_path / "o"
     evaluate(str(ckpt), data, output=out, limit=3, generation=GenerationSettings(max_new_tokens=4), quiet=True)

@@ -63,8 +63,11 @@ def _fingerprint_model(model: Any) -> str:
     path = Path(str(model))
     if not path.is_dir():
         return str(model)
+    weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+    if not weights:  # nothing to hash: the folder is known by its path alone
+        return str(path.resolve())
     h = hashlib.sha256()
-    for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+    for f in weights:
         size = f.stat().st_size
         h.update(f"{f.name}:{size}".encode())
         with f.open("rb") as fh:
@@ -103,12 +106,36 @@ def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
 def _identity(key: str, value: Any) -> Any:
     """What of an evaluation record must match for a resume: not where the data or the model lies (a
     relative path, another working directory, a moved folder), only what they hold. The data's rows
-    are fingerprinted by ``data_sha256``; a model folder by the hash after its ``#``."""
+    are fingerprinted by ``data_sha256``; a model folder by the weight hash after its ``#`` (see
+    :func:`_fingerprint_model`) and by ``model_files``, its configuration and tokenizer files."""
     if key == "data":
         return None
-    if key == "model" and isinstance(value, str) and "#" in value:
-        return value.rsplit("#", 1)[1]
+    if key == "model" and isinstance(value, str):
+        where, _, digest = value.rpartition("#")
+        if where and Path(where).is_absolute() and len(digest) == 16 and all(c in "0123456789abcdef" for c in digest):
+            return digest
     return value
+
+
+#: the small files of a model folder that change its answers without changing its weights
+_MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json",
+                "vocab.json", "merges.txt", "tokenizer.model")
+
+
+def _fingerprint_model_files(model: Any) -> str | None:
+    """A hash of a model folder's configuration and tokenizer files (the chat template renders the
+    prompts); None for a model that is not a folder."""
+    if isinstance(model, TrainedRun):
+        model = model.name
+    if isinstance(model, (tuple, list)) or not Path(str(model)).is_dir():
+        return None
+    h = hashlib.sha256()
+    for name in _MODEL_FILES:
+        f = Path(str(model)) / name
+        if f.is_file():
+            h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def _lock_output(output: Path | None) -> OutputLock | None:
@@ -132,7 +159,8 @@ def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples
             raise FileExistsError(f"{output} is not empty and holds no llm-jepa evaluation; use --overwrite")
         else:
             previous = json.loads(run_file.read_text())
-            diff = sorted(k for k in set(run) | set(previous) if _identity(k, previous.get(k)) != _identity(k, run.get(k)))
+            keys = (set(run) | set(previous)) - ({"model_files"} - set(previous))  # not recorded before: unknown
+            diff = sorted(k for k in keys if _identity(k, previous.get(k)) != _identity(k, run.get(k)))
             if diff:
                 raise FileExistsError(
                     f"{output} holds an evaluation with different {', '.join(diff)}; use another --output or --overwrite"
@@ -285,7 +313,8 @@ def evaluate(
     check_settings(gen)
     rr = _rerank_settings(module, gen, rerank, rerank_logprob_weight)
     trained = _open_run(model, settings)
-    run = {"model": _fingerprint_model(model), "data": str(data) if not isinstance(data, list) else "<in memory>",
+    run = {"model": _fingerprint_model(model), "model_files": _fingerprint_model_files(model),
+           "data": str(data) if not isinstance(data, list) else "<in memory>",
            "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
            "generation": asdict(gen), "options": {k: str(v) for k, v in options.items()},
            "run_settings": trained.settings()}  # prompts and similarities follow them: a resumed run must match
