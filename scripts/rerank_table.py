@@ -27,7 +27,7 @@ MODE_NAMES = {"greedy": "greedy", "first": "first sample", "vote": "vote", "rera
 
 
 def _load(spec: str) -> tuple[str, dict, list[dict]]:
-    label, _, folder = spec.rpartition("=")
+    label, _, folder = ("", "", spec) if Path(spec).is_dir() else spec.partition("=")
     path = Path(folder)
     summary = json.loads((path / "summary.json").read_text())
     if "rerank" not in summary:
@@ -42,13 +42,14 @@ def _cell(hits: int, n: int) -> str:
 
 
 def _logprob_alone(records: list[dict], primary: str) -> str:
-    """Accuracy of the candidate with the highest log-probability, when every record has them."""
+    """Accuracy of the candidate with the highest log-probability (a prompt whose candidates have none,
+    all blank, counts as its first candidate); '-' when the evaluation computed none (w = 0)."""
+    if not any(c.get("logprob") is not None for r in records for c in r["candidates"]):
+        return "-"
     hits = n = 0
     for r in records:
-        scored = [c for c in r["candidates"] if c.get("logprob") is not None]
-        if not scored:
-            return "-"
-        ok = max(scored, key=lambda c: c["logprob"])["metrics"].get(primary)
+        scored = [c for c in r["candidates"] if c.get("logprob") is not None] or r["candidates"][:1]
+        ok = max(scored, key=lambda c: c.get("logprob") or 0.0)["metrics"].get(primary)
         if ok is not None:
             hits, n = hits + bool(ok), n + 1
     return f"{hits / n:.3f}" if n else "-"
@@ -59,6 +60,12 @@ def _mcnemar(a: list, b: list) -> str:
     gain = sum(bool(x) and not bool(y) for x, y in pairs)
     lose = sum(bool(y) and not bool(x) for x, y in pairs)
     return f"+{gain}/-{lose}, p = {stats.binomtest(gain, gain + lose).pvalue:.2g}" if gain + lose else "no discordant rows"
+
+
+def _nt(rr: dict) -> str:
+    """N and T columns: the temperature of sampled candidates, 'beams' for beam search."""
+    t = "beams" if rr.get("candidates_from", "sampling") != "sampling" else (rr.get("candidate_generation") or {}).get("temperature", "-")
+    return f"{rr['n_candidates']} | {t}"
 
 
 def tables(specs: list[str]) -> str:
@@ -73,7 +80,7 @@ def tables(specs: list[str]) -> str:
         for mode in MODES:
             decided = [v[mode] for v in values if v[mode] is not None]
             cells.append(_cell(sum(bool(v) for v in decided), len(decided)))
-        out.append(f"| {label} | {rr['n_candidates']} | {rr['candidate_generation']['temperature']} | "
+        out.append(f"| {label} | {_nt(rr)} | "
                    f"{rr['logprob_weight']:g} | {len(records)} | " + " | ".join(cells)
                    + f" | {rr['distinct_candidates']:.2f} | {rr['scoring_over_sampling']:.2f} |")
     out += ["", "| model | N | T | w | right > wrong, cosine alone (prompts, Wilcoxon p) | right > wrong, score | "
@@ -82,7 +89,7 @@ def tables(specs: list[str]) -> str:
         rr = s["rerank"]
         seps = [separation(records, rr["metric"], k) for k in ("cosine", "score")]
         cells = [f"{x['right_over_wrong']:.3f} ({x['prompts']}, p = {x['p']:.2g})" if x["prompts"] else "-" for x in seps]
-        out.append(f"| {label} | {rr['n_candidates']} | {rr['candidate_generation']['temperature']} | "
+        out.append(f"| {label} | {_nt(rr)} | "
                    f"{rr['logprob_weight']:g} | {cells[0]} | {cells[1]} | {_logprob_alone(records, rr['metric'])} |")
     out += ["", "| model | N | T | w | reranked vs first sample | reranked vs greedy | reranked vs vote |",
             "|---|---|---|---|---|---|---|"]
@@ -90,7 +97,7 @@ def tables(specs: list[str]) -> str:
         rr = s["rerank"]
         values = [_mode_values(r, rr["metric"]) for r in records]
         col = {m: [v[m] for v in values] for m in MODES}
-        out.append(f"| {label} | {rr['n_candidates']} | {rr['candidate_generation']['temperature']} | "
+        out.append(f"| {label} | {_nt(rr)} | "
                    f"{rr['logprob_weight']:g} | {_mcnemar(col['reranked'], col['first'])} | "
                    f"{_mcnemar(col['reranked'], col['greedy'])} | {_mcnemar(col['reranked'], col['vote'])} |")
     return "\n".join(out)

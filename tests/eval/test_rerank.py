@@ -243,10 +243,38 @@ def test_cli_eval_rerank_writes_the_four_accuracies_and_the_times(ckpt, data, tm
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     modes, signal, paired = (t.splitlines()[2] for t in script.tables([f"mine={out}"]).split("\n\n"))
+    assert script.tables([str(out)]).splitlines()[2].startswith("| o | 2 |")
     assert modes.startswith("| mine | 2 | 1.0 | 0.5 | 4 |")
     assert all(f"{a['accuracy']:.3f} [" in modes for a in rr["accuracy"].values())
     assert signal.startswith("| mine |") and paired.startswith("| mine |")
     assert paired.count("/-") + paired.count("no discordant") == 3
+
+
+def test_rerank_table_reads_folders_with_equals_signs_and_prompts_without_logprobs(tmp_path):
+    """Red team: a folder named like a sweep cell (lr=1e-4) was split at its '=', and one prompt whose
+    candidates were all blank (no log-probability) blanked the log-probability column of the run."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("rerank_table", Path(__file__).parents[2] / "scripts" / "rerank_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    folder = tmp_path / "lr=1e-4"
+    folder.mkdir()
+
+    def cand(text, logprob, ok):
+        return {"generation": text, "cosine": 0.5, "logprob": logprob, "score": 0.0, "metrics": {"exact": ok}}
+
+    records = [{"greedy": {"metrics": {"exact": True}}, "pick": 0, "time_s": {"greedy": 1, "sampling": 1, "scoring": 1},
+                "candidates": [cand("(a)", -2.0, False), cand("(b)", -0.5, True)]}] * 3
+    records.append({**records[0], "candidates": [cand(" ", None, False), cand("", None, False)]})
+    (folder / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    summary = {"rerank": rerank.summarize_rerank(records, "exact", rerank.RerankSettings(n=2, logprob_weight=1.0),
+                                                 GenerationSettings(do_sample=True))}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    for arg, label in ((str(folder), "lr=1e-4"), (f"mine={folder}", "mine")):
+        signal = script.tables([arg]).split("\n\n")[1].splitlines()[2]
+        assert signal.startswith(f"| {label} | 2 | 1.0 | 1 |") and signal.endswith("| 0.750 |")  # 3 of 4 prompts
 
 
 @pytest.mark.parametrize("flags, message", [
