@@ -176,6 +176,10 @@ def test_a_rerun_may_name_the_same_folder_by_another_path(tmp_path, monkeypatch)
     assert json.loads((tmp_path / "out" / "demo_config.json").read_text())["output"] == str(tmp_path / "out")
     run_demo(DemoConfig(output="../out", **small))  # and by a relative path from there
     assert (tmp_path / "out" / "runs" / "baseline" / "train_results.json").stat().st_mtime_ns == stamp
+    from llm_jepa.demo.run import _absolute
+
+    assert _absolute({"model": "../out/base"})["model"] == str(tmp_path / "out" / "base")  # a local model
+    assert _absolute({"model": "smollm2-135m-instruct"})["model"] == "smollm2-135m-instruct"  # a name
 
 
 def test_a_demo_made_with_relative_paths_is_still_reused(tmp_path, monkeypatch):

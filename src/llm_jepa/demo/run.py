@@ -163,7 +163,12 @@ _PATHS = ("output", "data", "test_data")
 
 
 def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: str(Path(v).resolve()) if k in _PATHS and isinstance(v, str) else v for k, v in cfg.items()}
+    """``cfg`` with its paths resolved; ``model`` too when it names a local file or folder (not a
+    model name)."""
+    def local(k: str, v: Any) -> bool:
+        return isinstance(v, str) and (k in _PATHS or (k == "model" and bool(v) and Path(v).exists()))
+
+    return {k: str(Path(v).resolve()) if local(k, v) else v for k, v in cfg.items()}
 
 
 def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
