@@ -98,11 +98,18 @@ def test_the_reranked_answer_is_the_best_scored_candidate_and_the_modes_are_repo
     ex = _example()
     answers = ["(truck)", "(dog){1,}", "(ring)"]
 
-    def fake_generate(model, tok, prompts, settings, batch_size, plain, progress=None, num_return_sequences=1):
-        return ["(dog)"] if num_return_sequences == 1 else answers
+    table = {"(truck)": (0.1, -3.0), "(dog){1,}": (0.8, -2.0), "(ring)": (0.5, -0.1)}
+    asked = []
+
+    def fake_generate(model, tok, prompts, settings, batch_size, plain, progress=None, num_return_sequences=1,
+                      logprobs=None):
+        out = ["(dog)"] if num_return_sequences == 1 else answers
+        if logprobs is not None:  # taken while sampling
+            logprobs[:] = [table[a][1] for a in out]
+        return out
 
     def fake_scores(run, examples, candidates, logprob=False):
-        table = {"(truck)": (0.1, -3.0), "(dog){1,}": (0.8, -2.0), "(ring)": (0.5, -0.1)}
+        asked.append(logprob)
         return [[(table[c][0], table[c][1] if logprob else None) for c in candidates[0]]]
 
     monkeypatch.setattr(rerank, "generate", fake_generate)
@@ -115,6 +122,10 @@ def test_the_reranked_answer_is_the_best_scored_candidate_and_the_modes_are_repo
         assert gen == chosen and extra["candidates"][extra["pick"]]["generation"] == chosen
         assert [c["score"] for c in extra["candidates"]] == pytest.approx(
             [0.1, 0.8, 0.5] if weight == 0 else [-2.9, -1.2, 0.4])
+    assert asked == [False, False]  # sampled candidates: the log-probability came from sampling, no forward
+    beams = GenerationSettings(num_beams=3)  # beams: it takes a forward over prompt + candidate
+    ((gen, _),) = rerank.rerank_batch(regex, run, [ex], beams, rerank.RerankSettings(n=3, logprob_weight=1.0), 4, {})
+    assert gen == "(ring)" and asked[-1] is True
     record = {"greedy": extra["greedy"], "candidates": extra["candidates"], "pick": 1, "time_s": extra["time_s"]}
     values = rerank._mode_values(record, "exact")
     assert values == {"greedy": False, "first": False, "vote": False, "reranked": True, "oracle": True}
@@ -160,6 +171,54 @@ def test_separation_is_the_chance_a_right_candidate_outscores_a_wrong_one(capsys
     assert summary["rerank"]["separation"]["cosine"] == sep
     rerank.print_rerank(summary)
     assert "outscores a wrong one in 50.0% of pairs (4 prompts" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("temperature, top_p", [(1.0, 1.0), (0.6, 0.8)])
+def test_log_probabilities_taken_while_sampling_are_the_models_own(model, tok, temperature, top_p):
+    """Each sampled answer's mean token log-probability, recorded while generating, equals a
+    teacher-forced forward over prompt + answer under the untempered model, stop token included:
+    the temperature and top-p that drew it must not leak into it (generate() runs them after user
+    processors; a change of that order fails here)."""
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    from llm_jepa.eval.generate import _TokenLogprobs, stop_token_ids
+
+    side, tok.padding_side = tok.padding_side, "left"
+    prompts = [render_prompt(tok, r) for r in ROWS[:3]]
+    batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    tok.padding_side = side
+    stops = stop_token_ids(tok)
+    config = GenerationConfig(max_new_tokens=10, do_sample=True, temperature=temperature, top_p=top_p, top_k=None,
+                              num_return_sequences=2, eos_token_id=stops, pad_token_id=tok.pad_token_id)
+    recorder = _TokenLogprobs(stops)
+    torch.manual_seed(0)
+    seqs = model.generate(**batch, generation_config=config, logits_processor=LogitsProcessorList([recorder]))
+    width = batch["input_ids"].shape[1]
+    got = recorder.finish(seqs[:, width:])
+    for j, (row, lp) in enumerate(zip(seqs, got, strict=True)):
+        new = row[width:].tolist()
+        end = next((i + 1 for i, t in enumerate(new) if t in stops), len(new))  # through the first stop
+        prompt = row[:width][batch["attention_mask"][j // 2].bool()]  # left padding dropped (pad may be im_end)
+        ids = torch.cat([prompt, row[width : width + end]])
+        with torch.no_grad():
+            logits = model(ids[None]).logits[0].float()
+        want = torch.log_softmax(logits[len(prompt) - 1 : -1], -1).gather(1, ids[len(prompt):, None]).mean().item()
+        assert lp == pytest.approx(want, abs=1e-5)
+
+
+def test_a_row_stops_counting_after_its_stop_token():
+    from llm_jepa.eval.generate import _TokenLogprobs
+
+    torch.manual_seed(0)
+    scores = [torch.randn(2, 10) for _ in range(3)]
+    ls = [torch.log_softmax(x, -1) for x in scores]
+    rec, pad = _TokenLogprobs([9]), 0
+    rec(torch.tensor([[5], [5]]), scores[0])
+    rec(torch.tensor([[5, 9], [5, 3]]), scores[1])  # row 0 chose its stop token
+    rec(torch.tensor([[5, 9, pad], [5, 3, 4]]), scores[2])
+    got = rec.finish(torch.tensor([[9, pad, pad], [3, 4, 7]]))
+    assert got[0] == pytest.approx(ls[0][0, 9].item())
+    assert got[1] == pytest.approx((ls[0][1, 3] + ls[1][1, 4] + ls[2][1, 7]).item() / 3)
 
 
 def test_beam_candidates_come_grouped_per_prompt_in_a_batch(model, tok):

@@ -59,17 +59,57 @@ def render_prompt(tokenizer: Any, messages: list[dict], plain: bool = False, sep
     return render_chat(tokenizer, prompt, add_generation_prompt=True)
 
 
+class _TokenLogprobs:
+    """A logits processor that adds up, per row, the log-probability of each token the row chose,
+    under the logits it is shown, and counts them up to and including the row's first stop token.
+    generate() runs user processors after its own (repetition penalty, ...) and before temperature,
+    top-k and top-p, so with ``repetition_penalty`` 1 these are the model's own probabilities: those
+    of the sampled answer under the model, at no extra forward. A token is known one call after its
+    logits (as the last input id); :meth:`finish` takes the last one from the returned sequences."""
+
+    def __init__(self, stop_ids: list[int]):
+        self.stop_ids = stop_ids
+        self.previous: torch.Tensor | None = None  # [rows, vocab] log-softmax of the last logits
+
+    def _take(self, chosen: torch.Tensor) -> None:
+        if self.previous is None:
+            return
+        live = ~self.done
+        self.total += torch.where(live, self.previous.gather(1, chosen[:, None]).squeeze(1), 0.0)
+        self.count += live
+        self.done |= torch.isin(chosen, torch.tensor(self.stop_ids, device=chosen.device))
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.previous is None:
+            self.total = torch.zeros(scores.shape[0], device=scores.device)
+            self.count = torch.zeros(scores.shape[0], device=scores.device)
+            self.done = torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
+        else:
+            self._take(input_ids[:, -1])
+        self.previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, sequences: torch.Tensor) -> list[float | None]:
+        """Mean token log-probability per row (None for a row that chose no token)."""
+        if self.previous is None:
+            return [None] * sequences.shape[0]
+        self._take(sequences[:, -1])
+        return [(t / c).item() if c else None for t, c in zip(self.total, self.count, strict=True)]
+
+
 @torch.no_grad()
 def generate(
     model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE, plain: bool = False, progress: Callable[[int], Any] | None = None,
-    num_return_sequences: int = 1,
+    num_return_sequences: int = 1, logprobs: list[float | None] | None = None,
 ) -> list[str]:
     """Complete every prompt; returns the generated text only, special tokens removed, in order.
     ``progress(n)`` is called after each batch with the number of prompts it completed. With
     ``num_return_sequences`` n (samples, or the n best beams), prompt i's n completions are items
-    ``i*n .. i*n+n-1``."""
-    from transformers import GenerationConfig
+    ``i*n .. i*n+n-1``. A ``logprobs`` list is filled, in the same order, with each completion's mean
+    token log-probability under the model (its stop token included), taken while generating; it
+    needs ``num_beams`` 1 (beams reorder rows) and ``repetition_penalty`` 1 (it would be counted)."""
+    from transformers import GenerationConfig, LogitsProcessorList
 
     s = settings or GenerationSettings()
     config = GenerationConfig(
@@ -93,16 +133,25 @@ def generate(
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     n = num_return_sequences
     out: list[str] = [""] * (len(prompts) * n)
+    if logprobs is not None:
+        if s.num_beams != 1 or s.repetition_penalty != 1.0:
+            raise ValueError("log-probabilities while generating need num_beams 1 and repetition_penalty 1")
+        logprobs[:] = [None] * len(out)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, return_tensors="pt").to(device)
             if s.do_sample:
                 torch.manual_seed(s.seed + start)
-            seqs = model.generate(**batch, generation_config=config)
+            recorder = _TokenLogprobs(config.eos_token_id) if logprobs is not None else None
+            seqs = model.generate(**batch, generation_config=config,
+                                  logits_processor=LogitsProcessorList([recorder]) if recorder else None)
             new = seqs[:, batch["input_ids"].shape[1] :]
+            lps = recorder.finish(new) if recorder else None
             for j, row in enumerate(new):  # [len(idx) * n, new tokens]: each prompt's n rows together
                 out[idx[j // n] * n + j % n] = tokenizer.decode(row, skip_special_tokens=True)
+                if lps is not None:
+                    logprobs[idx[j // n] * n + j % n] = lps[j]
             if progress is not None:
                 progress(len(idx))
     finally:

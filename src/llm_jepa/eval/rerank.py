@@ -168,6 +168,13 @@ def score_candidates(run: TrainedRun, examples: list[Example], candidates: list[
     return [[scores(at) for at in row] for row in plan]
 
 
+def logprob_while_sampling(candidates: GenerationSettings) -> bool:
+    """Whether the candidates' log-probabilities are taken while they are sampled (no extra forward):
+    for sampled candidates without a repetition penalty; beams and penalised sampling get a forward
+    over prompt + candidate in the scoring pass instead."""
+    return candidates.do_sample and candidates.num_beams == 1 and candidates.repetition_penalty == 1.0
+
+
 def combined(cosine: float | None, logprob: float | None, weight: float) -> float | None:
     """s(c) = cosine + weight * logprob (logprob counts only when weighted); None without a view."""
     if cosine is None:
@@ -212,24 +219,29 @@ def rerank_batch(module: Any, run: TrainedRun, batch: list[Example], gen: Genera
     greedy, t_greedy = _timed(generate, run.model, tok, prompts, greedy_settings, batch_size, plain, progress=progress)
     sampling = replace(candidate_settings(gen, rr.n), seed=gen.seed + seed)
     per_prompt = None if progress is None else (lambda m: progress(m * rr.n))
+    while_sampling = rr.logprob_weight != 0 and logprob_while_sampling(sampling)
+    lps: list[float | None] | None = [] if while_sampling else None
     flat, t_sample = _timed(generate, run.model, tok, prompts, sampling, batch_size, plain, progress=per_prompt,
-                            num_return_sequences=rr.n)
+                            num_return_sequences=rr.n, logprobs=lps)
     cands = [flat[i * rr.n : (i + 1) * rr.n] for i in range(len(batch))]
     distinct = [list(dict.fromkeys(c)) for c in cands]  # each distinct string is scored once
     scored = []
     t_score = 0.0
     for start in range(0, len(batch), batch_size):  # one packed forward per batch of prompts
         part, t = _timed(score_candidates, run, batch[start : start + batch_size],
-                         distinct[start : start + batch_size], logprob=rr.logprob_weight != 0)
+                         distinct[start : start + batch_size], logprob=rr.logprob_weight != 0 and not while_sampling)
         scored += part
         t_score += t
     share = {"greedy": t_greedy / len(batch), "sampling": t_sample / len(batch), "scoring": t_score / len(batch)}
     out = []
-    for ex, g, cs, ds, sc in zip(batch, greedy, cands, distinct, scored, strict=True):
+    for i, (ex, g, cs, ds, sc) in enumerate(zip(batch, greedy, cands, distinct, scored, strict=True)):
         by_text = dict(zip(ds, sc, strict=True))
         metrics = {d: _metrics(module, d, ex, options) for d in ds}
-        rows = [{"generation": c, "cosine": by_text[c][0], "logprob": by_text[c][1],
-                 "score": combined(*by_text[c], rr.logprob_weight), "metrics": metrics[c]} for c in cs]
+        # a sample's own log-probability when taken while sampling, else its text's (one forward each)
+        logprob = [lps[i * rr.n + j] if lps is not None else by_text[c][1] for j, c in enumerate(cs)]
+        rows = [{"generation": c, "cosine": by_text[c][0], "logprob": lp,
+                 "score": combined(by_text[c][0], lp, rr.logprob_weight), "metrics": metrics[c]}
+                for c, lp in zip(cs, logprob, strict=True)]
         j = pick([r["score"] for r in rows])
         extra = {"greedy": {"generation": g, "metrics": _metrics(module, g, ex, options)},
                  "candidates": rows, "pick": j, "time_s": share}
@@ -299,6 +311,8 @@ def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSett
             "candidates_from": f"{candidates.num_beams} beams" if candidates.num_beams > 1 else "sampling",
             "candidate_generation": asdict(candidates),  # seed: + each chunk's first row index
             "metric": primary, "accuracy": accuracy,
+            "logprob_from": (None if not rr.logprob_weight else
+                             "sampling" if logprob_while_sampling(candidates) else "a forward over prompt + candidate"),
             "distinct_candidates": sum(len({c["generation"] for c in r["candidates"]}) for r in records) / len(records),
             "separation": {k: separation(records, primary, k) for k in ("score", "cosine")},
             "time_s": time_s,
