@@ -24,9 +24,13 @@ METRICS = ("exact", "startswith", "equivalent")
 def _load(root: Path) -> dict[int, dict]:
     seeds = {}
     for folder in sorted(root.glob("seed-*")):
-        if not (folder / "results.json").exists():
+        # a demo still running (or stopped) has the arms it finished in results.partial.json
+        found = [folder / n for n in ("results.json", "results.partial.json") if (folder / n).exists()]
+        if not found:
             continue
-        r = json.loads((folder / "results.json").read_text())
+        r = json.loads(found[0].read_text())
+        if found[0].name != "results.json":
+            print(f"{folder.name}: unfinished, arms so far: {', '.join(r['arms'])}", file=sys.stderr)
         arms = {}
         for name, a in r["arms"].items():
             run = folder / "runs" / name

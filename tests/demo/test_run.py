@@ -131,7 +131,7 @@ def test_a_stopped_demo_keeps_the_numbers_of_the_arms_it_finished(tmp_path, monk
     import llm_jepa.demo.run as demo_run
 
     small = dict(steps=2, batch_size=4, n_train=40, n_test=4, size="micro", n_analysis=4, max_new_tokens=4)
-    out = tmp_path / "out"
+    out = tmp_path / "seed-82"
     real, calls = demo_run._evaluate_arm, []
 
     def stopped_in_the_second(*a, **k):
@@ -147,6 +147,12 @@ def test_a_stopped_demo_keeps_the_numbers_of_the_arms_it_finished(tmp_path, monk
     assert list(kept["arms"]) == ["baseline"] and kept["finished"] is False
     assert kept["arms"]["baseline"]["summary"]["n"] == 4 and "code_collapse" in kept["arms"]["baseline"]["diagnostics"]
     assert not (out / "results.json").exists() and not (out / "results.partial.json.tmp").exists()
+    import importlib.util  # scripts/demo_table.py shows the finished arms of a stopped seed
+
+    spec = importlib.util.spec_from_file_location("demo_table", Path(__file__).parents[2] / "scripts" / "demo_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    assert "| 82 | baseline |" in table.tables(tmp_path)
     monkeypatch.setattr(demo_run, "_evaluate_arm", real)
     done = run_demo(DemoConfig(output=str(out), arms=["baseline", "stp"], **small))
     whole = (out / "results.json").read_text()
