@@ -221,6 +221,40 @@ def test_a_row_stops_counting_after_its_stop_token():
     assert got[1] == pytest.approx((ls[0][1, 3] + ls[1][1, 4] + ls[2][1, 7]).item() / 3)
 
 
+def test_a_models_masking_generation_defaults_send_the_log_probability_to_a_forward(tok, data, tmp_path, monkeypatch):
+    """Red team: generate() fills unset fields from the model's generation_config, and some of them
+    (no_repeat_ngram_size, suppress_tokens, ...) mask logits before the recorder sees them, so the
+    recorded value was not the model's own. Such a model is scored by the forward instead."""
+    model = tiny_llama(tok, seed=3)
+    model.generation_config.no_repeat_ngram_size = 1
+    prompts = [render_prompt(tok, r) for r in ROWS[:2]]
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        generate(model, tok, prompts, GenerationSettings(max_new_tokens=4, do_sample=True), logprobs=[])
+    asked = []
+    real = rerank.score_candidates
+    monkeypatch.setattr(rerank, "score_candidates", lambda *a, **k: asked.append(k["logprob"]) or real(*a, **k))
+    s = evaluate((model, tok), data, limit=2, batch_size=2, max_new_tokens=4, rerank=2, rerank_logprob_weight=1.0,
+                 similarity=False, quiet=True)
+    assert asked == [True] and s["rerank"]["logprob_from"] == "a forward over prompt + candidate"
+    model.generation_config.no_repeat_ngram_size = 0
+    asked.clear()
+    s = evaluate((model, tok), data, limit=2, batch_size=2, max_new_tokens=4, rerank=2, rerank_logprob_weight=1.0,
+                 similarity=False, quiet=True)
+    assert asked == [False] and s["rerank"]["logprob_from"] == "sampling"
+
+
+def test_top_k_is_ours_not_the_models(tok):
+    """top_k=None let transformers apply its default 50, or the model's own top_k: here the model's
+    top_k = 1 made every sample the greedy answer. Sampling now uses GenerationSettings.top_k (0: off)."""
+    model = tiny_llama(tok, seed=3)
+    model.generation_config.top_k = 1
+    prompts = [render_prompt(tok, r) for r in ROWS]
+    greedy = generate(model, tok, prompts, GenerationSettings(max_new_tokens=6))
+    free = generate(model, tok, prompts, GenerationSettings(max_new_tokens=6, do_sample=True, top_k=0))
+    assert free != greedy
+    assert generate(model, tok, prompts, GenerationSettings(max_new_tokens=6, do_sample=True, top_k=1)) == greedy
+
+
 def test_beam_candidates_come_grouped_per_prompt_in_a_batch(model, tok):
     """generate(..., num_return_sequences=n) puts prompt i's n beams at i*n..i*n+n-1, whatever the batch,
     and the first is the beam search answer."""

@@ -146,9 +146,12 @@ def test_resume_refuses_the_same_weights_with_other_tokenizer_files(ckpt, data, 
         (other / "tokenizer_config.json").write_text(json.dumps({**tc, "chat_template": "{{ messages }}"}))
     with pytest.raises(FileExistsError, match="different model_files"):
         evaluate(str(other), data, output=out, **kw)
-    # an output recorded before model_files existed still resumes (the key is unknown there, not different)
+    # an output recorded before model_files (and top_k) existed still resumes: the key is unknown
+    # there, not different, and top_k was transformers' default 50
     record = json.loads((out / "eval_run.json").read_text())
-    (out / "eval_run.json").write_text(json.dumps({k: v for k, v in record.items() if k != "model_files"}))
+    older = {k: v for k, v in record.items() if k != "model_files"}
+    older["generation"] = {k: v for k, v in record["generation"].items() if k != "top_k"}
+    (out / "eval_run.json").write_text(json.dumps(older))
     evaluate(str(ckpt), data, output=out, **kw)
 
 

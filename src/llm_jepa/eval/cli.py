@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=50,
+                   help="sample among the k most likely tokens (0: all; 50 is transformers' default, made explicit)")
     p.add_argument("--repetition-penalty", type=float, default=1.0)
     p.add_argument("--beams", type=int, default=1)
     p.add_argument("--similarity", action=argparse.BooleanOptionalAction, default=True,
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     settings = GenerationSettings(
         max_new_tokens=args.max_new_tokens, do_sample=args.sample, temperature=args.temperature,
-        top_p=args.top_p, repetition_penalty=args.repetition_penalty, num_beams=args.beams,
+        top_p=args.top_p, top_k=args.top_k, repetition_penalty=args.repetition_penalty, num_beams=args.beams,
     )
     options = {}
     if args.db_dir:

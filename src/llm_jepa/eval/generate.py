@@ -34,6 +34,9 @@ class GenerationSettings:
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
+    #: sampling keeps the k most likely tokens (0: all). 50 is what transformers applied when this was
+    #: left unset (its default, or the model's own generation_config), now explicit and recorded
+    top_k: int = 50
     repetition_penalty: float = 1.0
     num_beams: int = 1
     seed: int = 0
@@ -97,6 +100,25 @@ class _TokenLogprobs:
         return [(t / c).item() if c else None for t, c in zip(self.total, self.count, strict=True)]
 
 
+#: generation_config fields whose logits processors transformers runs before user processors (so
+#: before :class:`_TokenLogprobs`): a model that sets any of them gets its log-probabilities from a
+#: forward instead. generate() fills unset fields from the model's own generation_config.
+MASKING_DEFAULTS = ("no_repeat_ngram_size", "min_length", "min_new_tokens", "suppress_tokens", "begin_suppress_tokens",
+                    "bad_words_ids", "sequence_bias", "forced_bos_token_id", "forced_eos_token_id",
+                    "exponential_decay_length_penalty", "encoder_no_repeat_ngram_size", "encoder_repetition_penalty")
+
+
+def masking_defaults(model: Any) -> list[str]:
+    """The fields of ``MASKING_DEFAULTS`` the model's generation_config sets (to anything but off)."""
+    config = getattr(model, "generation_config", None)
+
+    def off(field: str, value: Any) -> bool:
+        return value is None or value is False or value in (0, [], (), {}) or (
+            field == "encoder_repetition_penalty" and value == 1.0)
+
+    return [f for f in MASKING_DEFAULTS if not off(f, getattr(config, f, None))]
+
+
 @torch.no_grad()
 def generate(
     model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings | None = None,
@@ -107,8 +129,9 @@ def generate(
     ``progress(n)`` is called after each batch with the number of prompts it completed. With
     ``num_return_sequences`` n (samples, or the n best beams), prompt i's n completions are items
     ``i*n .. i*n+n-1``. A ``logprobs`` list is filled, in the same order, with each completion's mean
-    token log-probability under the model (its stop token included), taken while generating; it
-    needs ``num_beams`` 1 (beams reorder rows) and ``repetition_penalty`` 1 (it would be counted)."""
+    token log-probability under the model (its stop token included; a completion cut off by
+    ``max_new_tokens`` has none to count), taken while generating; it needs ``num_beams`` 1 (beams
+    reorder rows), ``repetition_penalty`` 1 and no :func:`masking_defaults` (they would be counted)."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     s = settings or GenerationSettings()
@@ -117,7 +140,7 @@ def generate(
         do_sample=s.do_sample,
         temperature=s.temperature if s.do_sample else None,
         top_p=s.top_p if s.do_sample else None,
-        top_k=None,
+        top_k=s.top_k if s.do_sample else None,
         repetition_penalty=s.repetition_penalty,
         num_beams=s.num_beams,
         num_return_sequences=num_return_sequences,
@@ -134,8 +157,9 @@ def generate(
     n = num_return_sequences
     out: list[str] = [""] * (len(prompts) * n)
     if logprobs is not None:
-        if s.num_beams != 1 or s.repetition_penalty != 1.0:
-            raise ValueError("log-probabilities while generating need num_beams 1 and repetition_penalty 1")
+        if s.num_beams != 1 or s.repetition_penalty != 1.0 or masking_defaults(model):
+            raise ValueError("log-probabilities while generating need num_beams 1, repetition_penalty 1 and no "
+                             f"masking processor in the model's generation_config (it sets {masking_defaults(model)})")
         logprobs[:] = [None] * len(out)
     try:
         for start in range(0, len(order), batch_size):

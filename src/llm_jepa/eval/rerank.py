@@ -43,7 +43,7 @@ from ..data import Example
 from ..objective import forward_packed
 from ..runs import TrainedRun
 from ..views import IGNORE, Segment, ViewBuilder, view_segments
-from .generate import GenerationSettings, generate, render_prompt
+from .generate import GenerationSettings, generate, masking_defaults, render_prompt
 from .stats import wilson_interval
 
 __all__ = ["MODES", "RerankSettings", "candidate_settings", "score_candidates", "combined", "pick", "majority",
@@ -168,11 +168,13 @@ def score_candidates(run: TrainedRun, examples: list[Example], candidates: list[
     return [[scores(at) for at in row] for row in plan]
 
 
-def logprob_while_sampling(candidates: GenerationSettings) -> bool:
+def logprob_while_sampling(candidates: GenerationSettings, model: Any = None) -> bool:
     """Whether the candidates' log-probabilities are taken while they are sampled (no extra forward):
-    for sampled candidates without a repetition penalty; beams and penalised sampling get a forward
-    over prompt + candidate in the scoring pass instead."""
-    return candidates.do_sample and candidates.num_beams == 1 and candidates.repetition_penalty == 1.0
+    for sampled candidates without a repetition penalty, from a model whose generation_config adds no
+    masking processor (``generate.masking_defaults``); otherwise a forward over prompt + candidate in
+    the scoring pass gives them."""
+    return (candidates.do_sample and candidates.num_beams == 1 and candidates.repetition_penalty == 1.0
+            and not (model is not None and masking_defaults(model)))
 
 
 def combined(cosine: float | None, logprob: float | None, weight: float) -> float | None:
@@ -219,7 +221,7 @@ def rerank_batch(module: Any, run: TrainedRun, batch: list[Example], gen: Genera
     greedy, t_greedy = _timed(generate, run.model, tok, prompts, greedy_settings, batch_size, plain, progress=progress)
     sampling = replace(candidate_settings(gen, rr.n), seed=gen.seed + seed)
     per_prompt = None if progress is None else (lambda m: progress(m * rr.n))
-    while_sampling = rr.logprob_weight != 0 and logprob_while_sampling(sampling)
+    while_sampling = rr.logprob_weight != 0 and logprob_while_sampling(sampling, run.model)
     lps: list[float | None] | None = [] if while_sampling else None
     flat, t_sample = _timed(generate, run.model, tok, prompts, sampling, batch_size, plain, progress=per_prompt,
                             num_return_sequences=rr.n, logprobs=lps)
@@ -295,7 +297,7 @@ def separation(records: list[dict[str, Any]], primary: str, key: str) -> dict[st
 
 
 def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSettings,
-                     candidates: GenerationSettings) -> dict[str, Any]:
+                     candidates: GenerationSettings, model: Any = None) -> dict[str, Any]:
     """Accuracy of greedy, first candidate, majority vote, reranked pick and oracle (each with n decided and a 95%
     Wilson interval), how well the score and the cosine alone separate right from wrong candidates
     (:func:`separation`), the time spent on each step and scoring's share of sampling."""
@@ -312,7 +314,7 @@ def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSett
             "candidate_generation": asdict(candidates),  # seed: + each chunk's first row index
             "metric": primary, "accuracy": accuracy,
             "logprob_from": (None if not rr.logprob_weight else
-                             "sampling" if logprob_while_sampling(candidates) else "a forward over prompt + candidate"),
+                             "sampling" if logprob_while_sampling(candidates, model) else "a forward over prompt + candidate"),
             "distinct_candidates": sum(len({c["generation"] for c in r["candidates"]}) for r in records) / len(records),
             "separation": {k: separation(records, primary, k) for k in ("score", "cosine")},
             "time_s": time_s,

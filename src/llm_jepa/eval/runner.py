@@ -110,6 +110,8 @@ def _identity(key: str, value: Any) -> Any:
     :func:`_fingerprint_model`) and by ``model_files``, its configuration and tokenizer files."""
     if key == "data":
         return None
+    if key == "generation" and isinstance(value, dict) and "top_k" not in value:
+        return {**value, "top_k": GenerationSettings.top_k}  # recorded before top_k was: transformers' 50
     if key == "model" and isinstance(value, str):
         where, _, digest = value.rpartition("#")
         if where and Path(where).is_absolute() and len(digest) == 16 and all(c in "0123456789abcdef" for c in digest):
@@ -180,6 +182,7 @@ _RANGES = {
     "num_beams": (lambda v: v >= 1, "at least 1"),
     "temperature": (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
     "top_p": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "top_k": (lambda v: v >= 0, "0 (off) or more"),
     "repetition_penalty": (lambda v: v > 0 and math.isfinite(v), "a finite number > 0"),
 }
 
@@ -362,7 +365,8 @@ def evaluate(
         if rr:
             from .rerank import candidate_settings, print_rerank, summarize_rerank
 
-            summary["rerank"] = summarize_rerank(records, module.PRIMARY, rr, candidate_settings(gen, rr.n))
+            summary["rerank"] = summarize_rerank(records, module.PRIMARY, rr, candidate_settings(gen, rr.n),
+                                                trained.model)
         if out_dir:
             (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
         if not quiet:
