@@ -49,6 +49,16 @@ def _diag_cells(d: dict) -> str:
             f"{cc.get('effective_rank', float('nan')):.1f} | {ret:.3f} | {st.get('rest_patch_cosine', float('nan')):.3f}")
 
 
+def paired_t(arm: np.ndarray, baseline: np.ndarray) -> str:
+    """The paper's paired one-tailed t-test (arm > baseline) over seeds, as a table cell. When every
+    seed shows the same difference the t statistic is infinite and says nothing: say so instead."""
+    diff = arm - baseline
+    if np.allclose(diff, diff[0], rtol=0, atol=1e-12):
+        return f"same difference on every seed ({diff[0]:+.3f}): no t"
+    r = stats.ttest_rel(arm, baseline, alternative="greater")
+    return f"t = {r.statistic:.2f}, p = {r.pvalue:.3f}"
+
+
 def tables(root: str | Path) -> str:
     seeds = _load(Path(root))
     if not seeds:
@@ -79,8 +89,7 @@ def tables(root: str | Path) -> str:
             if name != "baseline" and all("baseline" in seeds[s]["arms"] for s in have):
                 base = np.array([seeds[s]["arms"]["baseline"]["summary"]["metrics"][metric]["accuracy"] for s in have])
                 if len(have) > 1 and np.any(v != base):
-                    r = stats.ttest_rel(v, base, alternative="greater")
-                    t = f"t = {r.statistic:.2f}, p = {r.pvalue:.3f}"
+                    t = paired_t(v, base)
                 gain = lose = 0
                 for s in have:
                     mine, theirs = seeds[s]["arms"][name]["preds"], seeds[s]["arms"]["baseline"]["preds"]

@@ -74,6 +74,10 @@ def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
     text = table.tables(tmp_path / "seeds")
     for seed in (1, 2):
         assert f"| {seed} | baseline |" in text and f"| {seed} | jepa |" in text
+    import numpy as np  # two seeds with the same difference: scipy's t is infinite, the table says why
+
+    assert table.paired_t(np.array([0.58, 0.55]), np.array([0.60, 0.57])) == "same difference on every seed (-0.020): no t"
+    assert table.paired_t(np.array([0.58, 0.56]), np.array([0.60, 0.57])).startswith("t = -3.00, p = 0.898")
     (jepa_exact,) = [line for line in text.splitlines() if line.startswith("| jepa | exact |")]
     assert f"{rows['jepa']['mean']:.3f} ±" in jepa_exact and "| 1, 2 |" in jepa_exact
 
