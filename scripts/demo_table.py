@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from llm_jepa.sweep.stats import paired_test
+
 METRICS = ("exact", "startswith", "equivalent")
 
 
@@ -50,13 +52,13 @@ def _diag_cells(d: dict) -> str:
 
 
 def paired_t(arm: np.ndarray, baseline: np.ndarray) -> str:
-    """The paper's paired one-tailed t-test (arm > baseline) over seeds, as a table cell. When every
-    seed shows the same difference the t statistic is infinite and says nothing: say so instead."""
-    diff = arm - baseline
-    if np.allclose(diff, diff[0], rtol=0, atol=1e-12):
-        return f"same difference on every seed ({diff[0]:+.3f}): no t"
-    r = stats.ttest_rel(arm, baseline, alternative="greater")
-    return f"t = {r.statistic:.2f}, p = {r.pvalue:.3f}"
+    """The paper's paired one-tailed t-test (arm > baseline) over seeds (the sweep's
+    :func:`~llm_jepa.sweep.stats.paired_test`), as a table cell. When every seed shows the same
+    difference the t statistic is infinite and says nothing: say so instead."""
+    r = paired_test(dict(enumerate(arm.tolist())), dict(enumerate(baseline.tolist())))
+    if r["note"].startswith("the difference is the same"):
+        return f"same difference on every seed ({arm[0] - baseline[0]:+.3f}): no t"
+    return r["note"] or f"t = {r['t']:.2f}, p = {r['p_value']:.3f}"
 
 
 def tables(root: str | Path) -> str:
