@@ -20,8 +20,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from llm_jepa.eval.rerank import MODES, _mode_values, separation
-from llm_jepa.eval.stats import wilson_interval
+from llm_jepa.eval.rerank import MODES, _mode_values, mode_accuracy, separation
 
 MODE_NAMES = {"greedy": "greedy", "first": "first sample", "vote": "vote", "reranked": "reranked", "oracle": "oracle"}
 
@@ -36,9 +35,9 @@ def _load(spec: str) -> tuple[str, dict, list[dict]]:
     return label or path.name, summary, records
 
 
-def _cell(hits: int, n: int) -> str:
-    lo, hi = wilson_interval(hits, n)
-    return f"{hits / n:.3f} [{lo:.3f}, {hi:.3f}]" if n else "-"
+def _cell(m: dict) -> str:
+    lo, hi = m["ci95"]
+    return f"{m['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" if m["n"] else "-"
 
 
 def _logprob_alone(records: list[dict], primary: str) -> str:
@@ -75,11 +74,8 @@ def tables(specs: list[str]) -> str:
            "|---|---|---|---|---|" + "---|" * len(MODES) + "---|---|"]
     for label, s, records in runs:
         rr = s["rerank"]
-        values = [_mode_values(r, rr["metric"]) for r in records]
-        cells = []
-        for mode in MODES:
-            decided = [v[mode] for v in values if v[mode] is not None]
-            cells.append(_cell(sum(bool(v) for v in decided), len(decided)))
+        accuracy = mode_accuracy(records, rr["metric"])  # from the records: older summaries lack vote
+        cells = [_cell(accuracy[mode]) for mode in MODES]
         out.append(f"| {label} | {_nt(rr)} | "
                    f"{rr['logprob_weight']:g} | {len(records)} | " + " | ".join(cells)
                    + f" | {rr['distinct_candidates']:.2f} | {rr['scoring_over_sampling']:.2f} |")

@@ -119,6 +119,14 @@ def masking_defaults(model: Any) -> list[str]:
     return [f for f in MASKING_DEFAULTS if not off(f, getattr(config, f, None))]
 
 
+def records_logprobs(settings: GenerationSettings, model: Any) -> list[str]:
+    """Why ``generate(..., logprobs=...)`` cannot record the model's own log-probabilities with these
+    settings and this model (empty: it can): beams reorder rows, and a repetition penalty or a
+    masking processor from the model's generation_config would be counted in them."""
+    return ([] if settings.num_beams == 1 else ["num_beams"]) + (
+        [] if settings.repetition_penalty == 1.0 else ["repetition_penalty"]) + masking_defaults(model)
+
+
 @torch.no_grad()
 def generate(
     model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings | None = None,
@@ -131,7 +139,7 @@ def generate(
     ``i*n .. i*n+n-1``. A ``logprobs`` list is filled, in the same order, with each completion's mean
     token log-probability under the model (its stop token included; a completion cut off by
     ``max_new_tokens`` has none to count), taken while generating; it needs ``num_beams`` 1 (beams
-    reorder rows), ``repetition_penalty`` 1 and no :func:`masking_defaults` (they would be counted)."""
+    reorder rows), ``repetition_penalty`` 1 and no :func:`masking_defaults` (:func:`records_logprobs`)."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     s = settings or GenerationSettings()
@@ -157,9 +165,10 @@ def generate(
     n = num_return_sequences
     out: list[str] = [""] * (len(prompts) * n)
     if logprobs is not None:
-        if s.num_beams != 1 or s.repetition_penalty != 1.0 or masking_defaults(model):
+        blocking = records_logprobs(s, model)
+        if blocking:
             raise ValueError("log-probabilities while generating need num_beams 1, repetition_penalty 1 and no "
-                             f"masking processor in the model's generation_config (it sets {masking_defaults(model)})")
+                             f"masking processor in the model's generation_config; these are set: {blocking}")
         logprobs[:] = [None] * len(out)
     try:
         for start in range(0, len(order), batch_size):

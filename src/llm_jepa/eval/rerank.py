@@ -43,7 +43,7 @@ from ..data import Example
 from ..objective import forward_packed
 from ..runs import TrainedRun
 from ..views import IGNORE, Segment, ViewBuilder, view_segments
-from .generate import GenerationSettings, generate, masking_defaults, render_prompt
+from .generate import GenerationSettings, generate, records_logprobs, render_prompt
 from .stats import wilson_interval
 
 __all__ = ["MODES", "RerankSettings", "candidate_settings", "score_candidates", "combined", "pick", "majority",
@@ -170,11 +170,9 @@ def score_candidates(run: TrainedRun, examples: list[Example], candidates: list[
 
 def logprob_while_sampling(candidates: GenerationSettings, model: Any = None) -> bool:
     """Whether the candidates' log-probabilities are taken while they are sampled (no extra forward):
-    for sampled candidates without a repetition penalty, from a model whose generation_config adds no
-    masking processor (``generate.masking_defaults``); otherwise a forward over prompt + candidate in
-    the scoring pass gives them."""
-    return (candidates.do_sample and candidates.num_beams == 1 and candidates.repetition_penalty == 1.0
-            and not (model is not None and masking_defaults(model)))
+    for sampled candidates that ``generate.records_logprobs`` allows; otherwise a forward over
+    prompt + candidate in the scoring pass gives them."""
+    return candidates.do_sample and not records_logprobs(candidates, model)
 
 
 def combined(cosine: float | None, logprob: float | None, weight: float) -> float | None:
@@ -296,11 +294,9 @@ def separation(records: list[dict[str, Any]], primary: str, key: str) -> dict[st
     return {"right_over_wrong": sum(per_prompt) / len(per_prompt), "prompts": len(per_prompt), "p": p}
 
 
-def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSettings,
-                     candidates: GenerationSettings, model: Any = None) -> dict[str, Any]:
-    """Accuracy of greedy, first candidate, majority vote, reranked pick and oracle (each with n decided and a 95%
-    Wilson interval), how well the score and the cosine alone separate right from wrong candidates
-    (:func:`separation`), the time spent on each step and scoring's share of sampling."""
+def mode_accuracy(records: list[dict[str, Any]], primary: str) -> dict[str, dict[str, Any]]:
+    """Per mode (:data:`MODES`): the primary metric's accuracy over the records where it is decided,
+    their number ``n`` and a 95% Wilson interval."""
     values = [_mode_values(r, primary) for r in records]
     accuracy = {}
     for mode in MODES:
@@ -308,6 +304,15 @@ def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSett
         hits = sum(bool(v) for v in decided)
         accuracy[mode] = {"accuracy": hits / len(decided) if decided else float("nan"), "n": len(decided),
                           "ci95": list(wilson_interval(hits, len(decided)))}
+    return accuracy
+
+
+def summarize_rerank(records: list[dict[str, Any]], primary: str, rr: RerankSettings,
+                     candidates: GenerationSettings, model: Any = None) -> dict[str, Any]:
+    """Accuracy of greedy, first candidate, majority vote, reranked pick and oracle (each with n decided and a 95%
+    Wilson interval), how well the score and the cosine alone separate right from wrong candidates
+    (:func:`separation`), the time spent on each step and scoring's share of sampling."""
+    accuracy = mode_accuracy(records, primary)
     time_s = {k: sum(r["time_s"][k] for r in records) for k in ("greedy", "sampling", "scoring")}
     return {"n_candidates": rr.n, "logprob_weight": rr.logprob_weight,
             "candidates_from": f"{candidates.num_beams} beams" if candidates.num_beams > 1 else "sampling",
