@@ -261,3 +261,16 @@ def test_gpu_check_dry_run_writes_every_row(tmp_path):
     sdpa = json.loads((tmp_path / "out" / "sdpa_b32.json").read_text())
     assert set(sdpa["strategies"]) == set(ROWS["sdpa_b32"]["strategies"]) and sdpa["attention"] == "sdpa"
     assert sdpa["config"]["model_config"].endswith("tiny_llama.json")
+    assert all("stp" in ROWS[name]["strategies"] for name in ("sdpa_b32", "flex_b32", "auto_b32", "smollm2_b32"))
+    smol = json.loads((tmp_path / "out" / "smollm2_b32.json").read_text())
+    assert "stp" in smol["strategies"] and "## smollm2_b32: requested auto" in md
+
+
+def test_gpu_check_rows_build_the_shapes_they_name(tmp_path):
+    import json
+
+    from llm_jepa.bench.gpu_check import LLAMA_3_2_1B, SMOLLM2_135M, _shape_file
+
+    smol = json.loads(open(_shape_file(tmp_path, "smollm2_135m", dry_run=False)).read())
+    assert smol == SMOLLM2_135M and smol["hidden_size"] == 576 and smol["num_hidden_layers"] == 30
+    assert json.loads(open(_shape_file(tmp_path, "llama_3_2_1b", dry_run=False)).read()) == LLAMA_3_2_1B

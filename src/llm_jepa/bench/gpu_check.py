@@ -7,7 +7,12 @@ each written as soon as it finishes (a run cut short still leaves the rows befor
 - ``sdpa_b32``: plain, paper 3-row, packed short rows, one row; plus generation (bf16, and fp32
   on the prompts where batched and one-at-a-time disagree);
 - ``flex_b32``: the same packed strategies under flex attention (first step = compile time);
-- ``auto_b32``: what ``--attn auto`` resolves to on that machine.
+- ``auto_b32``: what ``--attn auto`` resolves to on that machine;
+- ``smollm2_b32``: the same under ``auto`` on the SmolLM2-135M shape (the real model of the
+  CPU protocol in docs/results.md; random weights, since the checkpoint does not travel).
+
+STP rides along in every packed row: it adds no token, so its cost over plain is the gather and
+the cosine of its tube loss.
 
 ``dry_run`` runs the same rows on CPU with a tiny model and one step each: a check of the
 plumbing, not a measurement.
@@ -27,30 +32,41 @@ __all__ = ["LLAMA_3_2_1B", "ROWS", "gpu_check"]
 LLAMA_3_2_1B = {"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
                 "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256,
                 "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}
+#: the shape of SmolLM2-135M-Instruct (tied embeddings, grouped-query attention 9/3, head dim 64)
+SMOLLM2_135M = {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
+                "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "vocab_size": 49152,
+                "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}
 _TINY = {**LLAMA_3_2_1B, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "vocab_size": 1024}
 
-_PACKED = ["plain", "jepa_packed", "jepa_one_row"]
-#: row name -> BenchConfig overrides
+_PACKED = ["plain", "stp", "jepa_packed", "jepa_one_row"]
+#: row name -> BenchConfig overrides; ``shape`` (not a BenchConfig field) names another model shape
 ROWS: dict[str, dict[str, Any]] = {
-    "sdpa_b32": {"attn": "sdpa", "strategies": ["plain", "paper_3row", "jepa_packed", "jepa_one_row"],
+    "sdpa_b32": {"attn": "sdpa", "strategies": ["plain", "paper_3row", "stp", "jepa_packed", "jepa_one_row"],
                  "generation": True},
     "flex_b32": {"attn": "flex_attention", "strategies": _PACKED},
     "auto_b32": {"attn": "auto", "strategies": _PACKED},
+    "smollm2_b32": {"attn": "auto", "strategies": _PACKED, "shape": "smollm2_135m"},
 }
+_SHAPES = {"llama_3_2_1b": LLAMA_3_2_1B, "smollm2_135m": SMOLLM2_135M}
+
+
+def _shape_file(workdir: Path, name: str, dry_run: bool) -> str:
+    """The config file of shape ``name`` (the tiny one on a dry run, whatever the name)."""
+    config = workdir / ("tiny_llama.json" if dry_run else f"{name}.json")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps(_TINY if dry_run else _SHAPES[name], indent=2))
+    return str(config)
 
 
 def _base(workdir: Path, dry_run: bool) -> Any:
     from .run import BenchConfig
 
-    shape = _TINY if dry_run else LLAMA_3_2_1B
-    config = workdir / ("tiny_llama.json" if dry_run else "llama_3_2_1b.json")
-    config.parent.mkdir(parents=True, exist_ok=True)
-    config.write_text(json.dumps(shape, indent=2))
+    config = _shape_file(workdir, "llama_3_2_1b", dry_run)
     if dry_run:
-        return BenchConfig(model_config=str(config), size="micro", device="cpu", batch_size=2, steps=1, warmup=1,
+        return BenchConfig(model_config=config, size="micro", device="cpu", batch_size=2, steps=1, warmup=1,
                            max_length=64, gen_prompts=2, gen_tokens=4, generation=False)
-    return BenchConfig(model_config=str(config), size="micro", batch_size=32, steps=5, warmup=2, gen_prompts=32,
+    return BenchConfig(model_config=config, size="micro", batch_size=32, steps=5, warmup=2, gen_prompts=32,
                        gen_tokens=48, generation=False)
 
 
@@ -58,11 +74,12 @@ def _header(base: Any, dry_run: bool) -> list[str]:
     import torch
     import transformers
 
-    shape = json.loads(Path(base.model_config).read_text())
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() and base.device != "cpu" else "none (CPU)"
     return [f"# GPU check (issue 17){' - DRY RUN on CPU, not a measurement' if dry_run else ''}", "",
             f"device: {gpu}; torch {torch.__version__}; transformers {transformers.__version__}", "",
-            f"model (random weights): {json.dumps(shape)}", "",
+            f"model (random weights, unless a row names another shape): "
+            f"{json.dumps(json.loads(Path(base.model_config).read_text()))}",
+            "",
             "command: `scripts/gpu_check.sh" + (" --dry-run" if dry_run else "") + "`", ""]
 
 
@@ -79,12 +96,16 @@ def gpu_check(out_dir: str | Path, workdir: str | Path = ".bench", dry_run: bool
     for name, overrides in ROWS.items():
         if dry_run and overrides["attn"] == "flex_attention":
             overrides = {**overrides, "attn": "sdpa"}  # flex attention has no backward on CPU
+        if "shape" in overrides:
+            overrides = {**{k: v for k, v in overrides.items() if k != "shape"},
+                         "model_config": _shape_file(workdir, overrides["shape"], dry_run)}
         t = time.perf_counter()
         try:
             res = run_bench(replace(base, **overrides), workdir, json_path=out / f"{name}.json")
             results[name] = {"attention": res["attention"], "seconds": time.perf_counter() - t}
             md += [f"## {name}: requested {overrides['attn']}, ran {res['attention']}, batch {base.batch_size}, "
-                   f"{res['dtype']} ({results[name]['seconds']:.0f} s)", "", to_markdown(res)]
+                   f"{res['dtype']}, model {Path(res['config']['model_config']).stem} "
+                   f"({results[name]['seconds']:.0f} s)", "", to_markdown(res)]
         except Exception as e:  # noqa: BLE001 - one broken row must not lose the others' numbers
             results[name] = {"error": f"{type(e).__name__}: {e}"}
             md += [f"## {name}: FAILED", "", f"    {results[name]['error']}", ""]
