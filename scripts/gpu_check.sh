@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check of issue 17 in one shot (about 5 minutes on one H100/H200): a random-weight
-# Llama-3.2-1B-shaped model, bench rows sdpa / flex / auto at batch 32, batched generation in bf16
-# (and fp32 where the outputs differ). Writes gpu_check.md, gpu_check.json and <row>.json to $OUT
-# (default: ./gpu_check_out). --dry-run: the same rows on CPU with a tiny model (plumbing only).
+# The GPU check of issue 17 in one shot (155 s on one H200): a random-weight Llama-3.2-1B-shaped
+# model, bench rows sdpa / flex / auto at batch 32 (STP in each), batched generation in bf16 (and
+# fp32 where the outputs differ), and the same under auto on the SmolLM2-135M shape.
+# Writes gpu_check.md, gpu_check.json and <row>.json to $OUT (default: ./gpu_check_out). --dry-run: the same rows on CPU with a tiny model (plumbing only).
 #
 #   scripts/gpu_check.sh            # on the GPU machine
 #   scripts/gpu_check.sh --dry-run  # anywhere
