@@ -35,7 +35,7 @@ def _load(root: Path) -> dict[int, dict]:
             print(f"{folder.name}: unfinished, arms so far: {', '.join(r['arms'])}", file=sys.stderr)
         arms = {}
         for name, a in r["arms"].items():
-            run = folder / "runs" / name
+            run = folder / a.get("run_dir", f"runs/{name}")  # relative to the demo's folder; lr-*/runs/ when tuned
             preds = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
             done = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"train_runtime"' in x]
             arms[name] = {**a, "preds": {p["index"]: p for p in preds},

@@ -65,3 +65,99 @@ def test_demo_defaults_follow_the_starting_model(monkeypatch, argv, expected):
     monkeypatch.setattr(run, "run_demo", seen.append)
     assert main(["demo", *argv]) == 0
     assert (seen[0].learning_rate, seen[0].batch_size, seen[0].arms) == expected
+
+
+def test_validation_rows_are_the_last_of_the_seeds_permutation_and_never_trained_on(files, tmp_path):
+    import random
+
+    from llm_jepa.demo.run import _validation_split
+
+    lines = (files / "train.jsonl").read_text().splitlines()
+    val = _validation_split(files / "train.jsonl", 12, 8, 1, tmp_path / "v").read_text().splitlines()
+    order = random.Random(1).sample(range(len(lines)), len(lines))  # the documented rule, written out
+    assert val == [lines[i] for i in sorted(order[-8:])]
+    # outside the training subset of this seed, and of every larger subset up to 40 - 8 rows
+    for n in (12, 32):
+        assert not set(val) & set(_train_subset(files / "train.jsonl", n, 1, tmp_path / f"t{n}").read_text().splitlines())
+    with pytest.raises(ValueError, match=r"train\.jsonl: 40 rows cannot hold 33 training rows and 8"):
+        _validation_split(files / "train.jsonl", 33, 8, 1, tmp_path / "w")
+
+
+def test_demo_tunes_the_learning_rate_on_held_out_rows_and_trains_every_arm_at_the_winner(files, tmp_path,
+                                                                                            monkeypatch):
+    import llm_jepa.demo.run as demo_run
+    import llm_jepa.train as train_mod
+
+    trained, evaluated = [], []
+    real_train, real_eval = train_mod.train, demo_run._evaluate_arm
+
+    def counting_train(cfg, *a, **k):
+        trained.append((Path(cfg.output_dir).relative_to(out).as_posix(), cfg.learning_rate))
+        return real_train(cfg, *a, **k)
+
+    def scripted_eval(cfg, run_dir, data, limit=None, name="eval"):
+        summary = real_eval(cfg, run_dir, data, limit=limit, name=name)
+        evaluated.append((Path(data).name, name, summary["n"]))
+        if name == "eval-validation":  # the larger rate wins on validation, so no tie rule picks it
+            rate = yaml.safe_load((run_dir / "llm_jepa_config.yaml").read_text())["learning_rate"]
+            summary["metrics"]["exact"]["accuracy"] = {1e-3: 0.5, 1e-4: 0.25}[rate]
+        return summary
+
+    monkeypatch.setattr(train_mod, "train", counting_train)
+    monkeypatch.setattr(demo_run, "_evaluate_arm", scripted_eval)
+    out = tmp_path / "demo"
+    cfg = DemoConfig(output=str(out), model=str(files / "ckpt"), lora=True, data=str(files / "train.jsonl"),
+                     test_data=str(files / "test.jsonl"), n_train=12, n_test=4, steps=2, batch_size=4,
+                     arms=["baseline", "jepa"], max_new_tokens=4, view_system="none", threads=1,
+                     tune_learning_rates=[1e-4, 1e-3], n_validation=6)
+    results = run_demo(cfg)
+    t = results["tuning"]
+    assert t["chosen"] == 1e-3 and results["config"]["learning_rate"] == 1e-3
+    assert {r["exact"] for r in t["rates"].values()} == {0.5, 0.25}
+    # the plain arm once per rate, JEPA once at the winner; the winner's plain arm is the baseline
+    assert sorted(trained) == [("lr-0.0001/runs/baseline", 1e-4), ("lr-0.001/runs/baseline", 1e-3),
+                               ("lr-0.001/runs/jepa", 1e-3)]
+    assert results["arms"]["baseline"]["run_dir"] == "lr-0.001/runs/baseline"
+    # validation evaluated on the held-out rows of the training file, the arms on the test rows
+    assert sorted(evaluated) == [("test.jsonl", "eval", 4), ("test.jsonl", "eval", 4),
+                                 ("validation.jsonl", "eval-validation", 6), ("validation.jsonl", "eval-validation", 6)]
+    train_rows = set((out / "data" / "train.jsonl").read_text().splitlines())
+    assert not train_rows & set((out / t["validation_file"]).read_text().splitlines())
+    report = (out / "report.md").read_text()
+    assert "Learning rate tuned on 6 rows" in report and "0.0001: 0.250, 0.001: 0.500" in report
+    # a rerun reuses every run
+    trained.clear()
+    assert run_demo(cfg)["tuning"]["chosen"] == 1e-3 and trained == []
+
+
+def test_a_tie_on_validation_goes_to_the_smaller_rate(tmp_path, monkeypatch):
+    import llm_jepa.demo.run as demo_run
+
+    monkeypatch.setattr(demo_run, "_validation_split", lambda *a: tmp_path / "validation.jsonl")
+    monkeypatch.setattr(demo_run, "_train_arm", lambda cfg, name, base, train, steps, out: out / "runs" / name)
+    monkeypatch.setattr(demo_run, "_evaluate_arm",
+                        lambda *a, **k: {"metrics": {"exact": {"accuracy": 0.4, "n": 3, "ci95": [0, 1]}}})
+    cfg = DemoConfig(output=str(tmp_path), data="d.jsonl", test_data="t.jsonl", tune_learning_rates=[3e-4, 1e-4, 2e-4])
+    assert demo_run._tune_learning_rate(cfg, tmp_path, tmp_path, tmp_path, 0.0)["chosen"] == 1e-4
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--tune-lr", "1e-4", "2e-4", "--learning-rate", "1e-4"], "not both"),
+    (["--tune-lr", "1e-4", "2e-4"], "needs --data"),
+    (["--tune-lr", "1e-4", "--data", "x.jsonl", "--test-data", "y.jsonl"], "at least two distinct"),
+    (["--tune-lr", "1e-4", "1e-4", "--data", "x.jsonl", "--test-data", "y.jsonl"], "at least two distinct"),
+    (["--tune-lr", "1e-4", "nan", "--data", "x.jsonl", "--test-data", "y.jsonl"], "finite"),
+    (["--tune-lr", "1e-4", "2e-4", "--n-validation", "0", "--data", "x.jsonl", "--test-data", "y.jsonl"],
+     "n_validation"),
+])
+def test_bad_tuning_options_fail_before_anything_is_written(tmp_path, capsys, argv, message):
+    from llm_jepa.cli import main
+
+    out = tmp_path / "out"
+    try:
+        rc = main(["demo", "--output", str(out), "--size", "micro", *argv])
+    except SystemExit as e:
+        rc, err = 2, str(e)
+    else:
+        err = capsys.readouterr().err
+    assert rc == 2 and message in err and not out.exists()

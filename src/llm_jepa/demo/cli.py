@@ -19,6 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help=f"default {d.batch_size} ({pre['batch_size']} with --model)")
     p.add_argument("--learning-rate", type=float,
                    help=f"default {d.learning_rate} ({pre['learning_rate']} with --model)")
+    p.add_argument("--tune-lr", type=float, nargs="+", metavar="RATE",
+                   help="choose the learning rate first: train the plain arm at each RATE, evaluate it on "
+                        "--n-validation rows of --data held out from training (never the test rows), and train "
+                        "every arm at the best (instead of --learning-rate)")
+    p.add_argument("--n-validation", type=int, default=d.n_validation,
+                   help="held-out training rows that --tune-lr evaluates on")
     p.add_argument("--n-train", type=int, default=d.n_train,
                    help="training rows: generated, or with --data a fixed subset of that file drawn with --seed")
     p.add_argument("--n-test", type=int, default=d.n_test, help="held-out rows to evaluate")
@@ -47,12 +53,14 @@ def run(args: argparse.Namespace) -> int:
     d = PRETRAINED_DEFAULTS if args.model else {"learning_rate": DemoConfig.learning_rate,
                                                 "batch_size": DemoConfig.batch_size, "arms": DEFAULT_ARMS}
     given = {k: getattr(args, k) for k in ("batch_size", "learning_rate")}  # None: not given (0 is refused)
+    if args.tune_lr and args.learning_rate is not None:
+        raise SystemExit("llm-jepa demo: give --learning-rate or --tune-lr, not both")
     cfg = DemoConfig(
         output=args.output, steps=args.steps,
         **{k: d[k] if v is None else v for k, v in given.items()}, n_train=args.n_train, n_test=args.n_test,
         size=args.size, seed=args.seed, arms=list(args.arms or d["arms"]), data=args.data, test_data=args.test_data,
         overwrite=args.overwrite, model=args.model, lora=args.lora, threads=args.threads,
-        view_system=args.view_system,
+        view_system=args.view_system, tune_learning_rates=args.tune_lr, n_validation=args.n_validation,
     )
     if args.seeds:
         run_demo_seeds(cfg, list(args.seeds))

@@ -82,6 +82,17 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _tuning_lines(results: dict[str, Any]) -> list[str]:
+    """The learning rates tried on the held-out validation rows and the one every arm trained at."""
+    if "tuning" not in results:
+        return []
+    t = results["tuning"]
+    tried = ", ".join(f"{r['learning_rate']:g}: {r['exact']:.3f}" for r in t["rates"].values())
+    return ["", f"Learning rate tuned on {t['n_validation']} rows of the training file held out from training "
+                f"(never the test rows), plain arm, validation exact match: {tried}; every arm trained at "
+                f"{t['chosen']:g}."]
+
+
 def _base_lines(results: dict[str, Any]) -> list[str]:
     """The pretrained start's own diagnostics (a real model's embeddings are anisotropic before
     any training), to read the arms' numbers against."""
@@ -105,13 +116,13 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         table.add_row(*row)
     console = Console(width=max(Console().width, 150))
     console.print(table)
-    for line in [*_base_lines(results)[1:], *_verdicts(results)]:
+    for line in [*_tuning_lines(results)[1:], *_base_lines(results)[1:], *_verdicts(results)]:
         console.print(line)
     plot_losses(results, out / "losses.png")
     md = ["# llm-jepa demo", "", f"Settings: `{json.dumps(results['config'])}`", "",
           "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     md += ["| " + " | ".join(r) + " |" for r in rows]
-    md += _base_lines(results)
+    md += _tuning_lines(results) + _base_lines(results)
     md += ["", "How to read it: *exact* is the paper's metric (95% Wilson interval beside it); *cos(pred, code)*",
            "is what the cosine JEPA loss drives up; *code mean cos* is the mean cosine between the Code",
            "embeddings of different examples: near 1 means every embedding points the same way (collapse),",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +57,29 @@ class DemoConfig:
     lora: bool = False
     threads: int | None = None
     view_system: str = "default"
+    #: learning rates to choose from before the arms run: the plain arm is trained at each and
+    #: evaluated on ``n_validation`` rows of the training file held out from every training subset;
+    #: all arms then train at the best one (``learning_rate`` is not used)
+    tune_learning_rates: list[float] | None = None
+    n_validation: int = 300
 
     def __post_init__(self) -> None:
         """Numbers a run cannot work with are refused here, before anything is written (the demo
         would otherwise find them after its data, base model or a whole arm)."""
         import math
 
-        for name in ("steps", "batch_size", "n_train", "n_test", "n_analysis", "max_new_tokens"):
+        for name in ("steps", "batch_size", "n_train", "n_test", "n_analysis", "max_new_tokens", "n_validation"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not (self.learning_rate >= 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be a finite number >= 0, got {self.learning_rate}")
+        for name, rates in (("learning_rate", [self.learning_rate]), ("tune_learning_rates", self.tune_learning_rates)):
+            for rate in rates or []:
+                if not (rate >= 0 and math.isfinite(rate)):
+                    raise ValueError(f"{name} must be finite and >= 0, got {rate}")
+        if self.tune_learning_rates is not None:
+            if len(self.tune_learning_rates) < 2 or len(set(self.tune_learning_rates)) != len(self.tune_learning_rates):
+                raise ValueError(f"tuning needs at least two distinct learning rates, got {self.tune_learning_rates}")
+            if not self.data:
+                raise ValueError("tuning the learning rate needs --data: its held-out rows come from that file")
 
 
 #: the demo's defaults when it starts from a pretrained ``--model`` instead of the tiny one: a
@@ -91,23 +103,42 @@ def _prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, Path]:
     return train_file, test_file
 
 
-def _train_subset(data: Path, n: int, seed: int, out: Path) -> Path:
-    """``data`` itself, or when it has more than ``n`` rows a fixed subset of ``n`` (drawn with
-    ``seed``, kept in file order, nested across ``n``) written to ``out/data/train.jsonl``: the
-    low-data regime."""
+def _permuted_rows(data: Path, seed: int) -> tuple[list[str], list[int]]:
+    """The non-blank lines of ``data`` and a permutation of their indices drawn with ``seed``."""
     import random
 
     if not data.is_file():
         raise FileNotFoundError(f"{data}: no such training file")
     lines = [line for line in data.read_text().splitlines() if line.strip()]
+    return lines, random.Random(seed).sample(range(len(lines)), len(lines))
+
+
+def _write_rows(lines: list[str], keep: list[int], path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines[i] + "\n" for i in sorted(keep)))  # in file order
+    return path
+
+
+def _train_subset(data: Path, n: int, seed: int, out: Path) -> Path:
+    """``data`` itself, or when it has more than ``n`` rows a fixed subset of ``n`` (the first ``n``
+    of a permutation drawn with ``seed``, kept in file order, so nested across ``n``) written to
+    ``out/data/train.jsonl``: the low-data regime."""
+    lines, order = _permuted_rows(data, seed)
     if len(lines) <= n:
         return data
-    order = random.Random(seed).sample(range(len(lines)), len(lines))  # a seeded permutation: the subsets of
-    keep = sorted(order[:n])  # one seed are nested (500 rows lie within 2000), for a data-efficiency curve
-    subset = out / "data" / "train.jsonl"
-    subset.parent.mkdir(parents=True, exist_ok=True)
-    subset.write_text("".join(lines[i] + "\n" for i in keep))
-    return subset
+    # the subsets of one seed are nested (500 rows lie within 2000), for a data-efficiency curve
+    return _write_rows(lines, order[:n], out / "data" / "train.jsonl")
+
+
+def _validation_split(data: Path, n_train: int, n: int, seed: int, out: Path) -> Path:
+    """``n`` rows of ``data`` held out for tuning: the *last* ``n`` of the permutation whose first
+    ``n_train`` are the training subset, so they lie outside every training subset of this seed up
+    to ``len - n`` rows; written to ``out/data/validation.jsonl`` in file order."""
+    lines, order = _permuted_rows(data, seed)
+    if n_train + n > len(lines):
+        raise ValueError(f"{data}: {len(lines)} rows cannot hold {n_train} training rows and {n} held-out "
+                         f"validation rows apart; lower --n-train or --n-validation")
+    return _write_rows(lines, order[len(lines) - n:], out / "data" / "validation.jsonl")
 
 
 def _base_checkpoint(cfg: DemoConfig, out: Path, train_file: Path) -> Path:
@@ -211,11 +242,12 @@ def _equal_compute_steps(out: Path, steps: int) -> int:
     return equal_compute_steps(base / steps, budget=jepa)
 
 
-def _evaluate_arm(cfg: DemoConfig, run_dir: Path, test_file: Path) -> dict[str, Any]:
+def _evaluate_arm(cfg: DemoConfig, run_dir: Path, test_file: Path, limit: int | None = None,
+                  name: str = "eval") -> dict[str, Any]:
     from ..eval.generate import GenerationSettings
     from ..eval.runner import evaluate
 
-    return evaluate(str(run_dir), test_file, task="regex", limit=cfg.n_test, output=run_dir / "eval",
+    return evaluate(str(run_dir), test_file, task="regex", limit=limit or cfg.n_test, output=run_dir / name,
                     batch_size=64, generation=GenerationSettings(max_new_tokens=cfg.max_new_tokens), quiet=True,
                     similarity=False)  # the demo measures alignment itself in _diagnose
 
@@ -244,6 +276,34 @@ def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, **overrides: Any)
                                                 separator=run.view.separator,
                                                 max_length=256, batch_size=64, seed=cfg.seed),
     }
+
+
+def _rate_folder(out: Path, rate: float) -> Path:
+    """Where the arms trained at ``rate`` live when the demo tunes the rate (``out/lr-0.0001``)."""
+    return out / f"lr-{rate:g}"
+
+
+def _tune_learning_rate(cfg: DemoConfig, out: Path, base: Path, train_file: Path, t0: float) -> dict[str, Any]:
+    """Train the plain arm at every rate of ``cfg.tune_learning_rates`` and evaluate each on the
+    held-out validation rows of the training file (never the test rows); the best exact match wins,
+    a tie going to the smaller rate. The winner's plain arm is the baseline arm later: it is not
+    trained twice."""
+    val_file = _validation_split(Path(cfg.data), cfg.n_train, cfg.n_validation, cfg.seed, out)
+    rates: dict[str, Any] = {}
+    for rate in cfg.tune_learning_rates or []:
+        print(f"[demo] {time.perf_counter() - t0:5.0f} s  tuning: baseline at learning rate {rate:g}", flush=True)
+        run_dir = _train_arm(replace(cfg, learning_rate=rate), "baseline", base, train_file, cfg.steps,
+                             _rate_folder(out, rate))
+        summary = _evaluate_arm(cfg, run_dir, val_file, limit=cfg.n_validation, name="eval-validation")
+        exact = summary["metrics"]["exact"]
+        rates[f"{rate:g}"] = {"learning_rate": rate, "run_dir": str(run_dir.relative_to(out)), "exact": exact["accuracy"],
+                              "ci95": exact.get("ci95"), "n": exact.get("n")}
+        print(f"[demo] {time.perf_counter() - t0:5.0f} s  tuning: learning rate {rate:g}: validation exact match "
+              f"{exact['accuracy']:.3f}", flush=True)
+    best = max(rates.values(), key=lambda r: (r["exact"], -r["learning_rate"]))
+    print(f"[demo] tuning: every arm trains at learning rate {best['learning_rate']:g}", flush=True)
+    return {"validation_file": str(val_file.relative_to(out)), "n_validation": cfg.n_validation, "rates": rates,
+            "chosen": best["learning_rate"]}
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -278,18 +338,24 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     if cfg.model:  # a pretrained start is far from isotropic already: its numbers go beside the arms'
         results["base"] = {"diagnostics": _diagnose(cfg, base, test_file, predictors=ARMS["jepa"]["predictors"],
                                                      view_system=cfg.view_system)}
+    runs_out = out
+    if cfg.tune_learning_rates:
+        results["tuning"] = _tune_learning_rate(cfg, out, base, train_file, t0)
+        chosen = results["tuning"]["chosen"]
+        cfg, runs_out = replace(cfg, learning_rate=chosen), _rate_folder(out, chosen)
+        results["config"]["learning_rate"] = chosen
     ordered = [a for a in cfg.arms if not a.endswith("equal_compute")] + [a for a in cfg.arms if a.endswith("equal_compute")]
     for i, name in enumerate(ordered, 1):
         steps = cfg.steps
         if name.endswith("equal_compute") and {"jepa", "baseline"} <= set(results["arms"]):
-            steps = _equal_compute_steps(out, cfg.steps)
+            steps = _equal_compute_steps(runs_out, cfg.steps)
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  arm {i}/{len(ordered)}: {name}, {steps} steps", flush=True)
         start = time.perf_counter()
-        run_dir = _train_arm(cfg, name, base, train_file, steps, out)
+        run_dir = _train_arm(cfg, name, base, train_file, steps, runs_out)
         train_s = time.perf_counter() - start
         summary = _evaluate_arm(cfg, run_dir, test_file)
         results["arms"][name] = {
-            "steps": steps, "train_seconds": train_s, "summary": summary,
+            "run_dir": str(run_dir.relative_to(out)), "steps": steps, "train_seconds": train_s, "summary": summary,
             "diagnostics": _diagnose(cfg, run_dir, test_file), "log": _metrics_log(run_dir),
         }
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: trained in {train_s:.0f} s "
@@ -310,8 +376,6 @@ def run_demo_seeds(cfg: DemoConfig, seeds: list[int]) -> dict[str, Any]:
     """The demo once per seed (data, model init and training all follow the seed), in ``seed-S``
     folders under ``cfg.output``, then mean ± std of exact match per arm over the seeds and the
     paper's paired one-tailed t-test of each arm against the baseline (``seeds.md``, ``seeds.json``)."""
-    from dataclasses import replace
-
     from ..sweep.stats import cell_stats
     from .report import write_seeds_report
 
