@@ -40,7 +40,9 @@ def _load(root: Path) -> dict[int, dict]:
             done = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"train_runtime"' in x]
             arms[name] = {**a, "preds": {p["index"]: p for p in preds},
                           "s_per_step": done[-1]["train_runtime"] / a["steps"] if done else float("nan")}
-        seeds[int(folder.name.split("-", 1)[1])] = {"arms": arms, "base": (r.get("base") or {}).get("diagnostics")}
+        seeds[int(folder.name.split("-", 1)[1])] = {"arms": arms, "base": (r.get("base") or {}).get("diagnostics"),
+                                                    "learning_rate": r["config"]["learning_rate"],
+                                                    "tuning": r.get("tuning")}
     return seeds
 
 
@@ -49,6 +51,15 @@ def _diag_cells(d: dict) -> str:
     ret = d["retrieval"]["top1"] if isinstance(d["retrieval"], dict) else d["retrieval"]
     return (f"{d['pred_code_cosine']:.3f} | {cc['mean_cosine']:.3f} | {cc['std_ratio']:.3f} | "
             f"{cc.get('effective_rank', float('nan')):.1f} | {ret:.3f} | {st.get('rest_patch_cosine', float('nan')):.3f}")
+
+
+def _rate_cell(run: dict) -> str:
+    """The rate a seed's arms trained at; with ``--tune-lr`` the rates tried and their validation
+    exact match (each seed tunes its own, so seeds may differ)."""
+    if not run["tuning"]:
+        return f"{run['learning_rate']:g}"
+    tried = ", ".join(f"{r['learning_rate']:g}: {r['exact']:.3f}" for r in run["tuning"]["rates"].values())
+    return f"{run['learning_rate']:g} (tuned on {run['tuning']['n_validation']} validation rows: {tried})"
 
 
 def paired_t(arm: np.ndarray, baseline: np.ndarray) -> str:
@@ -78,6 +89,7 @@ def tables(root: str | Path) -> str:
             out.append(f"| {s} | {name} | {a['s_per_step']:.2f} | {m['exact']['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
                        f"{m['startswith']['accuracy']:.3f} | {eq['accuracy']:.3f} ({eq['n']}, {eq['undecided']}) | "
                        f"{_diag_cells(a['diagnostics'])} |")
+    out += ["", "Learning rate: " + "; ".join(f"seed {s} {_rate_cell(run)}" for s, run in seeds.items())]
     arms = list(dict.fromkeys(n for run in seeds.values() for n in run["arms"]))
     out += ["", "| arm | metric | seeds | mean ± std | per seed | paired t over seeds (arm > baseline, one-tailed) | "
                 "examples right only with arm / only with baseline | McNemar p (two-sided) |",

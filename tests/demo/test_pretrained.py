@@ -161,3 +161,83 @@ def test_bad_tuning_options_fail_before_anything_is_written(tmp_path, capsys, ar
     else:
         err = capsys.readouterr().err
     assert rc == 2 and message in err and not out.exists()
+
+
+def _tuned(files, out, **kw):
+    return DemoConfig(**{**dict(output=str(out), model=str(files / "ckpt"), lora=True, data=str(files / "train.jsonl"),
+                                test_data=str(files / "test.jsonl"), n_train=12, n_test=4, steps=2, batch_size=4,
+                                arms=["baseline"], max_new_tokens=4, view_system="none", threads=1,
+                                tune_learning_rates=[1e-4, 1e-3], n_validation=6), **kw})
+
+
+def test_a_demo_made_before_tuning_existed_is_still_reused(files, tmp_path, monkeypatch):
+    # red team: a demo_config.json written before --tune-lr has no tune_learning_rates / n_validation,
+    # and every such output (adding an arm, say) was refused as "other settings"
+    import json
+
+    import llm_jepa.train as train_mod
+
+    out = tmp_path / "demo"
+    cfg = _tuned(files, out, tune_learning_rates=None)
+    run_demo(cfg)
+    marker = json.loads((out / "demo_config.json").read_text())
+    for key in ("tune_learning_rates", "n_validation"):
+        del marker[key]
+    (out / "demo_config.json").write_text(json.dumps(marker))
+    trained = []
+    monkeypatch.setattr(train_mod, "train", lambda *a, **k: trained.append(a))
+    run_demo(cfg)
+    assert trained == []
+
+
+def test_settings_ignore_the_order_of_the_rates_and_the_validation_size_without_tuning():
+    from dataclasses import asdict
+
+    from llm_jepa.demo.run import _settings
+
+    tuned = asdict(DemoConfig(data="d.jsonl", test_data="t.jsonl", tune_learning_rates=[1e-3, 1e-4]))
+    assert _settings(tuned) == _settings({**tuned, "tune_learning_rates": [1e-4, 1e-3]})
+    assert _settings(tuned) != _settings({**tuned, "n_validation": 7})
+    plain = asdict(DemoConfig())
+    assert _settings(plain) == _settings({**plain, "n_validation": 7})
+
+
+def test_a_split_the_file_cannot_hold_fails_before_anything_is_written(files, tmp_path):
+    # red team: it failed after demo_config.json was written, and the corrected rerun was refused
+    out = tmp_path / "demo"
+    with pytest.raises(ValueError, match="40 rows cannot hold 40 training rows and 6"):
+        run_demo(_tuned(files, out, n_train=40))
+    assert not out.exists()
+
+
+def test_rates_that_would_share_a_folder_are_refused():
+    # red team: 1e-4 and 1.0000001e-4 both trained into lr-0.0001/ and one result was dropped
+    with pytest.raises(ValueError, match="distinct in 6 significant digits"):
+        DemoConfig(data="d.jsonl", test_data="t.jsonl", tune_learning_rates=[1e-4, 1.0000001e-4])
+
+
+def test_a_validation_row_that_duplicates_a_training_row_is_skipped(tmp_path):
+    import random
+
+    from llm_jepa.demo.run import _validation_rows
+
+    rows = [f'{{"i": {i}}}' for i in range(20)]
+    order = random.Random(3).sample(range(20), 20)
+    rows[order[-1]] = rows[order[0]]  # the last row of the permutation repeats a training row
+    (tmp_path / "d.jsonl").write_text("\n".join(rows) + "\n")
+    lines, held = _validation_rows(tmp_path / "d.jsonl", 5, 4, 3)
+    assert held == [order[-2], order[-3], order[-4], order[-5]]
+    assert not {lines[i] for i in held} & {lines[i] for i in order[:5]}
+
+
+def test_the_tables_name_each_seeds_tuned_rate():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_table", Path(__file__).parents[2] / "scripts" / "demo_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    tuning = {"n_validation": 300, "rates": {"2e-05": {"learning_rate": 2e-5, "exact": 0.1},
+                                             "0.0001": {"learning_rate": 1e-4, "exact": 0.5}}}
+    assert table._rate_cell({"learning_rate": 1e-4, "tuning": tuning}) == \
+        "0.0001 (tuned on 300 validation rows: 2e-05: 0.100, 0.0001: 0.500)"
+    assert table._rate_cell({"learning_rate": 2e-5, "tuning": None}) == "2e-05"

@@ -62,6 +62,7 @@ def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
     per_seed = [r["summary"]["exact"] for r in summary["runs"] if r["cell_id"] == "jepa"]
     assert rows["jepa"]["mean"] == pytest.approx(sum(per_seed) / 2)
     assert "| jepa | 2 |" in (tmp_path / "seeds" / "seeds.md").read_text()
+    assert "Learning rate per seed: 1: 0.001, 2: 0.001" in (tmp_path / "seeds" / "seeds.md").read_text()
     with pytest.raises(ValueError, match="distinct"):
         run_demo_seeds(cfg, [1, 1])
 
@@ -74,6 +75,7 @@ def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
     text = table.tables(tmp_path / "seeds")
     for seed in (1, 2):
         assert f"| {seed} | baseline |" in text and f"| {seed} | jepa |" in text
+    assert "Learning rate: seed 1 0.001; seed 2 0.001" in text
     import numpy as np  # two seeds with the same difference: scipy's t is infinite, the table says why
 
     assert table.paired_t(np.array([0.58, 0.55]), np.array([0.60, 0.57])) == "same difference on every seed (-0.020): no t"

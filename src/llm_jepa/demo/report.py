@@ -144,6 +144,10 @@ def write_results(results: dict[str, Any], out: Path, name: str = "results.json"
 
 
 
+def _seed_rates(summary: dict[str, Any]) -> dict[int, float]:
+    return {r["seed"]: r["learning_rate"] for r in summary["runs"] if "learning_rate" in r}
+
+
 def write_seeds_report(summary: dict[str, Any], out: Path) -> None:
     """Print and write (``seeds.md``, ``seeds.json``) exact match over seeds, tested against the baseline."""
     from ..sweep.report import markdown_table
@@ -151,6 +155,8 @@ def write_seeds_report(summary: dict[str, Any], out: Path) -> None:
     md = ["# llm-jepa demo over seeds " + str(summary["seeds"]), "", markdown_table(summary["stats"], "exact"),
           "Each seed changes the generated data, the model's initial weights and the data order; arms",
           "share them within a seed, so each arm is paired with the baseline seed by seed.",
+          "Learning rate per seed: " + ", ".join(f"{s}: {r:g}" for s, r in _seed_rates(summary).items())
+          + (" (tuned per seed on held-out training rows)" if len(set(_seed_rates(summary).values())) > 1 else ""),
           "Per-seed reports: " + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in summary["seeds"]), ""]
     text = "\n".join(md)
     print(text)

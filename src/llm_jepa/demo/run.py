@@ -76,8 +76,10 @@ class DemoConfig:
                 if not (rate >= 0 and math.isfinite(rate)):
                     raise ValueError(f"{name} must be finite and >= 0, got {rate}")
         if self.tune_learning_rates is not None:
-            if len(self.tune_learning_rates) < 2 or len(set(self.tune_learning_rates)) != len(self.tune_learning_rates):
-                raise ValueError(f"tuning needs at least two distinct learning rates, got {self.tune_learning_rates}")
+            names = {_rate_name(r) for r in self.tune_learning_rates}  # each rate's runs go to lr-<name>/
+            if len(self.tune_learning_rates) < 2 or len(names) != len(self.tune_learning_rates):
+                raise ValueError("tune_learning_rates needs at least two distinct learning rates (distinct in 6 "
+                                 f"significant digits), got {self.tune_learning_rates}")
             if not self.data:
                 raise ValueError("tuning the learning rate needs --data: its held-out rows come from that file")
 
@@ -130,15 +132,25 @@ def _train_subset(data: Path, n: int, seed: int, out: Path) -> Path:
     return _write_rows(lines, order[:n], out / "data" / "train.jsonl")
 
 
-def _validation_split(data: Path, n_train: int, n: int, seed: int, out: Path) -> Path:
-    """``n`` rows of ``data`` held out for tuning: the *last* ``n`` of the permutation whose first
-    ``n_train`` are the training subset, so they lie outside every training subset of this seed up
-    to ``len - n`` rows; written to ``out/data/validation.jsonl`` in file order."""
+def _validation_rows(data: Path, n_train: int, n: int, seed: int) -> tuple[list[str], list[int]]:
+    """The lines of ``data`` and the indices of its ``n`` held-out validation rows: taken from the
+    *end* of the permutation whose first ``n_train`` are the training subset, so they lie outside
+    every training subset of this seed up to ``len - n`` rows; a row whose text is also a training
+    row (files hold exact duplicates) is skipped. Raises before anything is written when the file
+    cannot hold both."""
     lines, order = _permuted_rows(data, seed)
-    if n_train + n > len(lines):
+    seen = {lines[i] for i in order[:n_train]}
+    held = [i for i in reversed(order[n_train:]) if lines[i] not in seen][:n]
+    if len(held) < n:
         raise ValueError(f"{data}: {len(lines)} rows cannot hold {n_train} training rows and {n} held-out "
                          f"validation rows apart; lower --n-train or --n-validation")
-    return _write_rows(lines, order[len(lines) - n:], out / "data" / "validation.jsonl")
+    return lines, held
+
+
+def _validation_split(data: Path, n_train: int, n: int, seed: int, out: Path) -> Path:
+    """:func:`_validation_rows` written to ``out/data/validation.jsonl`` in file order."""
+    lines, held = _validation_rows(data, n_train, n, seed)
+    return _write_rows(lines, held, out / "data" / "validation.jsonl")
 
 
 def _base_checkpoint(cfg: DemoConfig, out: Path, train_file: Path) -> Path:
@@ -185,7 +197,14 @@ _NOT_SETTINGS = ("overwrite", "arms", "threads")
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in _absolute(cfg).items() if k not in _NOT_SETTINGS}
+    """What a demo's results depend on. A marker written before an option existed holds that option
+    at its default; the order of the tuned rates and the validation size without tuning change nothing."""
+    full = {**asdict(DemoConfig()), **cfg}
+    if full["tune_learning_rates"]:
+        full["tune_learning_rates"] = sorted(full["tune_learning_rates"])
+    else:
+        full.pop("n_validation")
+    return {k: v for k, v in _absolute(full).items() if k not in _NOT_SETTINGS}
 
 
 #: the demo's path options: kept absolute, so that a rerun naming the same files from another
@@ -278,9 +297,13 @@ def _diagnose(cfg: DemoConfig, run_dir: Path, test_file: Path, **overrides: Any)
     }
 
 
+def _rate_name(rate: float) -> str:
+    return f"{rate:g}"
+
+
 def _rate_folder(out: Path, rate: float) -> Path:
     """Where the arms trained at ``rate`` live when the demo tunes the rate (``out/lr-0.0001``)."""
-    return out / f"lr-{rate:g}"
+    return out / f"lr-{_rate_name(rate)}"
 
 
 def _tune_learning_rate(cfg: DemoConfig, out: Path, base: Path, train_file: Path, t0: float) -> dict[str, Any]:
@@ -296,7 +319,7 @@ def _tune_learning_rate(cfg: DemoConfig, out: Path, base: Path, train_file: Path
                              _rate_folder(out, rate))
         summary = _evaluate_arm(cfg, run_dir, val_file, limit=cfg.n_validation, name="eval-validation")
         exact = summary["metrics"]["exact"]
-        rates[f"{rate:g}"] = {"learning_rate": rate, "run_dir": str(run_dir.relative_to(out)), "exact": exact["accuracy"],
+        rates[_rate_name(rate)] = {"learning_rate": rate, "run_dir": str(run_dir.relative_to(out)), "exact": exact["accuracy"],
                               "ci95": exact.get("ci95"), "n": exact.get("n")}
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  tuning: learning rate {rate:g}: validation exact match "
               f"{exact['accuracy']:.3f}", flush=True)
@@ -313,6 +336,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         raise ValueError(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
     cfg = DemoConfig(**_absolute(asdict(cfg)))
     out = Path(cfg.output)
+    if cfg.tune_learning_rates and cfg.data:  # a split the file cannot hold fails before anything is written
+        _validation_rows(Path(cfg.data), cfg.n_train, cfg.n_validation, cfg.seed)
     marker = out / "demo_config.json"
     if out.exists() and any(out.iterdir()) and not marker.exists() and not cfg.overwrite:
         raise FileExistsError(f"{out} is not empty and is not a demo output; choose another --output or --overwrite")
@@ -391,6 +416,7 @@ def run_demo_seeds(cfg: DemoConfig, seeds: list[int]) -> dict[str, Any]:
         res = run_demo(replace(cfg, seed=seed, output=str(out / f"seed-{seed}")))
         for arm, r in res["arms"].items():
             runs.append({"cell_id": arm, "cell": {"arm": arm}, "baseline": arm == "baseline", "seed": seed,
+                         "learning_rate": res["config"]["learning_rate"],
                          "summary": {"exact": r["summary"]["metrics"]["exact"]["accuracy"]}})
     stats = cell_stats(runs, "exact")
     summary = {"seeds": seeds, "stats": stats, "runs": runs}
