@@ -156,3 +156,46 @@ def test_a_second_sweep_into_a_held_output_fails_at_once(tmp_path, sweep_file):
     assert (partial / "marker").is_file() and not _fake.CALLS
     run_sweep(load_sweep(sweep_file), out, run_fn=_fake.fake_run)  # released: the sweep runs
     assert len(_fake.CALLS) == 6
+
+
+def _files(tmp_path):
+    (tmp_path / "train.yaml").write_text("output_dir: x\nmax_steps: 4\ntrain_file: train.jsonl\n")
+    (tmp_path / "test.jsonl").write_text('{"messages": []}\n')
+
+
+def test_the_same_sweep_file_named_by_another_path_reruns_nothing(tmp_path, sweep_file, monkeypatch):
+    # a sweep run as `sweep.yaml` and again as /abs/sweep.yaml (or from another directory) was refused:
+    # run.json kept base and eval_data as spelled, and the check compared the strings
+    _files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    run_sweep(load_sweep("sweep.yaml"), out, run_fn=_fake.fake_run)
+    assert len(_fake.CALLS) == 6
+    sub = tmp_path / "elsewhere"
+    sub.mkdir()
+    monkeypatch.chdir(sub)
+    for name in (str(sweep_file), "../sweep.yaml", "./../sweep.yaml"):
+        assert run_sweep(load_sweep(name), out, run_fn=_fake.fake_run)["ran"] == []
+    # content still decides: new data behind another spelling reruns every run, keeping the old ones
+    (tmp_path / "test.jsonl").write_text('{"messages": [1]}\n')
+    assert len(run_sweep(load_sweep("../sweep.yaml"), out, run_fn=_fake.fake_run)["ran"]) == 6
+    assert len(list((out / "stale").iterdir())) == 6
+
+
+def test_runs_saved_with_relative_paths_by_an_older_sweep_are_still_done(tmp_path, sweep_file, monkeypatch):
+    from dataclasses import replace
+
+    from llm_jepa.sweep.runner import run_key
+
+    _files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    run_sweep(load_sweep("sweep.yaml"), out, run_fn=_fake.fake_run)
+    for run in expand(load_sweep("sweep.yaml")):  # as an older sweep saved them: paths relative, keyed so
+        older = replace(run, base="train.yaml", eval_data="test.jsonl")
+        for name in ("run.json", "result.json"):
+            path = out / "runs" / run.run_id / name
+            saved = json.loads(path.read_text())
+            path.write_text(json.dumps({**saved, "base": older.base, "eval_data": older.eval_data, **run_key(older)}))
+    assert run_sweep(load_sweep("sweep.yaml"), out, run_fn=_fake.fake_run)["ran"] == []
+    assert not (out / "stale").exists()

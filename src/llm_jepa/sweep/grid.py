@@ -198,7 +198,8 @@ def load_sweep(path: str | Path) -> Sweep:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise SweepError(f"{path}: invalid YAML: {e}") from None
-    return sweep_from_dict(data, str(path), path.parent)
+    # paths are kept absolute, so the same sweep run from another directory names the same files
+    return sweep_from_dict(data, str(path), path.parent.resolve())
 
 
 def _cells(sweep: Sweep) -> list[tuple[str, dict[str, Any], bool]]:

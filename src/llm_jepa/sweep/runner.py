@@ -29,10 +29,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import operator
 import os
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -134,12 +136,35 @@ def _file_sha256(path: str) -> str:
     return _FILE_HASHES[cache]
 
 
-def _is_stale(run_dir: Path, key: dict[str, str]) -> bool:
+#: a run's fields that name files by a path resolved against the sweep file's folder: the same file
+#: named another way (the sweep file given by an absolute path, another spelling) is the same run
+PATH_FIELDS = ("base", "eval_data")
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    if not (isinstance(a, str) and isinstance(b, str)):
+        return a == b
+    return a == b or Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _is_stale(run_dir: Path, run: Run) -> bool:
+    """Whether the run saved in ``run_dir`` was made with another base config or data content. Its
+    key holds the paths as they were spelled then; the same files spelled another way are keyed as
+    they were saved, so that only a change of content makes a run stale."""
     path = run_dir / "run.json"
     if not path.is_file():
         return False
     saved = json.loads(path.read_text())
-    return any(saved.get(k) != v for k, v in key.items())
+
+    def differs(r: Run) -> bool:
+        return any(saved.get(k) != v for k, v in run_key(r).items())
+
+    if not differs(run):
+        return False
+    spelled = {k: saved[k] for k in PATH_FIELDS if k in saved and saved[k] != getattr(run, k)}
+    if spelled and all(_same_file(v, getattr(run, k)) for k, v in spelled.items()):
+        return differs(replace(run, **spelled))
+    return True
 
 
 def _check_spec(run: Run, run_dir: Path) -> None:
@@ -148,8 +173,9 @@ def _check_spec(run: Run, run_dir: Path) -> None:
         return
     saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in KEY_FIELDS}
     current = json.loads(json.dumps(run.spec(), default=str))
-    if saved != current:
-        changed = sorted(k for k in current if saved.get(k) != current[k])
+    changed = sorted(k for k in set(saved) | set(current)
+                     if not (_same_file if k in PATH_FIELDS else operator.eq)(saved.get(k), current.get(k)))
+    if changed:
         raise ValueError(f"{path}: this run was made with different settings ({', '.join(changed)} changed); "
                          "use a new --output directory, or move this run away")
 
@@ -245,7 +271,7 @@ def _prepare(runs: Sequence[Run], output: Path, on_partial: str) -> list[tuple[R
     for run in runs:
         run_dir = output / "runs" / run.run_id
         _check_spec(run, run_dir)
-        if _is_stale(run_dir, run_key(run)):
+        if _is_stale(run_dir, run):
             moved = _move_aside(run_dir, output / "stale")
             log.warning("run %s was made with another base config or data (its key changed); moved to %s and "
                         "running it again", run.run_id, moved)
