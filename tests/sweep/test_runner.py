@@ -199,3 +199,28 @@ def test_runs_saved_with_relative_paths_by_an_older_sweep_are_still_done(tmp_pat
             path.write_text(json.dumps({**saved, "base": older.base, "eval_data": older.eval_data, **run_key(older)}))
     assert run_sweep(load_sweep("sweep.yaml"), out, run_fn=_fake.fake_run)["ran"] == []
     assert not (out / "stale").exists()
+
+
+def test_a_sweep_whose_base_config_reads_other_files_from_another_directory_is_refused(tmp_path, monkeypatch):
+    # red team: the base config's relative paths resolve against the working directory; the same sweep
+    # file run from elsewhere trained on another ./model under the same name, and the report mixed them
+    _fake.CALLS.clear()
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "sweep.yaml").write_text(SWEEP)
+    (exp / "test.jsonl").write_text('{"messages": []}\n')
+    (exp / "train.yaml").write_text("output_dir: x\nmodel_name_or_path: ./model\ntrain_file: train.jsonl\n")
+    for folder in (tmp_path, exp):  # two working directories, each with its own ./model, the same data
+        (folder / "model").mkdir()
+        (folder / "train.jsonl").write_text('{"messages": [1]}\n')
+    out = tmp_path / "out"
+    monkeypatch.chdir(tmp_path)
+    run_sweep(load_sweep("exp/sweep.yaml"), out, run_fn=_fake.fake_run)
+    assert run_sweep(load_sweep(str(exp / "sweep.yaml")), out, run_fn=_fake.fake_run)["ran"] == []
+    saved = json.loads((out / "runs" / "baseline__seed82" / "run.json").read_text())
+    assert saved["paths"]["model_name_or_path"] == str(tmp_path / "model")
+    monkeypatch.chdir(exp)
+    with pytest.raises(ValueError, match=r"read other files \(model_name_or_path: .*/model then, .*/exp/model now; "
+                                         r"train_file: "):
+        run_sweep(load_sweep("sweep.yaml"), out, run_fn=_fake.fake_run)
+    assert len(_fake.CALLS) == 6 and not (out / "stale").exists()

@@ -74,6 +74,8 @@ def run_status(run: Run, output: Path) -> str:
 
 
 KEY_FIELDS = ("config_sha256", "data_sha256")
+#: run.json's record of the files and folders the run read, resolved (see :func:`run_paths`)
+PATHS_FIELD = "paths"
 # resolved options that depend on the machine or the run's folder, not on the experiment
 _NOT_KEYED = {"output_dir", "logging_dir", "use_cpu", "dataloader_pin_memory", "resume", "overwrite"}
 
@@ -86,6 +88,19 @@ def run_key(run: Run) -> dict[str, str]:
     data = {str(f): _file_sha256(str(f)) for f in files if f}
     return {"config_sha256": _sha256(json.dumps(config, sort_keys=True, default=str).encode()),
             "data_sha256": _sha256(json.dumps(data, sort_keys=True).encode())}
+
+
+def run_paths(run: Run) -> dict[str, str]:
+    """The local files and folders a run reads, resolved: the base config and evaluation data (the
+    sweep file's paths), and the config's model, training and held-out data where they name local
+    paths. A base config's relative paths resolve against the working directory, so the same sweep
+    run from another directory may read other files under the same names; comparing these catches it."""
+    from ..config import LOCAL_PATHS
+
+    config = _resolved_config(run)
+    named = {**{k: config.get(k) for k in LOCAL_PATHS}, **{k: getattr(run, k) for k in PATH_FIELDS}}
+    return {k: str(Path(v).expanduser().resolve()) for k, v in named.items()
+            if isinstance(v, str) and v and Path(v).expanduser().exists()}
 
 
 def _resolved_config(run: Run) -> dict[str, Any]:
@@ -171,19 +186,28 @@ def _check_spec(run: Run, run_dir: Path) -> None:
     path = run_dir / "run.json"
     if not path.is_file():
         return
-    saved = {k: v for k, v in json.loads(path.read_text()).items() if k not in KEY_FIELDS}
+    record = json.loads(path.read_text())
+    saved = {k: v for k, v in record.items() if k not in (*KEY_FIELDS, PATHS_FIELD)}
     current = json.loads(json.dumps(run.spec(), default=str))
     changed = sorted(k for k in set(saved) | set(current)
                      if not (_same_file if k in PATH_FIELDS else operator.eq)(saved.get(k), current.get(k)))
     if changed:
         raise ValueError(f"{path}: this run was made with different settings ({', '.join(changed)} changed); "
                          "use a new --output directory, or move this run away")
+    if PATHS_FIELD in record:  # runs saved before this record existed are compared as before
+        then, now = record[PATHS_FIELD], run_paths(run)
+        moved = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+        if moved:
+            detail = "; ".join(f"{k}: {then.get(k, 'absent')} then, {now.get(k, 'absent')} now" for k in moved)
+            raise ValueError(f"{path}: this run read other files ({detail}). Relative paths in the base config "
+                             "resolve against the working directory: run the sweep from where it ran, or use a "
+                             "new --output directory")
 
 
 def execute_run(run: Run, run_dir: Path, run_fn: RunFn, resume: bool, metric: str) -> dict[str, Any]:
     """Run one run in ``run_dir`` and mark it done. Runs in whatever process the executor chose."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    key = run_key(run)
+    key = {**run_key(run), PATHS_FIELD: run_paths(run)}
     _write_json(run_dir / "run.json", {**run.spec(), **key})
     start = time.time()
     summary = run_fn(run, run_dir, resume=resume)
