@@ -318,3 +318,49 @@ def test_a_callback_that_cannot_run_is_one_line_before_any_write(ckpt, data, tmp
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
     assert not out.exists()
+
+
+def test_a_full_disk_stops_the_run_with_a_clear_error_and_keeps_the_last_checkpoint(ckpt, data, tmp_path,  # noqa: F811
+                                                                                     monkeypatch, capsys):
+    # a 4-epoch SmolLM2 run met a full disk while saving a checkpoint and died with safetensors'
+    # "Error while serializing: I/O error: No space left on device (os error 28)" and a traceback
+    from safetensors import SafetensorError
+
+    from llm_jepa import trainer as trainer_mod
+
+    def full_disk(self, output_dir):
+        if self.state.global_step == 4:
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+        return original(self, output_dir)
+
+    original = trainer_mod.JepaTrainer._save_optimizer_and_scheduler
+    monkeypatch.setattr(trainer_mod.JepaTrainer, "_save_optimizer_and_scheduler", full_disk)
+    out = tmp_path / "run"
+    argv = ["train", "--model", str(ckpt), "--data", str(data), "--output_dir", str(out), "--max_steps", "6",
+            "--save_steps", "2", "--per_device_train_batch_size", "2", "--logging_steps", "1", "--use_cpu", "true"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device: " in err and "cannot hold checkpoint-4" in err
+    assert "checkpoint-2 is complete" in err and "--resume" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
+    assert not (out / ".checkpoint-staging").exists()  # the half-written checkpoint's space is given back
+
+
+def test_a_checkpoint_that_cannot_fit_is_not_started(ckpt, data, tmp_path, monkeypatch):  # noqa: F811
+    import shutil
+    from collections import namedtuple
+
+    from llm_jepa.rundir import DiskFullError
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**12, 10**12 - 1000, 1000))  # 1 kB free
+    saved = []
+    from llm_jepa import trainer as trainer_mod
+
+    original = trainer_mod.JepaTrainer._save_optimizer_and_scheduler
+    monkeypatch.setattr(trainer_mod.JepaTrainer, "_save_optimizer_and_scheduler",
+                        lambda self, d: (saved.append(self.state.global_step), original(self, d))[1])
+    out = tmp_path / "run"
+    with pytest.raises(DiskFullError, match=r"cannot hold checkpoint-4 \(0\.0 GB free; the last checkpoint took"):
+        train(_cfg(ckpt, data, out))
+    assert saved == [2]  # the first one was written (no size to go by); the second never started

@@ -52,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, ValueError, ModuleNotFoundError) as e:
         print(f"llm-jepa {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        from .rundir import DiskFullError
+
+        if not isinstance(e, DiskFullError):
+            raise
+        print(f"llm-jepa {args.command}: error: {e.strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"llm-jepa {args.command}: interrupted; checkpoints written so far are kept", file=sys.stderr)
         return 130

@@ -30,7 +30,7 @@ except ImportError:  # Windows: no flock; runs there are not locked
     fcntl = None
 
 __all__ = ["LOCK_NAME", "STAGING", "OutputLock", "OutputLockedError", "move_aside", "entries",
-           "checkpoint_is_complete", "newest_complete_checkpoint", "set_aside", "AtomicCheckpoints",
+           "checkpoint_is_complete", "newest_complete_checkpoint", "set_aside", "AtomicCheckpoints", "DiskFullError",
            "truncate_metrics", "read_metrics", "record_kind"]
 
 log = logging.getLogger(__name__)
@@ -174,6 +174,33 @@ def set_aside(checkpoint: Path) -> Path:
     return target
 
 
+class DiskFullError(OSError):
+    """A checkpoint did not fit on the disk: the run stopped, and its complete checkpoints are intact."""
+
+
+def _no_space(error: BaseException) -> bool:
+    """Whether ``error`` is a full disk (an ``OSError`` ENOSPC, or safetensors' error that wraps one)."""
+    import errno
+
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error)
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _disk_full(real: Path, name: str, free: int, needed: int | None) -> DiskFullError:
+    import errno
+
+    last, _ = newest_complete_checkpoint(real)
+    size = f"; the last checkpoint took {needed / 1e9:.1f} GB" if needed else ""
+    kept = (f"Nothing was lost: {last.name} is complete. Free space, then resume the run "
+            "(llm-jepa train --resume; llm-jepa demo resumes its arm by itself)") if last else \
+        "No checkpoint of this run was complete yet: free space and run it again"
+    return DiskFullError(errno.ENOSPC, f"No space left on device: {real} cannot hold {name} "
+                                       f"({free / 1e9:.1f} GB free{size}). {kept}")
+
+
 class AtomicCheckpoints:
     """Trainer mixin: each checkpoint is written under ``<output_dir>/.checkpoint-staging/`` and
     renamed to ``<output_dir>/checkpoint-N`` once complete (a rename within one file system is atomic).
@@ -194,10 +221,23 @@ class AtomicCheckpoints:
         staging, name = real / STAGING, f"{_CHECKPOINT}{self.state.global_step}"
         if self.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed save
+            last, _ = newest_complete_checkpoint(real)
+            needed = _tree_bytes(last) if last else None  # the next one is as large as the last
+            # stop before writing gigabytes in vain (one process only: a rank stopping alone would
+            # leave the others waiting at the barrier below)
+            if needed and self.accelerator.num_processes == 1 and shutil.disk_usage(real).free < needed:
+                raise _disk_full(real, name, shutil.disk_usage(real).free, needed)
         self.accelerator.wait_for_everyone()
         self._staging_active = True
         try:
             super()._save_checkpoint(model, trial)
+        except Exception as e:
+            if not _no_space(e):
+                raise
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)  # the half-written checkpoint: space back
+            last, _ = newest_complete_checkpoint(real)
+            raise _disk_full(real, name, shutil.disk_usage(real).free, _tree_bytes(last) if last else None) from e
         finally:
             self._staging_active = False
         self.accelerator.wait_for_everyone()  # every rank has written its shards
