@@ -241,3 +241,19 @@ def test_the_tables_name_each_seeds_tuned_rate():
     assert table._rate_cell({"learning_rate": 1e-4, "tuning": tuning}) == \
         "0.0001 (tuned on 300 validation rows: 2e-05: 0.100, 0.0001: 0.500)"
     assert table._rate_cell({"learning_rate": 2e-5, "tuning": None}) == "2e-05"
+
+
+def test_arms_keep_one_checkpoint_and_arms_saved_with_two_are_still_reused(tmp_path, monkeypatch):
+    # two 1.6 GB checkpoints per SmolLM2 arm filled the disk during the protocol's runs
+    import llm_jepa.train as train_mod
+    from llm_jepa.demo import run as demo_run
+
+    seen = {}
+    monkeypatch.setattr(train_mod, "train", lambda cfg: seen.update(limit=cfg.save_total_limit))
+    demo_run._train_arm(DemoConfig(output=str(tmp_path)), "baseline", tmp_path, tmp_path / "t.jsonl", 4, tmp_path)
+    assert seen["limit"] == 1
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    (run / "llm_jepa_config.yaml").write_text(yaml.safe_dump({"max_steps": 4, "save_total_limit": None}))
+    assert demo_run._trained_with(run, {"max_steps": 4, "save_total_limit": 1})
+    assert not demo_run._trained_with(run, {"max_steps": 5, "save_total_limit": 1})

@@ -178,6 +178,9 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
         "max_steps": steps, "per_device_train_batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
         "lr_scheduler_type": "cosine", "warmup_steps": max(steps // 20, 1), "weight_decay": 0.1,
         "adam_beta2": 0.95, "max_grad_norm": 1.0, "logging_steps": max(1, min(10, steps // 5)), "save_steps": max(steps // 2, 50),
+        # one resumable checkpoint per arm: a pretrained model's (weights + optimizer state) is 1.6 GB for
+        # SmolLM2-135M, and two per arm filled a disk during the protocol's runs
+        "save_total_limit": 1,
         "seed": cfg.seed, "disable_tqdm": True, "overwrite": True, "max_length": 256,
         "dataloader_drop_last": True, "lora": cfg.lora, "threads": cfg.threads, "view_system": cfg.view_system,
         **ARMS[name],
@@ -221,6 +224,11 @@ def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: str(Path(v).resolve()) if local(k, v) else v for k, v in cfg.items()}
 
 
+#: training options that change no result: an arm saved with another value (or before the option
+#: was set) is reused
+_NOT_TRAINING_SETTINGS = ("resume", "overwrite", "threads", "save_total_limit")
+
+
 def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
     """Whether the config a run saved holds every one of ``overrides`` (but its thread count)."""
     import yaml
@@ -228,7 +236,7 @@ def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
     path = run_dir / "llm_jepa_config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else None
     return isinstance(saved, dict) and all(_same_path(k, saved.get(k)) == _same_path(k, v) for k, v in overrides.items()
-                                           if k not in ("resume", "overwrite", "threads"))
+                                           if k not in _NOT_TRAINING_SETTINGS)
 
 
 def _same_path(key: str, value: Any) -> Any:
