@@ -43,10 +43,23 @@ def run_train(args: argparse.Namespace, rest: list[str]) -> int:
 
     if not any(a in ("--output_dir", "--output-dir") for a in rest) and args.config is None:
         raise ValueError("no output directory given (--output_dir DIR)")
-    metrics = train(load_config(args.config, rest))
+    try:
+        metrics = train(load_config(args.config, rest))
+    finally:
+        _end_process_group()
     if _is_main_process():  # under torchrun / accelerate launch every rank returns here; one summary
         print(json.dumps(metrics, indent=2))
     return 0
+
+
+def _end_process_group() -> None:
+    """The command's own end of the distributed group that training joined (torchrun, accelerate
+    launch): left to the interpreter's exit, a rank's gloo threads were sometimes torn down while
+    running and it aborted ("terminate called without an active exception") after a finished run."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _is_main_process() -> bool:
