@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from llm_jepa.demo.report import tried_rates
 from llm_jepa.sweep.stats import paired_test
 
 METRICS = ("exact", "startswith", "equivalent")
@@ -58,8 +59,8 @@ def _rate_cell(run: dict) -> str:
     exact match (each seed tunes its own, so seeds may differ)."""
     if not run["tuning"]:
         return f"{run['learning_rate']:g}"
-    tried = ", ".join(f"{r['learning_rate']:g}: {r['exact']:.3f}" for r in run["tuning"]["rates"].values())
-    return f"{run['learning_rate']:g} (tuned on {run['tuning']['n_validation']} validation rows: {tried})"
+    return (f"{run['learning_rate']:g} (tuned on {run['tuning']['n_validation']} validation rows: "
+            f"{tried_rates(run['tuning'])})")
 
 
 def paired_t(arm: np.ndarray, baseline: np.ndarray) -> str:

@@ -189,11 +189,14 @@ def _tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _disk_full(real: Path, name: str, free: int, needed: int | None) -> DiskFullError:
+def _disk_full(real: Path, name: str) -> DiskFullError:
+    """The error for checkpoint ``name`` of the run in ``real``: the free space, the size of the last
+    complete checkpoint (the next one is as large) and how to go on."""
     import errno
 
     last, _ = newest_complete_checkpoint(real)
-    size = f"; the last checkpoint took {needed / 1e9:.1f} GB" if needed else ""
+    free = shutil.disk_usage(real).free
+    size = f"; the last checkpoint took {_tree_bytes(last) / 1e9:.1f} GB" if last else ""
     kept = (f"Nothing was lost: {last.name} is complete. Free space, then resume the run "
             "(llm-jepa train --resume; llm-jepa demo resumes its arm by itself)") if last else \
         "No checkpoint of this run was complete yet: free space and run it again"
@@ -221,12 +224,11 @@ class AtomicCheckpoints:
         staging, name = real / STAGING, f"{_CHECKPOINT}{self.state.global_step}"
         if self.args.should_save:
             shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed save
-            last, _ = newest_complete_checkpoint(real)
-            needed = _tree_bytes(last) if last else None  # the next one is as large as the last
-            # stop before writing gigabytes in vain (one process only: a rank stopping alone would
-            # leave the others waiting at the barrier below)
-            if needed and self.accelerator.num_processes == 1 and shutil.disk_usage(real).free < needed:
-                raise _disk_full(real, name, shutil.disk_usage(real).free, needed)
+            # stop before writing gigabytes in vain, judging the next checkpoint by the last (one
+            # process only: a rank stopping alone would leave the others waiting at the barrier below)
+            last = newest_complete_checkpoint(real)[0] if self.accelerator.num_processes == 1 else None
+            if last and shutil.disk_usage(real).free < _tree_bytes(last):
+                raise _disk_full(real, name)
         self.accelerator.wait_for_everyone()
         self._staging_active = True
         try:
@@ -236,8 +238,7 @@ class AtomicCheckpoints:
                 raise
             if self.args.should_save:
                 shutil.rmtree(staging, ignore_errors=True)  # the half-written checkpoint: space back
-            last, _ = newest_complete_checkpoint(real)
-            raise _disk_full(real, name, shutil.disk_usage(real).free, _tree_bytes(last) if last else None) from e
+            raise _disk_full(real, name) from e
         finally:
             self._staging_active = False
         self.accelerator.wait_for_everyone()  # every rank has written its shards

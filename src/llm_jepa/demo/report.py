@@ -82,14 +82,18 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def tried_rates(tuning: dict[str, Any]) -> str:
+    """``2e-05: 0.250, 0.0001: 0.527``: each rate the demo tuned over and its validation exact match."""
+    return ", ".join(f"{r['learning_rate']:g}: {r['exact']:.3f}" for r in tuning["rates"].values())
+
+
 def _tuning_lines(results: dict[str, Any]) -> list[str]:
     """The learning rates tried on the held-out validation rows and the one every arm trained at."""
     if "tuning" not in results:
         return []
     t = results["tuning"]
-    tried = ", ".join(f"{r['learning_rate']:g}: {r['exact']:.3f}" for r in t["rates"].values())
     return ["", f"Learning rate tuned on {t['n_validation']} rows of the training file held out from training "
-                f"(never the test rows), plain arm, validation exact match: {tried}; every arm trained at "
+                f"(never the test rows), plain arm, validation exact match: {tried_rates(t)}; every arm trained at "
                 f"{t['chosen']:g}."]
 
 
@@ -152,11 +156,12 @@ def write_seeds_report(summary: dict[str, Any], out: Path) -> None:
     """Print and write (``seeds.md``, ``seeds.json``) exact match over seeds, tested against the baseline."""
     from ..sweep.report import markdown_table
 
+    rates = _seed_rates(summary)
     md = ["# llm-jepa demo over seeds " + str(summary["seeds"]), "", markdown_table(summary["stats"], "exact"),
           "Each seed changes the generated data, the model's initial weights and the data order; arms",
           "share them within a seed, so each arm is paired with the baseline seed by seed.",
-          "Learning rate per seed: " + ", ".join(f"{s}: {r:g}" for s, r in _seed_rates(summary).items())
-          + (" (tuned per seed on held-out training rows)" if len(set(_seed_rates(summary).values())) > 1 else ""),
+          "Learning rate per seed: " + ", ".join(f"{s}: {r:g}" for s, r in rates.items())
+          + (" (tuned per seed on held-out training rows)" if len(set(rates.values())) > 1 else ""),
           "Per-seed reports: " + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in summary["seeds"]), ""]
     text = "\n".join(md)
     print(text)
