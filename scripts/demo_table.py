@@ -16,12 +16,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 from llm_jepa.demo.report import tried_rates
+from llm_jepa.demo.run import ARMS
+from llm_jepa.eval.stats import mcnemar
 from llm_jepa.sweep.stats import paired_test
 
 METRICS = ("exact", "startswith", "equivalent")
+_ARM_ORDER = {name: i for i, name in enumerate(ARMS)}
 
 
 def _load(root: Path) -> dict[int, dict]:
@@ -35,7 +37,8 @@ def _load(root: Path) -> dict[int, dict]:
         if found[0].name != "results.json":
             print(f"{folder.name}: unfinished, arms so far: {', '.join(r['arms'])}", file=sys.stderr)
         arms = {}
-        for name, a in r["arms"].items():
+        # the arms in the demo's own order, whatever order the runs that wrote results.json had
+        for name, a in sorted(r["arms"].items(), key=lambda kv: _ARM_ORDER.get(kv[0], len(_ARM_ORDER))):
             run = folder / a.get("run_dir", f"runs/{name}")  # relative to the demo's folder; lr-*/runs/ when tuned
             preds = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
             done = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"train_runtime"' in x]
@@ -105,16 +108,15 @@ def tables(root: str | Path) -> str:
                 base = np.array([seeds[s]["arms"]["baseline"]["summary"]["metrics"][metric]["accuracy"] for s in have])
                 if len(have) > 1 and np.any(v != base):
                     t = paired_t(v, base)
-                gain = lose = 0
+                mine, theirs = [], []  # every seed's examples, paired by index
                 for s in have:
-                    mine, theirs = seeds[s]["arms"][name]["preds"], seeds[s]["arms"]["baseline"]["preds"]
-                    for i, p in mine.items():
-                        x, y = p["metrics"].get(metric), theirs[i]["metrics"].get(metric) if i in theirs else None
-                        if x is not None and y is not None:
-                            gain += bool(x) and not bool(y)
-                            lose += bool(y) and not bool(x)
+                    a, b = seeds[s]["arms"][name]["preds"], seeds[s]["arms"]["baseline"]["preds"]
+                    for i in a.keys() & b.keys():
+                        mine.append(a[i]["metrics"].get(metric))
+                        theirs.append(b[i]["metrics"].get(metric))
+                gain, lose, p = mcnemar(mine, theirs)
                 mc = f"{gain} / {lose}"
-                p2 = f"{stats.binomtest(gain, gain + lose).pvalue:.3f}" if gain + lose else "-"
+                p2 = f"{p:.3f}" if gain + lose else "-"
             out.append(f"| {name} | {metric} | {', '.join(map(str, have))} | {v.mean():.3f} ± {sd} | "
                        f"{', '.join(f'{x:.3f}' for x in v)} | {t} | {mc} | {p2} |")
     return "\n".join(out)

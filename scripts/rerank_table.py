@@ -18,9 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from scipy import stats
-
 from llm_jepa.eval.rerank import MODES, _mode_values, mode_accuracy, separation
+from llm_jepa.eval.stats import mcnemar
 
 MODE_NAMES = {"greedy": "greedy", "first": "first sample", "vote": "vote", "reranked": "reranked", "oracle": "oracle"}
 
@@ -55,10 +54,8 @@ def _logprob_alone(records: list[dict], primary: str) -> str:
 
 
 def _mcnemar(a: list, b: list) -> str:
-    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-    gain = sum(bool(x) and not bool(y) for x, y in pairs)
-    lose = sum(bool(y) and not bool(x) for x, y in pairs)
-    return f"+{gain}/-{lose}, p = {stats.binomtest(gain, gain + lose).pvalue:.2g}" if gain + lose else "no discordant rows"
+    gain, lose, p = mcnemar(a, b)
+    return f"+{gain}/-{lose}, p = {p:.2g}" if gain + lose else "no discordant rows"
 
 
 def _nt(rr: dict) -> str:

@@ -82,6 +82,16 @@ def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
     assert table.paired_t(np.array([0.58, 0.56]), np.array([0.60, 0.57])).startswith("t = -3.00, p = 0.898")
     (jepa_exact,) = [line for line in text.splitlines() if line.startswith("| jepa | exact |")]
     assert f"{rows['jepa']['mean']:.3f} ±" in jepa_exact and "| 1, 2 |" in jepa_exact
+    # two demos into one folder may finish in either order and write the arms in theirs: the table
+    # keeps the demo's order (baseline first), as docs/results.md does
+    res = tmp_path / "seeds" / "seed-1" / "results.json"
+    r = json.loads(res.read_text())
+    r["arms"] = dict(reversed(list(r["arms"].items())))
+    res.write_text(json.dumps(r))
+    again = table.tables(tmp_path / "seeds")
+    assert again.index("| 1 | baseline |") < again.index("| 1 | jepa |")
+    assert again.index("| baseline | exact |") < again.index("| jepa | exact |")
+    assert again == text
 
 
 def test_default_output_folders_are_ignored_by_git():

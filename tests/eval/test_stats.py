@@ -1,0 +1,41 @@
+"""The accuracy interval and the McNemar test that the results tables use."""
+
+from math import comb
+
+import pytest
+
+from llm_jepa.eval.stats import mcnemar, wilson_interval
+
+
+def _two_sided_binomial(k: int, n: int) -> float:
+    """Exact two-sided sign-test p at p=1/2, by hand: twice the smaller tail, at most 1."""
+    tail = sum(comb(n, i) for i in range(min(k, n - k) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def test_mcnemar_counts_discordant_pairs_and_leaves_out_undecided_ones():
+    first = [True] * 23 + [False] * 21 + [True] * 50 + [False] * 6 + [None, True]
+    second = [False] * 23 + [True] * 21 + [True] * 50 + [False] * 6 + [True, None]
+    gain, lose, p = mcnemar(first, second)
+    assert (gain, lose) == (23, 21)
+    assert p == pytest.approx(_two_sided_binomial(23, 44))
+    assert p == pytest.approx(0.880, abs=5e-4)  # docs/results.md: lr 2e-4 seed 82, JEPA vs plain exact match
+    # symmetric: swapping the systems swaps the counts, not the p
+    assert mcnemar(second, first) == (21, 23, pytest.approx(p))
+    # 0/1 and booleans alike
+    assert mcnemar([1, 0, 1], [0, 0, 0])[:2] == (2, 0)
+
+
+def test_mcnemar_without_discordant_pairs_and_with_unpaired_lists():
+    gain, lose, p = mcnemar([True, False, None], [True, False, False])
+    assert (gain, lose) == (0, 0) and p != p  # nan: nothing to test
+    with pytest.raises(ValueError, match="same examples"):
+        mcnemar([True, False], [True])
+
+
+def test_wilson_interval_holds_the_proportion_and_stays_in_range():
+    lo, hi = wilson_interval(188, 300)
+    assert lo < 188 / 300 < hi and (round(lo, 3), round(hi, 3)) == (0.571, 0.679)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
+    assert wilson_interval(0, 10)[1] == pytest.approx(wilson_interval(10, 10)[1] - wilson_interval(10, 10)[0])
+    assert all(x != x for x in wilson_interval(0, 0))
