@@ -135,6 +135,22 @@ def test_regex_equivalence_gives_up_within_its_time_limit():
     assert equivalent(hard, hard + "|x", time_limit=0.05) is None
 
 
+def test_regex_time_limit_counts_cpu_time_not_a_busy_machine():
+    """The same pair was decided in one arm's evaluation and undecided (None) in the next one's: the
+    limit was wall-clock time, and the machine was busy. Time spent not running (here, sleeping, as a
+    process waiting for a core does) must not count; CPU time spent comparing must."""
+    import time
+
+    from llm_jepa.eval.regex_equiv import _time_limit, _TimeUp
+
+    with _time_limit(0.2):
+        time.sleep(0.5)  # off the CPU for longer than the limit: no verdict lost
+    with pytest.raises(_TimeUp), _time_limit(0.2):
+        end = time.process_time() + 5
+        while time.process_time() < end:
+            pass
+
+
 NQ = "Answer the question below."
 
 
