@@ -351,3 +351,44 @@ def test_a_second_evaluation_into_a_held_output_fails_at_once(ckpt, data, tmp_pa
     assert [p.name for p in out.iterdir()] == [".llm-jepa.lock"]  # nothing written by the refused run
     evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
     evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
+
+
+def test_rescore_scores_stored_generations_again_without_the_model(ckpt, data, tmp_path, monkeypatch, capsys):
+    """A scorer's change (the regex equivalence's time limit) must reach evaluations already made:
+    --rescore scores the stored generations again; a plain rerun keeps the stored scores."""
+    out = tmp_path / "o"
+    args = ["eval", "--model", str(ckpt), "--data", str(data), "--output", str(out), "--limit", "4",
+            "--max-new-tokens", "4", "--batch-size", "2"]
+    assert main(args) == 0
+    pred = out / "predictions.jsonl"
+    recs = [json.loads(x) for x in pred.read_text().splitlines()]
+    sims = [r["similarity"] for r in recs]
+    # row 0 answered right but stored as wrong; row 1 stored as undecided (a time-out on a busy machine)
+    recs[0]["generation"] = recs[0]["reference"]
+    recs[0]["metrics"] = {"exact": False, "startswith": False, "equivalent": False}
+    recs[0]["correct"] = False
+    recs[1]["metrics"]["equivalent"] = None
+    recs[1]["excluded"] = {"equivalent": "comparison exceeded its time or size limit"}
+    pred.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert main(args) == 0  # a rerun keeps what is stored
+    stale = json.loads((out / "summary.json").read_text())["metrics"]
+    assert stale["equivalent"]["undecided"] == 1
+
+    from llm_jepa.runs import TrainedRun
+
+    def no_model(self, *a, **k):
+        raise AssertionError("rescoring stored predictions loaded the model")
+
+    monkeypatch.setattr(TrainedRun, "load_weights", no_model)
+    assert main([*args, "--rescore"]) == 0
+    again = [json.loads(x) for x in pred.read_text().splitlines()]
+    assert again[0]["metrics"] == {"exact": True, "startswith": True, "equivalent": True} and again[0]["correct"]
+    assert again[1]["metrics"]["equivalent"] is not None and "excluded" not in again[1]
+    assert [r["similarity"] for r in again] == sims and [r["generation"] for r in again[1:]] == [r["generation"] for r in recs[1:]]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["metrics"]["equivalent"]["undecided"] == 0 and summary["metrics"]["exact"]["n"] == 4
+    assert summary["metrics"]["exact"]["accuracy"] >= 0.25
+    capsys.readouterr()
+    assert main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(tmp_path / "empty"), "--rescore"]) != 0
+    assert "no predictions to rescore" in capsys.readouterr().err
+    assert not (tmp_path / "empty").exists()  # refused before anything is written

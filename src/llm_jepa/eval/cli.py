@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "Spider --exact-output")
     p.add_argument("--no-equivalence", action="store_true", help="regex: skip the DFA equivalence metric")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
+    p.add_argument("--rescore", action="store_true",
+                   help="score the generations already in --output again with today's metrics (after a change "
+                        "to a scorer or its limits) instead of keeping their stored scores; generates only the "
+                        "rows not there yet (needs the same --model and --data)")
     from ..runs import add_run_arguments
 
     add_run_arguments(p, predictors=dict(type=int, help="predictor tokens for the similarity (0: Enc(Text))"))
@@ -74,5 +78,5 @@ def run(args: argparse.Namespace) -> int:
         options["equivalence"] = False
     evaluate(args.model, args.data, task=args.task, limit=args.limit, output=args.output, overwrite=args.overwrite,
              batch_size=args.batch_size, generation=settings, settings=run_overrides(args), similarity=args.similarity,
-             rerank=args.rerank, rerank_logprob_weight=args.rerank_logprob_weight, **options)
+             rerank=args.rerank, rerank_logprob_weight=args.rerank_logprob_weight, rescore=args.rescore, **options)
     return 0

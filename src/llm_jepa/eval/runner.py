@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -100,7 +101,31 @@ def _read_predictions(pred_file: Path, examples: list[Example]) -> dict[int, dic
 
 
 def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
-    pred_file.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
+    """Replace the file whole: a table script or a second reader never sees it cut half-way."""
+    tmp = pred_file.with_name(pred_file.name + ".tmp")
+    tmp.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
+    os.replace(tmp, pred_file)
+
+
+#: the keys of a prediction line that its scoring writes (see :func:`_record`)
+_SCORED_KEYS = ("metrics", "correct", "excluded", "detail")
+
+
+def _rescore(module: Any, examples: list[Example], done: dict[int, dict], options: dict[str, Any],
+             where: Path) -> dict[int, dict]:
+    """The stored generations scored again with today's metrics (generation and similarity kept)."""
+    if not done:
+        raise ValueError(f"{where}: no predictions to rescore")
+    if any("candidates" in rec for rec in done.values()):
+        raise ValueError(f"{where}: a reranked evaluation; --rescore scores single answers only "
+                         "(its candidates would keep their old scores)")
+    out = {}
+    for i, rec in done.items():
+        kept = {k: v for k, v in rec.items() if k not in _SCORED_KEYS}
+        out[i] = {**kept, **_record(module, examples[i], rec["generation"], options)}
+    changed = sum(out[i]["metrics"] != done[i]["metrics"] for i in done)
+    print(f"[eval] rescored {len(done)} stored predictions: {changed} changed", flush=True)
+    return out
 
 
 def _identity(key: str, value: Any) -> Any:
@@ -281,6 +306,7 @@ def evaluate(
     progress: bool | None = None,
     rerank: int = 0,
     rerank_logprob_weight: float = 0.0,
+    rescore: bool = False,
     **options: Any,
 ) -> dict[str, Any]:
     """Score ``model`` (a directory, hub name, :class:`~llm_jepa.runs.TrainedRun` or ``(model,
@@ -294,7 +320,9 @@ def evaluate(
     left on stderr while generating (default: unless ``quiet``). ``rerank`` N: answer with the best of N
     candidates by cos(Pred(Enc(Text)), Enc(candidate)) (+ ``rerank_logprob_weight`` x its mean token
     log-probability) and report greedy, first-candidate, reranked and oracle accuracy
-    (:mod:`llm_jepa.eval.rerank`)."""
+    (:mod:`llm_jepa.eval.rerank`). ``rescore``: score the generations already in ``output`` again
+    with today's metrics (after a change to a scorer or its limits) instead of keeping their stored
+    scores; rows not there yet are generated as usual."""
     misplaced = sorted(set(options) & (set(SETTINGS) | {"plain"}))
     if misplaced:
         raise ValueError(f"{', '.join(misplaced)}: a setting of the model's run, not a metric option; pass "
@@ -324,11 +352,18 @@ def evaluate(
     if rr:
         run["rerank"] = asdict(rr)
     out_dir = Path(output) if output else None
+    if rescore and (out_dir is None or overwrite or not (out_dir / PREDICTIONS).is_file()):
+        raise ValueError("rescore scores the predictions stored in output again: it needs output and no overwrite"
+                         if out_dir is None or overwrite else f"{out_dir}: no predictions to rescore")
     lock = _lock_output(out_dir)  # a second evaluation into out_dir fails at once, naming this one
     try:
         done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
-        trained.load_weights()
+        if rescore:
+            done = _rescore(module, examples, done, options, out_dir)
+            _write_predictions(out_dir / PREDICTIONS, done)
         todo = [i for i in range(len(examples)) if i not in done]
+        if todo or rr or not rescore or (similarity and any(rec.get("similarity") is None for rec in done.values())):
+            trained.load_weights()  # a finished evaluation scored again needs no model
         step = batch_size * 4  # write to disk every few batches
         per_row = 1 + rr.n if rr else 1  # reranking generates a greedy answer and n candidates per row
         bar = _progress_bar(len(examples), len(done), disable=quiet if progress is None else not progress, per_row=per_row)
