@@ -87,6 +87,12 @@ def test_resume_after_interruption_matches_uninterrupted(ckpt, data, tmp_path, m
 
     assert skipped(full)[2:] == skipped(cut)[-2:]  # the same loss-dropout decisions after resuming
     assert 0 < sum(skipped(full)) < 4  # and alpha = 0.5 did skip some batches, not all
+    # the summary's train_runtime covers the resumed invocation only: it says which steps those were
+    from llm_jepa.rundir import read_metrics
+
+    (whole,), (resumed,) = read_metrics(full / "metrics.jsonl", "summary"), read_metrics(cut / "metrics.jsonl", "summary")
+    assert (whole["resumed_from_step"], whole["steps_trained"]) == (0, 4)
+    assert (resumed["resumed_from_step"], resumed["steps_trained"]) == (2, 2)
 
 
 def test_regular_baseline_and_full_dropout_compute_no_views(ckpt, data, tmp_path):

@@ -60,14 +60,21 @@ class TokenizedDataset(torch.utils.data.Dataset):
 class MetricsFileCallback(TrainerCallback):
     """Append every log record (losses, cosine, learning rate, tokens/s) to ``metrics.jsonl``, with
     its ``kind``: ``train`` (a step), ``eval`` or ``summary`` (the end-of-training record), so that
-    readers never take the summary for a step (see :func:`llm_jepa.rundir.read_metrics`)."""
+    readers never take the summary for a step (see :func:`llm_jepa.rundir.read_metrics`). The summary
+    also says how many steps its ``train_runtime`` covers (``steps_trained``, from
+    ``resumed_from_step``): a resumed run's runtime is its last invocation's only."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path, self.first_step = path, 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.first_step = state.global_step  # the checkpoint's step on a resume (the state is loaded by now)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             record = {"step": state.global_step, "epoch": state.epoch, "kind": record_kind(logs), **logs}
+            if record["kind"] == "summary":  # the Trainer's runtime covers this run only, not a resumed one's start
+                record.update(resumed_from_step=self.first_step, steps_trained=state.global_step - self.first_step)
             with self.path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
 

@@ -38,6 +38,9 @@ def test_rerun_resumes_without_retraining(demo):
     stamp = {p: p.stat().st_mtime_ns for p in Path(cfg.output).glob("runs/*/train_results.json")}
     again = run_demo(cfg)
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    # a reused arm keeps its training time (the report said 'train s 0' and the console '0.00 s/step')
+    for name, arm in again["arms"].items():
+        assert arm["reused"] and arm["train_seconds"] > 0 and 0 < arm["s_per_step"] < arm["train_seconds"], name
     assert set(again["arms"]) == {"baseline", "jepa", "baseline_equal_compute"}
     assert json.loads((Path(cfg.output) / "results.json").read_text())["arms"].keys() == again["arms"].keys()
 

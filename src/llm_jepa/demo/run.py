@@ -168,7 +168,9 @@ def _base_checkpoint(cfg: DemoConfig, out: Path, train_file: Path) -> Path:
     return base
 
 
-def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: int, out: Path) -> Path:
+def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: int, out: Path) -> tuple[Path, bool]:
+    """Train arm ``name`` (or continue it) into ``out/runs/name``; returns the run's folder and whether
+    an earlier invocation had already trained it with these settings (then nothing was trained)."""
     from ..config import load_config
     from ..train import train
 
@@ -187,11 +189,22 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
     }
     same = _trained_with(run_dir, overrides)  # an arm trained with other settings (e.g. steps) is not reused
     if same and (run_dir / "train_results.json").exists():
-        return run_dir  # trained by an earlier invocation with these settings
+        return run_dir, True  # trained by an earlier invocation with these settings
     if same and any(run_dir.glob("checkpoint-*")):  # an interrupted earlier invocation: continue it
         overrides.update(resume=True, overwrite=False)
     train(load_config(None, overrides=overrides))  # overwrite: a stale arm is moved aside, not deleted
-    return run_dir
+    return run_dir, False
+
+
+def _trainer_time(run_dir: Path, steps: int) -> tuple[float, float]:
+    """The Trainer's own runtime of an arm and its seconds per step. A resumed run's runtime is its
+    last invocation's, over the steps that invocation trained (older runs do not say: all ``steps``).
+    nan when the run has no summary record."""
+    done = _metrics_log(run_dir, "summary")
+    if not done:
+        return float("nan"), float("nan")
+    runtime = float(done[-1]["train_runtime"])
+    return runtime, runtime / max(int(done[-1].get("steps_trained", steps)), 1)
 
 
 #: demo options that change no result: another value reuses what is there. Arms are checked one by
@@ -323,7 +336,7 @@ def _tune_learning_rate(cfg: DemoConfig, out: Path, base: Path, train_file: Path
     rates: dict[str, Any] = {}
     for rate in cfg.tune_learning_rates or []:
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  tuning: baseline at learning rate {rate:g}", flush=True)
-        run_dir = _train_arm(replace(cfg, learning_rate=rate), "baseline", base, train_file, cfg.steps,
+        run_dir, _ = _train_arm(replace(cfg, learning_rate=rate), "baseline", base, train_file, cfg.steps,
                              _rate_folder(out, rate))
         summary = _evaluate_arm(cfg, run_dir, val_file, limit=cfg.n_validation, name="eval-validation")
         exact = summary["metrics"]["exact"]
@@ -384,15 +397,18 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             steps = _equal_compute_steps(runs_out, cfg.steps)
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  arm {i}/{len(ordered)}: {name}, {steps} steps", flush=True)
         start = time.perf_counter()
-        run_dir = _train_arm(cfg, name, base, train_file, steps, runs_out)
-        train_s = time.perf_counter() - start
+        run_dir, reused = _train_arm(cfg, name, base, train_file, steps, runs_out)
+        runtime, s_per_step = _trainer_time(run_dir, steps)
+        # an arm trained by an earlier invocation keeps its training time, not this one's zero seconds
+        train_s = runtime if reused else time.perf_counter() - start
         summary = _evaluate_arm(cfg, run_dir, test_file)
         results["arms"][name] = {
-            "run_dir": str(run_dir.relative_to(out)), "steps": steps, "train_seconds": train_s, "summary": summary,
+            "run_dir": str(run_dir.relative_to(out)), "steps": steps, "train_seconds": train_s, "reused": reused,
+            "s_per_step": s_per_step, "summary": summary,
             "diagnostics": _diagnose(cfg, run_dir, test_file), "log": _metrics_log(run_dir),
         }
-        print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: trained in {train_s:.0f} s "
-              f"({train_s / max(steps, 1):.2f} s/step), exact match {summary['metrics']['exact']['accuracy']:.3f}",
+        print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: {'trained earlier' if reused else 'trained'} in "
+              f"{train_s:.0f} s ({s_per_step:.2f} s/step), exact match {summary['metrics']['exact']['accuracy']:.3f}",
               flush=True)
         if i < len(ordered):  # a stopped demo keeps the numbers of the arms it finished
             write_results({**results, "seconds": time.perf_counter() - t0, "finished": False}, out, PARTIAL)
