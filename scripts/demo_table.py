@@ -2,9 +2,13 @@
 one by one): per seed and arm, exact match with its 95% Wilson interval, startswith, DFA equivalence,
 s/step and the collapse / straightness diagnostics (the base model's beside them when the demo
 started from a pretrained model); then, per arm against the baseline, mean ± std over seeds, the
-paired one-tailed t-test over seeds (the paper's rule: is the arm better?) and an exact McNemar test
-over the examples of all seeds (two-sided). An arm missing from some seeds is compared on the seeds
-that have it.
+baseline's mean on the same seeds and rows, the paired one-tailed t-test over seeds (the paper's rule:
+is the arm better?) and an exact McNemar test over the (seed, example) pairs (two-sided).
+
+The accuracies are computed from each arm's ``eval/predictions.jsonl``, so an evaluation scored again
+(``llm-jepa eval --rescore``) is counted as it stands now. An arm is compared with the baseline on
+the seeds that have both, and on the examples both could decide (an undecided DFA comparison leaves
+the pair out of both accuracies, not of one).
 
     python scripts/demo_table.py results/proto/lr1e-4
 """
@@ -12,6 +16,7 @@ that have it.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -19,7 +24,9 @@ import numpy as np
 
 from llm_jepa.demo.report import tried_rates
 from llm_jepa.demo.run import ARMS
+from llm_jepa.eval.runner import summarize
 from llm_jepa.eval.stats import mcnemar
+from llm_jepa.rundir import read_metrics
 from llm_jepa.sweep.stats import paired_test
 
 METRICS = ("exact", "startswith", "equivalent")
@@ -28,7 +35,9 @@ _ARM_ORDER = {name: i for i, name in enumerate(ARMS)}
 
 def _load(root: Path) -> dict[int, dict]:
     seeds = {}
-    for folder in sorted(root.glob("seed-*")):
+    # seed-S only: `demo --overwrite` moves an old output aside as seed-S.previous-N
+    folders = [f for f in root.glob("seed-*") if re.fullmatch(r"seed-\d+", f.name)]
+    for folder in sorted(folders, key=lambda f: int(f.name[5:])):
         # a demo still running (or stopped) has the arms it finished in results.partial.json
         found = [folder / n for n in ("results.json", "results.partial.json") if (folder / n).exists()]
         if not found:
@@ -41,13 +50,33 @@ def _load(root: Path) -> dict[int, dict]:
         for name, a in sorted(r["arms"].items(), key=lambda kv: _ARM_ORDER.get(kv[0], len(_ARM_ORDER))):
             run = folder / a.get("run_dir", f"runs/{name}")  # relative to the demo's folder; lr-*/runs/ when tuned
             preds = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
-            done = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"train_runtime"' in x]
             arms[name] = {**a, "preds": {p["index"]: p for p in preds},
-                          "s_per_step": done[-1]["train_runtime"] / a["steps"] if done else float("nan")}
-        seeds[int(folder.name.split("-", 1)[1])] = {"arms": arms, "base": (r.get("base") or {}).get("diagnostics"),
-                                                    "learning_rate": r["config"]["learning_rate"],
-                                                    "tuning": r.get("tuning")}
+                          "metrics": summarize(preds, "regex", {})["metrics"],
+                          "s_per_step": a.get("s_per_step", _s_per_step(run, a["steps"]))}
+        seeds[int(folder.name[5:])] = {"arms": arms, "base": (r.get("base") or {}).get("diagnostics"),
+                                       "learning_rate": r["config"]["learning_rate"], "tuning": r.get("tuning")}
     return seeds
+
+
+def _s_per_step(run: Path, steps: int) -> float:
+    """The Trainer's runtime over the steps it covers (a resumed run's last invocation only)."""
+    done = read_metrics(run / "metrics.jsonl", "summary")
+    return done[-1]["train_runtime"] / max(done[-1].get("steps_trained", steps), 1) if done else float("nan")
+
+
+def _paired(seeds: dict[int, dict], have: list[int], name: str, metric: str) -> tuple[list, list, list, list]:
+    """Per seed, the arm's and the baseline's accuracy on the examples both decided; and every
+    (seed, example) pair's two verdicts, for McNemar."""
+    acc_arm, acc_base, mine, theirs = [], [], [], []
+    for s in have:
+        a, b = seeds[s]["arms"][name]["preds"], seeds[s]["arms"]["baseline"]["preds"]
+        pairs = [(a[i]["metrics"].get(metric), b[i]["metrics"].get(metric)) for i in sorted(a.keys() & b.keys())]
+        pairs = [(bool(x), bool(y)) for x, y in pairs if x is not None and y is not None]
+        acc_arm.append(sum(x for x, _ in pairs) / len(pairs) if pairs else float("nan"))
+        acc_base.append(sum(y for _, y in pairs) / len(pairs) if pairs else float("nan"))
+        mine += [x for x, _ in pairs]
+        theirs += [y for _, y in pairs]
+    return acc_arm, acc_base, mine, theirs
 
 
 def _diag_cells(d: dict) -> str:
@@ -87,7 +116,7 @@ def tables(root: str | Path) -> str:
         if run["base"]:
             out.append(f"| {s} | base model | - | - | - | - | {_diag_cells(run['base'])} |")
         for name, a in run["arms"].items():
-            m = a["summary"]["metrics"]
+            m = a["metrics"]
             lo, hi = m["exact"]["ci95"]
             eq = m["equivalent"]
             out.append(f"| {s} | {name} | {a['s_per_step']:.2f} | {m['exact']['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | "
@@ -95,30 +124,33 @@ def tables(root: str | Path) -> str:
                        f"{_diag_cells(a['diagnostics'])} |")
     out += ["", "Learning rate: " + "; ".join(f"seed {s} {_rate_cell(run)}" for s, run in seeds.items())]
     arms = list(dict.fromkeys(n for run in seeds.values() for n in run["arms"]))
-    out += ["", "| arm | metric | seeds | mean ± std | per seed | paired t over seeds (arm > baseline, one-tailed) | "
+    out += ["", "| arm | metric | seeds | mean ± std | per seed | baseline, same seeds and examples | "
+                "paired t over seeds (arm > baseline, one-tailed) | "
                 "examples right only with arm / only with baseline | McNemar p (two-sided) |",
-            "|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|"]
     for name in arms:
         have = [s for s, run in seeds.items() if name in run["arms"]]
+        paired = [s for s in have if "baseline" in seeds[s]["arms"]]
+        alone = [s for s in have if s not in paired]
         for metric in METRICS:
-            v = np.array([seeds[s]["arms"][name]["summary"]["metrics"][metric]["accuracy"] for s in have])
-            sd = f"{v.std(ddof=1):.3f}" if len(v) > 1 else "-"
-            t, mc, p2 = "-", "-", "-"
-            if name != "baseline" and all("baseline" in seeds[s]["arms"] for s in have):
-                base = np.array([seeds[s]["arms"]["baseline"]["summary"]["metrics"][metric]["accuracy"] for s in have])
-                if len(have) > 1 and np.any(v != base):
-                    t = paired_t(v, base)
-                mine, theirs = [], []  # every seed's examples, paired by index
-                for s in have:
-                    a, b = seeds[s]["arms"][name]["preds"], seeds[s]["arms"]["baseline"]["preds"]
-                    for i in a.keys() & b.keys():
-                        mine.append(a[i]["metrics"].get(metric))
-                        theirs.append(b[i]["metrics"].get(metric))
-                gain, lose, p = mcnemar(mine, theirs)
+            t, mc, p2, vs = "-", "-", "-", "-"
+            if name == "baseline" or not paired:  # its own accuracies, nothing to compare with
+                v = np.array([seeds[s]["arms"][name]["metrics"][metric]["accuracy"] for s in have])
+                listed = have
+            else:
+                arm, base, mine, theirs = (np.array(x) for x in _paired(seeds, paired, name, metric))
+                v, listed = arm, paired
+                vs = f"{base.mean():.3f} ({', '.join(f'{x:.3f}' for x in base)})"
+                if len(paired) > 1 and np.any(arm != base):
+                    t = paired_t(arm, base)
+                gain, lose, p = mcnemar(list(mine), list(theirs))
                 mc = f"{gain} / {lose}"
                 p2 = f"{p:.3f}" if gain + lose else "-"
-            out.append(f"| {name} | {metric} | {', '.join(map(str, have))} | {v.mean():.3f} ± {sd} | "
-                       f"{', '.join(f'{x:.3f}' for x in v)} | {t} | {mc} | {p2} |")
+            sd = f"{v.std(ddof=1):.3f}" if len(v) > 1 else "-"
+            seeds_cell = ", ".join(map(str, listed)) + (
+                f" (not {', '.join(map(str, alone))}: no baseline)" if alone and name != "baseline" and paired else "")
+            out.append(f"| {name} | {metric} | {seeds_cell} | {v.mean():.3f} ± {sd} | "
+                       f"{', '.join(f'{x:.3f}' for x in v)} | {vs} | {t} | {mc} | {p2} |")
     return "\n".join(out)
 
 

@@ -1,0 +1,72 @@
+"""scripts/demo_table.py (the tables of docs/results.md) on hand-made demo folders: what it pairs,
+what it leaves out, and which folders it reads."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+DIAG = {"pred_code_cosine": 0.5, "code_collapse": {"mean_cosine": 0.9, "std_ratio": 0.2, "effective_rank": 40.0},
+        "retrieval": {"top1": 0.01}, "straightness": {"rest_patch_cosine": -0.3}}
+
+
+@pytest.fixture(scope="module")
+def table():
+    spec = importlib.util.spec_from_file_location("demo_table", Path(__file__).parents[2] / "scripts" / "demo_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _seed(root: Path, seed: int, arms: dict[str, list], name: str | None = None, summary: dict | None = None) -> None:
+    """A demo folder: each arm's verdicts per test row, as (exact, equivalent)."""
+    folder = root / (name or f"seed-{seed}")
+    results = {"config": {"learning_rate": 2e-4}, "arms": {}}
+    for arm, verdicts in arms.items():
+        run = folder / "runs" / arm
+        (run / "eval").mkdir(parents=True)
+        (run / "eval" / "predictions.jsonl").write_text("".join(
+            json.dumps({"index": i, "metrics": {"exact": x, "startswith": x, "equivalent": e}}) + "\n"
+            for i, (x, e) in enumerate(verdicts)))
+        (run / "metrics.jsonl").write_text(json.dumps({"step": 4, "kind": "summary", **(summary or {"train_runtime": 8.0})}) + "\n")
+        results["arms"][arm] = {"run_dir": f"runs/{arm}", "steps": 4, "diagnostics": DIAG}
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+def _row(text: str, start: str) -> list[str]:
+    (line,) = [x for x in text.splitlines() if x.startswith(start)]
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_arms_are_compared_on_the_seeds_and_examples_the_baseline_has(table, tmp_path):
+    T, F = True, False
+    _seed(tmp_path, 82, {"baseline": [(T, T), (F, T), (F, F), (T, T)],
+                         "jepa": [(T, None), (T, T), (F, F), (F, F)]})  # row 0: jepa's comparison undecided
+    _seed(tmp_path, 23, {"baseline": [(T, T), (T, T), (F, F), (F, F)],
+                         "jepa": [(T, T), (T, T), (T, T), (F, F)]})
+    _seed(tmp_path, 37, {"jepa": [(F, F)] * 4})  # no baseline here: not part of the comparison
+    _seed(tmp_path, 99, {"baseline": [(F, F)] * 4})  # only a baseline: not part of it either
+    _seed(tmp_path, 23, {"baseline": [(F, F)] * 4}, name="seed-23.previous-1")  # set aside by --overwrite
+    text = table.tables(tmp_path)
+    assert "| 23 | baseline |" in text and "previous" not in text
+    assert text.index("| 23 | baseline |") < text.index("| 82 | baseline |")  # seeds in numeric order
+
+    eq = _row(text, "| jepa | equivalent |")
+    assert eq[2] == "23, 82 (not 37: no baseline)"
+    # seed 82 on the 3 rows both decided (row 0 left out of both): jepa 1/3, baseline 2/3
+    assert eq[4] == "0.750, 0.333" and eq[5] == "0.583 (0.500, 0.667)"
+    assert eq[7] == "1 / 1"  # seed 23 row 2 for jepa, seed 82 row 3 for the baseline
+    ex = _row(text, "| jepa | exact |")
+    assert ex[4] == "0.750, 0.500" and ex[5] == "0.500 (0.500, 0.500)"
+    # the baseline's own row covers every seed it has, with its own decided rows
+    base = _row(text, "| baseline | exact |")
+    assert base[2] == "23, 82, 99" and base[5] == "-"
+    # the per-seed table counts each arm's own decided rows: jepa on seed 82 decided 3 of 4
+    assert "| 82 | jepa | 2.00 | 0.500 [" in text and "| 0.333 (3, 1) |" in text
+
+
+def test_seconds_per_step_of_a_resumed_arm_cover_the_steps_it_timed(table, tmp_path):
+    _seed(tmp_path, 5, {"baseline": [(True, True)]}, summary={"train_runtime": 8.0, "resumed_from_step": 2,
+                                                            "steps_trained": 2})
+    assert "| 5 | baseline | 4.00 |" in table.tables(tmp_path)  # 8 s over 2 steps, not over all 4
