@@ -40,7 +40,7 @@ def test_identical_results_give_nan_with_note():
 def test_cell_stats_mean_std_and_significance():
     results = [_result("baseline", s, v, baseline=True) for s, v in ((1, 0.5), (2, 0.6), (3, 0.55))]
     results += [_result("jepa", s, v, cell={"k": 1}) for s, v in ((1, 0.6), (2, 0.65), (3, 0.7))]
-    results += [_result("worse", s, v) for s, v in ((1, 0.4), (2, 0.5), (3, 0.45))]
+    results += [_result("worse", s, v) for s, v in ((1, 0.4), (2, 0.52), (3, 0.45))]
     rows = {r["cell_id"]: r for r in cell_stats(results)}
     assert rows["jepa"]["mean"] == pytest.approx(0.65)
     assert rows["jepa"]["std"] == pytest.approx(0.05)  # sample std of 0.6, 0.65, 0.7
@@ -54,3 +54,12 @@ def test_single_seed_cell_has_nan_std():
     rows = cell_stats([_result("a", 1, 0.5, baseline=True), _result("b", 1, 0.7)])
     assert all(math.isnan(r["std"]) for r in rows)
     assert math.isnan(rows[1]["p_value"]) and rows[1]["note"]
+
+
+def test_the_same_gain_on_every_seed_is_no_test_and_not_significant():
+    """Accuracies move in steps of 1/n: +3/300 on both seeds gave t = inf, p = 0 and a star in seeds.md."""
+    results = [_result("baseline", s, v, baseline=True) for s, v in ((1, 0.50), (2, 0.60))]
+    results += [_result("jepa", s, v + 0.01) for s, v in ((1, 0.50), (2, 0.60))]
+    row = {r["cell_id"]: r for r in cell_stats(results)}["jepa"]
+    assert row["p_value"] != row["p_value"] and not row["significant"]
+    assert "same on every seed" in row["note"]

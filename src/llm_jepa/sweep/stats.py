@@ -2,7 +2,8 @@
 
 The test follows the paper's protocol: each cell is compared with the baseline on the seeds both
 have (seed s of the cell against seed s of the baseline), H1 = the cell's metric is greater.
-With fewer than two shared seeds there is no test: p is NaN and ``note`` says why. A sweep with
+With fewer than two shared seeds, or the same difference on every seed (a t statistic of zero
+variance), there is no test: p is NaN and ``note`` says why. A sweep with
 several baseline cells (one per amount of training data, ``data_fractions``) tests each cell against
 the baseline that agrees with it on the options in which the baselines differ.
 """
@@ -37,8 +38,11 @@ def paired_test(cell: dict[int, float], baseline: dict[int, float]) -> dict[str,
     if math.isnan(p):
         note = "no test: the cell equals the baseline on every seed"
     elif all(math.isclose(x - y, a[0] - b[0], rel_tol=0, abs_tol=1e-12) for x, y in zip(a, b, strict=True)):
-        # equal up to rounding (0.58 - 0.60 and 0.55 - 0.57 differ in the last bit): t is then huge, not infinite
-        note = "the difference is the same on every seed, so the t statistic is infinite"
+        # equal up to rounding (0.58 - 0.60 and 0.55 - 0.57 differ in the last bit): t is then huge, not infinite.
+        # Accuracies move in steps of 1/n, so two seeds share a difference often; a zero-variance t says
+        # nothing, and its p of 0 must not read as significant
+        note = "the difference is the same on every seed, so the t statistic is infinite: no test"
+        p = math.nan
     return {"t": t, "p_value": p, "n_paired": len(seeds), "note": note}
 
 
