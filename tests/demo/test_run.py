@@ -31,6 +31,8 @@ def test_demo_writes_report_and_compares_all_arms(demo):
         assert "collapsed" in arm["diagnostics"]["code_collapse"]
     report = (out / "report.md").read_text()
     assert "baseline_equal_compute" in report and "retrieval@1" in report
+    (verdict,) = [x for x in report.splitlines() if x.startswith("- JEPA vs baseline exact match")]
+    assert "McNemar p" in verdict or "right on the same 8 test rows" in verdict
 
 
 def test_rerun_resumes_without_retraining(demo):
@@ -66,6 +68,10 @@ def test_several_seeds_are_summarised_and_tested_against_the_baseline(tmp_path):
     assert rows["jepa"]["mean"] == pytest.approx(sum(per_seed) / 2)
     assert "| jepa | 2 |" in (tmp_path / "seeds" / "seeds.md").read_text()
     assert "Learning rate per seed: 1: 0.001, 2: 0.001" in (tmp_path / "seeds" / "seeds.md").read_text()
+    # a generated-data demo from scratch: the seed changes the data and the initial weights (with
+    # --model and --data it changes neither: test_pretrained checks that wording)
+    assert "Each seed changes the generated data, the model's initial weights and the data order" in \
+        (tmp_path / "seeds" / "seeds.md").read_text()
     with pytest.raises(ValueError, match="distinct"):
         run_demo_seeds(cfg, [1, 1])
 

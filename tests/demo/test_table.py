@@ -70,3 +70,42 @@ def test_seconds_per_step_of_a_resumed_arm_cover_the_steps_it_timed(table, tmp_p
     _seed(tmp_path, 5, {"baseline": [(True, True)]}, summary={"train_runtime": 8.0, "resumed_from_step": 2,
                                                             "steps_trained": 2})
     assert "| 5 | baseline | 4.00 |" in table.tables(tmp_path)  # 8 s over 2 steps, not over all 4
+
+
+def test_the_demo_report_tests_paired_arms_with_mcnemar_not_overlapping_intervals(tmp_path):
+    """0.600 vs 0.660 on the same 300 rows have overlapping 95% intervals, yet 20 rows right only
+    with one arm against 2 only with the other is p = 1e-4: the report said 'one seed cannot tell
+    them apart'."""
+    from llm_jepa.demo.report import _paired_verdict
+
+    base = [True] * 180 + [False] * 120
+    arm = list(base)
+    for i in range(180, 200):
+        arm[i] = True  # 20 rows right only with the arm
+    arm[0] = arm[1] = False  # 2 only with the baseline
+    for name, verdicts in (("jepa", arm), ("baseline", base)):
+        (tmp_path / "runs" / name / "eval").mkdir(parents=True)
+        (tmp_path / "runs" / name / "eval" / "predictions.jsonl").write_text("".join(
+            json.dumps({"index": i, "metrics": {"exact": v}}) + "\n" for i, v in enumerate(verdicts)))
+    said = _paired_verdict(tmp_path, {"run_dir": "runs/jepa"}, {"run_dir": "runs/baseline"}, "JEPA")
+    assert "right only with JEPA on 20 test rows, only with the baseline on 2: McNemar p = 0.00012" in said
+    assert "cannot tell" not in said
+    (tmp_path / "runs" / "jepa" / "eval" / "predictions.jsonl").write_text("".join(
+        json.dumps({"index": i, "metrics": {"exact": v}}) + "\n" for i, v in enumerate(base[:-3] + [True] * 3)))
+    assert "McNemar p = 0.25; one seed cannot tell them apart" in _paired_verdict(
+        tmp_path, {"run_dir": "runs/jepa"}, {"run_dir": "runs/baseline"}, "JEPA")
+    assert _paired_verdict(None, {}, {}, "JEPA") == ""  # no predictions to pair: no verdict
+
+
+def test_seeds_report_says_what_a_seed_changes(tmp_path):
+    """With --model and --data a seed changes neither the data nor the initial weights, and seeds.md said
+    it did."""
+    from llm_jepa.demo.report import write_seeds_report
+    from llm_jepa.demo.run import DemoConfig, seed_changes
+
+    summary = {"seeds": [1], "stats": [], "runs": [],
+               "seed_changes": seed_changes(DemoConfig(model="m", data="d.jsonl"))}
+    write_seeds_report(summary, tmp_path)
+    said = (tmp_path / "seeds.md").read_text()
+    assert "Each seed changes the training subset drawn from the data file and the data order;" in said
+    assert "initial weights" not in said and "generated data" not in said

@@ -53,7 +53,28 @@ def plot_losses(results: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def _verdicts(results: dict[str, Any]) -> list[str]:
+def _paired_verdict(out: Path | None, arm: dict[str, Any], baseline: dict[str, Any], label: str) -> str:
+    """Both arms answered the same test rows, so the test is McNemar's on the rows where they differ
+    (two overlapping intervals of paired arms say nothing either way)."""
+    from ..eval.stats import mcnemar
+
+    verdicts = []
+    for a in (arm, baseline):
+        pred = out / a.get("run_dir", "") / "eval" / "predictions.jsonl" if out is not None and a.get("run_dir") else None
+        if pred is None or not pred.is_file():
+            return ""
+        verdicts.append({r["index"]: r["metrics"].get("exact") for r in map(json.loads, pred.read_text().splitlines())})
+    rows = sorted(verdicts[0].keys() & verdicts[1].keys())
+    gain, lose, p = mcnemar([verdicts[0][i] for i in rows], [verdicts[1][i] for i in rows])
+    if not gain + lose:
+        return f" (right on the same {len(rows)} test rows)"
+    said = (f" (right only with {label} on {gain} test rows, only with the baseline on {lose}: McNemar p = {p:.2g}; "
+            "one seed")
+    return said + (", so `--seeds` tests whether it holds over seeds)" if p < 0.05 else
+                   " cannot tell them apart; `--seeds` tests them over seeds)")
+
+
+def _verdicts(results: dict[str, Any], out: Path | None = None) -> list[str]:
     lines = []
     arms = results["arms"]
     for name, arm in arms.items():
@@ -66,13 +87,8 @@ def _verdicts(results: dict[str, Any]) -> list[str]:
     for arm, label in (("jepa", "JEPA"), ("stp", "STP")):
         if "baseline" in arms and arm in arms:
             b, j = (arms[a]["summary"] for a in ("baseline", arm))
-            (blo, bhi), (jlo, jhi) = b["ci95"], j["ci95"]
-            overlap = not (jlo > bhi or blo > jhi)
-            lines.append(
-                f"- {label} vs baseline exact match: {j['accuracy']:.3f} vs {b['accuracy']:.3f}"
-                + (" (the 95% intervals overlap: one seed cannot tell them apart; use `llm-jepa sweep` over seeds)"
-                   if overlap else " (the 95% intervals do not overlap)")
-            )
+            lines.append(f"- {label} vs baseline exact match: {j['accuracy']:.3f} vs {b['accuracy']:.3f}"
+                         + _paired_verdict(out, arms[arm], arms["baseline"], label))
     if "stp" in arms and "baseline" in arms:
         s, b = (arms[a]["diagnostics"].get("straightness", {}).get("rest_patch_cosine") for a in ("stp", "baseline"))
         if s is not None and b is not None:
@@ -120,7 +136,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
         table.add_row(*row)
     console = Console(width=max(Console().width, 150))
     console.print(table)
-    for line in [*_tuning_lines(results)[1:], *_base_lines(results)[1:], *_verdicts(results)]:
+    for line in [*_tuning_lines(results)[1:], *_base_lines(results)[1:], *_verdicts(results, out)]:
         console.print(line)
     plot_losses(results, out / "losses.png")
     md = ["# llm-jepa demo", "", f"Settings: `{json.dumps(results['config'])}`", "",
@@ -133,7 +149,7 @@ def write_report(results: dict[str, Any], out: Path) -> None:
            "and then a high cos(pred, code) is worthless; *retrieval@1* asks whether Pred(Enc(Text)) finds",
            "its own Code among the held-out set (chance = 1/n); *cos(rest, patch)* is the mean cosine between",
            "the displacements of a random span of the conversation and of the rest of it (STP's target:",
-           "1 = a straight hidden-state path).", "", *_verdicts(results), "",
+           "1 = a straight hidden-state path).", "", *_verdicts(results, out), "",
            "![losses](losses.png)", ""]
     (out / "report.md").write_text("\n".join(md))
     write_results(results, out)
@@ -152,14 +168,18 @@ def _seed_rates(summary: dict[str, Any]) -> dict[int, float]:
     return {r["seed"]: r["learning_rate"] for r in summary["runs"] if "learning_rate" in r}
 
 
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def write_seeds_report(summary: dict[str, Any], out: Path) -> None:
     """Print and write (``seeds.md``, ``seeds.json``) exact match over seeds, tested against the baseline."""
     from ..sweep.report import markdown_table
 
     rates = _seed_rates(summary)
     md = ["# llm-jepa demo over seeds " + str(summary["seeds"]), "", markdown_table(summary["stats"], "exact"),
-          "Each seed changes the generated data, the model's initial weights and the data order; arms",
-          "share them within a seed, so each arm is paired with the baseline seed by seed.",
+          f"Each seed changes {_and(summary.get('seed_changes') or ['the data order'])}; arms share them",
+          "within a seed, so each arm is paired with the baseline seed by seed.",
           "Learning rate per seed: " + ", ".join(f"{s}: {r:g}" for s, r in rates.items())
           + (" (tuned per seed on held-out training rows)" if len(set(rates.values())) > 1 else ""),
           "Per-seed reports: " + ", ".join(f"[seed {s}](seed-{s}/report.md)" for s in summary["seeds"]), ""]

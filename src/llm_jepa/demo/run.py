@@ -421,6 +421,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return results
 
 
+def seed_changes(cfg: DemoConfig) -> list[str]:
+    """What a demo's seed changes: a pretrained model starts from the same weights whatever the seed,
+    and a data file's rows stay (the seed draws the training subset)."""
+    return ((["the training subset drawn from the data file"] if cfg.data else ["the generated data"])
+            + ([] if cfg.model else ["the model's initial weights"]) + ["the data order"])
+
+
 def run_demo_seeds(cfg: DemoConfig, seeds: list[int]) -> dict[str, Any]:
     """The demo once per seed (data, model init and training all follow the seed), in ``seed-S``
     folders under ``cfg.output``, then mean ± std of exact match per arm over the seeds and the
@@ -443,6 +450,6 @@ def run_demo_seeds(cfg: DemoConfig, seeds: list[int]) -> dict[str, Any]:
                          "learning_rate": res["config"]["learning_rate"],
                          "summary": {"exact": r["summary"]["metrics"]["exact"]["accuracy"]}})
     stats = cell_stats(runs, "exact")
-    summary = {"seeds": seeds, "stats": stats, "runs": runs}
+    summary = {"seeds": seeds, "stats": stats, "runs": runs, "seed_changes": seed_changes(cfg)}
     write_seeds_report(summary, out)
     return summary
