@@ -70,6 +70,9 @@ def test_seconds_per_step_of_a_resumed_arm_cover_the_steps_it_timed(table, tmp_p
     _seed(tmp_path, 5, {"baseline": [(True, True)]}, summary={"train_runtime": 8.0, "resumed_from_step": 2,
                                                             "steps_trained": 2})
     assert "| 5 | baseline | 4.00 |" in table.tables(tmp_path)  # 8 s over 2 steps, not over all 4
+    _seed(tmp_path, 6, {"baseline": [(True, True)]}, summary={"train_runtime": 3.0, "resumed_from_step": 4,
+                                                            "steps_trained": 0})
+    assert "| 6 | baseline | nan |" in table.tables(tmp_path)  # resumed at its last step: nothing was timed
 
 
 def test_the_demo_report_tests_paired_arms_with_mcnemar_not_overlapping_intervals(tmp_path):

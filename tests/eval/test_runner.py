@@ -392,3 +392,12 @@ def test_rescore_scores_stored_generations_again_without_the_model(ckpt, data, t
     assert main(["eval", "--model", str(ckpt), "--data", str(data), "--output", str(tmp_path / "empty"), "--rescore"]) != 0
     assert "no predictions to rescore" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()  # refused before anything is written
+    # a reranked evaluation is refused before its files are touched
+    monkeypatch.undo()
+    rr = tmp_path / "rr"
+    rr_args = ["eval", "--model", str(ckpt), "--data", str(data), "--output", str(rr), "--limit", "2",
+               "--max-new-tokens", "4", "--rerank", "2", "--sample", "--no-similarity"]
+    assert main(rr_args) == 0
+    before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in rr.iterdir() if f.is_file()}
+    assert main([*rr_args, "--rescore"]) != 0 and "a reranked evaluation" in capsys.readouterr().err
+    assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in rr.iterdir() if f.is_file()} == before

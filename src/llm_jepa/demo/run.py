@@ -199,12 +199,12 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
 def _trainer_time(run_dir: Path, steps: int) -> tuple[float, float]:
     """The Trainer's own runtime of an arm and its seconds per step. A resumed run's runtime is its
     last invocation's, over the steps that invocation trained (older runs do not say: all ``steps``).
-    nan when the run has no summary record."""
+    nan when the run has no summary record, and s/step nan when that invocation trained no step."""
     done = _metrics_log(run_dir, "summary")
     if not done:
         return float("nan"), float("nan")
-    runtime = float(done[-1]["train_runtime"])
-    return runtime, runtime / max(int(done[-1].get("steps_trained", steps)), 1)
+    runtime, timed = float(done[-1]["train_runtime"]), int(done[-1].get("steps_trained", steps))
+    return runtime, (runtime / timed if timed > 0 else float("nan"))  # resumed from its last step: nothing timed
 
 
 #: demo options that change no result: another value reuses what is there. Arms are checked one by

@@ -47,8 +47,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --output")
     p.add_argument("--rescore", action="store_true",
                    help="score the generations already in --output again with today's metrics (after a change "
-                        "to a scorer or its limits) instead of keeping their stored scores; generates only the "
-                        "rows not there yet (needs the same --model and --data)")
+                        "to a scorer or its limits) instead of keeping their stored scores. Give the evaluation's "
+                        "own options (--model, --data, --task, --limit, generation flags, metric options; "
+                        "--no-similarity if it was made without): a finished one then loads no model")
     from ..runs import add_run_arguments
 
     add_run_arguments(p, predictors=dict(type=int, help="predictor tokens for the similarity (0: Enc(Text))"))

@@ -111,14 +111,18 @@ def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
 _SCORED_KEYS = ("metrics", "correct", "excluded", "detail")
 
 
-def _rescore(module: Any, examples: list[Example], done: dict[int, dict], options: dict[str, Any],
-             where: Path) -> dict[int, dict]:
-    """The stored generations scored again with today's metrics (generation and similarity kept)."""
+def _check_rescorable(done: dict[int, dict], where: Path) -> None:
     if not done:
         raise ValueError(f"{where}: no predictions to rescore")
     if any("candidates" in rec for rec in done.values()):
         raise ValueError(f"{where}: a reranked evaluation; --rescore scores single answers only "
                          "(its candidates would keep their old scores)")
+
+
+def _rescore(module: Any, examples: list[Example], done: dict[int, dict], options: dict[str, Any],
+             where: Path) -> dict[int, dict]:
+    """The stored generations scored again with today's metrics (generation and similarity kept)."""
+    _check_rescorable(done, where)
     out = {}
     for i, rec in done.items():
         kept = {k: v for k, v in rec.items() if k not in _SCORED_KEYS}
@@ -322,7 +326,8 @@ def evaluate(
     log-probability) and report greedy, first-candidate, reranked and oracle accuracy
     (:mod:`llm_jepa.eval.rerank`). ``rescore``: score the generations already in ``output`` again
     with today's metrics (after a change to a scorer or its limits) instead of keeping their stored
-    scores; rows not there yet are generated as usual."""
+    scores; rows not there yet are generated as usual, and so are similarities the rows lack
+    (``similarity=False`` for an evaluation made without them): otherwise no model is loaded."""
     misplaced = sorted(set(options) & (set(SETTINGS) | {"plain"}))
     if misplaced:
         raise ValueError(f"{', '.join(misplaced)}: a setting of the model's run, not a metric option; pass "
@@ -352,9 +357,11 @@ def evaluate(
     if rr:
         run["rerank"] = asdict(rr)
     out_dir = Path(output) if output else None
-    if rescore and (out_dir is None or overwrite or not (out_dir / PREDICTIONS).is_file()):
-        raise ValueError("rescore scores the predictions stored in output again: it needs output and no overwrite"
-                         if out_dir is None or overwrite else f"{out_dir}: no predictions to rescore")
+    if rescore:  # refused before the output is touched
+        if out_dir is None or overwrite:
+            raise ValueError("rescore scores the predictions stored in output again: it needs output and no overwrite")
+        stored = _read_predictions(out_dir / PREDICTIONS, examples) if (out_dir / PREDICTIONS).is_file() else {}
+        _check_rescorable(stored, out_dir)
     lock = _lock_output(out_dir)  # a second evaluation into out_dir fails at once, naming this one
     try:
         done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
