@@ -134,7 +134,7 @@ def test_a_tie_on_validation_goes_to_the_smaller_rate(tmp_path, monkeypatch):
     import llm_jepa.demo.run as demo_run
 
     monkeypatch.setattr(demo_run, "_validation_split", lambda *a: tmp_path / "validation.jsonl")
-    monkeypatch.setattr(demo_run, "_train_arm", lambda cfg, name, base, train, steps, out: out / "runs" / name)
+    monkeypatch.setattr(demo_run, "_train_arm", lambda cfg, name, base, train, steps, out: (out / "runs" / name, False))
     monkeypatch.setattr(demo_run, "_evaluate_arm",
                         lambda *a, **k: {"metrics": {"exact": {"accuracy": 0.4, "n": 3, "ci95": [0, 1]}}})
     cfg = DemoConfig(output=str(tmp_path), data="d.jsonl", test_data="t.jsonl", tune_learning_rates=[3e-4, 1e-4, 2e-4])
