@@ -98,6 +98,11 @@ def test_the_demo_report_tests_paired_arms_with_mcnemar_not_overlapping_interval
     assert "McNemar p = 0.25; one seed cannot tell them apart" in _paired_verdict(
         tmp_path, {"run_dir": "runs/jepa"}, {"run_dir": "runs/baseline"}, "JEPA")
     assert _paired_verdict(None, {}, {}, "JEPA") == ""  # no predictions to pair: no verdict
+    # both arms wrong on every row (a 5-step demo): not 'right on the same rows'
+    (tmp_path / "runs" / "jepa" / "eval" / "predictions.jsonl").write_bytes(
+        (tmp_path / "runs" / "baseline" / "eval" / "predictions.jsonl").read_bytes())
+    assert _paired_verdict(tmp_path, {"run_dir": "runs/jepa"}, {"run_dir": "runs/baseline"}, "JEPA") == \
+        " (the same verdict on each of the 300 test rows)"
 
 
 def test_seeds_report_says_what_a_seed_changes(tmp_path):

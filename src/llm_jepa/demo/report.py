@@ -67,7 +67,7 @@ def _paired_verdict(out: Path | None, arm: dict[str, Any], baseline: dict[str, A
     rows = sorted(verdicts[0].keys() & verdicts[1].keys())
     gain, lose, p = mcnemar([verdicts[0][i] for i in rows], [verdicts[1][i] for i in rows])
     if not gain + lose:
-        return f" (right on the same {len(rows)} test rows)"
+        return f" (the same verdict on each of the {len(rows)} test rows)"
     said = (f" (right only with {label} on {gain} test rows, only with the baseline on {lose}: McNemar p = {p:.2g}; "
             "one seed")
     return said + (", so `--seeds` tests whether it holds over seeds)" if p < 0.05 else
