@@ -23,10 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from llm_jepa.demo.report import tried_rates
-from llm_jepa.demo.run import ARMS
+from llm_jepa.demo.run import ARMS, trainer_time
 from llm_jepa.eval.runner import summarize
 from llm_jepa.eval.stats import mcnemar
-from llm_jepa.rundir import read_metrics
 from llm_jepa.sweep.stats import paired_test
 
 METRICS = ("exact", "startswith", "equivalent")
@@ -52,17 +51,10 @@ def _load(root: Path) -> dict[int, dict]:
             preds = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
             arms[name] = {**a, "preds": {p["index"]: p for p in preds},
                           "metrics": summarize(preds, "regex", {})["metrics"],
-                          "s_per_step": a["s_per_step"] if "s_per_step" in a else _s_per_step(run, a["steps"])}
+                          "s_per_step": a["s_per_step"] if "s_per_step" in a else trainer_time(run, a["steps"])[1]}
         seeds[int(folder.name[5:])] = {"arms": arms, "base": (r.get("base") or {}).get("diagnostics"),
                                        "learning_rate": r["config"]["learning_rate"], "tuning": r.get("tuning")}
     return seeds
-
-
-def _s_per_step(run: Path, steps: int) -> float:
-    """The Trainer's runtime over the steps it covers (a resumed run's last invocation only)."""
-    done = read_metrics(run / "metrics.jsonl", "summary")
-    timed = done[-1].get("steps_trained", steps) if done else 0
-    return done[-1]["train_runtime"] / timed if timed > 0 else float("nan")  # none timed: resumed at its end
 
 
 def _paired(seeds: dict[int, dict], have: list[int], name: str, metric: str) -> tuple[list, list, list, list]:

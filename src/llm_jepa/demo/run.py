@@ -196,7 +196,7 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
     return run_dir, False
 
 
-def _trainer_time(run_dir: Path, steps: int) -> tuple[float, float]:
+def trainer_time(run_dir: Path, steps: int) -> tuple[float, float]:
     """The Trainer's own runtime of an arm and its seconds per step. A resumed run's runtime is its
     last invocation's, over the steps that invocation trained (older runs do not say: all ``steps``).
     nan when the run has no summary record, and s/step nan when that invocation trained no step."""
@@ -398,7 +398,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  arm {i}/{len(ordered)}: {name}, {steps} steps", flush=True)
         start = time.perf_counter()
         run_dir, reused = _train_arm(cfg, name, base, train_file, steps, runs_out)
-        runtime, s_per_step = _trainer_time(run_dir, steps)
+        runtime, s_per_step = trainer_time(run_dir, steps)
         # an arm trained by an earlier invocation keeps its training time, not this one's zero seconds
         train_s = runtime if reused else time.perf_counter() - start
         summary = _evaluate_arm(cfg, run_dir, test_file)

@@ -119,10 +119,9 @@ def _check_rescorable(done: dict[int, dict], where: Path) -> None:
                          "(its candidates would keep their old scores)")
 
 
-def _rescore(module: Any, examples: list[Example], done: dict[int, dict], options: dict[str, Any],
-             where: Path) -> dict[int, dict]:
-    """The stored generations scored again with today's metrics (generation and similarity kept)."""
-    _check_rescorable(done, where)
+def _rescore(module: Any, examples: list[Example], done: dict[int, dict], options: dict[str, Any]) -> dict[int, dict]:
+    """The stored generations scored again with today's metrics (generation and similarity kept);
+    :func:`_check_rescorable` has refused what cannot be, before the output was touched."""
     out = {}
     for i, rec in done.items():
         kept = {k: v for k, v in rec.items() if k not in _SCORED_KEYS}
@@ -366,10 +365,11 @@ def evaluate(
     try:
         done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
         if rescore:
-            done = _rescore(module, examples, done, options, out_dir)
+            done = _rescore(module, examples, done, options)
             _write_predictions(out_dir / PREDICTIONS, done)
         todo = [i for i in range(len(examples)) if i not in done]
-        if todo or rr or not rescore or (similarity and any(rec.get("similarity") is None for rec in done.values())):
+        lacks_similarity = similarity and any(rec.get("similarity") is None for rec in done.values())
+        if not rescore or todo or rr or lacks_similarity:
             trained.load_weights()  # a finished evaluation scored again needs no model
         step = batch_size * 4  # write to disk every few batches
         per_row = 1 + rr.n if rr else 1  # reranking generates a greedy answer and n candidates per row
