@@ -117,3 +117,23 @@ def test_eval_refuses_a_missing_gguf_before_writing_anything(tmp_path):
     assert main(["eval", "--model", str(tmp_path / "gone.gguf"), "--data", str(data), "--output",
                  str(tmp_path / "out")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_a_base_model_without_a_chat_template_converts(tmp_path, monkeypatch):
+    """Any architecture transformers can dequantize, base models too: the conversion's check asked
+    the chat template for its probe, and a tokenizer without one made transformers raise."""
+    import transformers
+
+    from llm_jepa import realmodel
+    from tests._factory import make_tokenizer, tiny_llama
+
+    tok = make_tokenizer("chatml", predictors=False)
+    tok.chat_template = None
+    source = tiny_llama(tok)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: tok)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: source)
+    out = tmp_path / "converted"
+    answer = realmodel._convert(tmp_path / "Base.Q4.gguf", out)
+    assert isinstance(answer, str)
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(out)
+    assert realmodel._greedy(reloaded, tok) == answer

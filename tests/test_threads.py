@@ -44,3 +44,30 @@ def test_train_takes_threads_and_applies_it(tmp_path, restore_threads, monkeypat
     with pytest.raises(ValueError, match="no model given"):
         train(cfg)  # fails after the threads are set, before any model is loaded
     assert seen == [1]
+
+
+@pytest.mark.parametrize(("argv", "module", "function"), [
+    (["eval", "--model", "m", "--data", "d", "--output", "o"], "llm_jepa.eval.runner", "evaluate"),
+    (["analyze", "--model", "m", "--data", "d", "--output", "o"], "llm_jepa.analysis.run", "analyze"),
+])
+def test_eval_and_analyze_apply_threads_before_their_work(argv, module, function, monkeypatch):
+    """Parsing --threads is not applying it: each command must set the threads before it loads a model."""
+    import importlib
+
+    from llm_jepa import threads
+    from llm_jepa.cli import main
+
+    calls = []
+    monkeypatch.setattr(threads, "set_threads", lambda n: calls.append(("threads", n)))
+
+    class Stop(BaseException):  # stop here: no model is loaded
+        pass
+
+    def work(*a, **k):
+        calls.append(("work", None))
+        raise Stop
+
+    monkeypatch.setattr(importlib.import_module(module), function, work)
+    with pytest.raises(Stop):
+        main([*argv, "--threads", "3"])
+    assert calls == [("threads", 3), ("work", None)]

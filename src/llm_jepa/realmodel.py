@@ -188,11 +188,15 @@ def _generation_config(source: Any, tok: Any) -> Any:
 
 
 def _greedy(model: Any, tok: Any, prompt: str = PROBE, max_new_tokens: int = PROBE_TOKENS) -> str:
-    """Greedy answer to ``prompt`` through the chat template (special tokens removed)."""
+    """Greedy answer to ``prompt`` (special tokens removed): through the chat template, or as plain
+    text for a base model whose tokenizer has none."""
     import torch
 
-    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
-    ids = tok(text, return_tensors="pt", add_special_tokens=False)
+    if tok.chat_template:
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)
+    else:
+        ids = tok(prompt, return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
                              eos_token_id=model.generation_config.eos_token_id, pad_token_id=tok.pad_token_id)

@@ -54,7 +54,7 @@ def test_demo_from_a_pretrained_model_with_lora(files, tmp_path):
 
 @pytest.mark.parametrize(("argv", "expected"), [
     ([], (1e-3, 32, ["baseline", "jepa", "baseline_equal_compute"])),
-    (["--model", "m"], (1e-4, 8, ["baseline", "jepa"])),  # fine-tuning a pretrained model
+    (["--model", "m"], (1e-4, 8, ["baseline", "jepa", "stp"])),  # fine-tuning a pretrained model: issue 14's three arms
     (["--model", "m", "--learning-rate", "2e-5", "--batch-size", "4", "--arms", "jepa"], (2e-5, 4, ["jepa"])),
 ])
 def test_demo_defaults_follow_the_starting_model(monkeypatch, argv, expected):

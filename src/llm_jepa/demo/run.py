@@ -86,8 +86,9 @@ class DemoConfig:
 
 #: the demo's defaults when it starts from a pretrained ``--model`` instead of the tiny one: a
 #: fine-tuning rate (at 60 steps SmolLM2 learned something at 1e-4 and next to nothing at the paper's
-#: 2e-5) and a batch a CPU can take; the FLOPs-matched arm would cost 2.4x a plain arm more.
-PRETRAINED_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 8, "arms": ["baseline", "jepa"]}
+#: 2e-5) and a batch a CPU can take; plain, LLM-JEPA and STP (STP costs what a plain step does), and
+#: not the FLOPs-matched arm, which would cost 2.4x a plain arm more.
+PRETRAINED_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 8, "arms": ["baseline", "jepa", "stp"]}
 
 
 def _prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, Path]:
