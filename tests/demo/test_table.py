@@ -117,3 +117,13 @@ def test_seeds_report_says_what_a_seed_changes(tmp_path):
     said = (tmp_path / "seeds.md").read_text()
     assert "Each seed changes the training subset drawn from the data file and the data order;" in said
     assert "initial weights" not in said and "generated data" not in said
+
+
+def test_the_arm_against_baseline_test_counts_test_rows_not_seed_row_pairs(table, tmp_path):
+    """Row 0 is right only with JEPA on both seeds: one row ahead, not two independent examples
+    (the seeds share their test rows; pooling (seed, row) pairs gave an optimistic p)."""
+    T, F = True, False
+    _seed(tmp_path, 82, {"baseline": [(F, F), (T, T), (F, F)], "jepa": [(T, T), (F, F), (F, F)]})
+    _seed(tmp_path, 23, {"baseline": [(F, F), (F, F), (T, T)], "jepa": [(T, T), (F, F), (F, F)]})
+    ex = _row(table.tables(tmp_path), "| jepa | exact |")
+    assert ex[7] == "1 / 2" and ex[8] == "1.000"

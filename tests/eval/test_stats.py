@@ -4,7 +4,7 @@ from math import comb
 
 import pytest
 
-from llm_jepa.eval.stats import mcnemar, wilson_interval
+from llm_jepa.eval.stats import mcnemar, rows_sign_test, wilson_interval
 
 
 def _two_sided_binomial(k: int, n: int) -> float:
@@ -39,3 +39,22 @@ def test_wilson_interval_holds_the_proportion_and_stays_in_range():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
     assert wilson_interval(0, 10)[1] == pytest.approx(wilson_interval(10, 10)[1] - wilson_interval(10, 10)[0])
     assert all(x != x for x in wilson_interval(0, 0))
+
+
+def test_rows_sign_test_counts_rows_not_seed_example_pairs():
+    """Three seeds on the same 4 rows. Row 0 is right with the arm on every seed: pooled McNemar
+    counts it three times (as if 3 independent examples), the row test once."""
+    arm = [{0: True, 1: True, 2: False, 3: None}, {0: True, 1: False, 2: False, 3: True},
+           {0: True, 1: True, 2: True, 3: False}]
+    base = [{0: False, 1: False, 2: True, 3: True}, {0: False, 1: True, 2: False, 3: True},
+            {0: False, 1: True, 2: False, 3: True}]
+    pooled = mcnemar([s[r] for s in arm for r in range(4)], [s[r] for s in base for r in range(4)])
+    assert pooled[:2] == (5, 3)
+    # per row, seeds summed: row 0 +3, row 1 (+1 -1 0) = 0, row 2 (-1 0 +1) = 0, row 3 (left out, 0, -1) = -1
+    gain, lose, p = rows_sign_test(arm, base)
+    assert (gain, lose) == (1, 1) and p == pytest.approx(1.0)
+    # one seed: the same as McNemar's test
+    one = rows_sign_test(arm[:1], base[:1])
+    assert one == mcnemar([arm[0][r] for r in range(4)], [base[0][r] for r in range(4)])
+    with pytest.raises(ValueError, match="seeds"):
+        rows_sign_test(arm, base[:2])

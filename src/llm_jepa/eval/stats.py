@@ -1,11 +1,11 @@
-"""Confidence intervals for accuracies, and the exact McNemar test of two systems scored on the same
-examples."""
+"""Confidence intervals for accuracies, the exact McNemar test of two systems scored on the same
+examples, and its extension to several seeds that keeps the example as the unit (``rows_sign_test``)."""
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["mcnemar", "wilson_interval"]
+__all__ = ["mcnemar", "rows_sign_test", "sign_test", "wilson_interval"]
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -29,6 +29,31 @@ def mcnemar(first: list, second: list) -> tuple[int, int, float]:
     if len(first) != len(second):
         raise ValueError(f"mcnemar: {len(first)} and {len(second)} results; it compares the same examples")
     pairs = [(bool(a), bool(b)) for a, b in zip(first, second, strict=True) if a is not None and b is not None]
-    gain = sum(a and not b for a, b in pairs)
-    lose = sum(b and not a for a, b in pairs)
+    return sign_test([int(a) - int(b) for a, b in pairs])
+
+
+def sign_test(differences: list[float]) -> tuple[int, int, float]:
+    """Two-sided exact sign test: (how many differences are positive, how many negative, p of the
+    binomial test on those two counts; nan when every difference is zero). Zeros are left out."""
+    from scipy.stats import binomtest
+
+    gain = sum(d > 0 for d in differences)
+    lose = sum(d < 0 for d in differences)
     return gain, lose, (binomtest(gain, gain + lose).pvalue if gain + lose else float("nan"))
+
+
+def rows_sign_test(first: list[dict], second: list[dict]) -> tuple[int, int, float]:
+    """Two systems over several seeds, evaluated on the same test rows: ``first[s][row]`` and
+    ``second[s][row]`` are seed ``s``'s verdicts (``None``: undecided, that seed's pair left out).
+    Per row, the differences are summed over the seeds; the sign test then counts rows, not
+    (seed, row) pairs. Pooling the pairs of McNemar's test would treat one row's seeds as
+    independent examples, and they are not: an easy row is right with every seed. With one seed this
+    is McNemar's exact test. Returns (rows ahead with the first, rows ahead with the second, p)."""
+    if len(first) != len(second):
+        raise ValueError(f"rows_sign_test: {len(first)} and {len(second)} seeds")
+    total: dict = {}
+    for a, b in zip(first, second, strict=True):
+        for row in a.keys() & b.keys():
+            if a[row] is not None and b[row] is not None:
+                total[row] = total.get(row, 0) + int(bool(a[row])) - int(bool(b[row]))
+    return sign_test(list(total.values()))
