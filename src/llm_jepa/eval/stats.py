@@ -24,7 +24,6 @@ def mcnemar(first: list, second: list) -> tuple[int, int, float]:
     whether each got example ``i`` right (``None`` where it could not be decided; such pairs are
     left out). Returns (right only with the first, right only with the second, two-sided p of the
     binomial test on the discordant pairs); p is nan when no pair is discordant."""
-    from scipy.stats import binomtest
 
     if len(first) != len(second):
         raise ValueError(f"mcnemar: {len(first)} and {len(second)} results; it compares the same examples")
