@@ -66,7 +66,7 @@ def test_eval_renders_the_trained_separator_and_builds_the_trained_views(trained
 
     prompts = []
     real = runner.generate
-    monkeypatch.setattr(runner, "generate", lambda m, t, p, *a: prompts.extend(p) or real(m, t, p, *a))
+    monkeypatch.setattr(runner, "generate", lambda m, t, p, *a, **k: prompts.extend(p) or real(m, t, p, *a, **k))
     examples = load_examples(data, 3)
     s = runner.evaluate(str(trained), examples, generation=runner.GenerationSettings(max_new_tokens=2), quiet=True)
     assert prompts == [ex.user + " => " for ex in examples]
@@ -97,7 +97,7 @@ def test_eval_cli_flags_override_the_run(trained, data, tmp_path, monkeypatch):
 
     prompts = []
     real = runner.generate
-    monkeypatch.setattr(runner, "generate", lambda m, t, p, *a: prompts.extend(p) or real(m, t, p, *a))
+    monkeypatch.setattr(runner, "generate", lambda m, t, p, *a, **k: prompts.extend(p) or real(m, t, p, *a, **k))
     assert main(["eval", "--model", str(trained), "--data", str(data), "--output", str(tmp_path / "e"), "--limit", "2",
                  "--max-new-tokens", "1", "--separator", " :: ", "--predictors", "2", "--direction", "text_to_code"]) == 0
     assert prompts == [ex.user + " :: " for ex in load_examples(data, 2)]
@@ -151,7 +151,7 @@ def test_accuracy_callback_evaluates_with_the_training_settings(trained, data, t
 
     prompts = []
     real = runner.generate
-    monkeypatch.setattr(runner, "generate", lambda m, t, p, *a: prompts.extend(p) or real(m, t, p, *a))
+    monkeypatch.setattr(runner, "generate", lambda m, t, p, *a, **k: prompts.extend(p) or real(m, t, p, *a, **k))
     run = load_run(trained)
     cb = AccuracyCallback(load_examples(data, 2), run.tokenizer, task="regex", max_new_tokens=1)
     cb._score(run.model, _args("unused", data, tmp_path / "x", TRAINED))

@@ -24,7 +24,7 @@ def test_gemma_style_template_trains_and_evaluates_with_a_system_message(tmp_pat
                              "--max_steps", "1", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]))
     prompts = []
     real = runner.generate
-    monkeypatch.setattr(runner, "generate", lambda m, t, p, *a: prompts.extend(p) or real(m, t, p, *a))
+    monkeypatch.setattr(runner, "generate", lambda m, t, p, *a, **k: prompts.extend(p) or real(m, t, p, *a, **k))
     s = evaluate(str(out), data, task="regex", generation=GenerationSettings(max_new_tokens=2), quiet=True)
     assert s["n"] == 4 and s["similarity"]["all"] is not None
     assert prompts == [f"<bos><start_of_turn>user\nConvert\n\n{ex.user}<end_of_turn>\n<start_of_turn>model\n"

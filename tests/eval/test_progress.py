@@ -54,3 +54,24 @@ def test_similarity_line_names_what_was_measured(pair, data, capsys, k, label):
     summary = evaluate((model, tok), data, batch_size=4, max_new_tokens=2, settings={"predictors": k})
     assert summary["similarity_measure"] == label
     assert label + ":" in " ".join(capsys.readouterr().out.split())  # the table's caption, unwrapped
+
+
+def test_a_long_batch_shows_the_token_it_has_reached(pair, data, capsys):
+    """Rows are counted after each batch; in between (a batch of 64 takes minutes with a real model on
+    a CPU) the bar shows the token the batch has reached, so the evaluation does not look hung."""
+    evaluate(pair, data, batch_size=16, max_new_tokens=3, similarity=False)
+    err = capsys.readouterr().err
+    assert "batch at token 1/3" in err  # the first report comes at once, after the first token
+    assert "token" not in err.rsplit("\r", 1)[-1]  # the finished bar no longer shows a batch
+
+
+def test_the_heartbeat_leaves_generation_unchanged(pair):
+    from llm_jepa.eval.generate import GenerationSettings, generate
+
+    model, tok = pair
+    prompts = ["lines with a vowel", "lines ending in 'dog'", "x"]
+    seen = []
+    settings = GenerationSettings(max_new_tokens=5)
+    with_beat = generate(model, tok, prompts, settings, batch_size=2, heartbeat=lambda t, m: seen.append((t, m)))
+    assert with_beat == generate(model, tok, prompts, settings, batch_size=2)
+    assert seen and all(m == 5 and 0 <= t <= 5 for t, m in seen)

@@ -78,7 +78,7 @@ def test_resume_after_interruption_gives_the_same_summary(ckpt, tmp_path, monkey
     (out / "predictions.jsonl").write_text("\n".join(kept) + "\n" + kept[-1][:20])
     monkeypatch.setattr(runner, "generate", real)
     generated = []
-    monkeypatch.setattr(runner, "generate", lambda m, t, prompts, *a: generated.extend(prompts) or real(m, t, prompts, *a))
+    monkeypatch.setattr(runner, "generate", lambda m, t, prompts, *a, **k: generated.extend(prompts) or real(m, t, prompts, *a, **k))
     resumed = evaluate(str(ckpt), data, output=out, **kw)
     assert len(generated) == len(rows) - len(kept)  # examples scored before are not generated again
     assert _strip_volatile(resumed) == _strip_volatile(full)
@@ -115,7 +115,7 @@ def test_resume_accepts_the_same_data_and_model_by_another_path(ckpt, data, tmp_
     shutil.copytree(ckpt, moved)
     monkeypatch.chdir(data.parent)
     real, generated = runner.generate, []
-    monkeypatch.setattr(runner, "generate", lambda m, t, prompts, *a: generated.extend(prompts) or real(m, t, prompts, *a))
+    monkeypatch.setattr(runner, "generate", lambda m, t, prompts, *a, **k: generated.extend(prompts) or real(m, t, prompts, *a, **k))
     resumed = evaluate(str(moved), data.name, output=out, **kw)
     assert len(generated) == 2  # only the two missing rows
     assert _strip_volatile(resumed) == _strip_volatile(full)

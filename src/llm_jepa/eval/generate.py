@@ -13,6 +13,7 @@ Batching never changes greedy outputs: batched and one-at-a-time strings are tes
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,24 @@ def render_prompt(tokenizer: Any, messages: list[dict], plain: bool = False, sep
         return user + separator
     prompt = [m for m in messages if m["role"] in ("system", "user")]
     return render_chat(tokenizer, prompt, add_generation_prompt=True)
+
+
+class _Heartbeat:
+    """A stopping criterion that never stops a row: it reports how many tokens the current batch has
+    generated, at most once per ``every`` seconds (the first call at once), so that a batch that
+    takes minutes on a CPU shows it is alive between two batches' progress updates."""
+
+    def __init__(self, report: Callable[[int, int], Any], prompt_length: int, max_new_tokens: int,
+                 every: float = 1.0) -> None:
+        self.report, self.start, self.max_new, self.every = report, prompt_length, max_new_tokens, every
+        self.last = float("-inf")
+
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            self.report(input_ids.shape[1] - self.start, self.max_new)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 class _TokenLogprobs:
@@ -132,6 +151,7 @@ def generate(
     model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE, plain: bool = False, progress: Callable[[int], Any] | None = None,
     num_return_sequences: int = 1, logprobs: list[float | None] | None = None,
+    heartbeat: Callable[[int, int], Any] | None = None,
 ) -> list[str]:
     """Complete every prompt; returns the generated text only, special tokens removed, in order.
     ``progress(n)`` is called after each batch with the number of prompts it completed. With
@@ -139,8 +159,9 @@ def generate(
     ``i*n .. i*n+n-1``. A ``logprobs`` list is filled, in the same order, with each completion's mean
     token log-probability under the model (its stop token included; a completion cut off by
     ``max_new_tokens`` has none to count), taken while generating; it needs ``num_beams`` 1 (beams
-    reorder rows), ``repetition_penalty`` 1 and no :func:`masking_defaults` (:func:`records_logprobs`)."""
-    from transformers import GenerationConfig, LogitsProcessorList
+    reorder rows), ``repetition_penalty`` 1 and no :func:`masking_defaults` (:func:`records_logprobs`).
+    ``heartbeat(tokens, max_new_tokens)`` is called while a batch generates (about once a second)."""
+    from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
     s = settings or GenerationSettings()
     config = GenerationConfig(
@@ -177,7 +198,9 @@ def generate(
             if s.do_sample:
                 torch.manual_seed(s.seed + start)
             recorder = _TokenLogprobs(config.eos_token_id) if logprobs is not None else None
-            seqs = model.generate(**batch, generation_config=config,
+            beat = (StoppingCriteriaList([_Heartbeat(heartbeat, batch["input_ids"].shape[1], s.max_new_tokens)])
+                    if heartbeat is not None else None)
+            seqs = model.generate(**batch, generation_config=config, stopping_criteria=beat,
                                   logits_processor=LogitsProcessorList([recorder]) if recorder else None)
             new = seqs[:, batch["input_ids"].shape[1] :]
             lps = recorder.finish(new) if recorder else None

@@ -263,7 +263,7 @@ def _correct(record: dict, primary: str) -> bool | None:
 
 
 def _score_batch(task: str, module: Any, run: TrainedRun, batch: list[Example], settings: GenerationSettings,
-                 batch_size: int, options: dict[str, Any], progress: Any = None) -> list[dict]:
+                 batch_size: int, options: dict[str, Any], progress: Any = None, heartbeat: Any = None) -> list[dict]:
     model, tok, plain, sep = run.model, run.tokenizer, run.plain_text, run.view.separator
     if hasattr(module, "choose"):  # a non-generative task (HellaSwag) answers from the model's scores itself
         choices = module.choose(model, tok, batch, plain=plain, batch_size=batch_size, separator=sep)
@@ -272,7 +272,7 @@ def _score_batch(task: str, module: Any, run: TrainedRun, batch: list[Example], 
             progress(len(batch))
     else:
         prompts = [render_prompt(tok, list(ex.messages), plain, separator=sep) for ex in batch]
-        gens = generate(model, tok, prompts, settings, batch_size, plain, progress)
+        gens = generate(model, tok, prompts, settings, batch_size, plain, progress, heartbeat=heartbeat)
     return [_record(module, ex, gen, options) for ex, gen in zip(batch, gens, strict=True)]
 
 
@@ -384,7 +384,7 @@ def evaluate(
                                      progress=bar.update)
                 scored = [{**_record(module, ex, g, options), **extra} for ex, (g, extra) in zip(chunk, picks, strict=True)]
             else:
-                scored = _score_batch(task, module, trained, chunk, gen, batch_size, options, bar.update)
+                scored = _score_batch(task, module, trained, chunk, gen, batch_size, options, *_batch_progress(bar))
             sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
             for i, rec, sim in zip(idx, scored, sims, strict=True):
                 done[i] = {"index": i, **rec, "similarity": sim}
@@ -423,7 +423,7 @@ def evaluate(
 
 def _progress_bar(total: int, done: int, disable: bool, per_row: int = 1) -> Any:
     """Rows done, rows/s and time left, updated after every generated batch (a batch of 64 can take
-    minutes with a real model on a CPU). When a row takes ``per_row`` generated sequences (reranking:
+    minutes with a real model on a CPU; the token the batch has reached shows meanwhile). When a row takes ``per_row`` generated sequences (reranking:
     greedy plus n candidates), it counts sequences, so the bar moves within a chunk of rows."""
     from tqdm.auto import tqdm
 
@@ -431,6 +431,19 @@ def _progress_bar(total: int, done: int, disable: bool, per_row: int = 1) -> Any
         return tqdm(total=total, initial=done, desc="eval", unit="row", disable=disable, dynamic_ncols=True)
     return tqdm(total=total * per_row, initial=done * per_row, desc=f"eval ({per_row} sequences per row)",
                 unit="seq", disable=disable, dynamic_ncols=True)
+
+
+def _batch_progress(bar: Any) -> tuple[Any, Any]:
+    """Callbacks for generate(): rows done after each batch, and meanwhile, beside them, the token the
+    batch being generated has reached (cleared when the batch is done)."""
+    if bar.disable:
+        return bar.update, None
+
+    def done(rows: int) -> None:
+        bar.set_postfix_str("", refresh=False)
+        bar.update(rows)
+
+    return done, lambda tokens, limit: bar.set_postfix_str(f"batch at token {tokens}/{limit}")
 
 
 def similarity_label(predictors: int, direction: str = "text_to_code") -> str:
