@@ -269,3 +269,19 @@ def test_bad_numbers_fail_before_anything_is_written(tmp_path, capsys, flag, val
     assert main(["demo", "--output", str(out), "--size", "micro", flag, value]) == 2
     assert flag.lstrip("-").replace("-", "_") in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_rerun_without_arms_keeps_the_arms_the_folder_was_made_with(tmp_path):
+    """The default arms changed (with --model: plain, JEPA and now STP). A rerun of an existing
+    folder without --arms trained the new default arm (hours with a real model) and rewrote the
+    folder's arm list; it now keeps the folder's arms. An explicit --arms still adds one."""
+    from llm_jepa.cli import main
+
+    out = tmp_path / "out"
+    small = ["--output", str(out), "--size", "micro", "--steps", "2", "--batch-size", "4", "--n-train", "40",
+             "--n-test", "4"]
+    assert main(["demo", *small, "--arms", "baseline"]) == 0
+    assert main(["demo", *small]) == 0  # the defaults are baseline, jepa, baseline_equal_compute
+    assert json.loads((out / "demo_config.json").read_text())["arms"] == ["baseline"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["baseline"]
+    assert list(json.loads((out / "results.json").read_text())["arms"]) == ["baseline"]

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         view_system=args.view_system, tune_learning_rates=args.tune_lr, n_validation=args.n_validation,
     )
     if args.seeds:
-        run_demo_seeds(cfg, list(args.seeds))
+        run_demo_seeds(cfg, list(args.seeds), default_arms=args.arms is None)
     else:
-        run_demo(cfg)
+        run_demo(cfg, default_arms=args.arms is None)
     return 0

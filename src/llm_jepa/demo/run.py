@@ -351,8 +351,10 @@ def _tune_learning_rate(cfg: DemoConfig, out: Path, base: Path, train_file: Path
             "chosen": best["learning_rate"]}
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    """Run the whole demo; returns every number (also written to ``results.json``)."""
+def run_demo(cfg: DemoConfig, default_arms: bool = False) -> dict[str, Any]:
+    """Run the whole demo; returns every number (also written to ``results.json``). ``default_arms``:
+    ``cfg.arms`` are the defaults, not the user's choice, so a rerun of a folder keeps the arms it
+    was made with (a change of the defaults must not train a new arm, hours with a real model)."""
     unknown = [a for a in cfg.arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
@@ -365,6 +367,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         raise FileExistsError(f"{out} is not empty and is not a demo output; choose another --output or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     previous = json.loads(marker.read_text()) if marker.exists() else None
+    if default_arms and previous is not None and _settings(previous) == _settings(asdict(cfg)) \
+            and previous.get("arms") and previous["arms"] != cfg.arms:
+        print(f"[demo] arms as this folder was made with: {' '.join(previous['arms'])} (--arms changes them)", flush=True)
+        cfg = replace(cfg, arms=list(previous["arms"]))
     if previous is not None and _settings(previous) != _settings(asdict(cfg)):
         if not cfg.overwrite:
             raise FileExistsError(f"{out} holds a demo run with other settings; pass --overwrite or another --output")
@@ -429,7 +435,7 @@ def seed_changes(cfg: DemoConfig) -> list[str]:
             + ([] if cfg.model else ["the model's initial weights"]) + ["the data order"])
 
 
-def run_demo_seeds(cfg: DemoConfig, seeds: list[int]) -> dict[str, Any]:
+def run_demo_seeds(cfg: DemoConfig, seeds: list[int], default_arms: bool = False) -> dict[str, Any]:
     """The demo once per seed (data, model init and training all follow the seed), in ``seed-S``
     folders under ``cfg.output``, then mean ± std of exact match per arm over the seeds and the
     paper's paired one-tailed t-test of each arm against the baseline (``seeds.md``, ``seeds.json``)."""
@@ -445,7 +451,7 @@ def run_demo_seeds(cfg: DemoConfig, seeds: list[int]) -> dict[str, Any]:
         raise FileExistsError(f"{out} holds something other than per-seed demo runs; choose another --output")
     runs = []
     for seed in seeds:
-        res = run_demo(replace(cfg, seed=seed, output=str(out / f"seed-{seed}")))
+        res = run_demo(replace(cfg, seed=seed, output=str(out / f"seed-{seed}")), default_arms=default_arms)
         for arm, r in res["arms"].items():
             runs.append({"cell_id": arm, "cell": {"arm": arm}, "baseline": arm == "baseline", "seed": seed,
                          "learning_rate": res["config"]["learning_rate"],
