@@ -135,5 +135,8 @@ def test_a_base_model_without_a_chat_template_converts(tmp_path, monkeypatch):
     out = tmp_path / "converted"
     answer = realmodel._convert(tmp_path / "Base.Q4.gguf", out)
     assert isinstance(answer, str)
+    monkeypatch.undo()  # read back what was saved, with transformers' own loaders
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(out)
-    assert realmodel._greedy(reloaded, tok) == answer
+    reloaded_tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert reloaded is not source and not reloaded_tok.chat_template
+    assert realmodel._greedy(reloaded, reloaded_tok) == answer

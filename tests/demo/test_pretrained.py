@@ -1,5 +1,6 @@
 """The demo from a pretrained model (--model) with LoRA and a seeded subset of --data."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,19 @@ def test_arms_keep_one_checkpoint_and_arms_saved_with_two_are_still_reused(tmp_p
     (run / "llm_jepa_config.yaml").write_text(yaml.safe_dump({"max_steps": 4, "save_total_limit": None}))
     assert demo_run._trained_with(run, {"max_steps": 4, "save_total_limit": 1})
     assert not demo_run._trained_with(run, {"max_steps": 5, "save_total_limit": 1})
+
+
+def test_a_model_without_a_chat_template_is_refused_before_anything_is_written(tmp_path):
+    """A converted GGUF base model has no chat template: the demo failed at its first arm, after
+    writing its folder and computing the base model's diagnostics, naming a flag it does not have."""
+    from tests._factory import write_checkpoint
+
+    ckpt = write_checkpoint(tmp_path / "base-model")
+    config = tmp_path / "base-model" / "tokenizer_config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "chat_template"}))
+    (tmp_path / "base-model" / "chat_template.jinja").unlink(missing_ok=True)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match="no chat template.*llm-jepa train --plain_text"):
+        run_demo(DemoConfig(output=str(out), model=str(ckpt), n_train=8, n_test=2, steps=1, batch_size=4,
+                            arms=["baseline"], max_new_tokens=2))
+    assert not out.exists()

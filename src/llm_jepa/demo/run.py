@@ -154,6 +154,19 @@ def _validation_split(data: Path, n_train: int, n: int, seed: int, out: Path) ->
     return _write_rows(lines, held, out / "data" / "validation.jsonl")
 
 
+def _require_chat_template(model: str) -> None:
+    """The demo renders every example through the model's chat template: a base model without one
+    (a converted GGUF base model, say) is refused before anything is written, not at its first arm."""
+    from transformers import AutoTokenizer
+
+    from ..realmodel import resolve_model_path
+
+    if not getattr(AutoTokenizer.from_pretrained(resolve_model_path(model)), "chat_template", None):
+        raise ValueError(f"{model}: the tokenizer has no chat template, and the demo renders every example through "
+                         "one. Train such a model as plain text with `llm-jepa train --plain_text` and evaluate it "
+                         "with `llm-jepa eval --plain-text`")
+
+
 def _base_checkpoint(cfg: DemoConfig, out: Path, train_file: Path) -> Path:
     from ..data import load_examples
     from .tiny import build_checkpoint
@@ -362,6 +375,8 @@ def run_demo(cfg: DemoConfig, default_arms: bool = False) -> dict[str, Any]:
     out = Path(cfg.output)
     if cfg.tune_learning_rates and cfg.data:  # a split the file cannot hold fails before anything is written
         _validation_rows(Path(cfg.data), cfg.n_train, cfg.n_validation, cfg.seed)
+    if cfg.model:
+        _require_chat_template(cfg.model)
     marker = out / "demo_config.json"
     if out.exists() and any(out.iterdir()) and not marker.exists() and not cfg.overwrite:
         raise FileExistsError(f"{out} is not empty and is not a demo output; choose another --output or --overwrite")
