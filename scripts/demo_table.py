@@ -3,9 +3,10 @@ one by one): per seed and arm, exact match with its 95% Wilson interval, startsw
 s/step and the collapse / straightness diagnostics (the base model's beside them when the demo
 started from a pretrained model); then, per arm against the baseline, mean ± std over seeds, the
 baseline's mean on the same seeds and rows, the paired one-tailed t-test over seeds (the paper's rule:
-is the arm better?) and a two-sided sign test over the test rows, each row's verdicts summed over the
-seeds (``llm_jepa.eval.stats.rows_sign_test``; McNemar's exact test when there is one seed). The
-seeds share their test rows, so (seed, row) pairs are not independent examples and are not pooled.
+is the arm better?) and a two-sided exact sign-flip test over the test rows, each row's verdicts
+summed over the seeds (``llm_jepa.eval.stats.paired_rows_test``; McNemar's exact test when there is
+one seed). Rows are matched across seeds by prompt and reference. The seeds share their test rows,
+so (seed, row) pairs are not independent examples and are not pooled.
 
 The accuracies are computed from each arm's ``eval/predictions.jsonl``, so an evaluation scored again
 (``llm-jepa eval --rescore``) is counted as it stands now. An arm is compared with the baseline on
@@ -27,7 +28,7 @@ import numpy as np
 from llm_jepa.demo.report import tried_rates
 from llm_jepa.demo.run import ARMS, trainer_time
 from llm_jepa.eval.runner import summarize
-from llm_jepa.eval.stats import rows_sign_test
+from llm_jepa.eval.stats import paired_rows_test
 from llm_jepa.sweep.stats import paired_test
 
 METRICS = ("exact", "startswith", "equivalent")
@@ -61,7 +62,7 @@ def _load(root: Path) -> dict[int, dict]:
 
 def _paired(seeds: dict[int, dict], have: list[int], name: str, metric: str) -> tuple[list, list, list, list]:
     """Per seed, the arm's and the baseline's accuracy on the examples both decided, and their verdicts
-    by example (for the sign test over rows)."""
+    by test row (for the test over rows)."""
     acc_arm, acc_base, mine, theirs = [], [], [], []
     for s in have:
         a, b = seeds[s]["arms"][name]["preds"], seeds[s]["arms"]["baseline"]["preds"]
@@ -69,9 +70,21 @@ def _paired(seeds: dict[int, dict], have: list[int], name: str, metric: str) -> 
         pairs = [(bool(x), bool(y)) for x, y in pairs if x is not None and y is not None]
         acc_arm.append(sum(x for x, _ in pairs) / len(pairs) if pairs else float("nan"))
         acc_base.append(sum(y for _, y in pairs) / len(pairs) if pairs else float("nan"))
-        mine.append({i: a[i]["metrics"].get(metric) for i in a})
-        theirs.append({i: b[i]["metrics"].get(metric) for i in b})
+        mine.append(_by_content(a, metric))
+        theirs.append(_by_content(b, metric))
     return acc_arm, acc_base, mine, theirs
+
+
+def _by_content(preds: dict[int, dict], metric: str) -> dict[tuple, bool | None]:
+    """Verdicts keyed by the test row's prompt and reference (and which repeat of them it is), not by
+    its index: seeds of a demo without --data generate different test rows at the same index."""
+    out, seen = {}, {}
+    for i in sorted(preds):
+        p = preds[i]
+        key = (p.get("prompt", i), p.get("reference"))
+        seen[key] = seen.get(key, -1) + 1
+        out[(*key, seen[key])] = p["metrics"].get(metric)
+    return out
 
 
 def _diag_cells(d: dict) -> str:
@@ -121,7 +134,7 @@ def tables(root: str | Path) -> str:
     arms = list(dict.fromkeys(n for run in seeds.values() for n in run["arms"]))
     out += ["", "| arm | metric | seeds | mean ± std | per seed | baseline, same seeds and examples | "
                 "paired t over seeds (arm > baseline, one-tailed) | "
-                "test rows ahead with arm / with baseline (seeds summed per row) | sign test p (two-sided) |",
+                "test rows ahead with arm / with baseline (seeds summed per row) | sign-flip test p over rows (two-sided) |",
             "|---|---|---|---|---|---|---|---|---|"]
     for name in arms:
         have = [s for s, run in seeds.items() if name in run["arms"]]
@@ -139,7 +152,7 @@ def tables(root: str | Path) -> str:
                 vs = f"{base.mean():.3f} ({', '.join(f'{x:.3f}' for x in base)})"
                 if len(paired) > 1 and np.any(arm != base):
                     t = paired_t(arm, base)
-                gain, lose, p = rows_sign_test(mine, theirs)
+                gain, lose, p = paired_rows_test(mine, theirs)
                 mc = f"{gain} / {lose}"
                 p2 = f"{p:.3f}" if gain + lose else "-"
             sd = f"{v.std(ddof=1):.3f}" if len(v) > 1 else "-"

@@ -19,7 +19,8 @@ def table():
     return mod
 
 
-def _seed(root: Path, seed: int, arms: dict[str, list], name: str | None = None, summary: dict | None = None) -> None:
+def _seed(root: Path, seed: int, arms: dict[str, list], name: str | None = None, summary: dict | None = None,
+          prompts: list[str] | None = None) -> None:
     """A demo folder: each arm's verdicts per test row, as (exact, equivalent)."""
     folder = root / (name or f"seed-{seed}")
     results = {"config": {"learning_rate": 2e-4}, "arms": {}}
@@ -27,7 +28,8 @@ def _seed(root: Path, seed: int, arms: dict[str, list], name: str | None = None,
         run = folder / "runs" / arm
         (run / "eval").mkdir(parents=True)
         (run / "eval" / "predictions.jsonl").write_text("".join(
-            json.dumps({"index": i, "metrics": {"exact": x, "startswith": x, "equivalent": e}}) + "\n"
+            json.dumps({"index": i, "metrics": {"exact": x, "startswith": x, "equivalent": e},
+                        **({"prompt": prompts[i], "reference": "r"} if prompts else {})}) + "\n"
             for i, (x, e) in enumerate(verdicts)))
         (run / "metrics.jsonl").write_text(json.dumps({"step": 4, "kind": "summary", **(summary or {"train_runtime": 8.0})}) + "\n")
         results["arms"][arm] = {"run_dir": f"runs/{arm}", "steps": 4, "diagnostics": DIAG}
@@ -127,3 +129,14 @@ def test_the_arm_against_baseline_test_counts_test_rows_not_seed_row_pairs(table
     _seed(tmp_path, 23, {"baseline": [(F, F), (F, F), (T, T)], "jepa": [(T, T), (F, F), (F, F)]})
     ex = _row(table.tables(tmp_path), "| jepa | exact |")
     assert ex[7] == "1 / 2" and ex[8] == "1.000"
+
+
+def test_rows_are_matched_across_seeds_by_content_not_index(table, tmp_path):
+    """Without --data each seed generates its own test rows: index 0 of two seeds are different
+    examples. Here the same two rows come in another order: row 'a' is ahead with JEPA on both seeds
+    (one row, +2), row 'b' with the baseline on one (-1)."""
+    T, F = True, False
+    _seed(tmp_path, 82, {"baseline": [(F, F), (T, T)], "jepa": [(T, T), (F, F)]}, prompts=["a", "b"])
+    _seed(tmp_path, 23, {"baseline": [(T, T), (F, F)], "jepa": [(T, T), (T, T)]}, prompts=["b", "a"])
+    ex = _row(table.tables(tmp_path), "| jepa | exact |")
+    assert ex[7] == "1 / 1"  # by index it would be row 0: +1 +0, row 1: -1 +1 -> "1 / 0"

@@ -4,7 +4,7 @@ from math import comb
 
 import pytest
 
-from llm_jepa.eval.stats import mcnemar, rows_sign_test, wilson_interval
+from llm_jepa.eval.stats import mcnemar, paired_rows_test, sign_flip_test, wilson_interval
 
 
 def _two_sided_binomial(k: int, n: int) -> float:
@@ -41,7 +41,7 @@ def test_wilson_interval_holds_the_proportion_and_stays_in_range():
     assert all(x != x for x in wilson_interval(0, 0))
 
 
-def test_rows_sign_test_counts_rows_not_seed_example_pairs():
+def test_paired_rows_test_counts_rows_not_seed_example_pairs():
     """Three seeds on the same 4 rows. Row 0 is right with the arm on every seed: pooled McNemar
     counts it three times (as if 3 independent examples), the row test once."""
     arm = [{0: True, 1: True, 2: False, 3: None}, {0: True, 1: False, 2: False, 3: True},
@@ -51,10 +51,33 @@ def test_rows_sign_test_counts_rows_not_seed_example_pairs():
     pooled = mcnemar([s[r] for s in arm for r in range(4)], [s[r] for s in base for r in range(4)])
     assert pooled[:2] == (5, 3)
     # per row, seeds summed: row 0 +3, row 1 (+1 -1 0) = 0, row 2 (-1 0 +1) = 0, row 3 (left out, 0, -1) = -1
-    gain, lose, p = rows_sign_test(arm, base)
+    gain, lose, p = paired_rows_test(arm, base)
     assert (gain, lose) == (1, 1) and p == pytest.approx(1.0)
     # one seed: the same as McNemar's test
-    one = rows_sign_test(arm[:1], base[:1])
+    one = paired_rows_test(arm[:1], base[:1])
     assert one == mcnemar([arm[0][r] for r in range(4)], [base[0][r] for r in range(4)])
     with pytest.raises(ValueError, match="seeds"):
-        rows_sign_test(arm, base[:2])
+        paired_rows_test(arm, base[:2])
+
+
+def test_sign_flip_test_is_the_exact_permutation_test():
+    """Every sign pattern enumerated by hand; with differences of +-1 it is the sign test."""
+    import itertools
+
+    for diffs in ([3, -1, 2, 0, -2, 1], [1, 1, 1, -1, 0], [2, 2, 2], [-1, 3]):
+        nonzero, observed = [d for d in diffs if d], abs(sum(diffs))
+        hits = sum(abs(sum(s * abs(d) for s, d in zip(signs, nonzero, strict=True))) >= observed
+                   for signs in itertools.product((1, -1), repeat=len(nonzero)))
+        assert sign_flip_test(diffs) == pytest.approx(hits / 2 ** len(nonzero))
+    assert sign_flip_test([1] * 23 + [-1] * 21 + [0] * 5) == pytest.approx(_two_sided_binomial(23, 44))
+    assert sign_flip_test([0, 0]) != sign_flip_test([0, 0])  # nan
+
+
+def test_many_small_gains_do_not_outvote_fewer_large_losses():
+    """Red team: 60 rows one seed ahead with the arm, 25 rows three seeds ahead with the baseline.
+    The arm is less accurate (60 - 75 = -15 right answers), yet a sign test over rows called it
+    better at p = 2e-4; the sum's own test does not."""
+    arm = [{r: (r < 60 and s == 0) for r in range(85)} for s in range(3)]
+    base = [{r: r >= 60 for r in range(85)} for s in range(3)]
+    gain, lose, p = paired_rows_test(arm, base)
+    assert (gain, lose) == (60, 25) and p > 0.3

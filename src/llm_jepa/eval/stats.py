@@ -1,11 +1,11 @@
 """Confidence intervals for accuracies, the exact McNemar test of two systems scored on the same
-examples, and its extension to several seeds that keeps the example as the unit (``rows_sign_test``)."""
+examples, and its extension to several seeds that keeps the example as the unit (``paired_rows_test``)."""
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["mcnemar", "rows_sign_test", "sign_test", "wilson_interval"]
+__all__ = ["mcnemar", "paired_rows_test", "sign_flip_test", "sign_test", "wilson_interval"]
 
 
 def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -41,18 +41,48 @@ def sign_test(differences: list[float]) -> tuple[int, int, float]:
     return gain, lose, (binomtest(gain, gain + lose).pvalue if gain + lose else float("nan"))
 
 
-def rows_sign_test(first: list[dict], second: list[dict]) -> tuple[int, int, float]:
+def sign_flip_test(differences: list[int]) -> float:
+    """Exact two-sided sign-flip (permutation) test of integer paired differences: the probability,
+    when each nonzero difference's sign is a fair coin, of a sum at least as far from zero as the
+    observed one (nan when every difference is zero). With differences of +-1 only it is the exact
+    sign test (McNemar's exact test); larger differences weigh more, so many small gains cannot
+    outvote fewer large losses."""
+    import numpy as np
+    from scipy.stats import binom
+
+    weights: dict[int, int] = {}
+    for d in differences:
+        if int(d) != d:
+            raise ValueError(f"sign_flip_test: differences must be integers, got {d}")
+        if d:
+            weights[abs(int(d))] = weights.get(abs(int(d)), 0) + 1
+    if not weights:
+        return float("nan")
+    total = sum(w * c for w, c in weights.items())
+    dist = np.ones(1)  # the sum of no rows: 0, surely
+    for w, c in sorted(weights.items()):  # each weight's rows: w * (2 Bin(c, 1/2) - c)
+        part = np.zeros(2 * w * c + 1)
+        part[:: 2 * w] = binom.pmf(np.arange(c + 1), c, 0.5)
+        dist = np.convolve(dist, part)
+    values = np.arange(-total, total + 1)
+    observed = abs(int(sum(differences)))
+    return float(min(1.0, dist[np.abs(values) >= observed].sum()))
+
+
+def paired_rows_test(first: list[dict], second: list[dict]) -> tuple[int, int, float]:
     """Two systems over several seeds, evaluated on the same test rows: ``first[s][row]`` and
-    ``second[s][row]`` are seed ``s``'s verdicts (``None``: undecided, that seed's pair left out).
-    Per row, the differences are summed over the seeds; the sign test then counts rows, not
-    (seed, row) pairs. Pooling the pairs of McNemar's test would treat one row's seeds as
-    independent examples, and they are not: an easy row is right with every seed. With one seed this
-    is McNemar's exact test. Returns (rows ahead with the first, rows ahead with the second, p)."""
+    ``second[s][row]`` are seed ``s``'s verdicts, keyed by row (``None``: undecided, that seed's pair
+    left out). Per row, the differences (1 right, 0 wrong) are summed over the seeds, and
+    :func:`sign_flip_test` tests the sum over rows: the row is the unit. Pooling the (seed, row) pairs
+    in McNemar's test would treat one row's seeds as independent examples, and they are not (an easy
+    row is right with every seed). With one seed this is McNemar's exact test. Returns (rows ahead
+    with the first, rows ahead with the second, p)."""
     if len(first) != len(second):
-        raise ValueError(f"rows_sign_test: {len(first)} and {len(second)} seeds")
+        raise ValueError(f"paired_rows_test: {len(first)} and {len(second)} seeds")
     total: dict = {}
     for a, b in zip(first, second, strict=True):
         for row in a.keys() & b.keys():
             if a[row] is not None and b[row] is not None:
                 total[row] = total.get(row, 0) + int(bool(a[row])) - int(bool(b[row]))
-    return sign_test(list(total.values()))
+    diffs = list(total.values())
+    return sum(d > 0 for d in diffs), sum(d < 0 for d in diffs), sign_flip_test(diffs)
