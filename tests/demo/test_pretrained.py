@@ -63,7 +63,7 @@ def test_demo_defaults_follow_the_starting_model(monkeypatch, argv, expected):
     from llm_jepa.demo import run
 
     seen = []
-    monkeypatch.setattr(run, "run_demo", seen.append)
+    monkeypatch.setattr(run, "run_demo", lambda cfg, **k: seen.append(cfg))
     assert main(["demo", *argv]) == 0
     assert (seen[0].learning_rate, seen[0].batch_size, seen[0].arms) == expected
 
