@@ -72,6 +72,8 @@ def _paired(seeds: dict[int, dict], have: list[int], name: str, metric: str) -> 
         acc_base.append(sum(y for _, y in pairs) / len(pairs) if pairs else float("nan"))
         mine.append(_by_content(a, metric))
         theirs.append(_by_content(b, metric))
+        if mine[-1] and theirs[-1] and not mine[-1].keys() & theirs[-1].keys():
+            raise ValueError(f"seed {s}: {name} and the baseline share no test row (by prompt and reference)")
     return acc_arm, acc_base, mine, theirs
 
 
@@ -154,7 +156,7 @@ def tables(root: str | Path) -> str:
                     t = paired_t(arm, base)
                 gain, lose, p = paired_rows_test(mine, theirs)
                 mc = f"{gain} / {lose}"
-                p2 = f"{p:.3f}" if gain + lose else "-"
+                p2 = ("-" if gain + lose == 0 else f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
             sd = f"{v.std(ddof=1):.3f}" if len(v) > 1 else "-"
             seeds_cell = ", ".join(map(str, listed)) + (
                 f" (not {', '.join(map(str, alone))}: no baseline)" if alone and name != "baseline" and paired else "")

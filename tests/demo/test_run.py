@@ -285,3 +285,21 @@ def test_a_rerun_without_arms_keeps_the_arms_the_folder_was_made_with(tmp_path):
     assert json.loads((out / "demo_config.json").read_text())["arms"] == ["baseline"]
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["baseline"]
     assert list(json.loads((out / "results.json").read_text())["arms"]) == ["baseline"]
+
+
+def test_seeds_added_without_arms_train_the_arms_the_other_seeds_have(tmp_path, capsys):
+    """--seeds: each new seed got the (changed) default arms while existing seeds kept theirs, so an
+    arm ran on some seeds only and seeds.md could not test it."""
+    from llm_jepa.cli import main
+
+    out = tmp_path / "seeds"
+    small = ["--output", str(out), "--size", "micro", "--steps", "2", "--batch-size", "4", "--n-train", "40",
+             "--n-test", "4"]
+    assert main(["demo", *small, "--seeds", "1", "--arms", "baseline"]) == 0
+    assert main(["demo", *small, "--seeds", "1", "2"]) == 0
+    for seed in (1, 2):
+        assert json.loads((out / f"seed-{seed}" / "demo_config.json").read_text())["arms"] == ["baseline"]
+    assert main(["demo", *small, "--seeds", "3", "--arms", "baseline", "stp"]) == 0
+    capsys.readouterr()
+    assert main(["demo", *small, "--seeds", "1", "2", "3"]) == 2
+    assert "different arms" in capsys.readouterr().err

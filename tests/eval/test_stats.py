@@ -81,3 +81,13 @@ def test_many_small_gains_do_not_outvote_fewer_large_losses():
     base = [{r: r >= 60 for r in range(85)} for s in range(3)]
     gain, lose, p = paired_rows_test(arm, base)
     assert (gain, lose) == (60, 25) and p > 0.3
+
+
+def test_sign_flip_test_takes_any_integers_once():
+    import numpy as np
+
+    exact = sign_flip_test([1] * 130)
+    assert sign_flip_test(np.ones(130, dtype=np.int8)) == pytest.approx(exact)  # int8 sums wrapped to -126
+    assert sign_flip_test(x for x in [1] * 12) == pytest.approx(sign_flip_test([1] * 12))  # read twice: p = 1
+    with pytest.raises(ValueError, match="integers"):
+        sign_flip_test([1, 0.5])

@@ -376,6 +376,9 @@ def run_demo(cfg: DemoConfig, default_arms: bool = False) -> dict[str, Any]:
     if cfg.tune_learning_rates and cfg.data:  # a split the file cannot hold fails before anything is written
         _validation_rows(Path(cfg.data), cfg.n_train, cfg.n_validation, cfg.seed)
     if cfg.model:
+        from ..modeling import check_model_path
+
+        check_model_path(cfg.model)
         _require_chat_template(cfg.model)
     marker = out / "demo_config.json"
     if out.exists() and any(out.iterdir()) and not marker.exists() and not cfg.overwrite:
@@ -450,6 +453,29 @@ def seed_changes(cfg: DemoConfig) -> list[str]:
             + ([] if cfg.model else ["the model's initial weights"]) + ["the data order"])
 
 
+def _arms_of_seeds(cfg: DemoConfig, out: Path) -> list[str]:
+    """The arms of the ``seed-S`` demos already in ``out`` made with ``cfg``'s settings (the seed
+    apart), so that seeds added without --arms train the arms the others have, not new defaults;
+    ``cfg.arms`` when there are none. Seeds that disagree need --arms."""
+    def same(marker: dict) -> bool:
+        return {k: v for k, v in _settings(marker).items() if k not in ("seed", "output")} == \
+            {k: v for k, v in _settings(asdict(cfg)).items() if k not in ("seed", "output")}
+
+    found = {}
+    for marker in sorted(out.glob("seed-*/demo_config.json")):
+        previous = json.loads(marker.read_text())
+        if same(previous) and previous.get("arms"):
+            found[marker.parent.name] = list(previous["arms"])
+    if len({tuple(a) for a in found.values()}) > 1:
+        listed = "; ".join(f"{name}: {' '.join(arms)}" for name, arms in found.items())
+        raise ValueError(f"{out}: the seeds were made with different arms ({listed}); name them with --arms")
+    if found and next(iter(found.values())) != cfg.arms:
+        arms = next(iter(found.values()))
+        print(f"[demo] arms as the seeds in {out} were made with: {' '.join(arms)} (--arms changes them)", flush=True)
+        return arms
+    return list(cfg.arms)
+
+
 def run_demo_seeds(cfg: DemoConfig, seeds: list[int], default_arms: bool = False) -> dict[str, Any]:
     """The demo once per seed (data, model init and training all follow the seed), in ``seed-S``
     folders under ``cfg.output``, then mean ± std of exact match per arm over the seeds and the
@@ -464,9 +490,11 @@ def run_demo_seeds(cfg: DemoConfig, seeds: list[int], default_arms: bool = False
     if out.exists() and not cfg.overwrite and any(
             not (p.name.startswith("seed-") or p.name in ours) for p in out.iterdir()):
         raise FileExistsError(f"{out} holds something other than per-seed demo runs; choose another --output")
+    if default_arms:
+        cfg = replace(cfg, arms=_arms_of_seeds(cfg, out))
     runs = []
     for seed in seeds:
-        res = run_demo(replace(cfg, seed=seed, output=str(out / f"seed-{seed}")), default_arms=default_arms)
+        res = run_demo(replace(cfg, seed=seed, output=str(out / f"seed-{seed}")))
         for arm, r in res["arms"].items():
             runs.append({"cell_id": arm, "cell": {"arm": arm}, "baseline": arm == "baseline", "seed": seed,
                          "learning_rate": res["config"]["learning_rate"],

@@ -50,12 +50,15 @@ def sign_flip_test(differences: list[int]) -> float:
     import numpy as np
     from scipy.stats import binom
 
-    weights: dict[int, int] = {}
-    for d in differences:
+    diffs = []
+    for d in differences:  # once (a generator), as Python ints (a sum of int8 wraps around)
         if int(d) != d:
             raise ValueError(f"sign_flip_test: differences must be integers, got {d}")
+        diffs.append(int(d))
+    weights: dict[int, int] = {}
+    for d in diffs:
         if d:
-            weights[abs(int(d))] = weights.get(abs(int(d)), 0) + 1
+            weights[abs(d)] = weights.get(abs(d), 0) + 1
     if not weights:
         return float("nan")
     total = sum(w * c for w, c in weights.items())
@@ -65,7 +68,7 @@ def sign_flip_test(differences: list[int]) -> float:
         part[:: 2 * w] = binom.pmf(np.arange(c + 1), c, 0.5)
         dist = np.convolve(dist, part)
     values = np.arange(-total, total + 1)
-    observed = abs(int(sum(differences)))
+    observed = abs(sum(diffs))
     return float(min(1.0, dist[np.abs(values) >= observed].sum()))
 
 
