@@ -20,7 +20,8 @@ from typing import IO, Any
 
 from .rundir import DiskFullError, _no_space
 
-__all__ = ["write_atomically", "write_text", "disk_full", "reporting_full_disk", "partial_path"]
+__all__ = ["write_atomically", "write_text", "write_json", "json_safe", "disk_full", "reporting_full_disk",
+           "partial_path"]
 
 
 def partial_path(path: Path) -> Path:
@@ -65,3 +66,24 @@ def write_atomically(path: Path | str, write: Callable[[IO[Any]], Any], binary: 
 def write_text(path: Path | str, text: str) -> None:
     """``path.write_text(text)``, whole or not at all."""
     write_atomically(path, lambda f: f.write(text))
+
+
+def json_safe(value: Any) -> Any:
+    """JSON has no NaN or infinity (``json.dumps`` writes the invalid token ``NaN``): write them as
+    null, recursively through dicts and lists (an accuracy over no decided example is undefined)."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: Path | str, value: Any) -> None:
+    """``value`` as indented, valid JSON (non-finite numbers as null), whole or not at all."""
+    import json
+
+    write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False))
