@@ -55,7 +55,7 @@ def _full_disk_on(monkeypatch, name):
         def __init__(self, f):
             self.f = f
 
-        def write(self, data):
+        def write(self, chunk):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         writelines = write
