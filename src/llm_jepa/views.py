@@ -166,10 +166,16 @@ def chat_messages(tokenizer, messages: list[dict]) -> list[dict]:
 
 
 def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    """The chat template applied to ``messages`` (system folded where the template needs it)."""
-    return tokenizer.apply_chat_template(
-        chat_messages(tokenizer, messages), tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    """The chat template applied to ``messages`` (system folded where the template needs it). A
+    template that fails (one the jinja sandbox blocks, or that raises) is a one-line ``ValueError``."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(
+            chat_messages(tokenizer, messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    except TemplateError as e:  # SecurityError (the sandbox refused an attribute), raise_exception, ...
+        raise ValueError(f"the chat template failed ({type(e).__name__}: {e})") from None
 
 
 def _token_range(offsets: list[tuple[int, int]], char_start: int, char_end: int) -> tuple[int, int]:
