@@ -397,8 +397,10 @@ def read_yaml_options(path: Path) -> dict[str, Any]:
     """A YAML file of ``option: value`` lines as a dict (an empty file is {})."""
     import yaml
 
+    from . import yamlsafe
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yamlsafe.load(path.read_text()) or {}  # aliases bounded (billion laughs)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):

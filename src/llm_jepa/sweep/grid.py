@@ -191,11 +191,13 @@ def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep YAML file."""
     import yaml
 
+    from .. import yamlsafe
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: sweep file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamlsafe.load(path.read_text())  # aliases bounded (billion laughs)
     except yaml.YAMLError as e:
         raise SweepError(f"{path}: invalid YAML: {e}") from None
     # paths are kept absolute, so the same sweep run from another directory names the same files
