@@ -7,9 +7,9 @@ import pytest
 from llm_jepa.config import ConfigError, load_config
 from llm_jepa.sweep.grid import SweepError, load_sweep
 
-# nine levels of nine aliases: 9^9 (387 million) values once expanded, a few hundred bytes on disk
+# nine levels of nine aliases: about 9^9 values once expanded, a few hundred bytes on disk
 LAUGHS = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
+    f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True))
 
 
 def test_a_config_whose_aliases_explode_is_refused_at_once(tmp_path):
