@@ -118,3 +118,17 @@ def test_a_lora_adapter_of_a_relative_base_merges_into_that_base_from_any_direct
             (here / "run" / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "ckpt"}))
         merged = load_run(here / "run").load_weights(device="cpu")
         assert torch.equal(merged.model.norm.weight.detach(), base)  # LoRA leaves the norm: the base's own
+
+
+def test_trainer_options_read_around_the_loss_still_act(ckpt, data, tmp_path):  # noqa: F811
+    # audit of the TrainingArguments the Trainer reads around compute_loss: counting input tokens works,
+    # but its train_runtime in every step's log made each step a 'summary' record, so loss curves and
+    # FLOPs totals (which read 'train' records) saw no step at all
+    from llm_jepa.rundir import read_metrics
+
+    out = tmp_path / "run"
+    train(_cfg(ckpt, data, out, "--include_num_input_tokens_seen", "true", "--max_steps", "2"))
+    steps = read_metrics(out / "metrics.jsonl", "train")
+    assert [r["step"] for r in steps] == [1, 2]
+    seen = [r["num_input_tokens_seen"] for r in steps]
+    assert 0 < seen[0] < seen[1] and len(read_metrics(out / "metrics.jsonl", "summary")) == 1
