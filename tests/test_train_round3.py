@@ -132,3 +132,13 @@ def test_trainer_options_read_around_the_loss_still_act(ckpt, data, tmp_path):  
     assert [r["step"] for r in steps] == [1, 2]
     seen = [r["num_input_tokens_seen"] for r in steps]
     assert 0 < seen[0] < seen[1] and len(read_metrics(out / "metrics.jsonl", "summary")) == 1
+
+
+def test_several_gpus_in_one_process_are_refused(ckpt, data, tmp_path, monkeypatch):  # noqa: F811
+    # audit: Trainer.compute_loss scales the loss by n_gpu under DataParallel, which splits packed rows;
+    # JepaTrainer.compute_loss replaces it, so that mode would run unscaled on split segments
+    from llm_jepa.config import JepaConfig
+
+    monkeypatch.setattr(JepaConfig, "n_gpu", property(lambda self: 2))
+    with pytest.raises(ValueError, match="2 GPUs in one process"):
+        train(_cfg(ckpt, data, tmp_path / "run", "--max_steps", "1"))
