@@ -1,7 +1,8 @@
 """Training configuration: one dataclass, a YAML file plus command-line overrides.
 
 :class:`JepaConfig` extends ``transformers.TrainingArguments`` (so every Trainer option works:
-``--learning_rate``, ``--report_to wandb``, ``--gradient_accumulation_steps``...) with the model,
+``--learning_rate``, ``--report_to wandb``, ``--gradient_accumulation_steps``...; the few that would
+do nothing, such as label smoothing of the replaced loss, are refused) with the model,
 data and objective options of llm-jepa. :func:`load_config` reads ``--config run.yaml`` and then
 applies flags, which win over the file. The resolved config is saved beside every run's outputs.
 """

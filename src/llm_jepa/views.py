@@ -415,8 +415,8 @@ class ViewBuilder:
                             "(warned once; later rows may have it too)")
 
     def _truncate(self, ex: TokenizedExample) -> None:
-        """Keep every segment within ``max_length``: LM segments lose their end, views their start
-        (so the anchor and the predictors survive)."""
+        """Keep every segment within ``max_length``: LM segments lose their end, views the start of
+        their content (so the template's header, the predictors and the anchor survive)."""
         n = self.cfg.max_length
         for seg in ex.lm:
             if len(seg.input_ids) > n:
