@@ -1,7 +1,8 @@
 """Training configuration: one dataclass, a YAML file plus command-line overrides.
 
 :class:`JepaConfig` extends ``transformers.TrainingArguments`` (so every Trainer option works:
-``--learning_rate``, ``--report_to wandb``, ``--gradient_accumulation_steps``...) with the model,
+``--learning_rate``, ``--report_to wandb``, ``--gradient_accumulation_steps``...; the few that would
+do nothing, such as label smoothing of the replaced loss, are refused) with the model,
 data and objective options of llm-jepa. :func:`load_config` reads ``--config run.yaml`` and then
 applies flags, which win over the file. The resolved config is saved beside every run's outputs.
 """
@@ -255,7 +256,8 @@ _RANGES = (
     ("temperature", lambda v: v > 0, "> 0 (InfoNCE divides by it)"),
     ("jepa_lambda", lambda v: v >= 0, ">= 0"),
     ("gamma", lambda v: v >= 0, ">= 0"),
-    ("loss_dropout", lambda v: 0.0 <= v <= 1.0, "in [0, 1]"),
+    ("loss_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1) (1 drops the views of every step: that is plain "
+                                                "training, --regular, recorded as such)"),
     ("vicreg_weight", lambda v: v >= 0, ">= 0"),
     ("sigreg_weight", lambda v: v >= 0, ">= 0"),
     ("pack_length", lambda v: v >= -1, "-1 (automatic), 0 (one row) or a positive token count"),
@@ -282,6 +284,7 @@ def _validate_ranges(cfg: JepaConfig) -> None:
         value = getattr(cfg, name)
         if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
             raise ConfigError(f"{name} must be {what}, got {value}")
+    _refuse_unused_trainer_options(cfg)
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: continue the run in the output directory, "
                           "or move it aside and start afresh")
@@ -293,6 +296,19 @@ def _validate_ranges(cfg: JepaConfig) -> None:
 
         warnings.warn(f"--regular trains plain fine-tuning: the JEPA options {', '.join(ignored)} are set but NOT "
                       "used (the saved config says so)", stacklevel=3)
+
+
+def _refuse_unused_trainer_options(cfg: JepaConfig) -> None:
+    """TrainingArguments that would be accepted and do nothing. The objective replaces the Trainer's
+    loss, so what the Trainer applies to its own loss (label smoothing) never acts; fp16 needs a GPU,
+    where accelerate runs autocast and a gradient scaler (on CPU neither runs). The other options that
+    ``Trainer.compute_loss`` reads are honoured by ``JepaTrainer.compute_loss`` (see docs/reliability.md)."""
+    if cfg.label_smoothing_factor:
+        raise ConfigError(f"label_smoothing_factor {cfg.label_smoothing_factor} would be ignored: the LLM-JEPA "
+                          "objective replaces the Trainer's loss, where label smoothing is applied; leave it at 0")
+    if cfg.fp16 and cfg.use_cpu:
+        raise ConfigError("--fp16 does nothing on CPU (no float16 autocast, no gradient scaler); train in float32, "
+                          "or --bf16 true")
 
 
 def regular_ignores(cfg: JepaConfig) -> list[str]:
@@ -382,8 +398,10 @@ def read_yaml_options(path: Path) -> dict[str, Any]:
     """A YAML file of ``option: value`` lines as a dict (an empty file is {})."""
     import yaml
 
+    from . import yamlsafe
+
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yamlsafe.load(path.read_text()) or {}  # aliases bounded (billion laughs)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if not isinstance(data, dict):

@@ -202,7 +202,8 @@ def load_examples(path: str | Path, limit: int | None = None, split: str = "trai
 def subset_examples(examples: list[Example], fraction: float = 1.0, rows: int | None = None,
                     seed: int = 0) -> list[Example]:
     """A random subset of ``fraction`` of the examples (rounded, at least one) or of ``rows`` of
-    them, drawn with ``seed``, in their original order (data-efficiency experiments).
+    them, drawn with ``seed``, in their original order (data-efficiency experiments). ``rows`` above
+    the number of examples is refused: the run would use all of them while its config said ``rows``.
 
     Subsets are nested: for one seed, the rows of a smaller subset are among those of a larger one
     (a fixed seeded permutation, cut at different lengths), so the points of an accuracy-vs-data
@@ -210,6 +211,9 @@ def subset_examples(examples: list[Example], fraction: float = 1.0, rows: int | 
     import random
 
     n = len(examples)
+    if rows is not None and rows > n:  # all n would run while the config records rows: refused
+        raise ValueError(f"train_rows {rows} is more than the {n} rows of the training data (after "
+                         f"max_train_examples, if given); give at most {n}")
     k = rows if rows is not None else max(1, round(fraction * n))
     if k >= n:
         return list(examples)

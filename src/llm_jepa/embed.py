@@ -90,7 +90,7 @@ def read_texts(path: str | Path, side: str = "text") -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file")
-    if path.suffix == ".jsonl":
+    if path.suffix.lower() == ".jsonl":  # FILE.JSONL is a dataset too, not lines of text
         from .data import load_examples
 
         return [ex.code_view if side == "code" else ex.text_view for ex in load_examples(path)]
@@ -104,16 +104,19 @@ def read_texts(path: str | Path, side: str = "text") -> list[str]:
 
 
 def write_embeddings(vectors: np.ndarray, output: str | Path) -> None:
-    """``.npy``: the float32 [N, C] array; ``.jsonl``: one ``{"index": i, "embedding": [...]}`` per line."""
+    """``.npy``: the float32 [N, C] array; ``.jsonl``: one ``{"index": i, "embedding": [...]}`` per line.
+    Written beside ``output`` and renamed onto it, so a full disk leaves no half-written file."""
+    from .diskwrite import write_atomically
+
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if output.suffix == ".npy":
         import numpy as np
 
-        np.save(output, vectors)
+        write_atomically(output, lambda f: np.save(f, vectors), binary=True)
     else:
-        output.write_text("".join(json.dumps({"index": i, "embedding": v.tolist()}) + "\n"
-                                  for i, v in enumerate(vectors)))
+        write_atomically(output, lambda f: f.writelines(json.dumps({"index": i, "embedding": v.tolist()}) + "\n"
+                                                        for i, v in enumerate(vectors)))
 
 
 def embed_file(model: str | Path | TrainedRun, data: str | Path, kind: str, output: str | Path, *,
@@ -127,6 +130,8 @@ def embed_file(model: str | Path | TrainedRun, data: str | Path, kind: str, outp
         raise ValueError(f"--kind must be one of {KINDS}, got {kind!r}")
     if output.suffix not in FORMATS:
         raise ValueError(f"{output}: the output must end in {' or '.join(FORMATS)}")
+    if output.is_dir():  # --overwrite replaces a file, never a folder (found before the weights load)
+        raise FileExistsError(f"{output} is a directory; --output names the file to write (--overwrite replaces files only)")
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; use --overwrite or another --output")
     if isinstance(model, TrainedRun):

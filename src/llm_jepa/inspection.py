@@ -61,6 +61,9 @@ def inspect_examples(cfg: JepaConfig, num_examples: int = 2) -> dict[str, Any]:
     """Segments of the first ``num_examples`` rows and the loss terms of them as one batch."""
     from .train import build_components
 
+    if num_examples < 1:  # load_examples(path, 0) reads nothing and said "no examples"
+        raise ValueError(f"--n must be at least 1, got {num_examples}")
+
     parts = build_components(cfg)
     tok, model = parts["tokenizer"], parts["model"]
     examples = load_examples(cfg.train_file, num_examples)

@@ -13,7 +13,7 @@ from .views import PREDICTOR_TOKENS
 
 __all__ = [
     "check_model_path", "load_tokenizer", "load_model", "add_predictor_tokens", "resolve_isolation", "resolve_pack_length", "save_model",
-    "choose_attention", "resolve_attention", "flex_attention_available", "DTYPE_CHOICES",
+    "choose_attention", "resolve_attention", "flex_attention_available", "DTYPE_CHOICES", "adapter_base",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,12 @@ def load_model(
         if torch_dtype != "auto":
             model = model.to(torch_dtype)
     elif (Path(name_or_path) / "adapter_config.json").is_file():
-        from peft import AutoPeftModelForCausalLM
+        from peft import PeftModel
 
-        # peft grows the base model's embeddings to the adapter directory's tokenizer before loading
-        model = AutoPeftModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, **kwargs).merge_and_unload()
+        base = AutoModelForCausalLM.from_pretrained(adapter_base(name_or_path), dtype=torch_dtype, **kwargs)
+        if len(tokenizer) > base.get_input_embeddings().weight.shape[0]:
+            base.resize_token_embeddings(len(tokenizer))  # as peft's AutoPeftModel does, to the run's tokenizer
+        model = PeftModel.from_pretrained(base, name_or_path).merge_and_unload()
         model.requires_grad_(True)  # peft froze the base weights; merged, they train like any checkpoint's
     else:
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=torch_dtype, **kwargs)
@@ -111,6 +113,41 @@ def load_model(
     if attn_implementation == "auto":
         choose_attention(model)
     return model
+
+
+def adapter_base(adapter_dir: str | Path) -> str:
+    """The base model a LoRA adapter directory is merged into: the one its run's config records
+    (``llm_jepa_config.yaml`` holds it resolved), else ``adapter_config.json``'s name. A relative name
+    there is read from the working directory, as peft would, which may be another model than the one
+    trained: it is refused when no such folder exists here, and warned about when one does."""
+    import json
+
+    import yaml
+
+    run_config = Path(adapter_dir) / "llm_jepa_config.yaml"
+    saved = (yaml.safe_load(run_config.read_text()) or {}) if run_config.is_file() else {}
+    if saved.get("model_name_or_path"):
+        return resolve_model_path(str(saved["model_name_or_path"]))
+    base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{adapter_dir}: the adapter names no base model (adapter_config.json)")
+    if Path(base).is_absolute():
+        return base
+    if Path(base).exists():  # a hub name never exists as a folder here; a relative local path might be another
+        log.warning("%s: the adapter's base %r is a relative path; reading it from %s", adapter_dir, base, Path.cwd())
+    elif base.startswith(".") or base.count("/") > 1:
+        raise FileNotFoundError(f"{adapter_dir}: the adapter's base model {base!r} is a relative path that does not "
+                                "exist from this directory; run from the directory it was trained in")
+    return base
+
+
+def _resolve_adapter_base(model: Any) -> None:
+    """Record a local base model's absolute path in the adapter config, so that the saved adapter
+    finds its base from any directory (``--model ckpt`` saved ``base_model_name_or_path: ckpt``)."""
+    for config in getattr(model, "peft_config", {}).values():
+        base = getattr(config, "base_model_name_or_path", None)
+        if base and Path(base).exists():
+            config.base_model_name_or_path = str(Path(base).resolve())
 
 
 def flex_attention_available() -> bool:
@@ -175,7 +212,9 @@ def apply_lora(model: Any, tokenizer: Any, r: int, alpha: float, dropout: float,
         trainable_token_indices=list(tokenizer.convert_tokens_to_ids(list(PREDICTOR_TOKENS))),
         modules_to_save=modules_to_save,
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    _resolve_adapter_base(model)
+    return model
 
 
 def resolve_isolation(model: Any, isolation: str) -> str:

@@ -260,8 +260,10 @@ class AtomicCheckpoints:
 # ---- metrics log ---------------------------------------------------------------------------------
 
 def record_kind(logs: dict[str, Any]) -> str:
-    """``summary`` (the Trainer's end-of-training record), ``eval`` (evaluation) or ``train`` (a step)."""
-    if "train_runtime" in logs:
+    """``summary`` (the Trainer's end-of-training record), ``eval`` (evaluation) or ``train`` (a step).
+    A step's record holds ``loss``; with ``--include_num_input_tokens_seen`` it also holds
+    ``train_runtime``, which alone would make every step look like the summary."""
+    if "train_runtime" in logs and "loss" not in logs:
         return "summary"
     if any(k.startswith("eval_") for k in logs):
         return "eval"

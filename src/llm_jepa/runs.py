@@ -228,7 +228,7 @@ _FLAGS = {  # setting -> argparse options; every default is None: "take it from 
     "direction": dict(choices=VIEW_CHOICES["direction"], help="which view carries the predictors"),
     "anchor_offset": dict(type=_offset, metavar="N|none", help="anchor = view length + N (the paper's -2)"),
     "view_system": dict(choices=VIEW_SYSTEM, help="system turn of a view rendered alone (train --help: view_system)"),
-    "max_length": dict(type=int, help="tokens per view (longer views lose their start)"),
+    "max_length": dict(type=int, help="tokens per view (longer views lose the start of their content)"),
     "dtype": dict(help="weights dtype: auto (as saved), float32, bfloat16 or float16"),
 }
 

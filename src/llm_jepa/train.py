@@ -40,8 +40,10 @@ CONFIG_NAME = "llm_jepa_config.yaml"  # the resolved config, beside every run's 
 class TokenizedDataset(torch.utils.data.Dataset):
     """Examples tokenized once, up front, into segments."""
 
-    def __init__(self, examples: list, builder: ViewBuilder, warn: bool = True) -> None:
+    def __init__(self, examples: list, builder: ViewBuilder, warn: bool = True, needs_labels: bool = False) -> None:
         self.items: list[TokenizedExample] = [builder(ex) for ex in examples]
+        if needs_labels:
+            _check_labels(self.items, builder.cfg.max_length, warn)
         if builder.num_truncated and warn:
             src = builder.first_truncated
             warnings.warn(
@@ -55,6 +57,19 @@ class TokenizedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> TokenizedExample:
         return self.items[i]
+
+
+def _check_labels(items: list[TokenizedExample], max_length: int, warn: bool) -> None:
+    """The next-token term needs labelled tokens: refuse data where truncation to ``max_length`` left
+    none in any row (the LM loss would be 0 and the run plain-JEPA or empty, exit 0), warn where some rows."""
+    empty = [it.source for it in items if all(label == -100 for seg in it.lm for label in (seg.labels or []))]
+    if len(empty) == len(items):
+        raise ValueError(f"no row keeps an answer token within max_length={max_length} (first: {empty[0][0]}:"
+                         f"{empty[0][1]}): the prompts fill it, so the next-token loss would train on nothing; "
+                         "raise --max_length")
+    if empty and warn:
+        warnings.warn(f"{len(empty)} of {len(items)} rows keep no answer token within max_length={max_length} "
+                      f"(first: {empty[0][0]}:{empty[0][1]}); their next-token loss is empty", stacklevel=3)
 
 
 class MetricsFileCallback(TrainerCallback):
@@ -111,8 +126,9 @@ class NonFiniteGuard(TrainerCallback):
 
     Runs after the gradients are reduced (and clipped) and before ``optimizer.step()``: a NaN never
     reaches the weights, so no checkpoint or final model can hold one. A skipped step's gradients
-    are dropped (``grad = None``: torch optimizers leave such parameters untouched). With fp16 the
-    gradient scaler already skips such steps, so the guard stands aside.
+    are dropped (``grad = None``: torch optimizers leave such parameters untouched). Where a gradient
+    scaler runs (fp16 on a GPU) it already skips such steps, so the guard stands aside; it guards
+    whenever none does (``trainer`` is set once the Trainer exists; without it, always).
 
     Finite gradients can still overflow the weights (a learning rate of 1e39 in float32); the
     trainable weights are checked after every update, before the step's checkpoint, and such a step
@@ -121,9 +137,13 @@ class NonFiniteGuard(TrainerCallback):
     def __init__(self, policy: str = "stop") -> None:
         self.policy = policy
         self.skipped: list[int] = []
+        self.trainer: Any = None
+
+    def _scaler_runs(self) -> bool:
+        return getattr(getattr(self.trainer, "accelerator", None), "scaler", None) is not None
 
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
-        if args.fp16 or model is None:
+        if model is None or self._scaler_runs():
             return
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         if _all_finite(grads):
@@ -406,12 +426,10 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
 def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str | None) -> dict[str, Any]:
     from transformers import set_seed
 
-    from .modeling import save_model
-
     set_seed(cfg.seed)
     parts = build_components(cfg)
     main = state.is_main_process
-    train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main)
+    train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main, needs_labels=cfg.gamma > 0)
     eval_set = TokenizedDataset(inputs["eval"], parts["builder"], warn=main) if inputs["eval"] else None
     out = Path(cfg.output_dir)
     attention = getattr(parts["model"].config, "_attn_implementation", None)
@@ -433,6 +451,7 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str |
                    *([FirstStepTimer("includes torch.compile of flex attention")] if attention == "flex_attention"
                      else [])],
     )
+    guard.trainer = trainer  # it stands aside only where the accelerator runs a gradient scaler
     for callback in inputs["accuracy"]:
         callback.trainer = trainer  # logs through the trainer, so its numbers reach metrics.jsonl
     if main:
@@ -441,15 +460,47 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str |
     metrics = dict(result.metrics)
     if guard.skipped:
         metrics["non_finite_steps_skipped"] = guard.skipped
-    if cfg.lora and cfg.lora_save == "merged":
-        if trainer.is_world_process_zero():
-            save_model(trainer.model, parts["tokenizer"], out, merge_lora=True)
-    else:
-        trainer.save_model(str(out))  # rank-aware; gathers sharded (FSDP / ZeRO-3) weights
+    _save_final(trainer, cfg, parts["tokenizer"], out)
     if trainer.is_world_process_zero():
-        (out / "train_results.json").write_text(json.dumps(metrics, indent=2))
+        from .diskwrite import write_text
+
+        write_text(out / "train_results.json", json.dumps(metrics, indent=2))
     state.wait_for_everyone()
     return metrics
+
+
+FINAL_STAGING = ".final-staging"
+
+
+def _save_final(trainer: Any, cfg: JepaConfig, tokenizer: Any, out: Path) -> None:
+    """The final model, written under ``out/.final-staging`` and moved into ``out`` once whole: a
+    full disk leaves no config.json without its weights, gives the space back and says how to go on
+    (the checkpoints are complete; a resumed run saves the final model)."""
+    import shutil
+
+    from .diskwrite import reporting_full_disk
+    from .modeling import save_model
+
+    main = trainer.is_world_process_zero()
+    staging = out / FINAL_STAGING
+    if main:
+        shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed save
+    after = ("nothing of the final model was kept and the checkpoints are complete: free space, then run the "
+             "same command with --resume to save it")
+    with reporting_full_disk(out, (lambda: shutil.rmtree(staging, ignore_errors=True)) if main else None, after):
+        if cfg.lora and cfg.lora_save == "merged":
+            if main:
+                save_model(trainer.model, tokenizer, staging, merge_lora=True)
+        else:
+            trainer.save_model(str(staging))  # rank-aware; gathers sharded (FSDP / ZeRO-3) weights
+        trainer.accelerator.wait_for_everyone()
+    if main:
+        for item in staging.iterdir():
+            target = out / item.name
+            if target.is_dir() and item.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        staging.rmdir()
 
 
 @functools.cache

@@ -46,6 +46,10 @@ class StepSync(TrainerCallback):
 class JepaTrainer(Trainer):
     def __init__(self, *args: Any, objective: ObjectiveConfig, eval_collator: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.args.n_gpu > 1:  # Trainer.compute_loss scales by n_gpu and DataParallel splits the batch
+            # along rows; the objective's packed rows, anchors and per-token normalisation are not built for it
+            raise ValueError(f"{self.args.n_gpu} GPUs in one process (torch DataParallel) are not supported: launch one "
+                             "process per GPU (torchrun or accelerate launch), or set CUDA_VISIBLE_DEVICES to one")
         self.objective = objective
         self.eval_collator = eval_collator
         if hasattr(self.data_collator, "set_position"):

@@ -112,6 +112,8 @@ class Segment:
     anchor: int | None = None
     content: tuple[tuple[int, int], ...] | None = None  # conversations: token ranges [start, end) of
     # the user content and of the assistant content, template tokens excluded (for STP, see stp.py)
+    cuttable: tuple[int, int] | None = None  # views: the tokens [start, end) a clip to max_length may
+    # drop: the content's, never the template's header, the predictors or the content's last token
 
 
 @dataclass
@@ -164,10 +166,16 @@ def chat_messages(tokenizer, messages: list[dict]) -> list[dict]:
 
 
 def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    """The chat template applied to ``messages`` (system folded where the template needs it)."""
-    return tokenizer.apply_chat_template(
-        chat_messages(tokenizer, messages), tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    """The chat template applied to ``messages`` (system folded where the template needs it). A
+    template that fails (one the jinja sandbox blocks, or that raises) is a one-line ``ValueError``."""
+    from jinja2 import TemplateError
+
+    try:
+        return tokenizer.apply_chat_template(
+            chat_messages(tokenizer, messages), tokenize=False, add_generation_prompt=add_generation_prompt
+        )
+    except TemplateError as e:  # SecurityError (the sandbox refused an attribute), raise_exception, ...
+        raise ValueError(f"the chat template failed ({type(e).__name__}: {e})") from None
 
 
 def _token_range(offsets: list[tuple[int, int]], char_start: int, char_end: int) -> tuple[int, int]:
@@ -187,6 +195,16 @@ def _last_token_covering(offsets: list[tuple[int, int]], char_end: int) -> int:
     return best
 
 
+def _special_pattern(tokenizer: Any) -> Any:
+    """A regex matching any special token's text (longest first), or None without special tokens."""
+    import re
+
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    specials = {*tokenizer.all_special_tokens, *(t.content for t in added.values() if getattr(t, "special", False))}
+    specials = sorted((t for t in specials if t), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, specials))) if specials else None
+
+
 class ViewBuilder:
     """Tokenize examples into LM and view segments for one tokenizer and :class:`ViewConfig`."""
 
@@ -199,6 +217,7 @@ class ViewBuilder:
             )
         self.predictor_str = predictor_string(config.predictors, config.predictor_position, config.predictor_order)
         self._special_ids = set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {}))
+        self._special_text = _special_pattern(tokenizer)
         self._warned: set[str] = set()
         self.num_truncated = 0
         self.first_truncated: tuple[str, int] | None = None
@@ -260,6 +279,7 @@ class ViewBuilder:
 
     def view(self, content: str, role: str, predictors: bool) -> Segment:
         """One view: ``content`` rendered alone in ``role``'s turn; anchor at the content's end."""
+        bare = len(content)
         content = self._with_predictors(content) if predictors else content
         if self.cfg.chat_template:
             try:
@@ -270,15 +290,29 @@ class ViewBuilder:
                     f"the chat template refused a lone '{role}' message ({e}); rendering that view as 'user'",
                 )
                 rendered = self._render([{"role": "user", "content": content}])
-            _, char_end = self._locate(rendered, content)
+            char_start, char_end = self._locate(rendered, content)
         else:
-            rendered, char_end = content, len(content)
+            rendered, char_start, char_end = content, 0, len(content)
         ids, offsets = self._encode(rendered)
         if self.cfg.anchor_offset is not None:
             anchor = len(ids) + self.cfg.anchor_offset
+            if anchor < 0:  # a negative index would be taken in the segment packed before this one
+                raise ValueError(f"anchor_offset {self.cfg.anchor_offset} points before the start of a "
+                                 f"{len(ids)}-token view; use an offset above -{len(ids)}")
         else:
             anchor = _last_token_covering(offsets, char_end)
-        return Segment(input_ids=ids, anchor=anchor)
+        cuttable = self._cuttable(offsets, char_start, char_end, len(content) - bare if predictors else 0)
+        return Segment(input_ids=ids, anchor=anchor, cuttable=cuttable)
+
+    def _cuttable(self, offsets: list[tuple[int, int]], start: int, end: int, n_pred: int) -> tuple[int, int]:
+        """The content's tokens but its last (chars [start, end) hold it with ``n_pred`` predictor
+        characters on the predictor side): what a clip to ``max_length`` may drop."""
+        if self.cfg.predictor_position == "append":
+            end -= n_pred
+        else:
+            start += n_pred
+        first, stop = _token_range(offsets, start, end)
+        return first, max(first, stop - 1)
 
     # ---- conversation ----------------------------------------------------------------------
     def _label_start_and_end(self, example: Example, rendered: str) -> tuple[int, int]:
@@ -351,15 +385,38 @@ class ViewBuilder:
         return pairs
 
     def __call__(self, example: Example) -> TokenizedExample:
-        lm = [self.conversation(example)]
-        pairs = self.pairs(example) if self.cfg.build_views else []
-        out = TokenizedExample(lm=lm, pairs=pairs, source=example.source)
-        self._truncate(out)
+        self._check_special_text(example)
+        try:
+            lm = [self.conversation(example)]
+            pairs = self.pairs(example) if self.cfg.build_views else []
+            out = TokenizedExample(lm=lm, pairs=pairs, source=example.source)
+            self._truncate(out)
+        except ValueError as e:  # name the row: the view settings are fine for some rows, not this one
+            raise ValueError(f"{example.source[0]}:{example.source[1]}: {e}") from None
         return out
 
+    def _check_special_text(self, example: Example) -> None:
+        """Warn (once) on data text that spells a special token (``<|im_end|>`` in an answer).
+
+        The chat template is rendered to one string and tokenized as a whole, so such text becomes
+        the control token itself (an end of turn mid-answer, trained as a label) and cannot be told
+        from the template's own. Encoding it as plain text instead would need each message tokenized
+        apart from the template, and generation would still parse it as the control token; so the
+        data is left as written and the user is told where."""
+        if self._special_text is None:
+            return
+        texts = [m["content"] for m in example.messages] + list(example.paraphrases)
+        hit = next((m for t in texts if isinstance(t, str) for m in [self._special_text.search(t)] if m), None)
+        if hit is not None:
+            src = example.source
+            self._warn_once("special-text", f"{src[0]}:{src[1]}: the data contains the special token "
+                            f"{hit.group()!r} as text; it is tokenized as that control token (and trained as a "
+                            "label in an answer), not as characters. Clean the data if that is not meant "
+                            "(warned once; later rows may have it too)")
+
     def _truncate(self, ex: TokenizedExample) -> None:
-        """Keep every segment within ``max_length``: LM segments lose their end, views their start
-        (so the anchor and the predictors survive)."""
+        """Keep every segment within ``max_length``: LM segments lose their end, views the start of
+        their content (so the template's header, the predictors and the anchor survive)."""
         n = self.cfg.max_length
         for seg in ex.lm:
             if len(seg.input_ids) > n:
@@ -374,11 +431,23 @@ class ViewBuilder:
             self.first_truncated = self.first_truncated or ex.source
 
     def clip(self, seg: Segment) -> bool:
-        """Cut a view to ``max_length`` from its start (the anchor and the predictors survive); True if cut."""
-        cut = len(seg.input_ids) - self.cfg.max_length
+        """Cut a view to ``max_length`` by dropping the start of its content: the template's header,
+        the predictors (prepended or appended) and the anchor survive. True if cut. A segment with no
+        ``cuttable`` range (built by hand) loses its start."""
+        n = self.cfg.max_length
+        cut = len(seg.input_ids) - n
         if cut <= 0:
             return False
-        seg.input_ids, seg.anchor = seg.input_ids[cut:], max(seg.anchor - cut, 0)
+        first, stop = seg.cuttable if seg.cuttable is not None else (0, len(seg.input_ids) - 1)
+        if stop - first < cut:
+            raise ValueError(f"max_length {n} cannot hold this view: its chat template and predictor tokens "
+                             f"alone take {len(seg.input_ids) - (stop - first)} tokens; raise --max_length")
+        if first <= seg.anchor < first + cut:
+            raise ValueError(f"anchor_offset {self.cfg.anchor_offset} puts the anchor in the part of the view "
+                             f"that max_length {n} cuts")
+        seg.input_ids = seg.input_ids[:first] + seg.input_ids[first + cut:]
+        seg.anchor = seg.anchor - cut if seg.anchor >= first + cut else seg.anchor
+        seg.cuttable = (first, stop - cut)
         return True
 
 

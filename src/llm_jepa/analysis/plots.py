@@ -22,11 +22,15 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: str | Path) -> Path:
     """Write ``fig`` as a PNG at ``path`` (parent folders created), close it, return the path."""
+    from ..diskwrite import write_atomically
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    pyplot().close(fig)
+    try:  # whole or not at all: a full disk leaves no partial PNG
+        write_atomically(path, lambda f: fig.savefig(f, dpi=120, format="png"), binary=True)
+    finally:
+        pyplot().close(fig)
     return path
 
 

@@ -13,11 +13,12 @@ Writes ``analysis.json`` (every number, and the settings each model was read wit
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from ..diskwrite import json_safe  # re-exported: its home moved to llm_jepa.diskwrite
 
 __all__ = ["analyze", "summarize_views", "format_table", "json_safe"]
 
@@ -63,10 +64,32 @@ def _default_encode() -> Callable[..., Any]:
     return encode_views
 
 
-def _names(models: Sequence[str | Path]) -> list[str]:
-    """Short unique labels: the directory name, with its parent when two models share it."""
-    base = [Path(m).name or str(m) for m in models]
-    return [f"{Path(m).parent.name}/{b}" if base.count(b) > 1 else b for m, b in zip(models, base, strict=True)]
+def _names(models: Sequence[str | Path], overrides: Sequence[dict[str, Any]]) -> list[str]:
+    """Short unique labels: the directory name, with as many parents as it takes to tell two models
+    apart, and the settings that differ when the same model is given twice (its results would
+    otherwise replace each other's under one label). The same model with the same settings twice is refused."""
+    keys = [(_identity(m), tuple(sorted(o.items()))) for m, o in zip(models, overrides, strict=True)]
+    twice = next((m for i, (m, k) in enumerate(zip(models, keys, strict=True)) if k in keys[:i]), None)
+    if twice is not None:
+        raise ValueError(f"model {str(twice)!r} is given twice with the same settings; give each model once")
+    parts = [Path(ident).parts or (ident,) for ident, _ in keys]
+
+    def label(i: int) -> str:  # the shortest tail no other model's path shares
+        others = [p for j, p in enumerate(parts) if keys[j][0] != keys[i][0]]
+        for depth in range(1, len(parts[i]) + 1):
+            tail = parts[i][-depth:]
+            if all(p[-depth:] != tail for p in others):
+                break
+        return "/".join(tail)
+
+    labels = [label(i) for i in range(len(models))]
+    return [f"{lab} ({', '.join(f'{k}={v}' for k, v in o.items())})" if labels.count(lab) > 1 else lab
+            for lab, o in zip(labels, overrides, strict=True)]
+
+
+def _identity(model: str | Path) -> str:
+    """A local model by its resolved path (``runs/x`` and ``./runs/x`` are one model), a hub name as given."""
+    return str(Path(model).resolve()) if Path(model).exists() else str(Path(model))
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
@@ -114,7 +137,6 @@ def analyze(
     Refuses a non-empty ``output`` unless ``overwrite``.
     """
     from ..data import load_examples
-    from .plots import plot_singular_values, plot_tsne
 
     for name, value, least in (("batch_size", batch_size, 1), ("top", top, 1), ("limit", limit or 1, 1)):
         if value < least:
@@ -128,7 +150,7 @@ def analyze(
     examples = load_examples(data, limit)
     result: dict[str, Any] = {"data": str(data), "n": len(examples), "models": {}}
     spectra, clouds = {}, {}
-    for name, path, given in zip(_names(models), models, overrides, strict=True):
+    for name, path, given in zip(_names(models, overrides), models, overrides, strict=True):
         run = load(path, **given)
         view = run.view
         views = encode(run.model, run.tokenizer, examples, view=view, batch_size=batch_size)
@@ -142,23 +164,28 @@ def analyze(
                                   "settings": _view_settings(view), **summary}
         spectra[name] = summary["singular_values_text_code"]
         clouds[name] = (views.text.float().cpu().numpy(), views.code.float().cpu().numpy())
-    result["figures"] = {
-        "singular_values": str(plot_singular_values(spectra, output / "singular_values.png")),
-        "tsne": str(plot_tsne(clouds, output / "tsne.png", seed=seed)),
-    }
-    (output / "analysis.json").write_text(json.dumps(json_safe(result), indent=2))
+    _write_results(output, result, spectra, clouds, seed)
     return result
 
 
-def json_safe(value: Any) -> Any:
-    """JSON has no NaN or infinity: write them as null (recursively through dicts and lists)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
+def _write_results(output: Path, result: dict[str, Any], spectra: dict, clouds: dict, seed: int) -> None:
+    """The figures, then analysis.json, each whole; a full disk removes what this call wrote (the
+    folder is left as the check found it, so the same command runs again) and is one line."""
+    from ..diskwrite import reporting_full_disk, write_json
+    from .plots import plot_singular_values, plot_tsne
+
+    names = ("singular_values.png", "tsne.png", "analysis.json")
+
+    def cleanup() -> None:
+        for name in names:
+            (output / name).unlink(missing_ok=True)
+
+    with reporting_full_disk(output, cleanup):
+        result["figures"] = {
+            "singular_values": str(plot_singular_values(spectra, output / names[0])),
+            "tsne": str(plot_tsne(clouds, output / names[1], seed=seed)),
+        }
+        write_json(output / names[2], result)
 
 
 def format_table(result: dict[str, Any]) -> str:

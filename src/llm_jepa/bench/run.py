@@ -46,6 +46,15 @@ class BenchConfig:
     gen_tokens: int = 32
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        """Refuse counts that leave nothing to time (``--steps 0`` said "no median for empty data"
+        after building the model), naming the flag."""
+        for name, least in (("steps", 1), ("warmup", 0), ("batch_size", 1), ("max_length", 1), ("stretch", 1),
+                            ("gen_prompts", 1), ("gen_tokens", 1)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+
 
 def _default_data(cfg: BenchConfig, n: int) -> list:
     from ..data import example_from_row, load_examples

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Example, load_examples
-from ..rundir import OutputLock, entries
+from ..diskwrite import disk_full, write_json, write_text
+from ..rundir import DiskFullError, OutputLock, _no_space, entries
 from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
-from .tasks import detect_task, get_task
+from .tasks import check_options, detect_task, get_task
 
 __all__ = ["evaluate", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 
@@ -196,7 +197,7 @@ def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples
                     f"{output} holds an evaluation with different {', '.join(diff)}; use another --output or --overwrite"
                 )
     output.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(run, indent=2))
+    write_text(run_file, json.dumps(run, indent=2))  # whole or absent: a rerun reads it back
     if not pred_file.exists():
         return {}
     done = _read_predictions(pred_file, examples)
@@ -223,6 +224,22 @@ def check_settings(settings: GenerationSettings) -> None:
         if not ok(value):
             flag = {"num_beams": "beams"}.get(field, field).replace("_", "-")
             raise ValueError(f"--{flag} ({field}) must be {want}, got {value}")
+
+
+#: what sampling alone uses, with GenerationSettings' defaults: greedy decoding ignores them
+_SAMPLING_ONLY = {"temperature": "--temperature", "top_p": "--top-p", "top_k": "--top-k"}
+
+
+def check_unused_sampling(settings: GenerationSettings, reranking: bool) -> None:
+    """Refuse sampling settings that greedy decoding would ignore while eval_run.json recorded them
+    as used. Reranking samples its candidates with them even without ``do_sample``."""
+    if settings.do_sample or reranking:
+        return
+    default = GenerationSettings()
+    given = [flag for name, flag in _SAMPLING_ONLY.items() if getattr(settings, name) != getattr(default, name)]
+    if given:
+        raise ValueError(f"{', '.join(given)} only act when sampling: add --sample (or --rerank N), or leave "
+                         "them out (greedy decoding ignores them)")
 
 
 def summarize(records: list[dict], task: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -340,6 +357,7 @@ def evaluate(
         raise ValueError("no examples to evaluate")
     task = task or detect_task(examples[0])
     module = get_task(task)
+    check_options(module, options)  # a typo ('limt', 'equivalance') is named, not swallowed by score(**_)
     if hasattr(module, "check"):
         module.check(examples, **options)
     gen = generation or GenerationSettings()
@@ -347,6 +365,7 @@ def evaluate(
         gen = replace(gen, max_new_tokens=max_new_tokens)
     check_settings(gen)
     rr = _rerank_settings(module, gen, rerank, rerank_logprob_weight)
+    check_unused_sampling(gen, rr is not None)
     trained = _open_run(model, settings)
     run = {"model": _fingerprint_model(model), "model_files": _fingerprint_model_files(model),
            "data": str(data) if not isinstance(data, list) else "<in memory>",
@@ -410,11 +429,16 @@ def evaluate(
             summary["rerank"] = summarize_rerank(records, module.PRIMARY, rr, candidate_settings(gen, rr.n),
                                                 trained.model)
         if out_dir:
-            (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+            write_json(out_dir / SUMMARY, summary)  # an accuracy over no decided row is null, not NaN
         if not quiet:
             print_summary(summary)
             if rr:
                 print_rerank(summary)
+    except Exception as e:  # a full disk: one line; the predictions so far resume on the same command
+        if out_dir is None or isinstance(e, DiskFullError) or not _no_space(e):
+            raise
+        raise disk_full(out_dir, "the predictions written so far are kept; free space and run the same "
+                                 "command again to continue") from e
     finally:
         if lock is not None:
             lock.release()

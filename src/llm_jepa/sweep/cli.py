@@ -34,12 +34,14 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
     ``{"ran", "failed", "cells", "report"}``."""
     import json
 
-    from .grid import load_sweep
+    from .grid import check_keys, load_sweep
     from .report import write_report
     from .runner import run_sweep
     from .stats import cell_stats
 
     spec = load_sweep(sweep_file)
+    if run_fn is None:  # the default run function trains and evaluates: a typo'd key is named now
+        check_keys(spec)
     output = Path(output)
     if report_only:
         paths = sorted((output / "runs").glob("*/result.json"))
@@ -47,17 +49,22 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
     else:
         outcome = run_sweep(spec, output, run_fn=run_fn, executor=executor, on_partial=on_partial, gpus=gpus)
     if not outcome["results"]:
-        raise ValueError(f"{output}: no finished runs to report")
+        first = next(iter(outcome["failed"].items()), None)  # say why, not only that nothing finished
+        why = f"; {len(outcome['failed'])} failed, first {first[0]}: {str(first[1]).strip().splitlines()[-1]}" \
+            if first and str(first[1]).strip() else ""
+        raise ValueError(f"{output}: no finished runs to report{why}")
     stats = cell_stats(outcome["results"], spec.metric)
     report = write_report(output, outcome["results"], stats, spec.metric)
     return {"ran": outcome["ran"], "failed": outcome["failed"], "cells": stats, "report": report}
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from .grid import expand, load_sweep
+    from .grid import check_keys, expand, load_sweep
     from .runner import run_status
 
-    runs = expand(load_sweep(args.sweep_file))
+    spec = load_sweep(args.sweep_file)
+    check_keys(spec)
+    runs = expand(spec)
     for run in runs:
         print(f"{run_status(run, Path(args.output)):8} {run.run_id}  {run.overrides}")
     print(f"{len(runs)} runs")

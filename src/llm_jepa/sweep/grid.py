@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_SEEDS", "Sweep", "Run", "SweepError", "load_sweep", "expand", "cell_id", "BASELINE_ID"]
+__all__ = ["DEFAULT_SEEDS", "Sweep", "Run", "SweepError", "load_sweep", "check_keys", "expand", "cell_id", "BASELINE_ID"]
 
 DEFAULT_SEEDS = (82, 23, 37, 84, 4)  # the seeds of the paper's five-run protocol
 BASELINE_ID = "baseline"
@@ -191,11 +191,13 @@ def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep YAML file."""
     import yaml
 
+    from .. import yamlsafe
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: sweep file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yamlsafe.load(path.read_text())  # aliases bounded (billion laughs)
     except yaml.YAMLError as e:
         raise SweepError(f"{path}: invalid YAML: {e}") from None
     # paths are kept absolute, so the same sweep run from another directory names the same files
@@ -218,6 +220,35 @@ def _cells(sweep: Sweep) -> list[tuple[str, dict[str, Any], bool]]:
     if len(set(ids)) != len(ids):
         raise SweepError(f"{sweep.source}: two cells map to the same id; grid values must differ as text")
     return out
+
+
+def check_keys(sweep: Sweep) -> None:
+    """For the default run function (train, then evaluate): refuse a key of ``grid``, ``fixed`` or
+    ``baseline`` that is no training option, and a key of ``eval`` that neither the evaluation nor
+    its task reads, naming it, before any run starts (each run would otherwise fail on it, or the
+    task's ``score(**_)`` would swallow it)."""
+    import inspect
+
+    from ..config import _valid_names, config_parser
+    from ..eval.runner import evaluate
+    from ..eval.tasks import TASKS, get_task, task_options
+    from ..runs import SETTINGS
+
+    train = _valid_names(config_parser())
+    for section, keys in (("grid", sweep.grid), ("fixed", sweep.fixed), ("baseline", sweep.baseline or {})):
+        unknown = sorted(str(k) for k in keys if str(k) not in train)
+        if unknown:
+            raise SweepError(f"{_where(sweep.source, section + '.' + unknown[0])}: not a training option "
+                             "(llm-jepa train --help lists them)")
+    params = {p.name for p in inspect.signature(evaluate).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    task = sweep.eval_options.get("task")
+    tasks = [task] if task in TASKS else list(TASKS)  # an unknown task is evaluate's to name
+    metric_options = set().union(*(task_options(get_task(t)) for t in tasks))
+    allowed = params | set(SETTINGS) | metric_options
+    unknown = sorted(str(k) for k in sweep.eval_options if str(k) not in allowed)
+    if unknown:
+        raise SweepError(f"{_where(sweep.source, 'eval.' + unknown[0])}: unknown evaluation option; expected one of "
+                         f"{', '.join(sorted(allowed - {'output', 'overwrite', 'settings', 'quiet', 'progress'}))}")
 
 
 def expand(sweep: Sweep) -> list[Run]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["TASKS", "get_task", "detect_task"]
+__all__ = ["TASKS", "get_task", "detect_task", "task_options", "check_options"]
 
 TASKS = ("regex", "gsm8k", "spider", "nq_open", "hellaswag", "sentiment")
 
@@ -37,3 +37,27 @@ def detect_task(example) -> str:
         f"{example.source[0]}:{example.source[1]}: cannot tell the task from the system prompt "
         f"{example.system!r}; pass --task (one of {', '.join(TASKS)})"
     )
+
+
+#: options every task accepts (see the module docstring), whether its scorer reads them or not
+COMMON_OPTIONS = ("reference_compatible",)
+
+
+def task_options(module: ModuleType) -> set[str]:
+    """The metric options ``module`` reads: the keyword-only parameters of its ``score`` and ``check``."""
+    import inspect
+
+    names = set(COMMON_OPTIONS)
+    for fn in (getattr(module, "score", None), getattr(module, "check", None)):
+        if fn is not None:
+            names |= {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    return names
+
+
+def check_options(module: ModuleType, options: dict) -> None:
+    """Refuse options the task does not read: ``score(**_)`` would swallow a typo silently."""
+    unknown = sorted(set(options) - task_options(module))
+    if unknown:
+        known = ", ".join(sorted(task_options(module)))
+        raise ValueError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} for task "
+                         f"{module.NAME} (it takes: {known})")
