@@ -85,12 +85,12 @@ def same_path(a: Any, b: Any) -> bool:
 def changes(saved: dict[str, Any], now: dict[str, Any], keys: Iterable[str] | None = None,
             same: Callable[[str, Any, Any], bool] | None = None) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved, now)}`` for the ``keys`` (default: every key of either side) whose values
-    differ by ``same(key, saved, now)`` (default: equality). A key one side lacks reads as
-    :data:`MISSING` there."""
+    differ by ``same(key, saved, now)`` (default: equality). A key one side lacks compares as None
+    (a record written before an option existed) and is shown as :data:`MISSING`."""
     keys = sorted(set(saved) | set(now)) if keys is None else list(keys)
     same = same or (lambda _k, a, b: a == b)
     return {k: (saved.get(k, MISSING), now.get(k, MISSING)) for k in keys
-            if not same(k, saved.get(k, MISSING), now.get(k, MISSING))}
+            if not same(k, saved.get(k), now.get(k))}
 
 
 _SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12

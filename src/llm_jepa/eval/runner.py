@@ -18,14 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
+import sys
 from collections import Counter
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from ..data import Example, load_examples
-from ..rundir import OutputLock, entries
+from ..runrecord import OutputLock, changes, describe, entries, move_aside, write_json, write_text
 from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
@@ -102,9 +102,7 @@ def _read_predictions(pred_file: Path, examples: list[Example]) -> dict[int, dic
 
 def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
     """Replace the file whole: a table script or a second reader never sees it cut half-way."""
-    tmp = pred_file.with_name(pred_file.name + ".tmp")
-    tmp.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
-    os.replace(tmp, pred_file)
+    write_text(pred_file, "".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
 
 
 #: the keys of a prediction line that its scoring writes (see :func:`_record`)
@@ -170,33 +168,31 @@ def _fingerprint_model_files(model: Any) -> str | None:
 
 def _lock_output(output: Path | None) -> OutputLock | None:
     """Hold ``output`` for this evaluation (a second one into it fails at once, naming this one)."""
-    if output is None:
-        return None
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"{output} is a file, not a directory; choose another --output")
-    return OutputLock(output, "evaluation").acquire()
+    return OutputLock(output, "evaluation").acquire() if output is not None else None
+
+
+def _same_record(key: str, saved: Any, now: Any) -> bool:
+    return _identity(key, saved) == _identity(key, now)
 
 
 def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples: list[Example]) -> dict[int, dict]:
-    """Check ``output`` (a directory: :func:`_lock_output` made sure) belongs to this run; return the
-    predictions already made."""
+    """Check ``output`` (locked by :func:`_lock_output`) holds this evaluation or nothing; with
+    ``overwrite`` move what it holds aside (never delete it). Returns the predictions already made."""
     run_file, pred_file = output / RUN, output / PREDICTIONS
     if entries(output):  # our lock file aside
         if overwrite:
-            for f in (pred_file, output / SUMMARY, run_file):
-                f.unlink(missing_ok=True)
+            print(f"[eval] --overwrite: moved the earlier contents of {output} to {move_aside(output)} "
+                  "(delete it yourself when done)", file=sys.stderr, flush=True)
         elif not run_file.exists():
             raise FileExistsError(f"{output} is not empty and holds no llm-jepa evaluation; use --overwrite")
         else:
             previous = json.loads(run_file.read_text())
             keys = (set(run) | set(previous)) - ({"model_files"} - set(previous))  # not recorded before: unknown
-            diff = sorted(k for k in keys if _identity(k, previous.get(k)) != _identity(k, run.get(k)))
+            diff = changes(previous, run, sorted(keys), _same_record)
             if diff:
-                raise FileExistsError(
-                    f"{output} holds an evaluation with different {', '.join(diff)}; use another --output or --overwrite"
-                )
-    output.mkdir(parents=True, exist_ok=True)
-    run_file.write_text(json.dumps(run, indent=2))
+                raise FileExistsError(f"{output} holds an evaluation with different {describe(diff)}; use another "
+                                      "--output or --overwrite (which moves it aside)")
+    write_json(run_file, run)
     if not pred_file.exists():
         return {}
     done = _read_predictions(pred_file, examples)
@@ -410,7 +406,7 @@ def evaluate(
             summary["rerank"] = summarize_rerank(records, module.PRIMARY, rr, candidate_settings(gen, rr.n),
                                                 trained.model)
         if out_dir:
-            (out_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+            write_json(out_dir / SUMMARY, summary)
         if not quiet:
             print_summary(summary)
             if rr:
