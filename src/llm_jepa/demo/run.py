@@ -260,10 +260,13 @@ def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
     """Whether the config a run saved holds every one of ``overrides`` (but its thread count)."""
     import yaml
 
+    from ..runrecord import changes
+
     path = run_dir / "llm_jepa_config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return isinstance(saved, dict) and all(_same_path(k, saved.get(k)) == _same_path(k, v) for k, v in overrides.items()
-                                           if k not in _NOT_TRAINING_SETTINGS)
+    keys = [k for k in overrides if k not in _NOT_TRAINING_SETTINGS]
+    return isinstance(saved, dict) and not changes(saved, overrides, keys,
+                                                   lambda k, a, b: _same_path(k, a) == _same_path(k, b))
 
 
 def _same_path(key: str, value: Any) -> Any:
