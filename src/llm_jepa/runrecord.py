@@ -292,7 +292,7 @@ def move_aside(directory: Path, into: Path | None = None) -> Path | None:
     if into is not None:
         return _rename_numbered(directory, Path(into), f"{directory.name}-")
     directory = directory.resolve()  # "." has no name to build the sibling's from
-    backup = _rename_numbered(None, directory.parent, f"{directory.name}.previous-")
+    backup = _rename_numbered(None, directory.parent, f"{directory.name}.previous-", directory)
     moved: list[tuple[Path, Path]] = []
     try:
         for p in entries(directory):
@@ -306,9 +306,9 @@ def move_aside(directory: Path, into: Path | None = None) -> Path | None:
     return backup
 
 
-def _rename_numbered(source: Path | None, parent: Path, prefix: str) -> Path:
+def _rename_numbered(source: Path | None, parent: Path, prefix: str, of: Path | None = None) -> Path:
     """``source`` renamed to (or, with None, a new empty folder made as) ``<parent>/<prefix>N``, the
-    first N free."""
+    first N free; ``of``: the folder whose backup the new one is (for the error message)."""
     parent.mkdir(parents=True, exist_ok=True)
     n = 1
     while True:
@@ -325,7 +325,7 @@ def _rename_numbered(source: Path | None, parent: Path, prefix: str) -> Path:
         except FileExistsError:
             n += 1
         except OSError as e:
-            raise _cannot_move(source, target, e) from None
+            raise _cannot_move(source or of, target, e) from None
 
 
 class CannotMoveAsideError(FileExistsError):
