@@ -189,3 +189,26 @@ def test_resume_with_another_optimizer_is_refused_before_anything_changes(ckpt, 
         with pytest.raises(ValueError, match=r"another optimizer \(optim 'adamw[a-z_]*' -> 'sgd'\)"):
             train(_cfg(ckpt, data, out, "--max_steps", "6", "--resume", "true", "--optim", "sgd", *extra))
         assert _tree(out) == before
+
+
+def test_a_jepa_trainer_built_from_python_writes_whole_checkpoints_only(ckpt, data, tmp_path, monkeypatch):  # noqa: F811
+    # issue 25 section 5: only train()'s dynamically built subclass had atomic checkpoints
+    from llm_jepa import trainer as trainer_mod
+    from llm_jepa.train import TokenizedDataset, build_components, check_inputs
+
+    cfg = _cfg(ckpt, data, tmp_path / "py")
+    parts = build_components(cfg)
+    trainer = trainer_mod.JepaTrainer(model=parts["model"], args=cfg, data_collator=parts["collator"],
+                                      train_dataset=TokenizedDataset(check_inputs(cfg)["train"], parts["builder"]),
+                                      processing_class=parts["tokenizer"], objective=parts["objective"])
+    original = trainer_mod.JepaTrainer._save_optimizer_and_scheduler
+
+    def full_disk(self, output_dir):
+        if self.state.global_step == 4:
+            raise OSError(28, "No space left on device")
+        return original(self, output_dir)
+
+    monkeypatch.setattr(trainer_mod.JepaTrainer, "_save_optimizer_and_scheduler", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        trainer.train()
+    assert sorted(p.name for p in (tmp_path / "py").glob("checkpoint-*")) == ["checkpoint-2"]
