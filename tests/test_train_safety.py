@@ -109,7 +109,8 @@ def test_a_locked_output_directory_refuses_a_second_run_at_once(ckpt, data, tmp_
         code = main(["train", "--model", str(ckpt), "--data", str(data), "--output_dir", str(out)])
         err = capsys.readouterr().err.strip()
         assert code == 2 and err.startswith(f"llm-jepa train: error: {out} is in use") and "\n" not in err
-    assert [p.name for p in out.iterdir()] == [".llm-jepa.lock"]  # the second run wrote nothing
+        assert [p.name for p in out.iterdir()] == [".llm-jepa.lock"]  # the second run wrote nothing
+    assert not out.exists()  # released, the lock leaves nothing behind (issue 30)
 
 
 def test_a_checkpoint_cut_mid_write_never_appears(ckpt, data, tmp_path, monkeypatch):  # noqa: F811

@@ -18,10 +18,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from .rundir import DiskFullError, _no_space
-
-__all__ = ["write_atomically", "write_text", "write_json", "json_safe", "disk_full", "reporting_full_disk",
+__all__ = ["DiskFullError", "no_space", "write_atomically", "write_text", "write_json", "json_safe", "disk_full", "reporting_full_disk",
            "partial_path"]
+
+
+class DiskFullError(OSError):
+    """A write did not fit on the disk (a checkpoint, a result file): the run stopped with one line, and
+    what was complete before is intact."""
+
+
+def no_space(error: BaseException) -> bool:
+    """Whether ``error`` is a full disk (an ``OSError`` ENOSPC, or safetensors' error that wraps one)."""
+    import errno
+
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error)
 
 
 def partial_path(path: Path) -> Path:
@@ -48,7 +58,7 @@ def reporting_full_disk(path: Path | str, cleanup: Callable[[], Any] | None = No
     except Exception as e:
         if cleanup is not None:
             cleanup()
-        if isinstance(e, DiskFullError) or not _no_space(e):
+        if isinstance(e, DiskFullError) or not no_space(e):
             raise
         raise (disk_full(path, after) if after else disk_full(path)) from e
 
@@ -63,9 +73,11 @@ def write_atomically(path: Path | str, write: Callable[[IO[Any]], Any], binary: 
         os.replace(tmp, path)
 
 
-def write_text(path: Path | str, text: str) -> None:
-    """``path.write_text(text)``, whole or not at all."""
+def write_text(path: Path | str, text: str) -> Path:
+    """``path.write_text(text)``, whole or not at all (a reader, or a kill, sees the old file or the
+    whole new one)."""
     write_atomically(path, lambda f: f.write(text))
+    return Path(path)
 
 
 def json_safe(value: Any) -> Any:
@@ -82,8 +94,9 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_json(path: Path | str, value: Any) -> None:
-    """``value`` as indented, valid JSON (non-finite numbers as null), whole or not at all."""
+def write_json(path: Path | str, value: Any) -> Path:
+    """``value`` as indented, valid JSON (non-finite numbers as null, other values JSON cannot hold as
+    text), whole or not at all."""
     import json
 
-    write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False))
+    return write_text(path, json.dumps(json_safe(value), indent=2, allow_nan=False, default=str))

@@ -1,10 +1,7 @@
 """A run's output directory: one writer at a time, nothing deleted, checkpoints whole or absent.
 
-- :class:`OutputLock`: an advisory ``flock`` on ``<dir>/.llm-jepa.lock`` for the life of a run. The
-  kernel drops it when the holder dies (even by ``kill -9``), so a lock file left behind by a dead
-  process is stale by construction and is taken over; a live holder is named (pid, host, start).
-- :func:`move_aside`: ``--overwrite`` moves the previous run's files into a sibling
-  ``<dir>.previous-N`` folder instead of deleting them.
+- The lock, moving aside and atomic writes live in :mod:`llm_jepa.runrecord` (re-exported here:
+  :class:`OutputLock`, :func:`move_aside`, :func:`entries`).
 - :class:`AtomicCheckpoints`: a ``Trainer`` mixin that writes ``checkpoint-N`` under a staging
   folder and renames it into place when every file is written, so a kill or a full disk leaves
   either the whole checkpoint or none; :func:`newest_complete_checkpoint` skips any that is not whole.
@@ -14,20 +11,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import json
 import logging
 import os
 import shutil
-import socket
 from pathlib import Path
 from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; runs there are not locked
-    fcntl = None
+from .diskwrite import DiskFullError, no_space
+from .runrecord import LOCK_NAME, OutputLock, OutputLockedError, entries, move_aside, write_text
 
 __all__ = ["LOCK_NAME", "STAGING", "OutputLock", "OutputLockedError", "move_aside", "entries",
            "checkpoint_is_complete", "newest_complete_checkpoint", "set_aside", "AtomicCheckpoints", "DiskFullError",
@@ -35,104 +27,8 @@ __all__ = ["LOCK_NAME", "STAGING", "OutputLock", "OutputLockedError", "move_asid
 
 log = logging.getLogger(__name__)
 
-LOCK_NAME = ".llm-jepa.lock"
 STAGING = ".checkpoint-staging"  # where checkpoints are written before being renamed into place
 _CHECKPOINT = "checkpoint-"
-
-
-class OutputLockedError(FileExistsError):
-    """Another live process holds the output directory (a FileExistsError: the CLI prints it as one line)."""
-
-
-class OutputLock:
-    """Exclusive lock on ``directory`` (created if missing) while a run writes into it.
-
-    Use as a context manager, or ``acquire()`` / ``release()``. The lock file keeps the holder's
-    pid, host and start time so that a refused run can say who holds the directory."""
-
-    def __init__(self, directory: str | Path, purpose: str = "run") -> None:
-        self.directory = Path(directory)
-        self.purpose = purpose
-        self._fd: int | None = None
-
-    @property
-    def path(self) -> Path:
-        return self.directory / LOCK_NAME
-
-    def acquire(self) -> OutputLock:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        if fcntl is None:
-            return self
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise OutputLockedError(f"{self.directory} is in use by another llm-jepa {self._holder()}; "
-                                    "wait for it to finish or choose another output directory") from None
-        previous = os.read(fd, 4096)
-        if previous.strip():  # a holder that died without releasing: the kernel already dropped its lock
-            log.warning("%s: taking over a stale lock left by %s", self.directory, _describe(previous))
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "purpose": self.purpose,
-                "started": datetime.datetime.now().isoformat(timespec="seconds")}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
-        return self
-
-    def _holder(self) -> str:
-        try:
-            return _describe(self.path.read_bytes())
-        except OSError:
-            return "process (unknown holder)"
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._fd, 0)  # empty: the next run sees a clean release, not a stale lock
-        os.close(self._fd)
-        self._fd = None
-
-    def __enter__(self) -> OutputLock:
-        return self.acquire()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()
-
-    def __del__(self) -> None:  # a lock handle dropped without release() (e.g. an exception) frees the fd
-        self.release()
-
-
-def _describe(raw: bytes) -> str:
-    try:
-        info = json.loads(raw)
-        return f"{info.get('purpose', 'run')} (pid {info['pid']} on {info['host']}, started {info['started']})"
-    except (ValueError, KeyError, TypeError):
-        return "process (unreadable lock file)"
-
-
-def entries(directory: Path) -> list[Path]:
-    """What a directory holds, leaving out our own lock file."""
-    if not directory.is_dir():
-        return []
-    return [p for p in directory.iterdir() if p.name != LOCK_NAME]
-
-
-def move_aside(directory: Path) -> Path | None:
-    """Move everything in ``directory`` (except the lock) into a new sibling ``<name>.previous-N``;
-    return that folder (None when there was nothing to move)."""
-    items = entries(directory)
-    if not items:
-        return None
-    directory = directory.resolve()  # "." has no name to build the sibling's from
-    n = 1
-    while (backup := directory.with_name(f"{directory.name}.previous-{n}")).exists():
-        n += 1
-    backup.mkdir()
-    for p in items:
-        p.rename(backup / p.name)
-    return backup
 
 
 # ---- checkpoints ---------------------------------------------------------------------------------
@@ -172,17 +68,6 @@ def set_aside(checkpoint: Path) -> Path:
         target = checkpoint.with_name(f"incomplete-{checkpoint.name}-{n}")
     checkpoint.rename(target)
     return target
-
-
-class DiskFullError(OSError):
-    """A checkpoint did not fit on the disk: the run stopped, and its complete checkpoints are intact."""
-
-
-def _no_space(error: BaseException) -> bool:
-    """Whether ``error`` is a full disk (an ``OSError`` ENOSPC, or safetensors' error that wraps one)."""
-    import errno
-
-    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left on device" in str(error)
 
 
 def _tree_bytes(path: Path) -> int:
@@ -234,7 +119,7 @@ class AtomicCheckpoints:
         try:
             super()._save_checkpoint(model, trial)
         except Exception as e:
-            if not _no_space(e):
+            if not no_space(e):
                 raise
             if self.args.should_save:
                 shutil.rmtree(staging, ignore_errors=True)  # the half-written checkpoint: space back
@@ -286,9 +171,7 @@ def truncate_metrics(path: Path, step: int) -> int:
             removed += 1
         else:
             kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    write_text(path, "".join(kept))
     return removed
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -17,15 +16,17 @@ from transformers import TrainerCallback
 from .collator import PackingCollator
 from .config import JepaConfig, save_config
 from .data import load_examples, subset_examples
-from .rundir import (
-    AtomicCheckpoints,
+from .rundir import newest_complete_checkpoint, record_kind, set_aside, truncate_metrics
+from .runrecord import (
     OutputLock,
+    changes,
+    check_output_name,
+    check_unlocked,
+    describe,
     entries,
+    inputs_inside,
     move_aside,
-    newest_complete_checkpoint,
-    record_kind,
-    set_aside,
-    truncate_metrics,
+    same_path,
 )
 from .views import TokenizedExample, ViewBuilder
 
@@ -256,32 +257,65 @@ def _same_option(key: str, saved: Any, now: Any) -> bool:
 
     if (key in LOCAL_PATHS and isinstance(saved, str) and isinstance(now, str) and Path(saved).is_absolute()
             and now and Path(now).exists()):
-        return Path(saved).resolve() == Path(now).resolve()
+        return same_path(saved, now)
     return saved == now
 
 
+#: options whose change a checkpoint cannot take even with --resume_allow_changes: its saved
+#: optimizer state is another optimizer's (torch fails with a KeyError once training has begun)
+_OPTIMIZER = ("optim", "optim_args")
+
+
 def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
-    """{option: (saved, now)} for the fixed options that changed; refused unless allowed."""
+    """{option: (saved, now)} for the fixed options that changed; refused unless allowed. Reads only."""
     import yaml
 
     path = out / CONFIG_NAME
     if not path.is_file():
         return {}
     saved = yaml.safe_load(path.read_text()) or {}
-    changed = {k: (saved[k], getattr(cfg, k)) for k in resume_fixed()
-               if k in saved and not _same_option(k, saved[k], getattr(cfg, k))}
+    now = {k: _plain(getattr(cfg, k)) for k in (*resume_fixed(), *_OPTIMIZER) if k in saved}
+    optimizer = changes(saved, now, [k for k in _OPTIMIZER if k in now])
+    if optimizer:
+        raise ValueError(f"{path}: --resume with another optimizer ({describe(optimizer)}); the checkpoint holds the "
+                         "saved optimizer's state. Resume with the saved value, or start a new run")
+    changed = changes(saved, now, [k for k in resume_fixed() if k in now], _same_option)
     if changed and not cfg.resume_allow_changes:
-        listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
-        raise ValueError(f"{path}: --resume with changed options ({listed}); the checkpoint was trained with the "
-                         "saved values. Pass --resume_allow_changes true to continue anyway (both are recorded)")
+        raise ValueError(f"{path}: --resume with changed options ({describe(changed)}); the checkpoint was trained "
+                         "with the saved values. Pass --resume_allow_changes true to continue anyway (both are recorded)")
     return changed
+
+
+def _plain(value: Any) -> Any:
+    """An option as the saved YAML holds it (enums by their value)."""
+    return value.value if hasattr(value, "value") else value
+
+
+def _is_finished(cfg: JepaConfig, checkpoint: Path) -> bool:
+    """Whether a complete checkpoint is at this run's last step: ``max_steps``, or without it the
+    step count the checkpoint's trainer planned for the same number of epochs. The training is
+    then over; only its final save may be missing."""
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    step = state.get("global_step", 0)
+    if cfg.max_steps > 0:
+        return step >= cfg.max_steps
+    return state.get("num_train_epochs") == cfg.num_train_epochs and 0 < state.get("max_steps", 0) <= step
+
+
+def _check_inputs_outside(cfg: JepaConfig, out: Path) -> None:
+    """--overwrite moves the output directory's contents aside: an input inside it would go too."""
+    inside = inputs_inside(out, {"--model": cfg.model_name_or_path, "--data": cfg.train_file,
+                                 "--eval_file": cfg.eval_file})
+    if cfg.overwrite and inside:
+        raise ValueError(f"{out}: --overwrite would move the run's own input aside ({', '.join(inside)} lies in it); "
+                         "choose another --output_dir")
 
 
 def prepare_output_dir(cfg: JepaConfig) -> str | None:
     """Main process, under the output lock: refuse a non-empty directory unless told to; with
     ``overwrite`` move the previous run aside (never delete it); with ``resume`` pick the newest
     complete checkpoint, check the options did not change, rename the incomplete ones it skipped and
-    cut ``metrics.jsonl`` back to its step.
+    cut ``metrics.jsonl`` back to its step. Everything is checked before anything is changed.
     Returns the checkpoint to resume from."""
     out = Path(cfg.output_dir)
     if cfg.resume:
@@ -396,13 +430,17 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
 def train(cfg: JepaConfig) -> dict[str, Any]:
     """Train with LLM-JEPA (or the plain baseline) and save model, tokenizer, config and logs.
 
-    Nothing is written before the model path, the data and the callbacks are checked; the output
+    Nothing is written before the output name, the model, the data, the callbacks and the batches
+    are checked and the model is built (a run that fails there leaves no folder); the output
     directory is locked for the whole run (rank 0 holds the lock)."""
     from accelerate import PartialState
+    from transformers import set_seed
 
     from .eval.callback import accuracy_callbacks
     from .threads import set_threads
 
+    out = check_output_name(cfg.output_dir, "--output_dir")
+    check_unlocked(out)  # at once, not after the model is loaded
     set_threads(cfg.threads)
     accuracy = accuracy_callbacks(cfg)  # reads --eval_file now: a bad file fails before anything is written
     state = PartialState()  # the distributed context (one process when not launched)
@@ -410,38 +448,59 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         _quiet_replica()
     inputs = check_inputs(cfg)  # every rank checks before any rank writes
     inputs["accuracy"] = accuracy
-    out = Path(cfg.output_dir)
-    lock = OutputLock(out, "training").acquire() if state.is_main_process else None
+    _check_inputs_outside(cfg, out)
+    set_seed(cfg.seed)
+    parts = build_components(cfg)
+    _check_components(cfg, parts, state)
+    main = state.is_main_process
+    sets = {"train": TokenizedDataset(inputs["train"], parts["builder"], warn=main, needs_labels=cfg.gamma > 0),
+            "eval": TokenizedDataset(inputs["eval"], parts["builder"], warn=main) if inputs["eval"] else None}
+    _check_batches(cfg, len(sets["train"]), state.num_processes)
+    lock = OutputLock(out, "training").acquire() if main else None
     try:
-        if state.is_main_process:
+        if main:
             prepare_output_dir(cfg)
         state.wait_for_everyone()
         resume_from = str(newest_complete_checkpoint(out)[0]) if cfg.resume else None
-        return _run(cfg, state, inputs, resume_from)
+        return _run(cfg, state, inputs, parts, sets, resume_from)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str | None) -> dict[str, Any]:
-    from transformers import set_seed
+def _check_components(cfg: JepaConfig, parts: dict[str, Any], state: Any) -> None:
+    """What the built tokenizer must offer the collator (which pads every packed row)."""
+    if parts["tokenizer"].pad_token_id is None:
+        raise ValueError(f"{cfg.model_name_or_path}: the tokenizer has neither a pad token nor an end-of-sequence "
+                         "token to pad with; add one (tokenizer.pad_token) to the model's tokenizer files")
 
-    set_seed(cfg.seed)
-    parts = build_components(cfg)
+
+def _check_batches(cfg: JepaConfig, rows: int, processes: int) -> None:
+    """With --dataloader_drop_last, fewer rows than one global batch leave no step to train."""
+    batch = cfg.per_device_train_batch_size * processes
+    if cfg.dataloader_drop_last and rows < batch:
+        raise ValueError(f"{cfg.train_file}: {rows} training row(s) make no whole batch of {batch} "
+                         "(--per_device_train_batch_size x processes) and --dataloader_drop_last drops the partial "
+                         "one; lower the batch size or give more rows")
+
+
+def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], parts: dict[str, Any], sets: dict[str, Any],
+         resume_from: str | None) -> dict[str, Any]:
+
     main = state.is_main_process
-    train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main, needs_labels=cfg.gamma > 0)
-    eval_set = TokenizedDataset(inputs["eval"], parts["builder"], warn=main) if inputs["eval"] else None
     out = Path(cfg.output_dir)
     attention = getattr(parts["model"].config, "_attn_implementation", None)
     if main:
         save_config(cfg, out / CONFIG_NAME)
         note_resolved(out / CONFIG_NAME, attn_implementation=attention)
     guard = NonFiniteGuard(cfg.on_non_finite)
-    trainer = _trainer_class()(
+    from .trainer import JepaTrainer
+
+    trainer = JepaTrainer(
         model=parts["model"],
         args=cfg,
-        train_dataset=train_set,
-        eval_dataset=eval_set,
+        train_dataset=sets["train"],
+        eval_dataset=sets["eval"],
         data_collator=parts["collator"],
         processing_class=parts["tokenizer"],
         objective=parts["objective"],
@@ -456,8 +515,10 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str |
         callback.trainer = trainer  # logs through the trainer, so its numbers reach metrics.jsonl
     if main:
         print(run_banner(cfg, trainer.accelerator, attention), file=sys.stderr, flush=True)
-    result = trainer.train(resume_from_checkpoint=resume_from)
-    metrics = dict(result.metrics)
+    if resume_from and _is_finished(cfg, Path(resume_from)):
+        metrics = _finish(trainer, Path(resume_from), main)
+    else:
+        metrics = dict(trainer.train(resume_from_checkpoint=resume_from).metrics)
     if guard.skipped:
         metrics["non_finite_steps_skipped"] = guard.skipped
     _save_final(trainer, cfg, parts["tokenizer"], out)
@@ -503,12 +564,12 @@ def _save_final(trainer: Any, cfg: JepaConfig, tokenizer: Any, out: Path) -> Non
         staging.rmdir()
 
 
-@functools.cache
-def _trainer_class() -> type:
-    from .trainer import JepaTrainer
-
-    class Trainer(AtomicCheckpoints, JepaTrainer):
-        """JepaTrainer whose checkpoints appear whole or not at all."""
-
-    return Trainer
-
+def _finish(trainer: Any, checkpoint: Path, main: bool) -> dict[str, Any]:
+    """A run resumed from a checkpoint at its last step trains nothing (the Trainer would train one
+    step past max_steps): the checkpoint's weights become the final model."""
+    trainer._load_from_checkpoint(str(checkpoint))
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    if main:
+        _say(f"{checkpoint.name} is at the run's last step: the training was finished; saving its model as the "
+             "final one, training nothing")
+    return {"global_step": step, "finished_at_checkpoint": checkpoint.name}

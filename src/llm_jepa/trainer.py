@@ -19,6 +19,7 @@ from .analysis.metrics import batch_collapse_stats
 from .collapse_monitor import collapse_warning, measure_base
 from .objective import TERMS, ObjectiveConfig, compute_objective
 from .objective import _unwrap as unwrap_model
+from .rundir import AtomicCheckpoints
 
 __all__ = ["JepaTrainer", "StepSync"]
 
@@ -43,7 +44,10 @@ class StepSync(TrainerCallback):
             self.collator.set_epoch(int(state.epoch or 0))
 
 
-class JepaTrainer(Trainer):
+class JepaTrainer(AtomicCheckpoints, Trainer):
+    """The LLM-JEPA objective on a ``transformers.Trainer``; its checkpoints appear whole or not at
+    all (:class:`~llm_jepa.rundir.AtomicCheckpoints`), from the CLI or from Python alike."""
+
     def __init__(self, *args: Any, objective: ObjectiveConfig, eval_collator: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.args.n_gpu > 1:  # Trainer.compute_loss scales by n_gpu and DataParallel splits the batch

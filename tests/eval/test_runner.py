@@ -346,9 +346,11 @@ def test_a_second_evaluation_into_a_held_output_fails_at_once(ckpt, data, tmp_pa
     from llm_jepa.rundir import OutputLock, OutputLockedError
 
     out = tmp_path / "o"
-    with OutputLock(out, "evaluation"), pytest.raises(OutputLockedError, match=r"evaluation \(pid \d+ on "):
-        evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
-    assert [p.name for p in out.iterdir()] == [".llm-jepa.lock"]  # nothing written by the refused run
+    with OutputLock(out, "evaluation"):
+        with pytest.raises(OutputLockedError, match=r"evaluation \(pid \d+ on "):
+            evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
+        assert [p.name for p in out.iterdir()] == [".llm-jepa.lock"]  # nothing written by the refused run
+    assert not out.exists()  # released, the lock leaves nothing behind (issue 30)
     evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
     evaluate(str(ckpt), data, output=out, limit=2, generation=GenerationSettings(max_new_tokens=2), quiet=True)
 
@@ -401,3 +403,25 @@ def test_rescore_scores_stored_generations_again_without_the_model(ckpt, data, t
     before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in rr.iterdir() if f.is_file()}
     assert main([*rr_args, "--rescore"]) != 0 and "a reranked evaluation" in capsys.readouterr().err
     assert {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in rr.iterdir() if f.is_file()} == before
+
+
+def test_overwrite_moves_the_earlier_predictions_aside_and_says_so(ckpt, data, tmp_path, capsys):
+    # issue 27: eval --overwrite deleted the earlier predictions with no backup and no message
+    out = tmp_path / "o"
+    gen = GenerationSettings(max_new_tokens=4)
+    evaluate(str(ckpt), data, output=out, limit=3, generation=gen, quiet=True)
+    before = (out / "predictions.jsonl").read_text()
+    capsys.readouterr()
+    evaluate(str(ckpt), data, output=out, limit=2, generation=gen, quiet=True, overwrite=True)
+    backup = tmp_path / "o.previous-1"
+    assert f"moved the earlier contents of {out} to {backup}" in capsys.readouterr().err
+    assert (backup / "predictions.jsonl").read_text() == before
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_refused_rerun_names_each_setting_that_differs_with_both_values(ckpt, data, tmp_path):
+    # issue 30: a refused rerun said which keys differ, not from what to what
+    out = tmp_path / "o"
+    evaluate(str(ckpt), data, output=out, limit=3, generation=GenerationSettings(max_new_tokens=4), quiet=True)
+    with pytest.raises(FileExistsError, match=r"different .*n 3 -> 5"):
+        evaluate(str(ckpt), data, output=out, limit=5, generation=GenerationSettings(max_new_tokens=4), quiet=True)

@@ -224,3 +224,44 @@ def test_a_sweep_whose_base_config_reads_other_files_from_another_directory_is_r
                                          r"train_file: "):
         run_sweep(load_sweep("sweep.yaml"), out, run_fn=_fake.fake_run)
     assert len(_fake.CALLS) == 6 and not (out / "stale").exists()
+
+
+def test_a_non_empty_folder_that_holds_no_sweep_is_refused(tmp_path, sweep_file, capsys):
+    # issue 27: the sweep wrote into any folder and replaced a user's own results.md
+    from llm_jepa.cli import main
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "results.md").write_text("my notes")
+    with pytest.raises(FileExistsError, match="is not empty and holds no sweep"):
+        sweep(sweep_file, out, run_fn=_fake.fake_run)
+    assert main(["sweep", str(sweep_file), "--output", str(out)]) == 2
+    assert "holds no sweep" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["results.md"] and (out / "results.md").read_text() == "my notes"
+    assert not _fake.CALLS
+    sweep(sweep_file, tmp_path / "new", run_fn=_fake.fake_run)  # a new folder, then its rerun, are the sweep's
+    assert sweep(sweep_file, tmp_path / "new", run_fn=_fake.fake_run)["ran"] == []
+
+
+def test_report_only_and_dry_run_leave_out_results_of_other_settings_and_dropped_cells(tmp_path, sweep_file, capsys):
+    # issue 27: --report-only and --dry-run globbed runs/*/result.json and checked no key
+    import argparse
+
+    from llm_jepa.sweep.cli import _dry_run
+
+    (tmp_path / "train.yaml").write_text("output_dir: x\nmax_steps: 4\ntrain_file: train.jsonl\n")
+    (tmp_path / "test.jsonl").write_text('{"messages": []}\n')
+    out = tmp_path / "out"
+    sweep(sweep_file, out, run_fn=_fake.fake_run)
+    assert len(sweep(sweep_file, out, report_only=True)["cells"]) == 3
+    sweep_file.write_text(SWEEP.replace("k: [1, 2]", "k: [1]"))  # the k=2 cell dropped
+    capsys.readouterr()
+    cells = sweep(sweep_file, out, report_only=True)["cells"]
+    assert sorted(c["cell_id"] for c in cells) == ["baseline", "k=1_lambda=1.0"]
+    assert "left out 2 result(s)" in capsys.readouterr().err
+    (tmp_path / "train.yaml").write_text("output_dir: x\nmax_steps: 8\ntrain_file: train.jsonl\n")  # other settings
+    with pytest.raises(ValueError, match="no finished runs to report"):
+        sweep(sweep_file, out, report_only=True)
+    _dry_run(argparse.Namespace(sweep_file=str(sweep_file), output=str(out)))
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]]
+    assert listed == ["stale"] * 4

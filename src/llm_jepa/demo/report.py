@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +157,9 @@ def write_report(results: dict[str, Any], out: Path) -> None:
 def write_results(results: dict[str, Any], out: Path, name: str = "results.json") -> None:
     """``name`` (``results.json``, or the demo's ``results.partial.json`` after every arm but the
     last), replaced whole: a kill while writing leaves the previous file, never half a file."""
-    tmp = out / f"{name}.tmp"
-    tmp.write_text(json.dumps(results, indent=2, default=str))
-    os.replace(tmp, out / name)
+    from ..runrecord import write_json
+
+    write_json(out / name, results)
 
 
 

@@ -94,9 +94,7 @@ PRETRAINED_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 8, "
 def _prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, Path]:
     from .nlrx import make_splits, write_jsonl
 
-    if cfg.data:
-        if not cfg.test_data:
-            raise ValueError("--data needs --test-data too (a held-out JSONL to evaluate on)")
+    if cfg.data:  # with --test-data: checked by _check_inputs
         return _train_subset(Path(cfg.data), cfg.n_train, cfg.seed, out), Path(cfg.test_data)
     train_file, test_file = out / "data" / "train.jsonl", out / "data" / "test.jsonl"
     if not (train_file.exists() and test_file.exists()):
@@ -245,10 +243,12 @@ _PATHS = ("output", "data", "test_data")
 def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
     """``cfg`` with its paths resolved; ``model`` too when it names a local file or folder (not a
     model name)."""
+    from ..runrecord import resolved
+
     def local(k: str, v: Any) -> bool:
         return isinstance(v, str) and (k in _PATHS or (k == "model" and bool(v) and Path(v).exists()))
 
-    return {k: str(Path(v).resolve()) if local(k, v) else v for k, v in cfg.items()}
+    return {k: resolved(v) if local(k, v) else v for k, v in cfg.items()}
 
 
 #: training options that change no result: an arm saved with another value (or before the option
@@ -260,18 +260,21 @@ def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
     """Whether the config a run saved holds every one of ``overrides`` (but its thread count)."""
     import yaml
 
+    from ..runrecord import changes
+
     path = run_dir / "llm_jepa_config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else None
-    return isinstance(saved, dict) and all(_same_path(k, saved.get(k)) == _same_path(k, v) for k, v in overrides.items()
-                                           if k not in _NOT_TRAINING_SETTINGS)
+    keys = [k for k in overrides if k not in _NOT_TRAINING_SETTINGS]
+    return isinstance(saved, dict) and not changes(saved, overrides, keys,
+                                                   lambda k, a, b: _same_path(k, a) == _same_path(k, b))
 
 
 def _same_path(key: str, value: Any) -> Any:
     """The demo's paths resolved: arms saved by a demo that kept them relative (to the directory it
     ran from, which a rerun of the same command shares) are still recognised."""
-    if key in ("model_name_or_path", "train_file", "output_dir") and isinstance(value, str) and value:
-        return str(Path(value).resolve())
-    return value
+    from ..runrecord import resolved
+
+    return resolved(value) if key in ("model_name_or_path", "train_file", "output_dir") else value
 
 
 def _metrics_log(run_dir: Path, kind: str | None = None) -> list[dict]:
@@ -367,12 +370,30 @@ def _tune_learning_rate(cfg: DemoConfig, out: Path, base: Path, train_file: Path
 def run_demo(cfg: DemoConfig, default_arms: bool = False) -> dict[str, Any]:
     """Run the whole demo; returns every number (also written to ``results.json``). ``default_arms``:
     ``cfg.arms`` are the defaults, not the user's choice, so a rerun of a folder keeps the arms it
-    was made with (a change of the defaults must not train a new arm, hours with a real model)."""
+    was made with (a change of the defaults must not train a new arm, hours with a real model).
+    Every option is checked before anything is written; the output folder is locked while it runs."""
+    from ..runrecord import OutputLock, check_output_name
+
+    check_output_name(cfg.output)
+    cfg = DemoConfig(**_absolute(asdict(cfg)))
+    _check_inputs(cfg)
+    with OutputLock(cfg.output, "demo"):  # a second demo (or a train --overwrite above it) is refused
+        return _demo(_claim_folder(cfg, Path(cfg.output), default_arms))
+
+
+def _check_inputs(cfg: DemoConfig) -> None:
+    """Everything the demo reads, checked before it writes anything (a demo refused later left a
+    ``demo_config.json`` that made the corrected command 'another demo')."""
     unknown = [a for a in cfg.arms if a not in ARMS]
     if unknown:
         raise ValueError(f"unknown arm(s) {unknown}; choose from {sorted(ARMS)}")
-    cfg = DemoConfig(**_absolute(asdict(cfg)))
-    out = Path(cfg.output)
+    if cfg.test_data and not cfg.data:
+        raise ValueError("--test-data needs --data (without it the demo generates both its training and test rows)")
+    if cfg.data and not cfg.test_data:
+        raise ValueError("--data needs --test-data too (a held-out JSONL to evaluate on)")
+    for flag, path in (("--data", cfg.data), ("--test-data", cfg.test_data)):
+        if path and not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such file ({flag})")
     if cfg.tune_learning_rates and cfg.data:  # a split the file cannot hold fails before anything is written
         _validation_rows(Path(cfg.data), cfg.n_train, cfg.n_validation, cfg.seed)
     if cfg.model:
@@ -380,24 +401,44 @@ def run_demo(cfg: DemoConfig, default_arms: bool = False) -> dict[str, Any]:
 
         check_model_path(cfg.model)
         _require_chat_template(cfg.model)
-    marker = out / "demo_config.json"
-    if out.exists() and any(out.iterdir()) and not marker.exists() and not cfg.overwrite:
-        raise FileExistsError(f"{out} is not empty and is not a demo output; choose another --output or --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(marker.read_text()) if marker.exists() else None
+
+
+#: the demo's record of what it ran, beside its outputs
+MARKER = "demo_config.json"
+
+
+def _claim_folder(cfg: DemoConfig, out: Path, default_arms: bool) -> DemoConfig:
+    """Make ``out`` this demo's (locked by the caller): a folder that is not a demo, or a demo with
+    other settings, is refused, or with ``overwrite`` moved aside whole (nothing of it, data or base
+    model, is reused or deleted); then the record is written. Returns ``cfg`` (with the folder's
+    arms when the arms were not chosen)."""
+    from ..runrecord import changes, describe, entries, move_aside, write_json
+
+    marker = out / MARKER
+    previous = json.loads(marker.read_text()) if marker.is_file() else None
+    if previous is None and entries(out):
+        if not cfg.overwrite:
+            raise FileExistsError(f"{out} is not empty and is not a demo output; choose another --output or "
+                                  "--overwrite (which moves its contents aside)")
+        print(f"[demo] --overwrite: {out} held no demo; its contents moved to {move_aside(out)}", flush=True)
     if default_arms and previous is not None and _settings(previous) == _settings(asdict(cfg)) \
             and previous.get("arms") and previous["arms"] != cfg.arms:
         print(f"[demo] arms as this folder was made with: {' '.join(previous['arms'])} (--arms changes them)", flush=True)
         cfg = replace(cfg, arms=list(previous["arms"]))
-    if previous is not None and _settings(previous) != _settings(asdict(cfg)):
+    differ = changes(_settings(previous), _settings(asdict(cfg))) if previous is not None else {}
+    if differ:
         if not cfg.overwrite:
-            raise FileExistsError(f"{out} holds a demo run with other settings; pass --overwrite or another --output")
-        from ..rundir import move_aside
-
+            raise FileExistsError(f"{out} holds a demo run with other settings ({describe(differ)}); pass --overwrite "
+                                  "(which moves it aside) or another --output")
         # nothing made with the old settings (data, base model, arms) may be reused, nor deleted
         print(f"[demo] --overwrite: the previous demo (other settings) moved to {move_aside(out)}", flush=True)
-    marker.write_text(json.dumps(asdict(cfg), indent=2))
+    write_json(marker, asdict(cfg))
+    return cfg
 
+
+def _demo(cfg: DemoConfig) -> dict[str, Any]:
+    """The demo's steps in its claimed, locked folder."""
+    out = Path(cfg.output)
     from ..threads import set_threads
     from .report import write_results
 
@@ -487,8 +528,9 @@ def run_demo_seeds(cfg: DemoConfig, seeds: list[int], default_arms: bool = False
         raise ValueError(f"--seeds needs distinct seeds, got {seeds}")
     out = Path(cfg.output)
     ours = {"seeds.json", "seeds.md"}
-    if out.exists() and not cfg.overwrite and any(
-            not (p.name.startswith("seed-") or p.name in ours) for p in out.iterdir()):
+    from ..runrecord import entries
+
+    if not cfg.overwrite and any(not (p.name.startswith("seed-") or p.name in ours) for p in entries(out)):
         raise FileExistsError(f"{out} holds something other than per-seed demo runs; choose another --output")
     if default_arms:
         cfg = replace(cfg, arms=_arms_of_seeds(cfg, out))

@@ -18,15 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
+import sys
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..data import Example, load_examples
-from ..diskwrite import disk_full, write_json, write_text
-from ..rundir import DiskFullError, OutputLock, _no_space, entries
+from ..diskwrite import DiskFullError, disk_full, no_space
+from ..runrecord import OutputLock, changes, describe, entries, move_aside, write_json, write_text
 from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
@@ -38,33 +38,32 @@ __all__ = ["evaluate", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 PREDICTIONS, SUMMARY, RUN = "predictions.jsonl", "summary.json", "eval_run.json"
 
 
-def _open_run(model: Any, settings: dict[str, Any] | None = None) -> TrainedRun:
-    """The run to evaluate, without its weights yet: a directory or hub name (settings from its
+def _open_run(model: Any, settings: dict[str, Any] | None = None) -> tuple[TrainedRun, str]:
+    """The run to evaluate, without its weights yet, and the name its fingerprint is taken from (the
+    model as the caller named it). ``model``: a directory or hub name (settings from its
     ``llm_jepa_config.yaml``), a :class:`TrainedRun`, or a loaded ``(model, tokenizer)`` pair
-    (default settings); ``settings`` override. Fails before any output is written."""
+    (default settings); ``settings`` override. The one place that sorts ``model`` by its type;
+    fails before any output is written."""
     settings = settings or {}
     if isinstance(model, TrainedRun):
-        return model.with_overrides(**settings)
+        return model.with_overrides(**settings), model.name
     if isinstance(model, (tuple, list)):
-        return in_memory_run(model[0], model[1], **settings)
+        return in_memory_run(model[0], model[1], **settings), "<in memory>"
     from ..modeling import check_model_path
     from ..realmodel import resolve_model_path
 
-    model = resolve_model_path(str(model))  # a named model or .gguf file -> its converted checkpoint, before any output
-    check_model_path(model)
-    return load_run(model, weights=False, **settings)
+    path = resolve_model_path(str(model))  # a named model or .gguf file -> its converted checkpoint, before any output
+    check_model_path(path)
+    return load_run(path, weights=False, **settings), str(model)
 
 
-def _fingerprint_model(model: Any) -> str:
-    """Where the model comes from: a directory's resolved path plus a hash of its weight files' sizes
-    and sampled content (cheap, but changes when the model is retrained in place); else its name."""
-    if isinstance(model, TrainedRun):
-        model = model.name
-    if isinstance(model, (tuple, list)) or model == "<in memory>":
-        return "<in memory>"
-    path = Path(str(model))
+def _fingerprint_model(model: str) -> str:
+    """Where the model named ``model`` comes from: a directory's resolved path plus a hash of its
+    weight files' sizes and sampled content (cheap, but changes when the model is retrained in
+    place); else its name."""
+    path = Path(model)
     if not path.is_dir():
-        return str(model)
+        return model
     weights = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
     if not weights:  # nothing to hash: the folder is known by its path alone
         return str(path.resolve())
@@ -103,9 +102,7 @@ def _read_predictions(pred_file: Path, examples: list[Example]) -> dict[int, dic
 
 def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
     """Replace the file whole: a table script or a second reader never sees it cut half-way."""
-    tmp = pred_file.with_name(pred_file.name + ".tmp")
-    tmp.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
-    os.replace(tmp, pred_file)
+    write_text(pred_file, "".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
 
 
 #: the keys of a prediction line that its scoring writes (see :func:`_record`)
@@ -154,16 +151,14 @@ _MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "toke
                 "vocab.json", "merges.txt", "tokenizer.model")
 
 
-def _fingerprint_model_files(model: Any) -> str | None:
+def _fingerprint_model_files(model: str) -> str | None:
     """A hash of a model folder's configuration and tokenizer files (the chat template renders the
     prompts); None for a model that is not a folder."""
-    if isinstance(model, TrainedRun):
-        model = model.name
-    if isinstance(model, (tuple, list)) or not Path(str(model)).is_dir():
+    if not Path(model).is_dir():
         return None
     h = hashlib.sha256()
     for name in _MODEL_FILES:
-        f = Path(str(model)) / name
+        f = Path(model) / name
         if f.is_file():
             h.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
@@ -171,33 +166,31 @@ def _fingerprint_model_files(model: Any) -> str | None:
 
 def _lock_output(output: Path | None) -> OutputLock | None:
     """Hold ``output`` for this evaluation (a second one into it fails at once, naming this one)."""
-    if output is None:
-        return None
-    if output.exists() and not output.is_dir():
-        raise FileExistsError(f"{output} is a file, not a directory; choose another --output")
-    return OutputLock(output, "evaluation").acquire()
+    return OutputLock(output, "evaluation").acquire() if output is not None else None
+
+
+def _same_record(key: str, saved: Any, now: Any) -> bool:
+    return _identity(key, saved) == _identity(key, now)
 
 
 def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples: list[Example]) -> dict[int, dict]:
-    """Check ``output`` (a directory: :func:`_lock_output` made sure) belongs to this run; return the
-    predictions already made."""
+    """Check ``output`` (locked by :func:`_lock_output`) holds this evaluation or nothing; with
+    ``overwrite`` move what it holds aside (never delete it). Returns the predictions already made."""
     run_file, pred_file = output / RUN, output / PREDICTIONS
     if entries(output):  # our lock file aside
         if overwrite:
-            for f in (pred_file, output / SUMMARY, run_file):
-                f.unlink(missing_ok=True)
+            print(f"[eval] --overwrite: moved the earlier contents of {output} to {move_aside(output)} "
+                  "(delete it yourself when done)", file=sys.stderr, flush=True)
         elif not run_file.exists():
             raise FileExistsError(f"{output} is not empty and holds no llm-jepa evaluation; use --overwrite")
         else:
             previous = json.loads(run_file.read_text())
             keys = (set(run) | set(previous)) - ({"model_files"} - set(previous))  # not recorded before: unknown
-            diff = sorted(k for k in keys if _identity(k, previous.get(k)) != _identity(k, run.get(k)))
+            diff = changes(previous, run, sorted(keys), _same_record)
             if diff:
-                raise FileExistsError(
-                    f"{output} holds an evaluation with different {', '.join(diff)}; use another --output or --overwrite"
-                )
-    output.mkdir(parents=True, exist_ok=True)
-    write_text(run_file, json.dumps(run, indent=2))  # whole or absent: a rerun reads it back
+                raise FileExistsError(f"{output} holds an evaluation with different {describe(diff)}; use another "
+                                      "--output or --overwrite (which moves it aside)")
+    write_json(run_file, run)
     if not pred_file.exists():
         return {}
     done = _read_predictions(pred_file, examples)
@@ -344,6 +337,64 @@ def evaluate(
     with today's metrics (after a change to a scorer or its limits) instead of keeping their stored
     scores; rows not there yet are generated as usual, and so are similarities the rows lack
     (``similarity=False`` for an evaluation made without them): otherwise no model is loaded."""
+    job = _plan(model, data, task=task, limit=limit, output=output, overwrite=overwrite, batch_size=batch_size,
+                generation=generation, settings=settings, max_new_tokens=max_new_tokens, rerank=rerank,
+                rerank_logprob_weight=rerank_logprob_weight, rescore=rescore, options=options)
+    lock = _lock_output(job.out)  # a second evaluation into the output fails at once, naming this one
+    try:
+        done = _prepare_output(job.out, job.record, overwrite, job.examples) if job.out else {}
+        if rescore:
+            done = _rescore(job.module, job.examples, done, options)
+            _write_predictions(job.out / PREDICTIONS, done)
+        todo = [i for i in range(len(job.examples)) if i not in done]
+        lacks_similarity = similarity and any(rec.get("similarity") is None for rec in done.values())
+        if not rescore or todo or job.rerank or lacks_similarity:
+            job.run.load_weights()  # a finished evaluation scored again needs no model
+        bar = _progress_bar(len(job.examples), len(done), disable=quiet if progress is None else not progress,
+                            per_row=1 + job.rerank.n if job.rerank else 1)  # reranking: greedy + n per row
+        _score_missing(job, done, todo, batch_size, similarity, bar)
+        bar.close()
+        summary = _summary(job, done, batch_size, similarity)
+        if job.out:
+            write_json(job.out / SUMMARY, summary)
+        if not quiet:
+            print_summary(summary)
+            if job.rerank:
+                from .rerank import print_rerank
+
+                print_rerank(summary)
+    except Exception as e:  # a full disk: one line; the predictions so far resume on the same command
+        if job.out is None or isinstance(e, DiskFullError) or not no_space(e):
+            raise
+        raise disk_full(job.out, "the predictions written so far are kept; free space and run the same "
+                                 "command again to continue") from e
+    finally:
+        if lock is not None:
+            lock.release()
+    return summary
+
+
+@dataclass
+class _Job:
+    """One evaluation, checked before anything is written: its rows, task, settings, the run to
+    evaluate and the record (``eval_run.json``) that makes a resume of it the same evaluation."""
+
+    examples: list[Example]
+    task: str
+    module: Any
+    gen: GenerationSettings
+    rerank: Any
+    options: dict[str, Any]
+    run: TrainedRun
+    record: dict[str, Any]
+    out: Path | None
+
+
+def _plan(model: Any, data: Any, *, task: str | None, limit: int | None, output: Any, overwrite: bool,
+          batch_size: int, generation: GenerationSettings | None, settings: dict[str, Any] | None,
+          max_new_tokens: int | None, rerank: int, rerank_logprob_weight: float, rescore: bool,
+          options: dict[str, Any]) -> _Job:
+    """Every check of :func:`evaluate`'s arguments, data, task options and model; writes nothing."""
     misplaced = sorted(set(options) & (set(SETTINGS) | {"plain"}))
     if misplaced:
         raise ValueError(f"{', '.join(misplaced)}: a setting of the model's run, not a metric option; pass "
@@ -366,82 +417,69 @@ def evaluate(
     check_settings(gen)
     rr = _rerank_settings(module, gen, rerank, rerank_logprob_weight)
     check_unused_sampling(gen, rr is not None)
-    trained = _open_run(model, settings)
-    run = {"model": _fingerprint_model(model), "model_files": _fingerprint_model_files(model),
-           "data": str(data) if not isinstance(data, list) else "<in memory>",
-           "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
-           "generation": asdict(gen), "options": {k: str(v) for k, v in options.items()},
-           "run_settings": trained.settings()}  # prompts and similarities follow them: a resumed run must match
+    trained, name = _open_run(model, settings)
+    record = {"model": _fingerprint_model(name), "model_files": _fingerprint_model_files(name),
+              "data": str(data) if not isinstance(data, list) else "<in memory>",
+              "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
+              "generation": asdict(gen), "options": {k: str(v) for k, v in options.items()},
+              "run_settings": trained.settings()}  # prompts and similarities follow them: a resumed run must match
     if rr:
-        run["rerank"] = asdict(rr)
-    out_dir = Path(output) if output else None
+        record["rerank"] = asdict(rr)
+    out = Path(output) if output else None
     if rescore:  # refused before the output is touched
-        if out_dir is None or overwrite:
+        if out is None or overwrite:
             raise ValueError("rescore scores the predictions stored in output again: it needs output and no overwrite")
-        stored = _read_predictions(out_dir / PREDICTIONS, examples) if (out_dir / PREDICTIONS).is_file() else {}
-        _check_rescorable(stored, out_dir)
-    lock = _lock_output(out_dir)  # a second evaluation into out_dir fails at once, naming this one
-    try:
-        done = _prepare_output(out_dir, run, overwrite, examples) if out_dir else {}
-        if rescore:
-            done = _rescore(module, examples, done, options)
-            _write_predictions(out_dir / PREDICTIONS, done)
-        todo = [i for i in range(len(examples)) if i not in done]
-        lacks_similarity = similarity and any(rec.get("similarity") is None for rec in done.values())
-        if not rescore or todo or rr or lacks_similarity:
-            trained.load_weights()  # a finished evaluation scored again needs no model
-        step = batch_size * 4  # write to disk every few batches
-        per_row = 1 + rr.n if rr else 1  # reranking generates a greedy answer and n candidates per row
-        bar = _progress_bar(len(examples), len(done), disable=quiet if progress is None else not progress, per_row=per_row)
-        for start in range(0, len(todo), step):
-            idx = todo[start : start + step]
-            chunk = [examples[i] for i in idx]
-            if rr:
-                from .rerank import rerank_batch
+        stored = _read_predictions(out / PREDICTIONS, examples) if (out / PREDICTIONS).is_file() else {}
+        _check_rescorable(stored, out)
+    return _Job(examples, task, module, gen, rr, options, trained, record, out)
 
-                picks = rerank_batch(module, trained, chunk, gen, rr, batch_size, options, seed=idx[0],
-                                     progress=bar.update)
-                scored = [{**_record(module, ex, g, options), **extra} for ex, (g, extra) in zip(chunk, picks, strict=True)]
-            else:
-                scored = _score_batch(task, module, trained, chunk, gen, batch_size, options, *_batch_progress(bar))
-            sims = _similarities(trained, chunk, batch_size) if similarity else [None] * len(idx)
-            for i, rec, sim in zip(idx, scored, sims, strict=True):
-                done[i] = {"index": i, **rec, "similarity": sim}
-            if out_dir:
-                with (out_dir / PREDICTIONS).open("a") as f:
-                    f.writelines(json.dumps(done[i]) + "\n" for i in idx)
-        bar.close()
-        missing = [i for i in sorted(done) if similarity and done[i].get("similarity") is None]
-        if missing:  # resumed from a run made without similarity
-            sims = _similarities(trained, [examples[i] for i in missing], batch_size)
-            for i, sim in zip(missing, sims, strict=True):
-                done[i]["similarity"] = sim
-        if out_dir and (missing or list(done) != sorted(done)):  # keep the file whole and in data order
-            _write_predictions(out_dir / PREDICTIONS, done)
-        records = [done[i] if similarity else {**done[i], "similarity": None} for i in range(len(examples))]
-        settings_out = {"generation": asdict(gen), "options": run["options"], "batch_size": batch_size,
-                        "similarity": similarity, "run": trained.settings()}
-        summary = summarize(records, task, {"model": trained.name, "generation": settings_out["generation"],
+
+def _score_missing(job: _Job, done: dict[int, dict], todo: list[int], batch_size: int, similarity: bool,
+                   bar: Any) -> None:
+    """Score the rows in ``todo`` into ``done``, appending them to the predictions every few batches
+    (an interrupted run resumes there), then add the similarities rows resumed from a run made
+    without them lack; the file is rewritten whole when that changed it."""
+    step = batch_size * 4  # write to disk every few batches
+    for start in range(0, len(todo), step):
+        idx = todo[start : start + step]
+        chunk = [job.examples[i] for i in idx]
+        if job.rerank:
+            from .rerank import rerank_batch
+
+            picks = rerank_batch(job.module, job.run, chunk, job.gen, job.rerank, batch_size, job.options,
+                                 seed=idx[0], progress=bar.update)
+            scored = [{**_record(job.module, ex, g, job.options), **extra}
+                      for ex, (g, extra) in zip(chunk, picks, strict=True)]
+        else:
+            scored = _score_batch(job.task, job.module, job.run, chunk, job.gen, batch_size, job.options,
+                                  *_batch_progress(bar))
+        sims = _similarities(job.run, chunk, batch_size) if similarity else [None] * len(idx)
+        for i, rec, sim in zip(idx, scored, sims, strict=True):
+            done[i] = {"index": i, **rec, "similarity": sim}
+        if job.out:
+            with (job.out / PREDICTIONS).open("a") as f:
+                f.writelines(json.dumps(done[i]) + "\n" for i in idx)
+    missing = [i for i in sorted(done) if similarity and done[i].get("similarity") is None]
+    if missing:  # resumed from a run made without similarity
+        sims = _similarities(job.run, [job.examples[i] for i in missing], batch_size)
+        for i, sim in zip(missing, sims, strict=True):
+            done[i]["similarity"] = sim
+    if job.out and (missing or list(done) != sorted(done)):  # keep the file whole and in data order
+        _write_predictions(job.out / PREDICTIONS, done)
+
+
+def _summary(job: _Job, done: dict[int, dict], batch_size: int, similarity: bool) -> dict[str, Any]:
+    """The summary of every row, with the settings it was made with (and the reranking's numbers)."""
+    records = [done[i] if similarity else {**done[i], "similarity": None} for i in range(len(job.examples))]
+    settings_out = {"generation": asdict(job.gen), "options": job.record["options"], "batch_size": batch_size,
+                    "similarity": similarity, "run": job.run.settings()}
+    summary = summarize(records, job.task, {"model": job.run.name, "generation": settings_out["generation"],
                                             "options": settings_out["options"], "settings": settings_out})
-        if rr:
-            from .rerank import candidate_settings, print_rerank, summarize_rerank
+    if job.rerank:
+        from .rerank import candidate_settings, summarize_rerank
 
-            summary["rerank"] = summarize_rerank(records, module.PRIMARY, rr, candidate_settings(gen, rr.n),
-                                                trained.model)
-        if out_dir:
-            write_json(out_dir / SUMMARY, summary)  # an accuracy over no decided row is null, not NaN
-        if not quiet:
-            print_summary(summary)
-            if rr:
-                print_rerank(summary)
-    except Exception as e:  # a full disk: one line; the predictions so far resume on the same command
-        if out_dir is None or isinstance(e, DiskFullError) or not _no_space(e):
-            raise
-        raise disk_full(out_dir, "the predictions written so far are kept; free space and run the same "
-                                 "command again to continue") from e
-    finally:
-        if lock is not None:
-            lock.release()
+        summary["rerank"] = summarize_rerank(records, job.module.PRIMARY, job.rerank,
+                                             candidate_settings(job.gen, job.rerank.n), job.run.model)
     return summary
 
 

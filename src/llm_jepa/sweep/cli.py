@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +33,24 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
           on_partial: str = "restart", gpus: list[str] | None = None, report_only: bool = False) -> dict[str, Any]:
     """Run (unless ``report_only``), compute statistics, write the report. Returns
     ``{"ran", "failed", "cells", "report"}``."""
-    import json
-
-    from .grid import check_keys, load_sweep
+    from .grid import check_keys, expand, load_sweep
     from .report import write_report
-    from .runner import run_sweep
+    from .runner import finished_results, run_sweep
     from .stats import cell_stats
 
     spec = load_sweep(sweep_file)
     if run_fn is None:  # the default run function trains and evaluates: a typo'd key is named now
         check_keys(spec)
     output = Path(output)
-    if report_only:
-        paths = sorted((output / "runs").glob("*/result.json"))
-        outcome = {"results": [json.loads(p.read_text()) for p in paths], "failed": {}, "ran": []}
+    if report_only:  # the sweep file's runs made under today's settings only
+        results, left_out = finished_results(expand(spec), output)
+        if left_out:
+            print(f"report: left out {len(left_out)} result(s) not made by this sweep file as it is now: "
+                  f"{', '.join(left_out)}", file=sys.stderr)
+        outcome = {"results": results, "failed": {}, "ran": []}
     else:
-        outcome = run_sweep(spec, output, run_fn=run_fn, executor=executor, on_partial=on_partial, gpus=gpus)
+        outcome = run_sweep(spec, output, run_fn=run_fn, executor=executor, on_partial=on_partial, gpus=gpus,
+                            sweep_file=str(sweep_file))
     if not outcome["results"]:
         first = next(iter(outcome["failed"].items()), None)  # say why, not only that nothing finished
         why = f"; {len(outcome['failed'])} failed, first {first[0]}: {str(first[1]).strip().splitlines()[-1]}" \
@@ -60,13 +63,13 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
 
 def _dry_run(args: argparse.Namespace) -> int:
     from .grid import check_keys, expand, load_sweep
-    from .runner import run_status
+    from .runner import current_status
 
     spec = load_sweep(args.sweep_file)
     check_keys(spec)
     runs = expand(spec)
-    for run in runs:
-        print(f"{run_status(run, Path(args.output)):8} {run.run_id}  {run.overrides}")
+    for run in runs:  # 'changed' / 'stale': made under other settings, to be run again
+        print(f"{current_status(run, Path(args.output)):8} {run.run_id}  {run.overrides}")
     print(f"{len(runs)} runs")
     return 0
 

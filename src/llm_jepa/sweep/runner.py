@@ -38,10 +38,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..runrecord import changes, describe, entries, move_aside, resolved, same_path, write_json
 from . import dispatch
 from .grid import Run, Sweep, expand
 
-__all__ = ["run_sweep", "train_and_evaluate", "run_status", "run_key", "RunFn", "EXECUTORS"]
+__all__ = ["run_sweep", "train_and_evaluate", "run_status", "current_status", "finished_results", "claim_output",
+           "run_key", "RunFn", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
@@ -49,20 +51,9 @@ RunFn = Callable[..., dict[str, Any]]
 EXECUTORS = ("sequential", "local", "submitit")
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)  # atomic: a reader sees the old file or the whole new one
-
-
 def _move_aside(path: Path, into: Path) -> Path:
-    into.mkdir(parents=True, exist_ok=True)
-    n = 1
-    while (into / f"{path.name}-{n}").exists():
-        n += 1
-    target = into / f"{path.name}-{n}"
-    path.rename(target)
-    return target
+    """``path`` moved to ``<into>/<name>-N`` (refused while a run below it holds a lock)."""
+    return move_aside(path, into=into)  # type: ignore[return-value]  (a whole folder is always moved)
 
 
 def run_status(run: Run, output: Path) -> str:
@@ -71,6 +62,48 @@ def run_status(run: Run, output: Path) -> str:
     if (run_dir / "result.json").is_file():
         return "done"
     return "partial" if run_dir.exists() else "pending"
+
+
+def current_status(run: Run, output: Path) -> str:
+    """:func:`run_status`, but a run made under other settings is 'changed' (its ``run.json``
+    disagrees with the sweep file) or 'stale' (another base config or data content): what a
+    dry run shows, and what a report leaves out. Reads only."""
+    run_dir = output / "runs" / run.run_id
+    try:
+        _check_spec(run, run_dir)
+    except ValueError:
+        return "changed"
+    return "stale" if _is_stale(run_dir, run) else run_status(run, output)
+
+
+def finished_results(runs: Sequence[Run], output: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The results of the finished ``runs`` made under today's settings, and what was left out:
+    runs made under other settings and result folders of runs no longer in the sweep file."""
+    results, left_out = [], []
+    for run in runs:
+        status = current_status(run, output)
+        if status == "done":
+            results.append(json.loads((output / "runs" / run.run_id / "result.json").read_text()))
+        elif status in ("changed", "stale"):
+            left_out.append(f"{run.run_id} ({status})")
+    ids = {run.run_id for run in runs}
+    left_out += [f"{p.parent.name} (not in the sweep file)" for p in sorted((output / "runs").glob("*/result.json"))
+                 if p.parent.name not in ids]
+    return results, left_out
+
+
+#: what marks a folder as a sweep's: its runs (older sweeps), or the record a sweep writes first
+SWEEP_RECORD = "sweep.json"
+
+
+def claim_output(output: Path, sweep_file: str | None = None) -> None:
+    """Make ``output`` (locked by the caller) a sweep's: refuse a non-empty folder that is not one
+    (the sweep would write its results.md and figures over the user's files), then mark it."""
+    if entries(output) and not ((output / SWEEP_RECORD).is_file() or (output / "runs").is_dir()):
+        raise FileExistsError(f"{output} is not empty and holds no sweep; choose another --output (a sweep writes "
+                              "runs/, results.* and figures there)")
+    if not (output / SWEEP_RECORD).is_file():
+        write_json(output / SWEEP_RECORD, {"sweep_file": resolved(sweep_file) if sweep_file else None})
 
 
 KEY_FIELDS = ("config_sha256", "data_sha256")
@@ -157,9 +190,7 @@ PATH_FIELDS = ("base", "eval_data")
 
 
 def _same_file(a: Any, b: Any) -> bool:
-    if not (isinstance(a, str) and isinstance(b, str)):
-        return a == b
-    return a == b or Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+    return same_path(a, b)
 
 
 def _is_stale(run_dir: Path, run: Run) -> bool:
@@ -189,10 +220,9 @@ def _check_spec(run: Run, run_dir: Path) -> None:
     record = json.loads(path.read_text())
     saved = {k: v for k, v in record.items() if k not in (*KEY_FIELDS, PATHS_FIELD)}
     current = json.loads(json.dumps(run.spec(), default=str))
-    changed = sorted(k for k in set(saved) | set(current)
-                     if not (_same_file if k in PATH_FIELDS else operator.eq)(saved.get(k), current.get(k)))
+    changed = changes(saved, current, same=lambda k, a, b: (_same_file if k in PATH_FIELDS else operator.eq)(a, b))
     if changed:
-        raise ValueError(f"{path}: this run was made with different settings ({', '.join(changed)} changed); "
+        raise ValueError(f"{path}: this run was made with different settings ({describe(changed)}); "
                          "use a new --output directory, or move this run away")
     if PATHS_FIELD in record:  # runs saved before this record existed are compared as before
         then, now = record[PATHS_FIELD], run_paths(run)
@@ -208,13 +238,13 @@ def execute_run(run: Run, run_dir: Path, run_fn: RunFn, resume: bool, metric: st
     """Run one run in ``run_dir`` and mark it done. Runs in whatever process the executor chose."""
     run_dir.mkdir(parents=True, exist_ok=True)
     key = {**run_key(run), PATHS_FIELD: run_paths(run)}
-    _write_json(run_dir / "run.json", {**run.spec(), **key})
+    write_json(run_dir / "run.json", {**run.spec(), **key})
     start = time.time()
     summary = run_fn(run, run_dir, resume=resume)
     if not isinstance(summary, dict) or metric not in summary:
         raise ValueError(f"run {run.run_id}: the run function returned no '{metric}' (got {summary!r:.200})")
     result = {**run.spec(), **key, "summary": summary, "elapsed_s": time.time() - start}
-    _write_json(run_dir / "result.json", result)
+    write_json(run_dir / "result.json", result)
     return result
 
 
@@ -318,21 +348,24 @@ def run_sweep(
     executor: str = "sequential",
     on_partial: str = "restart",
     gpus: Sequence[str] | None = None,
+    sweep_file: str | None = None,
 ) -> dict[str, Any]:
     """Run every run of ``sweep`` that is not done yet; return ``{"results", "failed", "ran"}``.
 
     ``results`` holds the result of every finished run (earlier ones included), ``failed`` maps run
     ids to tracebacks, ``ran`` lists the ids run now. ``output`` is locked while the runs execute:
-    a second sweep into it fails at once, naming this one.
+    a second sweep into it fails at once, naming this one. A non-empty ``output`` that holds no
+    sweep is refused (see :func:`claim_output`); ``sweep_file`` is recorded in its ``sweep.json``.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     if on_partial not in ("restart", "resume"):
         raise ValueError(f"on_partial must be 'restart' or 'resume', got {on_partial!r}")
-    from ..rundir import OutputLock
+    from ..runrecord import OutputLock
 
     output = Path(output)
     with OutputLock(output, "sweep"):  # a second sweep here would move this one's running runs aside
+        claim_output(output, sweep_file)
         runs = expand(sweep)
         todo = _prepare(runs, output, on_partial)
         execute = functools.partial(_execute_with, run_fn or train_and_evaluate, sweep.metric)
