@@ -203,28 +203,62 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     }
 
 
-# options a resumed run must share with the run that wrote the checkpoint: changing them mid-run
-# makes steps 1..N and N+1.. different experiments under one config file. Besides these, every view
-# setting, objective option and registered term weight (see resume_fixed). The batch split is not
-# among them: a run may resume on another number of processes with the same global batch.
-RESUME_FIXED = ("plain_text", "regular", "loss_dropout", "monitor_views_every", "learning_rate", "lr_scheduler_type",
-                "warmup_steps", "warmup_ratio", "weight_decay", "seed", "model_name_or_path", "train_file", "lora",
-                "lora_r", "lora_alpha", "pretrain", "train_fraction", "train_rows", "stp_times", "stp_max_span",
-                "stp_sampling", "stp_layer", "stp_length_weight", "stp_variant", "stp_predictor")
-
-
 def resume_fixed() -> list[str]:
-    """RESUME_FIXED plus the fields of the component configs (ViewConfig, ObjectiveConfig) and the
-    weight of every registered term, read from their definitions so that a new one is covered too.
-    Left out: how the same objective is computed (isolation) and what is derived (chat_template)."""
+    """The options a resumed run must share with the run that wrote the checkpoint: changing them
+    mid-run makes steps 1..N and N+1.. different experiments under one config file. They are the
+    options whose field declares the ``fixed`` role (:func:`llm_jepa.config.options_with`), plus the
+    fields of the component configs (ViewConfig, ObjectiveConfig) and the weight of every registered
+    term, so that a new one is covered too. Left out: how the same objective is computed (isolation)
+    and what is derived (chat_template). The batch split is not among them: a run may resume on
+    another number of processes with the same global batch (:func:`run_facts` records it)."""
     from dataclasses import fields
 
+    from .config import FIXED, options_with
     from .objective import TERMS, ObjectiveConfig
     from .views import ViewConfig
 
     derived = {"chat_template", "build_views", "isolation", "terms", "stp"}  # stp: the stp_* options
     components = {f.name for cls in (ViewConfig, ObjectiveConfig) for f in fields(cls)} - derived
-    return sorted({*RESUME_FIXED, *components, *(t.weight_field for t in TERMS.values())})
+    return sorted({*options_with(FIXED), *components, *(t.weight_field for t in TERMS.values())})
+
+
+#: kept for callers that read the list as a constant; computed from the fields' roles
+RESUME_FIXED = tuple(resume_fixed())
+
+#: what a run trained on besides its options, written beside its config: the content of its training
+#: rows and its global batch (per-device batch x processes x accumulation), compared on resume
+RUN_FACTS = "llm_jepa_run.json"
+
+
+def data_sha256(examples: list) -> str:
+    """A hash of the rows a run trains on (after --limit and subsetting), in order: a file replaced
+    by other rows at the same path changes it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.messages, ex.text, ex.code, list(ex.paraphrases)], sort_keys=True).encode() + b"\n")
+    return h.hexdigest()
+
+
+def run_facts(cfg: JepaConfig, examples: list, num_processes: int) -> dict[str, Any]:
+    """The facts of :data:`RUN_FACTS` for this invocation."""
+    return {"data_sha256": data_sha256(examples), "num_rows": len(examples),
+            "global_train_batch": cfg.per_device_train_batch_size * num_processes * cfg.gradient_accumulation_steps,
+            "num_processes": num_processes}
+
+
+def _changed_facts(out: Path, facts: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """{fact: (saved, now)} for the data hash and global batch, when both runs recorded them."""
+    path = out / RUN_FACTS
+    if facts is None or not path.is_file():
+        return {}  # a run saved before the record existed: unknown, not a change
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    names = {"data_sha256": "training rows (content hash)", "global_train_batch": "global batch"}
+    return {names[k]: (saved[k], facts[k]) for k in names if k in saved and saved[k] != facts[k]}
 
 
 def _same_option(key: str, saved: Any, now: Any) -> bool:
@@ -240,8 +274,9 @@ def _same_option(key: str, saved: Any, now: Any) -> bool:
     return saved == now
 
 
-def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
-    """{option: (saved, now)} for the fixed options that changed; refused unless allowed."""
+def _check_resume_options(cfg: JepaConfig, out: Path, facts: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+    """{option: (saved, now)} for the fixed options (and the facts of :data:`RUN_FACTS`) that
+    changed; refused unless allowed."""
     import yaml
 
     path = out / CONFIG_NAME
@@ -250,6 +285,7 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
     saved = yaml.safe_load(path.read_text()) or {}
     changed = {k: (saved[k], getattr(cfg, k)) for k in resume_fixed()
                if k in saved and not _same_option(k, saved[k], getattr(cfg, k))}
+    changed.update(_changed_facts(out, facts))
     if changed and not cfg.resume_allow_changes:
         listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ValueError(f"{path}: --resume with changed options ({listed}); the checkpoint was trained with the "
@@ -257,11 +293,12 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
     return changed
 
 
-def prepare_output_dir(cfg: JepaConfig) -> str | None:
+def prepare_output_dir(cfg: JepaConfig, facts: dict[str, Any] | None = None) -> str | None:
     """Main process, under the output lock: refuse a non-empty directory unless told to; with
     ``overwrite`` move the previous run aside (never delete it); with ``resume`` pick the newest
     complete checkpoint, check the options did not change, rename the incomplete ones it skipped and
-    cut ``metrics.jsonl`` back to its step.
+    cut ``metrics.jsonl`` back to its step. ``facts``: this invocation's :func:`run_facts`, compared
+    with the saved ones on resume (None: not compared).
     Returns the checkpoint to resume from."""
     out = Path(cfg.output_dir)
     if cfg.resume:
@@ -269,13 +306,15 @@ def prepare_output_dir(cfg: JepaConfig) -> str | None:
         if ckpt is None:
             raise FileNotFoundError(f"{out}: --resume given but there is no complete checkpoint-* directory to "
                                     f"resume from{' (skipped: ' + ', '.join(p.name for p in skipped) + ')' if skipped else ''}")
-        changed = _check_resume_options(cfg, out)  # a refused resume leaves the directory as it was
+        changed = _check_resume_options(cfg, out, facts)  # a refused resume leaves the directory as it was
         for path in skipped:  # renamed, so that the Trainer's rotation never keeps it over a whole one
             aside = set_aside(path)
             _say(f"skipping incomplete checkpoint {path} (interrupted while being written); set aside as {aside.name}")
         step = int(ckpt.name.split("-")[-1])
         if changed:
             os.replace(out / CONFIG_NAME, out / f"llm_jepa_config.before-step-{step}.yaml")
+            if (out / RUN_FACTS).is_file():
+                os.replace(out / RUN_FACTS, out / f"llm_jepa_run.before-step-{step}.json")
             _say(f"resuming with changed options {sorted(changed)}; the old config is kept as "
                  f"llm_jepa_config.before-step-{step}.yaml")
         removed = truncate_metrics(out / "metrics.jsonl", step)
@@ -394,7 +433,7 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     lock = OutputLock(out, "training").acquire() if state.is_main_process else None
     try:
         if state.is_main_process:
-            prepare_output_dir(cfg)
+            prepare_output_dir(cfg, run_facts(cfg, inputs["train"], state.num_processes))
         state.wait_for_everyone()
         resume_from = str(newest_complete_checkpoint(out)[0]) if cfg.resume else None
         return _run(cfg, state, inputs, resume_from)
@@ -418,6 +457,8 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str |
     if main:
         save_config(cfg, out / CONFIG_NAME)
         note_resolved(out / CONFIG_NAME, attn_implementation=attention)
+        facts = run_facts(cfg, inputs["train"], state.num_processes)
+        (out / RUN_FACTS).write_text(json.dumps(facts, indent=2) + "\n")
     guard = NonFiniteGuard(cfg.on_non_finite)
     trainer = _trainer_class()(
         model=parts["model"],

@@ -251,9 +251,12 @@ def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: str(Path(v).resolve()) if local(k, v) else v for k, v in cfg.items()}
 
 
-#: training options that change no result: an arm saved with another value (or before the option
-#: was set) is reused
-_NOT_TRAINING_SETTINGS = ("resume", "overwrite", "threads", "save_total_limit")
+def _not_training_settings() -> tuple[str, ...]:
+    """Training options that change no result (their fields' ``control`` and ``speed`` roles): an
+    arm saved with another value (or before the option was set) is reused."""
+    from ..config import CONTROL, SPEED, options_with
+
+    return options_with(CONTROL, SPEED)
 
 
 def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
@@ -262,8 +265,9 @@ def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
 
     path = run_dir / "llm_jepa_config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else None
+    ignored = _not_training_settings()
     return isinstance(saved, dict) and all(_same_path(k, saved.get(k)) == _same_path(k, v) for k, v in overrides.items()
-                                           if k not in _NOT_TRAINING_SETTINGS)
+                                           if k not in ignored)
 
 
 def _same_path(key: str, value: Any) -> Any:
