@@ -9,7 +9,7 @@ applies flags, which win over the file. The resolved config is saved beside ever
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,8 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .losses import DISTANCES
 from .objective import ISOLATIONS, TERMS, ObjectiveConfig
+from .options import CONTROL, FIXED, MACHINE, PATH, ROLES, RUN, SPEED, VIEW_ONLY, option
 from .spelling import PUBLIC_NAMES, field_name, public_aliases, respell
-from .stp import LENGTH_WEIGHTS, SAMPLINGS, VARIANTS, StpConfig
 from .threads import THREADS_HELP
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
@@ -37,34 +37,10 @@ class ConfigError(ValueError):
     """A configuration file or flag is wrong; the message names the file and key."""
 
 
-# ---- option roles ---------------------------------------------------------------------------------
-# Each option declares its roles once, on its field (``roles=`` of :func:`_opt`; the Trainer's own
-# options in INHERITED_ROLES), and every list of "options that ..." is derived from them by
-# :func:`options_with`. The roles:
-RUN = "run"  #: a setting a trained run carries: eval/analyze/the accuracy callback read it (runs.SETTINGS)
-FIXED = "fixed"  #: fixed on resume: changing it mid-run makes two experiments under one config
-VIEW_ONLY = "view_only"  #: used by the views only: --regular (plain fine-tuning) ignores it
-PATH = "path"  #: names a local file or folder: a saved config holds it resolved
-CONTROL = "control"  #: tells a command how to treat its folder (resume, overwrite): no part of a run
-SPEED = "speed"  #: changes speed or disk use, never a result (a demo reuses an arm saved with another value)
-MACHINE = "machine"  #: depends on the machine or the run's folder, not on the experiment (a sweep's key leaves it out)
-ROLES = (RUN, FIXED, VIEW_ONLY, PATH, CONTROL, SPEED, MACHINE)
-
-
-def _opt(default: Any, help: str, aliases: list[str] | None = None, choices: Any = None,
-         roles: tuple[str, ...] = (), check: tuple[Any, str] | None = None) -> Any:
-    """A training option: ``roles`` from :data:`ROLES`; ``check``: (test, what it must be), checked
-    before anything is written."""
-    meta: dict[str, Any] = {"help": help, "roles": frozenset(roles)}
-    if choices is not None:  # a live table (a registry's dict) is kept as is: later entries count too
-        meta["choices"] = choices
-    if aliases:
-        meta["aliases"] = aliases
-    if check is not None:
-        meta["check"] = check
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+# Each option declares its roles once, on its field (``roles=`` of :func:`llm_jepa.options.option`;
+# the Trainer's own options in INHERITED_ROLES), and every list of "options that ..." is derived from
+# them by :func:`options_with`. The roles are defined in :mod:`llm_jepa.options`.
+_opt = option
 
 
 @dataclass
@@ -148,28 +124,13 @@ class JepaConfig(TrainingArguments):
         roles=(RUN, FIXED),
     )
     stop_gradient_target: bool = _opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.", roles=(FIXED, VIEW_ONLY))
-    vicreg_weight: float = _opt(0.0, "Anti-collapse: weight of a VICReg variance+covariance term on anchors.", roles=(FIXED, VIEW_ONLY), check=(lambda v: v >= 0, ">= 0"))
-    sigreg_weight: float = _opt(0.0, "Anti-collapse: weight of SIGReg (LeJEPA) on anchors.", roles=(FIXED, VIEW_ONLY), check=(lambda v: v >= 0, ">= 0"))
     pack_length: int = _opt(
         -1, "Maximum tokens per packed row: 0 = everything in one row (best with flash/flex attention); "
         "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense).",
         check=(lambda v: v >= -1, "-1 (automatic), 0 (one row) or a positive token count"),
     )
-    # ---- Semantic Tube Prediction (llm_jepa.stp) ---------------------------------------------------
-    stp_lambda: float = _opt(0.0, "Weight of the STP term on the conversation's hidden-state trajectory (0 = off; "
-                             "the STP paper uses about 0.02). Needs no views: combine with --regular for pure STP.", roles=(FIXED,))
-    stp_times: int = _opt(1, "STP spans drawn per example (span variant).", roles=(FIXED,))
-    stp_max_span: int = _opt(0, "Longest STP span in content tokens (0 = no limit).", roles=(FIXED,))
-    stp_sampling: str = _opt("start_end", "How an STP span is drawn: start then end, both ends at once, or "
-                             "uniformly over all spans.", choices=list(SAMPLINGS), roles=(FIXED,))
-    stp_layer: int = _opt(-1, "Which hidden states STP reads: index into the model's hidden_states "
-                          "(0 = embeddings, -1 = last layer).", roles=(FIXED,))
-    stp_length_weight: str = _opt("none", "Per-span weight from the rest and span lengths.",
-                                  choices=list(LENGTH_WEIGHTS), roles=(FIXED,))
-    stp_variant: str = _opt("span", "span: cos(rest, patch) of random spans; two_view: rest = user, patch = "
-                            "assistant displacement; curvature: mean turning angle of the trajectory.",
-                            choices=list(VARIANTS), roles=(FIXED,))
-    stp_predictor: bool = _opt(False, "A trainable linear map applied to STP's rest displacement.", roles=(FIXED,))
+    # ---- objective terms: each term's own options (vicreg_weight, sigreg_weight, the --stp_* options)
+    # are fields of its options dataclass, added by config_class() from objective.TERMS
     # ---- run -----------------------------------------------------------------------------------
     accuracy_every_steps: int = _opt(
         0, "Every N optimiser steps, answer the first --accuracy_examples rows of --eval_file by generation and "
@@ -221,12 +182,7 @@ class JepaConfig(TrainingArguments):
             raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.train_rows is not None and (self.train_rows < 1 or self.train_fraction != 1.0):
             raise ConfigError(f"train_rows must be >= 1 and not combined with train_fraction, got {self.train_rows}")
-        try:
-            self.stp_config()  # validates the --stp_* ranges early
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if self.stp_lambda and self.dataloader_num_workers > 0:
-            raise ConfigError("stp_lambda needs dataloader_num_workers=0 (spans are seeded by the epoch)")
+        self._check_terms()
 
     @property
     def is_baseline(self) -> bool:
@@ -245,28 +201,90 @@ class JepaConfig(TrainingArguments):
     def view_config(self) -> ViewConfig:
         return _derive(ViewConfig, self, chat_template=not self.plain_text, build_views=self.uses_views)
 
-    def stp_config(self) -> StpConfig | None:
-        """The STP settings, or None when STP is off (no spans are drawn, nothing is gathered)."""
-        stp = StpConfig(weight=self.stp_lambda, times=self.stp_times, max_span=self.stp_max_span,
-                        sampling=self.stp_sampling, layer=self.stp_layer, length_weight=self.stp_length_weight,
-                        variant=self.stp_variant, predictor=self.stp_predictor)
-        return stp if self.stp_lambda else None
+    def term_options(self, name: str) -> Any:
+        """Term ``name``'s options object (``Term.options``) with this config's values; None for a
+        term without options (or a config class built before it was registered)."""
+        term = TERMS[name]
+        if term.options is None or not all(hasattr(self, f.name) for f in fields(term.options)):
+            return None
+        return term.options(**{f.name: getattr(self, f.name) for f in fields(term.options)})
+
+    def term_settings(self) -> dict[str, Any]:
+        """name -> settings (``Term.settings`` of its options) of every term that is switched on."""
+        return {name: TERMS[name].configure(self.term_options(name)) for name in self._term_weights()
+                if TERMS[name].options is not None}
+
+    def _check_terms(self) -> None:
+        """Every term's options are valid (also while it is off), and a term that draws host-side
+        keys from the epoch (``Term.collate``) runs with the collator in the main process."""
+        for name, term in TERMS.items():
+            values = self.term_options(name)
+            if values is None:
+                continue
+            try:
+                term.configure(values)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            if term.collate is not None and getattr(self, term.weight_field) and self.dataloader_num_workers > 0:
+                raise ConfigError(f"{term.weight_field} needs dataloader_num_workers=0 (its batch keys are seeded "
+                                  "by the epoch)")
 
     def objective_config(self, isolation: str) -> ObjectiveConfig:
         return _derive(ObjectiveConfig, self, isolation=isolation, terms=self._term_weights(),
-                       stp=self.stp_config(),
-                       jepa_lambda=0.0 if self.is_baseline else self.jepa_lambda)
+                       term_settings=self.term_settings(), jepa_lambda=0.0 if self.is_baseline else self.jepa_lambda)
 
     def _term_weights(self) -> dict[str, float]:
         """name -> weight of every registered objective term that is switched on."""
         weights = {}
         for name, term in TERMS.items():
+            if term.options is not None and self.term_options(name) is None:
+                continue  # a config class built without this term's options (not config_class): it is off
             if not hasattr(self, term.weight_field):
                 raise ConfigError(f"objective term {name!r} reads its weight from '{term.weight_field}', "
-                                  "which is not a training option: add that field to JepaConfig")
+                                  "which is not a training option: declare it in the term's options dataclass "
+                                  "(Term.options) or as a field of JepaConfig")
             if getattr(self, term.weight_field):
                 weights[name] = getattr(self, term.weight_field)
         return weights
+
+
+def _restore_config(base: type, state: dict[str, Any]) -> JepaConfig:
+    cls = config_class(base)
+    cfg = cls.__new__(cls)
+    cfg.__dict__.update(state)
+    return cfg
+
+
+def _reduce_config(self: JepaConfig) -> tuple:
+    # a class built by config_class exists only at run time: pickle (the Trainer's training_args.bin)
+    # and deepcopy rebuild it from its base and today's registry, not by its object
+    return (_restore_config, (type(self)._llm_jepa_base, self.__dict__.copy()))
+
+
+_CLASSES: dict[tuple[type, ...], type] = {}
+
+
+def config_class(base: type | None = None) -> type:
+    """``base`` (default :class:`JepaConfig`, or a subclass of it) with the options of every registered
+    objective term (``Term.options``) as fields, so that they reach the command line, YAML files, the
+    saved config and the option roles from the term's registration alone. Built once per base and
+    set of terms; a subclass of ``base``, whose own methods (``__post_init__``) it keeps."""
+    base = base or JepaConfig
+    extra = tuple(dict.fromkeys(t.options for t in TERMS.values() if t.options is not None))
+    key = (base, *extra)
+    if key not in _CLASSES:
+        seen = {f.name for f in fields(base)}
+        for cls in extra:
+            clash = seen & {f.name for f in fields(cls)}
+            if clash:
+                raise ConfigError(f"objective term options {cls.__name__} redeclare {sorted(clash)}")
+            seen |= {f.name for f in fields(cls)}
+        namespace = {"__module__": base.__module__, "__qualname__": base.__qualname__, "__doc__": base.__doc__,
+                     "__post_init__": base.__post_init__,  # a term's options class has no say in these
+                     "__reduce__": _reduce_config, "_llm_jepa_base": base}
+        # the terms' classes are bases after ``base`` in field order: their options come last
+        _CLASSES[key] = dataclass(type(base.__name__, (*reversed(extra), base), namespace))
+    return _CLASSES[key]
 
 
 def _derive(cls: type, cfg: JepaConfig, **special: Any) -> Any:
@@ -299,12 +317,12 @@ def _metadata(f: Any) -> Mapping[str, Any]:
 
 def option_fields(cls: type | None = None) -> list[Any]:
     """The dataclass fields of the training options (:class:`JepaConfig`'s, the Trainer's included)."""
-    return [f for f in fields(cls or JepaConfig) if f.init and not f.name.startswith("_")]
+    return [f for f in fields(cls or config_class()) if f.init and not f.name.startswith("_")]
 
 
 def option_roles(name: str) -> frozenset[str]:
     """The roles of one training option (empty for an option without any, or an unknown name)."""
-    f = JepaConfig.__dataclass_fields__.get(name)
+    f = config_class().__dataclass_fields__.get(name)
     return frozenset(_metadata(f).get("roles", ())) if f is not None else frozenset()
 
 
@@ -317,17 +335,17 @@ def options_with(*roles: str) -> tuple[str, ...]:
     return tuple(f.name for f in option_fields() if _metadata(f).get("roles", frozenset()) & set(roles))
 
 
-def _ranges() -> list[tuple[str, Any, str]]:
+def _ranges(cls: type | None = None) -> list[tuple[str, Any, str]]:
     """(option, test, what it must be) of every option that declares a ``check``: checked before
     anything is written, so that a run can never start on values that produce NaN weights or an
     empty objective."""
-    return [(f.name, *_metadata(f)["check"]) for f in option_fields() if "check" in _metadata(f)]
+    return [(f.name, *_metadata(f)["check"]) for f in option_fields(cls) if "check" in _metadata(f)]
 
 
 def _validate_ranges(cfg: JepaConfig) -> None:
     import math
 
-    for name, ok, what in _ranges():
+    for name, ok, what in _ranges(type(cfg)):
         value = getattr(cfg, name)
         if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
             raise ConfigError(f"{name} must be {what}, got {value}")
@@ -348,7 +366,7 @@ def regular_ignores(cfg: JepaConfig) -> list[str]:
     """Options set away from their defaults that --regular does not use."""
     if not cfg.regular:
         return []
-    defaults = {f.name: f.default for f in fields(JepaConfig)}
+    defaults = {f.name: f.default for f in fields(type(cfg))}
     return [n for n in options_with(VIEW_ONLY) if getattr(cfg, n) != defaults[n]]
 
 
@@ -377,7 +395,7 @@ class _OptionParser(HfArgumentParser):
 
 
 def config_parser(*extra: type) -> HfArgumentParser:
-    return _OptionParser((JepaConfig, *extra))
+    return _OptionParser((config_class(), *extra))
 
 
 def _dict_to_argv(values: dict[str, Any], valid: set[str], origin: str) -> list[str]:

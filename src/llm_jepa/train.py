@@ -217,7 +217,7 @@ def resume_fixed() -> list[str]:
     from .objective import TERMS, ObjectiveConfig
     from .views import ViewConfig
 
-    derived = {"chat_template", "build_views", "isolation", "terms", "stp"}  # stp: the stp_* options
+    derived = {"chat_template", "build_views", "isolation", "terms", "term_settings", "stp"}  # terms: their options
     components = {f.name for cls in (ViewConfig, ObjectiveConfig) for f in fields(cls)} - derived
     return sorted({*options_with(FIXED), *components, *(t.weight_field for t in TERMS.values())})
 
@@ -375,8 +375,10 @@ def _quiet_replica() -> None:
 
 
 def build_components(cfg: JepaConfig) -> dict[str, Any]:
-    """Tokenizer, model (LoRA-wrapped if asked), view builder and collators for ``cfg``."""
+    """Tokenizer, model (LoRA-wrapped if asked; each switched-on objective term's ``setup`` done
+    first), view builder and collators for ``cfg``."""
     from .modeling import apply_lora, load_model, load_tokenizer, resolve_isolation, resolve_pack_length
+    from .objective import TERMS
 
     if not cfg.model_name_or_path:
         raise ValueError("no model given (--model NAME_OR_DIR)")
@@ -389,19 +391,15 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
         attn_implementation=cfg.attn_implementation,
         seed=cfg.seed,
     )
-    if cfg.stp_lambda:
-        from .stp import attach_predictor, check_layer
-
-        check_layer(cfg.stp_layer, model.config.num_hidden_layers + 1)  # before anything is written
-        if cfg.stp_predictor:
-            # before LoRA, so that the adapter saves (and a resumed run restores) the predictor too
-            attach_predictor(model, seed=cfg.seed)
+    terms = cfg.term_settings()
+    keep = [name for term, value in terms.items() if TERMS[term].setup  # before LoRA, so the adapter saves them
+            for name in TERMS[term].setup(model, value, cfg.seed) or []]
     if cfg.lora:
         model = apply_lora(model, tok, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules,
-                           modules_to_save=["stp_predictor"] if cfg.stp_lambda and cfg.stp_predictor else None)
+                           modules_to_save=keep or None)
     isolation = resolve_isolation(model, cfg.isolation)
     collate = dict(pad_token_id=tok.pad_token_id, pack_length=resolve_pack_length(model, cfg.pack_length),
-                   seed=cfg.seed, stp=cfg.stp_config())
+                   seed=cfg.seed, term_settings={k: v for k, v in terms.items() if TERMS[k].collate})
     return {
         "tokenizer": tok,
         "model": model,
