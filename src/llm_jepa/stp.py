@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -109,9 +109,9 @@ class StpOptions:
 
     def settings(self) -> StpConfig:
         """The settings of the term (validated: a bad value is a ValueError naming its option)."""
-        return StpConfig(weight=self.stp_lambda, times=self.stp_times, max_span=self.stp_max_span,
-                         sampling=self.stp_sampling, layer=self.stp_layer, length_weight=self.stp_length_weight,
-                         variant=self.stp_variant, predictor=self.stp_predictor)
+        values = {f.name.removeprefix("stp_"): getattr(self, f.name) for f in fields(self)}  # stp_x -> x
+        values["weight"] = values.pop("lambda")
+        return StpConfig(**values)
 
 
 # ---- host side: spans and their positions ------------------------------------------------------

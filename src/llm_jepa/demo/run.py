@@ -273,7 +273,9 @@ def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
 def _same_path(key: str, value: Any) -> Any:
     """The demo's paths resolved: arms saved by a demo that kept them relative (to the directory it
     ran from, which a rerun of the same command shares) are still recognised."""
-    if key in ("model_name_or_path", "train_file", "output_dir") and isinstance(value, str) and value:
+    from ..config import LOCAL_PATHS
+
+    if key in (*LOCAL_PATHS, "output_dir") and isinstance(value, str) and value:
         return str(Path(value).resolve())
     return value
 
