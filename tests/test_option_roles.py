@@ -187,3 +187,17 @@ def test_a_fresh_checkpoint_without_a_run_record_still_resumes(finished, ckpt, t
     train(_cfg(ckpt, rows, copy, "--max_steps", "3", "--save_steps", "2", "--resume", "true",
                "--per_device_train_batch_size", "2"))
 
+
+
+@pytest.mark.parametrize("parser", ["transformers", "trl"])
+def test_the_roles_stay_out_of_argparse_so_any_dataclass_parser_reads_the_config(parser):
+    """The roles and checks ride on the fields' metadata, which HfArgumentParser and TRL's parser hand
+    to argparse whole: a config built with llm-jepa's options parses with either."""
+    if parser == "trl":
+        from trl import TrlParser as Parser
+    else:
+        from transformers import HfArgumentParser as Parser
+    (cfg,) = Parser((config_mod.config_class(),)).parse_args_into_dataclasses(
+        ["--output_dir", "x", "--view_system", "none", "--stp_lambda", "0.1"])
+    assert cfg.view_system == "none" and list(cfg.term_settings()) == ["stp_loss"]
+    assert config_mod.option_roles("view_system") == {RUN, FIXED}

@@ -377,25 +377,8 @@ def _has_accelerator() -> bool:
             or bool(xpu and xpu.is_available()))
 
 
-_OWN_METADATA = ("roles", "check")  # llm-jepa's keys of a field's metadata; the rest is argparse's
-
-
-class _OptionParser(HfArgumentParser):
-    """HfArgumentParser that hands argparse only argparse's keys of a field's metadata."""
-
-    @staticmethod
-    def _parse_dataclass_field(parser: Any, field: Any) -> None:
-        if any(k in field.metadata for k in _OWN_METADATA):
-            import copy
-            import types
-
-            field = copy.copy(field)
-            field.metadata = types.MappingProxyType({k: v for k, v in field.metadata.items() if k not in _OWN_METADATA})
-        HfArgumentParser._parse_dataclass_field(parser, field)
-
-
 def config_parser(*extra: type) -> HfArgumentParser:
-    return _OptionParser((config_class(), *extra))
+    return HfArgumentParser((config_class(), *extra))
 
 
 def _dict_to_argv(values: dict[str, Any], valid: set[str], origin: str) -> list[str]:

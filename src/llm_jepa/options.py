@@ -23,6 +23,20 @@ MACHINE = "machine"  #: depends on the machine or the run's folder, not on the e
 ROLES = (RUN, FIXED, VIEW_ONLY, PATH, CONTROL, SPEED, MACHINE)
 
 
+class _Metadata(dict):
+    """A field's metadata. ``keys()`` and ``copy()`` -- what ``dict(metadata)`` and ``metadata.copy()``
+    read, and so what HfArgumentParser and TRL's parser hand to argparse -- leave out llm-jepa's own keys; ``metadata["roles"]`` and
+    ``.get("check")`` still find them. So a config class with these fields parses with any of them."""
+
+    OWN = ("roles", "check")
+
+    def keys(self):  # type: ignore[override]
+        return [k for k in super().keys() if k not in self.OWN]
+
+    def copy(self) -> dict[str, Any]:  # what TRL's parser reads
+        return {k: self[k] for k in self.keys()}
+
+
 def option(default: Any, help: str, aliases: list[str] | None = None, choices: Any = None,
            roles: tuple[str, ...] = (), check: tuple[Any, str] | None = None) -> Any:
     """A training option's dataclass field. ``roles``: from :data:`ROLES`; ``check``: (test, what it
@@ -31,7 +45,7 @@ def option(default: Any, help: str, aliases: list[str] | None = None, choices: A
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown option role(s) {sorted(unknown)}; choose from {ROLES}")
-    meta: dict[str, Any] = {"help": help, "roles": frozenset(roles)}
+    meta = _Metadata(help=help, roles=frozenset(roles))
     if choices is not None:
         meta["choices"] = choices
     if aliases:
