@@ -4,6 +4,11 @@
 ``--learning_rate``, ``--report_to wandb``, ``--gradient_accumulation_steps``...) with the model,
 data and objective options of llm-jepa. :func:`load_config` reads ``--config run.yaml`` and then
 applies flags, which win over the file. The resolved config is saved beside every run's outputs.
+
+Each option declares its roles on its field (:mod:`llm_jepa.options`), and every list of options
+with a role (run settings, fixed on resume, view-only, paths, ...) is :func:`options_with`. An
+objective term's own options live in its options dataclass (``objective.Term.options``):
+:func:`config_class` adds them as fields, and :func:`load_config` parses into that class.
 """
 
 from __future__ import annotations
@@ -23,8 +28,11 @@ from .spelling import PUBLIC_NAMES, field_name, public_aliases, respell
 from .threads import THREADS_HELP
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
-__all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config", "PUBLIC_NAMES",
-           "field_name", "is_baseline", "read_yaml_options"]
+__all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "config_class", "save_config", "PUBLIC_NAMES",
+           "field_name", "is_baseline", "read_yaml_options", "options_with", "option_roles", "option_fields",
+           "INHERITED_ROLES", "LOCAL_PATHS", "ROLES", "RUN", "FIXED", "VIEW_ONLY", "PATH", "CONTROL", "SPEED",
+           "MACHINE"]
+
 
 def is_baseline(settings: Mapping[str, Any]) -> bool:
     """The one rule for "this run is the plain next-token baseline": ``regular``, or lambda 0.
