@@ -142,7 +142,6 @@ def finished(tmp_path_factory, ckpt):  # noqa: F811
     (["--dtype", "float32"], "dtype 'auto' -> 'float32'"),
     (["--per_device_train_batch_size", "2"], "global batch 4 -> 2"),
     (["--adam_beta1", "0.5"], "adam_beta1 0.9 -> 0.5"),
-    (["--optim", "sgd"], "optim"),
     (["--weight_decay", "0.1"], "weight_decay 0.0 -> 0.1"),
 ])
 def test_resume_refuses_a_changed_limit_dtype_batch_or_optimiser(finished, ckpt, flags, needle):  # noqa: F811
@@ -201,3 +200,14 @@ def test_the_roles_stay_out_of_argparse_so_any_dataclass_parser_reads_the_config
         ["--output_dir", "x", "--view_system", "none", "--stp_lambda", "0.1"])
     assert cfg.view_system == "none" and list(cfg.term_settings()) == ["stp_loss"]
     assert config_mod.option_roles("view_system") == {RUN, FIXED}
+
+
+def test_resume_with_another_optimizer_is_refused_even_when_changes_are_allowed(finished, ckpt):  # noqa: F811
+    # today's main: --optim sgd --resume_allow_changes renamed the config, cut the metrics and then
+    # failed with a KeyError traceback loading the AdamW state into SGD
+    out, rows = finished
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ValueError, match="another optimizer \\(optim 'adamw_torch(_fused)?' -> 'sgd'\\)"):
+        train(_cfg(ckpt, rows, out, "--max_steps", "4", "--save_steps", "2", "--resume", "true", "--optim", "sgd",
+                   "--resume_allow_changes", "true"))
+    assert sorted(p.name for p in out.iterdir()) == before

@@ -283,9 +283,13 @@ def _check_resume_options(cfg: JepaConfig, out: Path, facts: dict[str, Any] | No
     if not path.is_file():
         return {}
     saved = yaml.safe_load(path.read_text()) or {}
-    changed = {k: (saved[k], getattr(cfg, k)) for k in resume_fixed()
-               if k in saved and not _same_option(k, saved[k], getattr(cfg, k))}
+    now = {k: getattr(getattr(cfg, k), "value", getattr(cfg, k)) for k in resume_fixed()}  # enums as saved
+    changed = {k: (saved[k], now[k]) for k in now if k in saved and not _same_option(k, saved[k], now[k])}
     changed.update(_changed_facts(out, facts))
+    if "optim" in changed:  # the checkpoint's optimizer state cannot be loaded into another optimizer
+        raise ValueError(f"{path}: --resume with another optimizer (optim {changed['optim'][0]!r} -> "
+                         f"{changed['optim'][1]!r}): the checkpoint holds the state of the saved one, even with "
+                         "--resume_allow_changes; start a new run (or --overwrite) to change the optimizer")
     if changed and not cfg.resume_allow_changes:
         listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ValueError(f"{path}: --resume with changed options ({listed}); the checkpoint was trained with the "
