@@ -212,3 +212,14 @@ def test_a_jepa_trainer_built_from_python_writes_whole_checkpoints_only(ckpt, da
     with pytest.raises(OSError, match="No space left"):
         trainer.train()
     assert sorted(p.name for p in (tmp_path / "py").glob("checkpoint-*")) == ["checkpoint-2"]
+
+
+def test_changes_name_the_entries_of_a_nested_record_that_differ():
+    # a refused rerun must name the setting that differs, not print two long, cut dicts
+    from llm_jepa.runrecord import changes, describe
+
+    saved = {"task": "regex", "run_settings": {"view_system": "none", "max_length": 512, "dtype": "auto"}}
+    now = {"task": "regex", "run_settings": {"view_system": "empty", "max_length": 512, "dtype": "auto"}}
+    assert changes(saved, now) == {"run_settings.view_system": ("none", "empty")}
+    assert "run_settings.view_system 'none' -> 'empty'" in describe(changes(saved, now))
+    assert changes({"a": 1}, {"a": {"b": 1}}) == {"a": (1, {"b": 1})}

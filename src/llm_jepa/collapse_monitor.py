@@ -10,23 +10,54 @@ cosine from 1 has shrunk ``SHRINK`` times from the base value (e.g. 0.93 -> 0.99
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from .analysis.metrics import batch_collapse_stats
-
-__all__ = ["measure_base", "collapse_warning", "SHRINK", "ABSOLUTE"]
+__all__ = ["measure_base", "collapse_warning", "batch_collapse_stats", "cheap_collapse_stats", "unit_rows",
+           "SHRINK", "ABSOLUTE"]
 
 SHRINK = 10.0  # warn when 1 - mean cosine is this many times smaller than the base model's
 ABSOLUTE = 0.99  # without a base measurement: warn above this mean cosine
+
+
+def unit_rows(emb: torch.Tensor) -> torch.Tensor:
+    """Each row scaled to unit length. [N, C] -> [N, C]."""
+    return emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def cheap_collapse_stats(x: torch.Tensor) -> dict[str, float]:
+    """``mean_cosine`` (between different rows), ``normalized_std``, ``isotropic_std`` and ``std_ratio``
+    of [N, C], N >= 2 (their meaning: :func:`llm_jepa.analysis.metrics.collapse_diagnostics`)."""
+    unit = unit_rows(x)  # [N, C]
+    n = unit.shape[0]
+    gram = unit @ unit.T  # [N, N]
+    std = unit.std(dim=0).mean().item()
+    isotropic = 1.0 / math.sqrt(x.shape[1])
+    return {"mean_cosine": ((gram.sum() - gram.diagonal().sum()) / (n * (n - 1))).item(), "normalized_std": std,
+            "isotropic_std": isotropic, "std_ratio": std / isotropic}
+
+
+@torch.no_grad()
+def batch_collapse_stats(emb: torch.Tensor) -> dict[str, float]:
+    """Cheap per-step collapse monitor on the B anchor embeddings of a training batch [B, C], B >= 2.
+
+    Returns ``mean_cosine``, ``normalized_std``, ``isotropic_std`` and ``std_ratio`` with the same
+    meaning as in :func:`llm_jepa.analysis.metrics.collapse_diagnostics`: a B x B Gram matrix and one
+    std, no SVD, so it costs next to nothing. Watch ``std_ratio`` fall towards 0 (or ``mean_cosine``
+    rise towards 1) as the sign of collapse. Computed in float32 on the embeddings' own device.
+    """
+    if emb.ndim != 2 or emb.shape[0] < 2:
+        raise ValueError(f"emb must be [B, C] with B >= 2; got {tuple(emb.shape)}")
+    return cheap_collapse_stats(emb.detach().float())
 
 
 @torch.no_grad()
 def measure_base(model: Any, dataset: Any, pad_token_id: int, batch_size: int, batches: int = 3,
                  isolation: str = "position_ids") -> dict[str, float] | None:
     """Mean over the first ``batches`` training batches of the per-batch collapse statistics
-    (:func:`~llm_jepa.analysis.metrics.batch_collapse_stats`) of the target views, as the trainer
+    (:func:`batch_collapse_stats`) of the target views, as the trainer
     logs them; ``None`` when the data has no views (a plain run)."""
     from .embeddings import encode_segments
 

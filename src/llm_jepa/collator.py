@@ -15,9 +15,10 @@ does the same work, and a resumed run makes the decisions the uninterrupted run 
 :meth:`PackingCollator.set_position`). Batches must be collated in the main process
 (``dataloader_num_workers=0``) for the index to reach the collator.
 
-STP (:mod:`llm_jepa.stp`): with ``stp`` set, the collator also draws each example's spans, seeded by
-(``seed``, epoch, the example's index in its data file), and adds their positions in the packed rows
-(``stp_*`` keys). STP runs over the conversation, so loss dropout does not skip it.
+Objective terms with a host-side part (``objective.Term.collate``, e.g. STP's spans, seeded by
+(``seed``, epoch, the example's index in its data file)): for each term in ``term_settings`` the
+collator calls its hook and adds the keys it returns. Such terms run over the conversation, so loss
+dropout does not skip them. ``stp=`` is a shorthand for ``term_settings={"stp_loss": ...}``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any
 import torch
 
 from .attention import position_ids_from_segments
-from .stp import StpConfig, collate_stp
+from .objective import TERMS, CollateInputs
+from .stp import StpConfig
 from .views import IGNORE, Segment, TokenizedExample
 
 __all__ = ["PackingCollator", "pack", "pack_segments", "auto_pack_length"]
@@ -85,13 +87,20 @@ class PackingCollator:
     seed: int = 0
     pad_to_multiple_of: int = 1
     views_every: int = 1  # >1: views only on every n-th micro-batch (monitoring a baseline cheaply)
-    stp: StpConfig | None = None  # Semantic Tube Prediction spans (see llm_jepa.stp)
+    term_settings: dict[str, Any] = field(default_factory=dict)  # term name -> its settings (see Term.collate)
+    stp: StpConfig | None = None  # shorthand: term_settings["stp_loss"] (Semantic Tube Prediction's spans)
     _position: int = field(default=0, init=False, repr=False)
     _epoch: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.loss_dropout <= 1.0:
             raise ValueError(f"loss_dropout must be in [0, 1], got {self.loss_dropout}")
+        if self.stp is not None and self.stp.weight:
+            self.term_settings = {**self.term_settings, "stp_loss": self.stp}
+        unknown = [name for name in self.term_settings if name not in TERMS or TERMS[name].collate is None]
+        if unknown:
+            raise ValueError(f"term_settings names no term with a host-side part: {unknown}")
+        self._hooks = [(TERMS[name].collate, value) for name, value in self.term_settings.items()]
 
     def set_position(self, micro_batch: int) -> None:
         """Index (since training began) of the micro-batch collated next."""
@@ -119,11 +128,11 @@ class PackingCollator:
         out = pack(segments, self.pad_token_id, self.pack_length, self.pad_to_multiple_of)
         anchors = out.pop("anchors")  # [2P, 2]: source, target, source, target, ...
         starts = out.pop("starts")  # (row, column) of every segment
-        if self.stp is not None and self.stp.weight:
-            convs = [ex.lm[0] if ex.lm else None for ex in batch]
+        if self._hooks:
             first = [sum(len(ex.lm) for ex in batch[:i]) for i in range(len(batch))]  # its lm segment
-            out.update(collate_stp([c.content if c else None for c in convs], [ex.source[1] for ex in batch],
-                                   [starts[j] for j in first], self.stp, self.seed, self._epoch))
+            inputs = CollateInputs(batch, [starts[j] for j in first], self.seed, self._epoch)
+            for hook, value in self._hooks:
+                out.update(hook(inputs, value))
         out.update(
             source_anchor=anchors[0::2],  # [P, 2]
             target_anchor=anchors[1::2],  # [P, 2]

@@ -5,12 +5,17 @@
 do nothing, such as label smoothing of the replaced loss, are refused) with the model,
 data and objective options of llm-jepa. :func:`load_config` reads ``--config run.yaml`` and then
 applies flags, which win over the file. The resolved config is saved beside every run's outputs.
+
+Each option declares its roles on its field (:mod:`llm_jepa.options`), and every list of options
+with a role (run settings, fixed on resume, view-only, paths, ...) is :func:`options_with`. An
+objective term's own options live in its options dataclass (``objective.Term.options``):
+:func:`config_class` adds them as fields, and :func:`load_config` parses into that class.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +24,16 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .losses import DISTANCES
 from .objective import ISOLATIONS, TERMS, ObjectiveConfig
+from .options import CONTROL, FIXED, MACHINE, PATH, ROLES, RUN, SPEED, VIEW_ONLY, option
 from .spelling import PUBLIC_NAMES, field_name, public_aliases, respell
-from .stp import LENGTH_WEIGHTS, SAMPLINGS, VARIANTS, StpConfig
 from .threads import THREADS_HELP
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
-__all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "save_config", "PUBLIC_NAMES",
-           "field_name", "is_baseline", "read_yaml_options"]
+__all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "config_class", "save_config", "PUBLIC_NAMES",
+           "field_name", "is_baseline", "read_yaml_options", "options_with", "option_roles", "option_fields",
+           "INHERITED_ROLES", "LOCAL_PATHS", "ROLES", "RUN", "FIXED", "VIEW_ONLY", "PATH", "CONTROL", "SPEED",
+           "MACHINE"]
+
 
 def is_baseline(settings: Mapping[str, Any]) -> bool:
     """The one rule for "this run is the plain next-token baseline": ``regular``, or lambda 0.
@@ -38,23 +46,18 @@ class ConfigError(ValueError):
     """A configuration file or flag is wrong; the message names the file and key."""
 
 
-def _opt(default: Any, help: str, aliases: list[str] | None = None, choices: Any = None) -> Any:
-    meta: dict[str, Any] = {"help": help}
-    if choices is not None:  # a live table (a registry's dict) is kept as is: later entries count too
-        meta["choices"] = choices
-    if aliases:
-        meta["aliases"] = aliases
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
+# Each option declares its roles once, on its field (``roles=`` of :func:`llm_jepa.options.option`;
+# the Trainer's own options in INHERITED_ROLES), and every list of "options that ..." is derived from
+# them by :func:`options_with`. The roles are defined in :mod:`llm_jepa.options`.
+_opt = option
 
 
 @dataclass
 class JepaConfig(TrainingArguments):
     # ---- model -------------------------------------------------------------------------------
-    model_name_or_path: str | None = _opt(None, "Hugging Face model name or local checkpoint.", ["--model"])
-    pretrain: bool = _opt(False, "Train from random weights built from the checkpoint's config (seeded).")
-    dtype: str = _opt("auto", "Weights dtype.", choices=["auto", "float32", "bfloat16", "float16"])
+    model_name_or_path: str | None = _opt(None, "Hugging Face model name or local checkpoint.", ["--model"], roles=(FIXED, PATH))
+    pretrain: bool = _opt(False, "Train from random weights built from the checkpoint's config (seeded).", roles=(FIXED,))
+    dtype: str = _opt("auto", "Weights dtype.", choices=["auto", "float32", "bfloat16", "float16"], roles=(RUN, FIXED))
     attn_implementation: str | None = _opt(
         "auto", "Attention backend (sdpa, eager, flash_attention_2, flex_attention). auto: on a CUDA GPU "
         "flash_attention_2 when flash-attn is installed and the weights are bf16/fp16, else flex_attention (sdpa "
@@ -67,106 +70,103 @@ class JepaConfig(TrainingArguments):
         choices=["auto", *ISOLATIONS],
     )
     # ---- LoRA ----------------------------------------------------------------------------------
-    lora: bool = _opt(False, "Train LoRA adapters (peft) instead of all weights.")
-    lora_r: int = _opt(16, "LoRA rank.")
-    lora_alpha: float = _opt(32.0, "LoRA alpha.")
-    lora_dropout: float = _opt(0.05, "LoRA dropout.")
-    lora_target_modules: list[str] = _opt(["all-linear"], "Modules that get adapters.")
+    lora: bool = _opt(False, "Train LoRA adapters (peft) instead of all weights.", roles=(FIXED,))
+    lora_r: int = _opt(16, "LoRA rank.", roles=(FIXED,), check=(lambda v: v >= 1, ">= 1"))
+    lora_alpha: float = _opt(32.0, "LoRA alpha.", roles=(FIXED,))
+    lora_dropout: float = _opt(0.05, "LoRA dropout.", roles=(FIXED,), check=(lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
+    lora_target_modules: list[str] = _opt(["all-linear"], "Modules that get adapters.", roles=(FIXED,))
     lora_save: str = _opt("adapter", "Save the LoRA result as an adapter or merged into the weights.",
                           choices=["adapter", "merged"])
     # ---- data ----------------------------------------------------------------------------------
-    train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]}, or a dataset name/dir.", ["--data"])
-    eval_file: str | None = _opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"])
-    max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"])
+    train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]}, or a dataset name/dir.", ["--data"], roles=(FIXED, PATH))
+    eval_file: str | None = _opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"], roles=(PATH,))
+    max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"], roles=(FIXED,), check=(lambda v: v is None or v >= 1, ">= 1"))
     train_fraction: float = _opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
-                                 "--seed, nested across fractions (data-efficiency experiments).")
-    train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.")
-    max_length: int = _opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.")
-    plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.")
-    separator: str = _opt(ViewConfig.separator, "Separator between request and answer with --plain_text.")
+                                 "--seed, nested across fractions (data-efficiency experiments).", roles=(FIXED,))
+    train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.", roles=(FIXED,))
+    max_length: int = _opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.", roles=(RUN, FIXED))
+    plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.", roles=(RUN, FIXED))
+    separator: str = _opt(ViewConfig.separator, "Separator between request and answer with --plain_text.", roles=(RUN, FIXED))
     label_mode: str = _opt(
         ViewConfig.label_mode,
         "Tokens the next-token loss covers: 'assistant' (answer + end-of-turn), 'all', or 'paper' (every "
         "token except eos, as the paper's released collator does; such models never learn to stop).",
         choices=list(VIEW_CHOICES["label_mode"]),
+        roles=(RUN, FIXED),
     )
     # ---- objective -----------------------------------------------------------------------------
     jepa_lambda: float = _opt(ObjectiveConfig.jepa_lambda, "Weight of the JEPA term (0 = plain fine-tuning).",
-                              public_aliases("jepa_lambda"))
-    gamma: float = _opt(ObjectiveConfig.gamma, "Weight of the next-token term.")
+                              public_aliases("jepa_lambda"), roles=(FIXED,), check=(lambda v: v >= 0, ">= 0"))
+    gamma: float = _opt(ObjectiveConfig.gamma, "Weight of the next-token term.", roles=(FIXED,), check=(lambda v: v >= 0, ">= 0"))
     predictors: int = _opt(ViewConfig.predictors, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).",
-                           public_aliases("predictors"))
-    distance: str = _opt(ObjectiveConfig.distance, "JEPA distance.", choices=DISTANCES)
-    temperature: float = _opt(ObjectiveConfig.temperature, "InfoNCE temperature.")
+                           public_aliases("predictors"), roles=(RUN, FIXED))
+    distance: str = _opt(ObjectiveConfig.distance, "JEPA distance.", choices=DISTANCES, roles=(FIXED, VIEW_ONLY))
+    temperature: float = _opt(ObjectiveConfig.temperature, "InfoNCE temperature.", roles=(FIXED, VIEW_ONLY), check=(lambda v: v > 0, "> 0 (InfoNCE divides by it)"))
     infonce_gather: bool = _opt(
-        ObjectiveConfig.infonce_gather, "InfoNCE negatives from all ranks (gathered); default: in-batch negatives of each rank only."
+        ObjectiveConfig.infonce_gather, "InfoNCE negatives from all ranks (gathered); default: in-batch negatives of each rank only.",
+        roles=(FIXED, VIEW_ONLY),
     )
     predictor_position: str = _opt(ViewConfig.predictor_position, "Where predictor tokens go in the source view.",
-                                   choices=list(VIEW_CHOICES["predictor_position"]))
+                                   choices=list(VIEW_CHOICES["predictor_position"]), roles=(RUN, FIXED, VIEW_ONLY))
     predictor_order: str = _opt(
         ViewConfig.predictor_order, "Order of k >= 2 appended predictors: 'paper' (content<|predictor_k|>...<|predictor_1|>, "
         "as the released code; anchor on <|predictor_1|>) or 'ascending' (<|predictor_1|>...<|predictor_k|>).",
         choices=list(VIEW_CHOICES["predictor_order"]),
+        roles=(RUN, FIXED),
     )
     direction: str = _opt(ViewConfig.direction, "Which view predicts which.",
-                          choices=list(VIEW_CHOICES["direction"]))
-    loss_dropout: float = _opt(0.0, "Probability that a batch skips the views entirely.", public_aliases("loss_dropout"))
-    regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.")
+                          choices=list(VIEW_CHOICES["direction"]), roles=(RUN, FIXED, VIEW_ONLY))
+    loss_dropout: float = _opt(
+        0.0, "Probability in [0, 1) that a batch skips the views entirely (1 would be plain training: --regular).",
+        public_aliases("loss_dropout"), roles=(FIXED, VIEW_ONLY),
+        check=(lambda v: 0.0 <= v < 1.0, "in [0, 1) (1 drops the views of every step: that is plain training, "
+                                         "--regular, recorded as such)"))
+    regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.", roles=(FIXED,))
     monitor_views_every: int = _opt(
-        0, "With --regular or lambda 0: compute the JEPA distance (no gradient) on every n-th batch, to plot it."
+        0, "With --regular or lambda 0: compute the JEPA distance (no gradient) on every n-th batch, to plot it.",
+        roles=(FIXED,), check=(lambda v: v >= 0, ">= 0 (0 = off)"),
     )
     anchor_offset: int | None = _opt(
-        ViewConfig.anchor_offset, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end."
+        ViewConfig.anchor_offset, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end.",
+        roles=(RUN, FIXED, VIEW_ONLY),
     )
     view_system: str = _opt(
         ViewConfig.view_system, "System turn of a view rendered alone: 'default' (the template's own: SmolLM2/Qwen2 insert a "
         "default system prompt, ~half of a view's tokens), 'empty' (an empty system turn) or 'none' (user-only).",
         choices=list(VIEW_SYSTEM),
+        roles=(RUN, FIXED),
     )
-    stop_gradient_target: bool = _opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.")
-    vicreg_weight: float = _opt(0.0, "Anti-collapse: weight of a VICReg variance+covariance term on anchors.")
-    sigreg_weight: float = _opt(0.0, "Anti-collapse: weight of SIGReg (LeJEPA) on anchors.")
+    stop_gradient_target: bool = _opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.", roles=(FIXED, VIEW_ONLY))
     pack_length: int = _opt(
         -1, "Maximum tokens per packed row: 0 = everything in one row (best with flash/flex attention); "
-        "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense)."
+        "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense).",
+        check=(lambda v: v >= -1, "-1 (automatic), 0 (one row) or a positive token count"),
     )
-    # ---- Semantic Tube Prediction (llm_jepa.stp) ---------------------------------------------------
-    stp_lambda: float = _opt(0.0, "Weight of the STP term on the conversation's hidden-state trajectory (0 = off; "
-                             "the STP paper uses about 0.02). Needs no views: combine with --regular for pure STP.")
-    stp_times: int = _opt(1, "STP spans drawn per example (span variant).")
-    stp_max_span: int = _opt(0, "Longest STP span in content tokens (0 = no limit).")
-    stp_sampling: str = _opt("start_end", "How an STP span is drawn: start then end, both ends at once, or "
-                             "uniformly over all spans.", choices=list(SAMPLINGS))
-    stp_layer: int = _opt(-1, "Which hidden states STP reads: index into the model's hidden_states "
-                          "(0 = embeddings, -1 = last layer).")
-    stp_length_weight: str = _opt("none", "Per-span weight from the rest and span lengths.",
-                                  choices=list(LENGTH_WEIGHTS))
-    stp_variant: str = _opt("span", "span: cos(rest, patch) of random spans; two_view: rest = user, patch = "
-                            "assistant displacement; curvature: mean turning angle of the trajectory.",
-                            choices=list(VARIANTS))
-    stp_predictor: bool = _opt(False, "A trainable linear map applied to STP's rest displacement.")
+    # ---- objective terms: each term's own options (vicreg_weight, sigreg_weight, the --stp_* options)
+    # are fields of its options dataclass, added by config_class() from objective.TERMS
     # ---- run -----------------------------------------------------------------------------------
     accuracy_every_steps: int = _opt(
         0, "Every N optimiser steps, answer the first --accuracy_examples rows of --eval_file by generation and "
-        "log eval_accuracy and each metric of their task (0 = off)."
+        "log eval_accuracy and each metric of their task (0 = off).",
+        check=(lambda v: v >= 0, ">= 0 (0 = off)"),
     )
-    accuracy_examples: int = _opt(32, "Rows of --eval_file that --accuracy_every_steps scores.")
+    accuracy_examples: int = _opt(32, "Rows of --eval_file that --accuracy_every_steps scores.", check=(lambda v: v >= 1, ">= 1"))
     accuracy_task: str | None = _opt(None, "Task of --accuracy_every_steps (as llm-jepa eval --task; default: detected).")
     callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
     overwrite: bool = _opt(False, "Start afresh in a non-empty output directory: its contents are moved to "
-                                  "<dir>.previous-N, never deleted.")
-    resume: bool = _opt(False, "Continue from the newest complete checkpoint in the output directory.")
+                                  "<dir>.previous-N, never deleted.", roles=(CONTROL,))
+    resume: bool = _opt(False, "Continue from the newest complete checkpoint in the output directory.", roles=(CONTROL,))
     resume_allow_changes: bool = _opt(
         False, "With --resume: accept objective/optimiser options that differ from the saved run (the old "
         "config is kept as llm_jepa_config.before-step-N.yaml)."
     )
     on_non_finite: str = _opt("stop", "A NaN/inf loss or gradient: 'stop' the run with an error naming the step, "
                               "or 'skip' that optimizer step.", choices=["stop", "skip"])
-    threads: int | None = _opt(None, THREADS_HELP)
+    threads: int | None = _opt(None, THREADS_HELP, roles=(SPEED,))
     # ---- Trainer defaults that suit this library -------------------------------------------------
     remove_unused_columns: bool = _opt(False, "Keep the packed batch's extra keys (required).")
     logging_steps: float = _opt(10, "Log every X update steps.")
-    save_total_limit: int | None = _opt(2, "Keep at most this many checkpoints.")
+    save_total_limit: int | None = _opt(2, "Keep at most this many checkpoints.", roles=(SPEED,))
 
     def __post_init__(self) -> None:
         if self.output_dir is None:
@@ -195,12 +195,7 @@ class JepaConfig(TrainingArguments):
             raise ConfigError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
         if self.train_rows is not None and (self.train_rows < 1 or self.train_fraction != 1.0):
             raise ConfigError(f"train_rows must be >= 1 and not combined with train_fraction, got {self.train_rows}")
-        try:
-            self.stp_config()  # validates the --stp_* ranges early
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
-        if self.stp_lambda and self.dataloader_num_workers > 0:
-            raise ConfigError("stp_lambda needs dataloader_num_workers=0 (spans are seeded by the epoch)")
+        self._check_terms()
 
     @property
     def is_baseline(self) -> bool:
@@ -219,28 +214,90 @@ class JepaConfig(TrainingArguments):
     def view_config(self) -> ViewConfig:
         return _derive(ViewConfig, self, chat_template=not self.plain_text, build_views=self.uses_views)
 
-    def stp_config(self) -> StpConfig | None:
-        """The STP settings, or None when STP is off (no spans are drawn, nothing is gathered)."""
-        stp = StpConfig(weight=self.stp_lambda, times=self.stp_times, max_span=self.stp_max_span,
-                        sampling=self.stp_sampling, layer=self.stp_layer, length_weight=self.stp_length_weight,
-                        variant=self.stp_variant, predictor=self.stp_predictor)
-        return stp if self.stp_lambda else None
+    def term_options(self, name: str) -> Any:
+        """Term ``name``'s options object (``Term.options``) with this config's values; None for a
+        term without options (or a config class built before it was registered)."""
+        term = TERMS[name]
+        if term.options is None or not all(hasattr(self, f.name) for f in fields(term.options)):
+            return None
+        return term.options(**{f.name: getattr(self, f.name) for f in fields(term.options)})
+
+    def term_settings(self) -> dict[str, Any]:
+        """name -> settings (``Term.settings`` of its options) of every term that is switched on."""
+        return {name: TERMS[name].configure(self.term_options(name)) for name in self._term_weights()
+                if TERMS[name].options is not None}
+
+    def _check_terms(self) -> None:
+        """Every term's options are valid (also while it is off), and a term that draws host-side
+        keys from the epoch (``Term.collate``) runs with the collator in the main process."""
+        for name, term in TERMS.items():
+            values = self.term_options(name)
+            if values is None:
+                continue
+            try:
+                term.configure(values)
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+            if term.collate is not None and getattr(self, term.weight_field) and self.dataloader_num_workers > 0:
+                raise ConfigError(f"{term.weight_field} needs dataloader_num_workers=0 (its batch keys are seeded "
+                                  "by the epoch)")
 
     def objective_config(self, isolation: str) -> ObjectiveConfig:
         return _derive(ObjectiveConfig, self, isolation=isolation, terms=self._term_weights(),
-                       stp=self.stp_config(),
-                       jepa_lambda=0.0 if self.is_baseline else self.jepa_lambda)
+                       term_settings=self.term_settings(), jepa_lambda=0.0 if self.is_baseline else self.jepa_lambda)
 
     def _term_weights(self) -> dict[str, float]:
         """name -> weight of every registered objective term that is switched on."""
         weights = {}
         for name, term in TERMS.items():
+            if term.options is not None and self.term_options(name) is None:
+                continue  # a config class built without this term's options (not config_class): it is off
             if not hasattr(self, term.weight_field):
                 raise ConfigError(f"objective term {name!r} reads its weight from '{term.weight_field}', "
-                                  "which is not a training option: add that field to JepaConfig")
+                                  "which is not a training option: declare it in the term's options dataclass "
+                                  "(Term.options) or as a field of JepaConfig")
             if getattr(self, term.weight_field):
                 weights[name] = getattr(self, term.weight_field)
         return weights
+
+
+def _restore_config(base: type, state: dict[str, Any]) -> JepaConfig:
+    cls = config_class(base)
+    cfg = cls.__new__(cls)
+    cfg.__dict__.update(state)
+    return cfg
+
+
+def _reduce_config(self: JepaConfig) -> tuple:
+    # a class built by config_class exists only at run time: pickle (the Trainer's training_args.bin)
+    # and deepcopy rebuild it from its base and today's registry, not by its object
+    return (_restore_config, (type(self)._llm_jepa_base, self.__dict__.copy()))
+
+
+_CLASSES: dict[tuple[type, ...], type] = {}
+
+
+def config_class(base: type | None = None) -> type:
+    """``base`` (default :class:`JepaConfig`, or a subclass of it) with the options of every registered
+    objective term (``Term.options``) as fields, so that they reach the command line, YAML files, the
+    saved config and the option roles from the term's registration alone. Built once per base and
+    set of terms; a subclass of ``base``, whose own methods (``__post_init__``) it keeps."""
+    base = base or JepaConfig
+    extra = tuple(dict.fromkeys(t.options for t in TERMS.values() if t.options is not None))
+    key = (base, *extra)
+    if key not in _CLASSES:
+        seen = {f.name for f in fields(base)}
+        for cls in extra:
+            clash = seen & {f.name for f in fields(cls)}
+            if clash:
+                raise ConfigError(f"objective term options {cls.__name__} redeclare {sorted(clash)}")
+            seen |= {f.name for f in fields(cls)}
+        namespace = {"__module__": base.__module__, "__qualname__": base.__qualname__, "__doc__": base.__doc__,
+                     "__post_init__": base.__post_init__,  # a term's options class has no say in these
+                     "__reduce__": _reduce_config, "_llm_jepa_base": base}
+        # the terms' classes are bases after ``base`` in field order: their options come last
+        _CLASSES[key] = dataclass(type(base.__name__, (*reversed(extra), base), namespace))
+    return _CLASSES[key]
 
 
 def _derive(cls: type, cfg: JepaConfig, **special: Any) -> Any:
@@ -250,37 +307,58 @@ def _derive(cls: type, cfg: JepaConfig, **special: Any) -> Any:
     return cls(**same, **special)
 
 
-# (option, test, what it must be): checked before anything is written, so that a run can never
-# start on values that produce NaN weights or an empty objective
-_RANGES = (
-    ("temperature", lambda v: v > 0, "> 0 (InfoNCE divides by it)"),
-    ("jepa_lambda", lambda v: v >= 0, ">= 0"),
-    ("gamma", lambda v: v >= 0, ">= 0"),
-    ("loss_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1) (1 drops the views of every step: that is plain "
-                                                "training, --regular, recorded as such)"),
-    ("vicreg_weight", lambda v: v >= 0, ">= 0"),
-    ("sigreg_weight", lambda v: v >= 0, ">= 0"),
-    ("pack_length", lambda v: v >= -1, "-1 (automatic), 0 (one row) or a positive token count"),
-    ("monitor_views_every", lambda v: v >= 0, ">= 0 (0 = off)"),
-    ("per_device_train_batch_size", lambda v: v >= 1, ">= 1"),
-    ("per_device_eval_batch_size", lambda v: v >= 1, ">= 1"),
-    ("gradient_accumulation_steps", lambda v: v >= 1, ">= 1"),
-    ("learning_rate", lambda v: v >= 0, ">= 0"),
-    ("max_train_examples", lambda v: v is None or v >= 1, ">= 1"),
-    ("lora_r", lambda v: v >= 1, ">= 1"),
-    ("lora_dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-    ("accuracy_every_steps", lambda v: v >= 0, ">= 0 (0 = off)"),
-    ("accuracy_examples", lambda v: v >= 1, ">= 1"),
-)
-# objective options that --regular (plain fine-tuning) ignores, with their defaults
-_VIEW_ONLY = ("distance", "temperature", "infonce_gather", "loss_dropout", "stop_gradient_target", "vicreg_weight",
-              "sigreg_weight", "anchor_offset", "predictor_position", "direction")
+#: the roles (and range checks) of the Trainer's own options that llm-jepa relies on; its other
+#: options have none. Resume: the optimiser and schedule make the run; the per-device batch size and
+#: the accumulation are not fixed one by one (a run may resume on another process count with the
+#: same global batch), train.py compares the global batch instead.
+INHERITED_ROLES: dict[str, dict[str, Any]] = {
+    **{name: {"roles": frozenset({FIXED})} for name in (
+        "learning_rate", "lr_scheduler_type", "warmup_steps", "warmup_ratio", "weight_decay", "seed", "data_seed",
+        "optim", "optim_args", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "label_smoothing_factor",
+        "bf16", "fp16")},
+    **{name: {"roles": frozenset({MACHINE})} for name in ("output_dir", "logging_dir", "use_cpu",
+                                                          "dataloader_pin_memory")},
+}
+INHERITED_ROLES["learning_rate"]["check"] = (lambda v: v >= 0, ">= 0")
+for _name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+    INHERITED_ROLES[_name] = {"roles": frozenset(), "check": (lambda v: v >= 1, ">= 1")}
+
+
+def _metadata(f: Any) -> Mapping[str, Any]:
+    return INHERITED_ROLES.get(f.name, f.metadata) if "roles" not in f.metadata else f.metadata
+
+
+def option_fields(cls: type | None = None) -> list[Any]:
+    """The dataclass fields of the training options (:class:`JepaConfig`'s, the Trainer's included)."""
+    return [f for f in fields(cls or config_class()) if f.init and not f.name.startswith("_")]
+
+
+def option_roles(name: str) -> frozenset[str]:
+    """The roles of one training option (empty for an option without any, or an unknown name)."""
+    f = config_class().__dataclass_fields__.get(name)
+    return frozenset(_metadata(f).get("roles", ())) if f is not None else frozenset()
+
+
+def options_with(*roles: str) -> tuple[str, ...]:
+    """The training options that have any of ``roles``, in declaration order: every "options
+    that ..." list (run settings, fixed on resume, view-only, local paths, ...) is this."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown option role(s) {sorted(unknown)}; choose from {ROLES}")
+    return tuple(f.name for f in option_fields() if _metadata(f).get("roles", frozenset()) & set(roles))
+
+
+def _ranges(cls: type | None = None) -> list[tuple[str, Any, str]]:
+    """(option, test, what it must be) of every option that declares a ``check``: checked before
+    anything is written, so that a run can never start on values that produce NaN weights or an
+    empty objective."""
+    return [(f.name, *_metadata(f)["check"]) for f in option_fields(cls) if "check" in _metadata(f)]
 
 
 def _validate_ranges(cfg: JepaConfig) -> None:
     import math
 
-    for name, ok, what in _RANGES:
+    for name, ok, what in _ranges(type(cfg)):
         value = getattr(cfg, name)
         if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
             raise ConfigError(f"{name} must be {what}, got {value}")
@@ -315,8 +393,8 @@ def regular_ignores(cfg: JepaConfig) -> list[str]:
     """Options set away from their defaults that --regular does not use."""
     if not cfg.regular:
         return []
-    defaults = {f.name: f.default for f in fields(JepaConfig)}
-    return [n for n in _VIEW_ONLY if getattr(cfg, n) != defaults[n]]
+    defaults = {f.name: f.default for f in fields(type(cfg))}
+    return [n for n in options_with(VIEW_ONLY) if getattr(cfg, n) != defaults[n]]
 
 
 def _has_accelerator() -> bool:
@@ -327,7 +405,7 @@ def _has_accelerator() -> bool:
 
 
 def config_parser(*extra: type) -> HfArgumentParser:
-    return HfArgumentParser((JepaConfig, *extra))
+    return HfArgumentParser((config_class(), *extra))
 
 
 def _dict_to_argv(values: dict[str, Any], valid: set[str], origin: str) -> list[str]:
@@ -442,7 +520,7 @@ def load_config(
 
 
 #: options naming local files or folders: a saved config holds them resolved (a hub model name is kept)
-LOCAL_PATHS = ("model_name_or_path", "train_file", "eval_file")
+LOCAL_PATHS = options_with(PATH)
 
 
 def save_config(cfg: JepaConfig, path: str | Path) -> None:

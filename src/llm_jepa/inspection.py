@@ -3,21 +3,22 @@
 Use it on a new model family before training: it shows the decoded text of every segment, which
 tokens carry labels, which token is each view's anchor, and ``lm_loss`` / ``jepa_loss`` / ``total``
 of one batch without training (also the way to compare with other implementations). ``total`` is the
-objective's optimised loss for an optimiser step whose whole batch is these examples. With
-``--stp_lambda``: every STP span drawn for the example (epoch 0), the content tokens of ``rest`` and of
-``patch``, and ``stp_loss``.
+objective's optimised loss for an optimiser step whose whole batch is these examples; ``terms`` each
+switched-on objective term (and its metrics), and a term's ``describe`` hook adds what it drew (with
+``--stp_lambda``: every STP span of the example (epoch 0), the content tokens of ``rest`` and of
+``patch``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
 
 from .config import JepaConfig
 from .data import load_examples
-from .objective import compute_objective
+from .objective import TERMS, compute_objective
 from .views import IGNORE, Segment
 
 __all__ = ["InspectArgs", "inspect_examples", "print_report"]
@@ -41,22 +42,6 @@ def _describe(tok: Any, seg: Segment) -> dict[str, Any]:
     return out
 
 
-def _add_stp_spans(tok: Any, items: list, batch: dict[str, Any], report: dict[str, Any]) -> None:
-    """Each example's STP spans: offsets [s, t) over its content tokens and the tokens of rest and patch."""
-    from .stp import span_tokens
-
-    for ex in report["examples"]:
-        ex["stp_spans"] = []
-    for i, s, t in batch["stp_spans"].tolist():
-        seg = items[i].lm[0]
-        rest, patch = ([seg.input_ids[p] for p in ps] for ps in span_tokens(seg.content, s, t))
-        report["examples"][i]["stp_spans"].append({
-            "span": [s, t], "content_tokens": len(rest) + len(patch),
-            "rest": tok.convert_ids_to_tokens(rest), "patch": tok.convert_ids_to_tokens(patch),
-            "rest_text": tok.decode(rest), "patch_text": tok.decode(patch),
-        })
-
-
 def inspect_examples(cfg: JepaConfig, num_examples: int = 2) -> dict[str, Any]:
     """Segments of the first ``num_examples`` rows and the loss terms of them as one batch."""
     from .train import build_components
@@ -78,8 +63,10 @@ def inspect_examples(cfg: JepaConfig, num_examples: int = 2) -> dict[str, Any]:
             }
         )
     batch = parts["eval_collator"](items)
-    if "stp_spans" in batch:
-        _add_stp_spans(tok, items, batch, report)
+    on = parts["objective"].terms
+    for name in on:  # what each switched-on term drew for these examples (STP: its spans)
+        if TERMS[name].describe is not None:
+            TERMS[name].describe(tok, items, batch, report)
     model.eval()
     with torch.no_grad():
         out = compute_objective(model, batch, parts["objective"])
@@ -98,8 +85,10 @@ def inspect_examples(cfg: JepaConfig, num_examples: int = 2) -> dict[str, Any]:
         "model": cfg.model_name_or_path,
         "isolation": parts["objective"].isolation,
         **{k: getattr(cfg, k) for k in ("predictors", "distance", "jepa_lambda", "gamma", "direction",
-                                        "predictor_position", "label_mode", "plain_text", "anchor_offset",
-                                        "stp_lambda", "stp_variant", "stp_layer")},
+                                        "predictor_position", "label_mode", "plain_text", "anchor_offset")},
+        # every term's options, whether on or off (so a reader sees that STP was off): from its registration
+        **{f.name: getattr(cfg, f.name) for term in TERMS.values() if term.options for f in fields(term.options)
+           if hasattr(cfg, f.name)},
     }
     return report
 

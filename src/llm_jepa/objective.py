@@ -24,12 +24,13 @@ import torch.nn.functional as F
 
 from .attention import additive_block_causal_mask
 from .losses import INFONCE_TEMPERATURE, jepa_distance
-from .regularizers import REGULARIZERS
-from .stp import StpConfig, stp_terms
+from .regularizers import SigregOptions, VicregOptions, sigreg, vicreg
+from .stp import StpConfig, StpOptions, collate_term, describe_spans, setup_term, stp_term
 from .views import IGNORE
 
 __all__ = [
-    "ObjectiveConfig", "ObjectiveOutput", "TermInputs", "Term", "TERMS", "register_term", "ISOLATIONS",
+    "ObjectiveConfig", "ObjectiveOutput", "TermInputs", "CollateInputs", "Term", "TERMS", "register_term",
+    "unwrap_model", "ISOLATIONS",
     "DEFAULT_ISOLATION", "forward_packed", "forward_hidden", "lm_loss", "jepa_term", "total_loss",
     "compute_objective",
 ]
@@ -51,11 +52,15 @@ class ObjectiveConfig:
     stop_gradient_target: bool = False
     isolation: str = DEFAULT_ISOLATION
     terms: dict[str, float] = field(default_factory=dict)  # name in TERMS -> weight
-    stp: StpConfig | None = None  # the options of Semantic Tube Prediction (llm_jepa.stp), when its term is on
+    #: name in TERMS -> what the term reads (``Term.settings`` of its options), for the terms that are on
+    term_settings: dict[str, Any] = field(default_factory=dict)
+    stp: StpConfig | None = None  # shorthand: term_settings["stp_loss"] (STP's settings carry its weight too)
 
     def __post_init__(self) -> None:
-        if self.stp is not None and self.stp.weight and "stp_loss" not in self.terms:
-            self.terms = {**self.terms, "stp_loss": self.stp.weight}  # STP's options carry its weight too
+        if self.stp is not None and self.stp.weight:
+            self.term_settings = {**self.term_settings, "stp_loss": self.term_settings.get("stp_loss", self.stp)}
+            if "stp_loss" not in self.terms:
+                self.terms = {**self.terms, "stp_loss": self.stp.weight}
 
     @property
     def is_baseline(self) -> bool:
@@ -87,24 +92,64 @@ class TermInputs:
     objective: Any = None  # the ObjectiveConfig
     pred: torch.Tensor | None = None  # [P, C]; view terms only
     target: torch.Tensor | None = None  # [P, C]; view terms only
+    settings: Any = None  # the running term's settings (ObjectiveConfig.term_settings), None without options
+
+
+@dataclass
+class CollateInputs:
+    """What a term's host-side hook (``Term.collate``) sees of one batch being packed: the tokenized
+    examples, where each one's conversation starts in the packed rows ((row, column) of its first LM
+    segment), the run's seed and the epoch (so that draws are the same on every process and after
+    resume)."""
+
+    examples: list[Any]  # TokenizedExample
+    starts: list[tuple[int, int]]
+    seed: int
+    epoch: int
 
 
 @dataclass(frozen=True)
 class Term:
-    """A term added to the objective: ``fn(inputs) -> scalar``, a mean over the batch (so it is
-    divided by the accumulation steps, like the JEPA term), or a dict holding that scalar under the
-    term's name plus monitoring values named in ``metrics`` (logged, never weighted).
-    ``weight_field``: the training config's field holding its weight (0 = off).
+    """A term added to the objective, and everything it owns.
+
+    ``fn(inputs: TermInputs) -> scalar``: a mean over the batch (so it is divided by the accumulation
+    steps, like the JEPA term), or a dict holding that scalar under the term's name plus monitoring
+    values named in ``metrics`` (logged, never weighted). ``weight_field``: the training option
+    holding its weight (0 = off).
 
     ``needs_views``: a view term (the anti-collapse regularisers) runs on the batches that carry
     views (not on those loss dropout skipped), and never in a baseline. A sequence term
     (``needs_views=False``, e.g. STP) works on the conversation itself: it runs on every batch,
-    also in a baseline (``--regular`` plus STP is the STP paper's setting)."""
+    also in a baseline (``--regular`` plus STP is the STP paper's setting).
+
+    What a term owns besides its loss (all optional):
+
+    - ``options``: a dataclass of its training options (fields declared with
+      :func:`llm_jepa.options.option`, names unique across terms, ``weight_field`` among them). They
+      become training options: command line, YAML, saved config, resume checks and roles
+      (:func:`llm_jepa.config.config_class`). Without it, ``weight_field`` must be a field of ``JepaConfig``.
+    - ``settings(options) -> Any``: what its hooks read (``TermInputs.settings``), validated (a
+      ValueError names the option); default: the options object itself.
+    - ``collate(CollateInputs, settings) -> dict``: host-side batch keys (STP's spans), added by the
+      packing collator to every batch while the term is on.
+    - ``setup(model, settings, seed) -> [module names]``: done to the model before LoRA wraps it (STP's
+      predictor); returns the modules LoRA must train in full and save.
+    - ``describe(tokenizer, items, batch, report)``: adds what it drew to ``inspect``'s report.
+    """
 
     fn: Callable[[TermInputs], Any]
     weight_field: str
     needs_views: bool = True
     metrics: tuple[str, ...] = ()
+    options: type | None = None
+    settings: Callable[[Any], Any] | None = None
+    collate: Callable[[CollateInputs, Any], dict[str, Any]] | None = None
+    setup: Callable[[Any, Any, int], list[str]] | None = None
+    describe: Callable[[Any, list, dict, dict], None] | None = None
+
+    def configure(self, values: Any) -> Any:
+        """The term's settings from its options object (``values``)."""
+        return self.settings(values) if self.settings is not None else values
 
 
 def _anchor_term(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[TermInputs], torch.Tensor]:
@@ -112,18 +157,15 @@ def _anchor_term(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[TermIn
     return lambda inputs: fn(torch.cat([inputs.pred, inputs.target]).float())
 
 
-#: every embedding-side term, in the order they are added and logged. A new term is one entry here
-#: (and its weight field in ``JepaConfig``); the trainer logs it under its name.
-TERMS: dict[str, Term] = {name: Term(_anchor_term(r.fn), r.weight_field) for name, r in REGULARIZERS.items()}
-
-
-def _stp_term(inputs: TermInputs) -> dict[str, torch.Tensor]:
-    """Semantic Tube Prediction on the conversation's trajectory (:mod:`llm_jepa.stp`)."""
-    predictor = getattr(_unwrap(inputs.model), "stp_predictor", None)
-    return stp_terms(inputs.hidden_states, inputs.batch, inputs.objective.stp, predictor)
-
-
-TERMS["stp_loss"] = Term(_stp_term, "stp_lambda", needs_views=False, metrics=("stp_cosine",))
+#: every objective term, in the order they are added and logged (the one registry: the anti-collapse
+#: regularisers, STP, and whatever :func:`register_term` adds). A new term is one entry here (or a
+#: ``register_term`` call) and its options dataclass; the trainer logs it under its name.
+TERMS: dict[str, Term] = {
+    "vicreg": Term(_anchor_term(vicreg), "vicreg_weight", options=VicregOptions),
+    "sigreg": Term(_anchor_term(sigreg), "sigreg_weight", options=SigregOptions),
+    "stp_loss": Term(stp_term, "stp_lambda", needs_views=False, metrics=("stp_cosine",), options=StpOptions,
+                     settings=StpOptions.settings, collate=collate_term, setup=setup_term, describe=describe_spans),
+}
 
 
 def _run_terms(cfg: ObjectiveConfig, inputs: TermInputs, views: bool) -> dict[str, torch.Tensor]:
@@ -132,25 +174,38 @@ def _run_terms(cfg: ObjectiveConfig, inputs: TermInputs, views: bool) -> dict[st
     for name, weight in cfg.terms.items():
         term = TERMS[name]
         if weight and term.needs_views == views:
+            inputs.settings = cfg.term_settings.get(name)
             value = term.fn(inputs)
             out.update(value if isinstance(value, dict) else {name: value})
     return out
 
 
-def register_term(name: str, fn: Callable[[TermInputs], Any], weight_field: str, needs_views: bool = True,
-                  metrics: tuple[str, ...] = ()) -> None:
-    """Add a term at run time (extensions, tests); see :class:`Term` and :data:`TERMS`."""
+def register_term(name: str, fn: Callable[[TermInputs], Any] | Term, weight_field: str | None = None,
+                  needs_views: bool = True, metrics: tuple[str, ...] = (), **owned: Any) -> Term:
+    """Add a term at run time (extensions, tests): a :class:`Term`, or its fields (``owned``: options,
+    settings, collate, setup, describe). Its options become training options at the next
+    ``load_config``."""
     if name in TERMS or name in ("loss", "lm_loss", "jepa_loss"):
         raise ValueError(f"an objective term named {name!r} already exists")
-    TERMS[name] = Term(fn, weight_field, needs_views, metrics)
+    if isinstance(fn, Term):
+        term = fn
+    elif weight_field is None:
+        raise ValueError(f"objective term {name!r}: give its weight_field")
+    else:
+        term = Term(fn, weight_field, needs_views, metrics, **owned)
+    TERMS[name] = term
+    return term
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_model(model: Any) -> Any:
     """The underlying transformers model (through DDP / PEFT wrappers)."""
     model = getattr(model, "module", model)
     if hasattr(model, "get_base_model"):
         model = model.get_base_model()
     return model
+
+
+_unwrap = unwrap_model
 
 
 class _HeadSelector:

@@ -176,7 +176,7 @@ def _plain_copy(source: Any) -> Any:
 
 def _generation_config(source: Any, tok: Any) -> Any:
     """The source's generation config, stopping at eos and at the template's end-of-turn token."""
-    from .eval.generate import END_OF_TURN
+    from .views import END_OF_TURN
 
     config = copy.deepcopy(source.generation_config)
     template = tok.chat_template or ""

@@ -9,16 +9,21 @@ size) and returns a scalar tensor to *add* to the loss (zero or small = healthy)
 - :func:`sigreg`: Sketched Isotropic Gaussian Regularisation from LeJEPA (Balestriero, LeCun 2025,
   https://arxiv.org/abs/2511.08544): random 1-D projections, each tested for standard normality with
   the Epps-Pulley characteristic-function statistic.
+
+Each is an objective term (``objective.TERMS``: ``vicreg``, ``sigreg``) on the anchor embeddings,
+with its weight as its own training option (:class:`VicregOptions`, :class:`SigregOptions`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-__all__ = ["vicreg_variance", "vicreg_covariance", "vicreg", "sigreg", "epps_pulley", "Regularizer", "REGULARIZERS"]
+from .options import FIXED, VIEW_ONLY, option
+
+__all__ = ["vicreg_variance", "vicreg_covariance", "vicreg", "sigreg", "epps_pulley", "VicregOptions", "SigregOptions"]
 
 
 def _check_batch(emb: torch.Tensor, min_rows: int = 2) -> None:
@@ -95,24 +100,21 @@ def sigreg(
     return epps_pulley(projected, t_max=t_max, num_points=num_points).mean()
 
 
-
 def vicreg(emb: torch.Tensor) -> torch.Tensor:
     """VICReg's variance hinge plus covariance term. [B, C] -> scalar."""
     return vicreg_variance(emb) + vicreg_covariance(emb)
 
 
-@dataclass(frozen=True)
-class Regularizer:
-    """A registered regulariser: ``fn(emb [B, C]) -> scalar`` on the anchor embeddings, weighted by
-    the training config's field ``weight_field`` (0 = off)."""
-
-    fn: Callable[[torch.Tensor], torch.Tensor]
-    weight_field: str
+# ---- their training options (each term owns its own; see objective.Term.options) ------------------
+def _weight(help: str) -> Any:
+    return option(0.0, help, roles=(FIXED, VIEW_ONLY), check=(lambda v: v >= 0, ">= 0"))
 
 
-#: name -> regulariser. The objective adds each one whose weight is non-zero (in this order) and the
-#: trainer logs it under its name.
-REGULARIZERS: dict[str, Regularizer] = {
-    "vicreg": Regularizer(vicreg, "vicreg_weight"),
-    "sigreg": Regularizer(sigreg, "sigreg_weight"),
-}
+@dataclass
+class VicregOptions:
+    vicreg_weight: float = _weight("Anti-collapse: weight of a VICReg variance+covariance term on anchors.")
+
+
+@dataclass
+class SigregOptions:
+    sigreg_weight: float = _weight("Anti-collapse: weight of SIGReg (LeJEPA) on anchors.")

@@ -71,11 +71,21 @@ def changes(saved: dict[str, Any], now: dict[str, Any], keys: Iterable[str] | No
             same: Callable[[str, Any, Any], bool] | None = None) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved, now)}`` for the ``keys`` (default: every key of either side) whose values
     differ by ``same(key, saved, now)`` (default: equality). A key one side lacks compares as None
-    (a record written before an option existed) and is shown as :data:`MISSING`."""
+    (a record written before an option existed) and is shown as :data:`MISSING`. Two differing
+    mappings are reported entry by entry (``run_settings.view_system``)."""
     keys = sorted(set(saved) | set(now)) if keys is None else list(keys)
     same = same or (lambda _k, a, b: a == b)
-    return {k: (saved.get(k, MISSING), now.get(k, MISSING)) for k in keys
-            if not same(k, saved.get(k), now.get(k))}
+    out: dict[str, tuple[Any, Any]] = {}
+    for k in keys:
+        a, b = saved.get(k), now.get(k)
+        if same(k, a, b):
+            continue
+        inner = changes(a, b) if isinstance(a, dict) and isinstance(b, dict) else {}
+        if inner:  # a nested record (eval's run settings): name the entries that differ, not two long dicts
+            out.update({f"{k}.{name}": pair for name, pair in inner.items()})
+        else:
+            out[k] = (saved.get(k, MISSING), now.get(k, MISSING))
+    return out
 
 
 _SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .views import VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
+from .views import ViewConfig
 
 __all__ = [
     "RUN_CONFIG", "LEGACY", "SETTINGS", "TrainedRun", "load_run", "in_memory_run", "read_run_config",
@@ -36,20 +36,19 @@ RUN_CONFIG = "llm_jepa_config.yaml"  # written by llm_jepa.train beside every tr
 #: settings a saved run may lack because it predates them -> the value the code of that time used
 LEGACY = {"predictor_order": "ascending"}
 
-#: the settings a consumer takes from a run (the training option names), with their types
-SETTINGS: dict[str, tuple[type, ...]] = {
-    "plain_text": (bool,),
-    "separator": (str,),
-    "predictors": (int,),
-    "predictor_position": (str,),
-    "predictor_order": (str,),
-    "direction": (str,),
-    "anchor_offset": (int, type(None)),
-    "label_mode": (str,),
-    "view_system": (str,),
-    "max_length": (int,),
-    "dtype": (str,),
-}
+def _run_settings() -> dict[str, tuple[type, ...]]:
+    """The training options whose field declares the ``run`` role, with the types their annotation names."""
+    import typing
+
+    from .config import RUN, JepaConfig, options_with
+
+    hints = typing.get_type_hints(JepaConfig)
+    return {name: typing.get_args(hints[name]) or (hints[name],) for name in options_with(RUN)}
+
+
+#: the settings a consumer takes from a run (the training option names), with their types: the
+#: options whose field in :class:`~llm_jepa.config.JepaConfig` has the ``run`` role
+SETTINGS: dict[str, tuple[type, ...]] = _run_settings()
 _BASELINE = {"regular": (bool,), "jepa_lambda": (int, float)}  # read only to tell that k was never trained
 
 
@@ -71,11 +70,8 @@ class TrainedRun:
 
     def settings(self) -> dict[str, Any]:
         """The resolved settings under their training option names (for summaries and run identity)."""
-        v = self.view
-        return {"plain_text": self.plain_text, "separator": v.separator, "predictors": v.predictors,
-                "predictor_position": v.predictor_position, "predictor_order": v.predictor_order,
-                "direction": v.direction, "anchor_offset": v.anchor_offset, "label_mode": v.label_mode,
-                "max_length": v.max_length, "dtype": self.dtype}
+        special = {"plain_text": self.plain_text, "dtype": self.dtype}  # the rest are the view's own fields
+        return {name: special[name] if name in special else getattr(self.view, name) for name in SETTINGS}
 
     def with_overrides(self, **overrides: Any) -> TrainedRun:
         """The same run with some settings replaced (``None`` values are ignored)."""
@@ -219,17 +215,36 @@ def _offset(text: str) -> int | None:
     return None if text.lower() == "none" else int(text)
 
 
-_FLAGS = {  # setting -> argparse options; every default is None: "take it from the run"
-    "plain_text": dict(action=argparse.BooleanOptionalAction,
-                       help="the model reads plain text (request + separator), not its chat template"),
-    "separator": dict(help="plain text: what joins request and answer"),
-    "predictor_position": dict(choices=VIEW_CHOICES["predictor_position"]),
-    "predictor_order": dict(choices=VIEW_CHOICES["predictor_order"]),
-    "direction": dict(choices=VIEW_CHOICES["direction"], help="which view carries the predictors"),
-    "anchor_offset": dict(type=_offset, metavar="N|none", help="anchor = view length + N (the paper's -2)"),
-    "view_system": dict(choices=VIEW_SYSTEM, help="system turn of a view rendered alone (train --help: view_system)"),
-    "max_length": dict(type=int, help="tokens per view (longer views lose the start of their content)"),
-    "dtype": dict(help="weights dtype: auto (as saved), float32, bfloat16 or float16"),
+#: the short help of each setting's eval/analyze flag (without one: the training option's help)
+_FLAG_HELP = {
+    "plain_text": "the model reads plain text (request + separator), not its chat template",
+    "separator": "plain text: what joins request and answer",
+    "direction": "which view carries the predictors",
+    "anchor_offset": "anchor = view length + N (the paper's -2)",
+    "view_system": "system turn of a view rendered alone (train --help: view_system)",
+    "max_length": "tokens per view (longer views lose the start of their content)",
+    "dtype": "weights dtype: auto (as saved), float32, bfloat16 or float16",
+}
+
+
+def _flag(name: str, types: tuple[type, ...]) -> dict[str, Any]:
+    """The argparse options of a setting's flag, from its training field (type and choices)."""
+    from .config import JepaConfig
+
+    f = JepaConfig.__dataclass_fields__[name]
+    kwargs: dict[str, Any] = {"help": _FLAG_HELP.get(name, f.metadata.get("help"))}
+    if bool in types:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif int in types:
+        kwargs.update(type=_offset, metavar="N|none") if type(None) in types else kwargs.update(type=int)
+    if f.metadata.get("choices") is not None:
+        kwargs["choices"] = tuple(f.metadata["choices"])
+    return kwargs
+
+
+_FLAGS = {  # setting -> argparse options; every default is None: "take it from the run". --predictors
+    # is added by the caller (one k for eval, one per model for analyze)
+    name: _flag(name, types) for name, types in SETTINGS.items() if name != "predictors"
 }
 
 

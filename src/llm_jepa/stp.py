@@ -23,8 +23,8 @@ Variants: ``two_view`` (rest = user displacement, patch = assistant displacement
 radians). An optional linear predictor maps ``rest`` before the cosine.
 
 Where each step lives: the content token ranges are found where the conversation is tokenised
-(:meth:`llm_jepa.views.ViewBuilder.conversation`); spans are drawn on the host by the collator
-(:func:`collate_stp`) from ``(seed, epoch, example index)`` -- so every process and a resumed run
+(:meth:`llm_jepa.views.ViewBuilder.conversation`); spans are drawn on the host by the collator's
+hook for this term (:func:`collate_term`, which calls :func:`collate_stp`) from ``(seed, epoch, example index)`` -- so every process and a resumed run
 draw the same spans for an example whatever the batch it lands in -- and turned into (row, column)
 positions of the packed batch; the objective only gathers hidden states (:func:`stp_terms`).
 
@@ -37,16 +37,18 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from .options import FIXED, option
+
 __all__ = [
     "SAMPLINGS", "LENGTH_WEIGHTS", "VARIANTS", "StpConfig", "draw_span", "message_points", "span_points", "span_tokens",
     "collate_stp", "check_layer", "length_weights", "displacements", "span_loss", "curvature_loss", "stp_terms",
-    "attach_predictor",
+    "attach_predictor", "StpOptions", "stp_term", "collate_term", "setup_term", "describe_spans",
 ]
 
 SAMPLINGS = ("start_end", "both_ends", "uniform")
@@ -81,6 +83,35 @@ class StpConfig:
             raise ValueError(f"stp_times applies to the 'span' variant only (got {self.times} with {self.variant!r})")
         if self.variant == "curvature" and self.predictor:
             raise ValueError("stp_predictor maps 'rest'; the curvature variant has none")
+
+
+@dataclass
+class StpOptions:
+    """STP's training options (``--stp_*``), registered with its term (``objective.TERMS["stp_loss"]``):
+    they reach the command line, YAML files and the saved config from there. :meth:`settings` gives
+    the :class:`StpConfig` the collator and the loss read."""
+
+    stp_lambda: float = option(0.0, "Weight of the STP term on the conversation's hidden-state trajectory (0 = off; "
+                               "the STP paper uses about 0.02). Needs no views: combine with --regular for pure STP.",
+                               roles=(FIXED,))
+    stp_times: int = option(1, "STP spans drawn per example (span variant).", roles=(FIXED,))
+    stp_max_span: int = option(0, "Longest STP span in content tokens (0 = no limit).", roles=(FIXED,))
+    stp_sampling: str = option("start_end", "How an STP span is drawn: start then end, both ends at once, or "
+                               "uniformly over all spans.", choices=list(SAMPLINGS), roles=(FIXED,))
+    stp_layer: int = option(-1, "Which hidden states STP reads: index into the model's hidden_states "
+                            "(0 = embeddings, -1 = last layer).", roles=(FIXED,))
+    stp_length_weight: str = option("none", "Per-span weight from the rest and span lengths.",
+                                    choices=list(LENGTH_WEIGHTS), roles=(FIXED,))
+    stp_variant: str = option("span", "span: cos(rest, patch) of random spans; two_view: rest = user, patch = "
+                              "assistant displacement; curvature: mean turning angle of the trajectory.",
+                              choices=list(VARIANTS), roles=(FIXED,))
+    stp_predictor: bool = option(False, "A trainable linear map applied to STP's rest displacement.", roles=(FIXED,))
+
+    def settings(self) -> StpConfig:
+        """The settings of the term (validated: a bad value is a ValueError naming its option)."""
+        values = {f.name.removeprefix("stp_"): getattr(self, f.name) for f in fields(self)}  # stp_x -> x
+        values["weight"] = values.pop("lambda")
+        return StpConfig(**values)
 
 
 # ---- host side: spans and their positions ------------------------------------------------------
@@ -299,3 +330,46 @@ def attach_predictor(base_model: Any, seed: int | None = None) -> torch.nn.Linea
         lin.weight.copy_(w)
     base_model.stp_predictor = lin
     return lin
+
+
+# ---- the term's hooks (objective.Term): loss, host-side collation, model setup, inspect ------------
+def stp_term(inputs: Any) -> dict[str, torch.Tensor]:
+    """The objective term: :func:`stp_terms` on the forward's hidden states (``inputs``: an
+    ``objective.TermInputs`` whose ``settings`` is the :class:`StpConfig`)."""
+    from .objective import unwrap_model
+
+    predictor = getattr(unwrap_model(inputs.model), "stp_predictor", None)
+    return stp_terms(inputs.hidden_states, inputs.batch, inputs.settings, predictor)
+
+
+def collate_term(inputs: Any, cfg: StpConfig) -> dict[str, torch.Tensor]:
+    """The collator's hook: each example's spans (``inputs``: an ``objective.CollateInputs``)."""
+    convs = [ex.lm[0] if ex.lm else None for ex in inputs.examples]
+    return collate_stp([c.content if c else None for c in convs], [ex.source[1] for ex in inputs.examples],
+                       inputs.starts, cfg, inputs.seed, inputs.epoch)
+
+
+def setup_term(model: Any, cfg: StpConfig, seed: int) -> list[str]:
+    """Before LoRA wraps the model: check the layer (before anything is written) and attach the
+    predictor, so that the adapter saves (and a resumed run restores) it too. Returns the modules
+    LoRA must train in full and save."""
+    check_layer(cfg.layer, model.config.num_hidden_layers + 1)
+    if not cfg.predictor:
+        return []
+    attach_predictor(model, seed=seed)
+    return ["stp_predictor"]
+
+
+def describe_spans(tok: Any, items: list, batch: dict[str, Any], report: dict[str, Any]) -> None:
+    """``inspect``'s hook: each example's spans, offsets [s, t) over its content tokens and the
+    tokens of rest and patch."""
+    for ex in report["examples"]:
+        ex["stp_spans"] = []
+    for i, s, t in batch["stp_spans"].tolist():
+        seg = items[i].lm[0]
+        rest, patch = ([seg.input_ids[p] for p in ps] for ps in span_tokens(seg.content, s, t))
+        report["examples"][i]["stp_spans"].append({
+            "span": [s, t], "content_tokens": len(rest) + len(patch),
+            "rest": tok.convert_ids_to_tokens(rest), "patch": tok.convert_ids_to_tokens(patch),
+            "rest_text": tok.decode(rest), "patch_text": tok.decode(patch),
+        })

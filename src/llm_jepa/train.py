@@ -224,28 +224,62 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     }
 
 
-# options a resumed run must share with the run that wrote the checkpoint: changing them mid-run
-# makes steps 1..N and N+1.. different experiments under one config file. Besides these, every view
-# setting, objective option and registered term weight (see resume_fixed). The batch split is not
-# among them: a run may resume on another number of processes with the same global batch.
-RESUME_FIXED = ("plain_text", "regular", "loss_dropout", "monitor_views_every", "learning_rate", "lr_scheduler_type",
-                "warmup_steps", "warmup_ratio", "weight_decay", "seed", "model_name_or_path", "train_file", "lora",
-                "lora_r", "lora_alpha", "pretrain", "train_fraction", "train_rows", "stp_times", "stp_max_span",
-                "stp_sampling", "stp_layer", "stp_length_weight", "stp_variant", "stp_predictor")
-
-
 def resume_fixed() -> list[str]:
-    """RESUME_FIXED plus the fields of the component configs (ViewConfig, ObjectiveConfig) and the
-    weight of every registered term, read from their definitions so that a new one is covered too.
-    Left out: how the same objective is computed (isolation) and what is derived (chat_template)."""
+    """The options a resumed run must share with the run that wrote the checkpoint: changing them
+    mid-run makes steps 1..N and N+1.. different experiments under one config file. They are the
+    options whose field declares the ``fixed`` role (:func:`llm_jepa.config.options_with`), plus the
+    fields of the component configs (ViewConfig, ObjectiveConfig) and the weight of every registered
+    term, so that a new one is covered too. Left out: how the same objective is computed (isolation)
+    and what is derived (chat_template). The batch split is not among them: a run may resume on
+    another number of processes with the same global batch (:func:`run_facts` records it)."""
     from dataclasses import fields
 
+    from .config import FIXED, options_with
     from .objective import TERMS, ObjectiveConfig
     from .views import ViewConfig
 
-    derived = {"chat_template", "build_views", "isolation", "terms", "stp"}  # stp: the stp_* options
+    derived = {"chat_template", "build_views", "isolation", "terms", "term_settings", "stp"}  # terms: their options
     components = {f.name for cls in (ViewConfig, ObjectiveConfig) for f in fields(cls)} - derived
-    return sorted({*RESUME_FIXED, *components, *(t.weight_field for t in TERMS.values())})
+    return sorted({*options_with(FIXED), *components, *(t.weight_field for t in TERMS.values())})
+
+
+#: kept for callers that read the list as a constant; computed from the fields' roles
+RESUME_FIXED = tuple(resume_fixed())
+
+#: what a run trained on besides its options, written beside its config: the content of its training
+#: rows and its global batch (per-device batch x processes x accumulation), compared on resume
+RUN_FACTS = "llm_jepa_run.json"
+
+
+def data_sha256(examples: list) -> str:
+    """A hash of the rows a run trains on (after --limit and subsetting), in order: a file replaced
+    by other rows at the same path changes it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps([ex.messages, ex.text, ex.code, list(ex.paraphrases)], sort_keys=True).encode() + b"\n")
+    return h.hexdigest()
+
+
+def run_facts(cfg: JepaConfig, examples: list, num_processes: int) -> dict[str, Any]:
+    """The facts of :data:`RUN_FACTS` for this invocation."""
+    return {"data_sha256": data_sha256(examples), "num_rows": len(examples),
+            "global_train_batch": cfg.per_device_train_batch_size * num_processes * cfg.gradient_accumulation_steps,
+            "num_processes": num_processes}
+
+
+def _changed_facts(out: Path, facts: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
+    """{fact: (saved, now)} for the data hash and global batch, when both runs recorded them."""
+    path = out / RUN_FACTS
+    if facts is None or not path.is_file():
+        return {}  # a run saved before the record existed: unknown, not a change
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    names = {"data_sha256": "training rows (content hash)", "global_train_batch": "global batch"}
+    return {names[k]: (saved[k], facts[k]) for k in names if k in saved and saved[k] != facts[k]}
 
 
 def _same_option(key: str, saved: Any, now: Any) -> bool:
@@ -266,8 +300,9 @@ def _same_option(key: str, saved: Any, now: Any) -> bool:
 _OPTIMIZER = ("optim", "optim_args")
 
 
-def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, Any]]:
-    """{option: (saved, now)} for the fixed options that changed; refused unless allowed. Reads only."""
+def _check_resume_options(cfg: JepaConfig, out: Path, facts: dict[str, Any] | None = None) -> dict[str, tuple[Any, Any]]:
+    """{option: (saved, now)} for the fixed options (and the facts of :data:`RUN_FACTS`) that
+    changed; refused unless allowed. Reads only."""
     import yaml
 
     path = out / CONFIG_NAME
@@ -278,8 +313,10 @@ def _check_resume_options(cfg: JepaConfig, out: Path) -> dict[str, tuple[Any, An
     optimizer = changes(saved, now, [k for k in _OPTIMIZER if k in now])
     if optimizer:
         raise ValueError(f"{path}: --resume with another optimizer ({describe(optimizer)}); the checkpoint holds the "
-                         "saved optimizer's state. Resume with the saved value, or start a new run")
+                         "saved optimizer's state, even with --resume_allow_changes. Resume with the saved value, or "
+                         "start a new run (or --overwrite) to change the optimizer")
     changed = changes(saved, now, [k for k in resume_fixed() if k in now], _same_option)
+    changed.update(_changed_facts(out, facts))
     if changed and not cfg.resume_allow_changes:
         raise ValueError(f"{path}: --resume with changed options ({describe(changed)}); the checkpoint was trained "
                          "with the saved values. Pass --resume_allow_changes true to continue anyway (both are recorded)")
@@ -311,11 +348,12 @@ def _check_inputs_outside(cfg: JepaConfig, out: Path) -> None:
                          "choose another --output_dir")
 
 
-def prepare_output_dir(cfg: JepaConfig) -> str | None:
+def prepare_output_dir(cfg: JepaConfig, facts: dict[str, Any] | None = None) -> str | None:
     """Main process, under the output lock: refuse a non-empty directory unless told to; with
     ``overwrite`` move the previous run aside (never delete it); with ``resume`` pick the newest
     complete checkpoint, check the options did not change, rename the incomplete ones it skipped and
-    cut ``metrics.jsonl`` back to its step. Everything is checked before anything is changed.
+    cut ``metrics.jsonl`` back to its step. ``facts``: this invocation's :func:`run_facts`, compared
+    with the saved ones on resume (None: not compared).
     Returns the checkpoint to resume from."""
     out = Path(cfg.output_dir)
     if cfg.resume:
@@ -323,13 +361,15 @@ def prepare_output_dir(cfg: JepaConfig) -> str | None:
         if ckpt is None:
             raise FileNotFoundError(f"{out}: --resume given but there is no complete checkpoint-* directory to "
                                     f"resume from{' (skipped: ' + ', '.join(p.name for p in skipped) + ')' if skipped else ''}")
-        changed = _check_resume_options(cfg, out)  # a refused resume leaves the directory as it was
+        changed = _check_resume_options(cfg, out, facts)  # a refused resume leaves the directory as it was
         for path in skipped:  # renamed, so that the Trainer's rotation never keeps it over a whole one
             aside = set_aside(path)
             _say(f"skipping incomplete checkpoint {path} (interrupted while being written); set aside as {aside.name}")
         step = int(ckpt.name.split("-")[-1])
         if changed:
             os.replace(out / CONFIG_NAME, out / f"llm_jepa_config.before-step-{step}.yaml")
+            if (out / RUN_FACTS).is_file():
+                os.replace(out / RUN_FACTS, out / f"llm_jepa_run.before-step-{step}.json")
             _say(f"resuming with changed options {sorted(changed)}; the old config is kept as "
                  f"llm_jepa_config.before-step-{step}.yaml")
         removed = truncate_metrics(out / "metrics.jsonl", step)
@@ -390,8 +430,10 @@ def _quiet_replica() -> None:
 
 
 def build_components(cfg: JepaConfig) -> dict[str, Any]:
-    """Tokenizer, model (LoRA-wrapped if asked), view builder and collators for ``cfg``."""
+    """Tokenizer, model (LoRA-wrapped if asked; each switched-on objective term's ``setup`` done
+    first), view builder and collators for ``cfg``."""
     from .modeling import apply_lora, load_model, load_tokenizer, resolve_isolation, resolve_pack_length
+    from .objective import TERMS
 
     if not cfg.model_name_or_path:
         raise ValueError("no model given (--model NAME_OR_DIR)")
@@ -404,19 +446,15 @@ def build_components(cfg: JepaConfig) -> dict[str, Any]:
         attn_implementation=cfg.attn_implementation,
         seed=cfg.seed,
     )
-    if cfg.stp_lambda:
-        from .stp import attach_predictor, check_layer
-
-        check_layer(cfg.stp_layer, model.config.num_hidden_layers + 1)  # before anything is written
-        if cfg.stp_predictor:
-            # before LoRA, so that the adapter saves (and a resumed run restores) the predictor too
-            attach_predictor(model, seed=cfg.seed)
+    terms = cfg.term_settings()
+    keep = [name for term, value in terms.items() if TERMS[term].setup  # before LoRA, so the adapter saves them
+            for name in TERMS[term].setup(model, value, cfg.seed) or []]
     if cfg.lora:
         model = apply_lora(model, tok, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_target_modules,
-                           modules_to_save=["stp_predictor"] if cfg.stp_lambda and cfg.stp_predictor else None)
+                           modules_to_save=keep or None)
     isolation = resolve_isolation(model, cfg.isolation)
     collate = dict(pad_token_id=tok.pad_token_id, pack_length=resolve_pack_length(model, cfg.pack_length),
-                   seed=cfg.seed, stp=cfg.stp_config())
+                   seed=cfg.seed, term_settings={k: v for k, v in terms.items() if TERMS[k].collate})
     return {
         "tokenizer": tok,
         "model": model,
@@ -456,10 +494,11 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     sets = {"train": TokenizedDataset(inputs["train"], parts["builder"], warn=main, needs_labels=cfg.gamma > 0),
             "eval": TokenizedDataset(inputs["eval"], parts["builder"], warn=main) if inputs["eval"] else None}
     _check_batches(cfg, len(sets["train"]), state.num_processes)
+    inputs["facts"] = run_facts(cfg, inputs["train"], state.num_processes)  # the data's hash: computed once
     lock = OutputLock(out, "training").acquire() if main else None
     try:
         if main:
-            prepare_output_dir(cfg)
+            prepare_output_dir(cfg, inputs["facts"])
         state.wait_for_everyone()
         resume_from = str(newest_complete_checkpoint(out)[0]) if cfg.resume else None
         return _run(cfg, state, inputs, parts, sets, resume_from)
@@ -486,6 +525,7 @@ def _check_batches(cfg: JepaConfig, rows: int, processes: int) -> None:
 
 def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], parts: dict[str, Any], sets: dict[str, Any],
          resume_from: str | None) -> dict[str, Any]:
+    from .diskwrite import write_json, write_text
 
     main = state.is_main_process
     out = Path(cfg.output_dir)
@@ -493,6 +533,7 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], parts: dict[str, A
     if main:
         save_config(cfg, out / CONFIG_NAME)
         note_resolved(out / CONFIG_NAME, attn_implementation=attention)
+        write_json(out / RUN_FACTS, inputs["facts"])
     guard = NonFiniteGuard(cfg.on_non_finite)
     from .trainer import JepaTrainer
 
@@ -523,8 +564,6 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], parts: dict[str, A
         metrics["non_finite_steps_skipped"] = guard.skipped
     _save_final(trainer, cfg, parts["tokenizer"], out)
     if trainer.is_world_process_zero():
-        from .diskwrite import write_text
-
         write_text(out / "train_results.json", json.dumps(metrics, indent=2))
     state.wait_for_everyone()
     return metrics

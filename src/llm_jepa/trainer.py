@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerCallback
 
-from .analysis.metrics import batch_collapse_stats
-from .collapse_monitor import collapse_warning, measure_base
+from .collapse_monitor import batch_collapse_stats, collapse_warning, measure_base
 from .objective import TERMS, ObjectiveConfig, compute_objective
 from .objective import _unwrap as unwrap_model
 from .rundir import AtomicCheckpoints

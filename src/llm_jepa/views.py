@@ -37,6 +37,7 @@ from .data import Example
 
 __all__ = [
     "PREDICTOR_TOKENS",
+    "END_OF_TURN",
     "VIEW_CHOICES",
     "VIEW_SYSTEM",
     "ViewConfig",
@@ -57,6 +58,10 @@ PREDICTOR_TOKENS = tuple(f"<|predictor_{i}|>" for i in range(1, 11))
 #: user-only rendering; the empty system turn is rendered and cut off, so it works on such templates).
 VIEW_SYSTEM = ("default", "empty", "none")
 IGNORE = -100
+#: end-of-turn markers of common chat templates (beside the chat rendering they belong to): whichever
+#: exist in a vocabulary stop generation (llm_jepa.eval.generate) and a converted model's generation
+#: config (llm_jepa.realmodel)
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>", "<|eom_id|>")
 
 #: the allowed values of ViewConfig's choice fields (the training config's ``choices`` and the CLI
 #: flags of eval/analyze read this)

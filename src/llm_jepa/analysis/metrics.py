@@ -11,6 +11,11 @@ import math
 
 import torch
 
+# the per-batch statistics are computed in training too, so they live in the core (collapse_monitor)
+from ..collapse_monitor import batch_collapse_stats
+from ..collapse_monitor import cheap_collapse_stats as _cheap_stats
+from ..collapse_monitor import unit_rows as _unit_rows
+
 __all__ = [
     "singular_values",
     "linear_residual",
@@ -75,16 +80,6 @@ def linear_residual(text: torch.Tensor, code: torch.Tensor) -> dict[str, float]:
     }
 
 
-def _unit_rows(emb: torch.Tensor) -> torch.Tensor:
-    return emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def _mean_offdiagonal_cosine(unit: torch.Tensor) -> float:
-    n = unit.shape[0]
-    gram = unit @ unit.T  # [N, N]
-    return ((gram.sum() - gram.diagonal().sum()) / (n * (n - 1))).item()
-
-
 @torch.no_grad()
 def collapse_diagnostics(emb: torch.Tensor) -> dict[str, float | bool | str]:
     """Is this set of embeddings [N, C] (N >= 2) collapsed? Returns numbers and a verdict.
@@ -112,14 +107,6 @@ def collapse_diagnostics(emb: torch.Tensor) -> dict[str, float | bool | str]:
             "collapsed": collapsed, "message": _verdict(stats, collapsed)}
 
 
-def _cheap_stats(x: torch.Tensor) -> dict[str, float]:
-    unit = _unit_rows(x)  # [N, C]
-    std = unit.std(dim=0).mean().item()
-    isotropic = 1.0 / math.sqrt(x.shape[1])
-    return {"mean_cosine": _mean_offdiagonal_cosine(unit), "normalized_std": std,
-            "isotropic_std": isotropic, "std_ratio": std / isotropic}
-
-
 def _verdict(stats: dict[str, float], collapsed: bool) -> str:
     if collapsed:
         return (f"embeddings have collapsed onto one direction (mean cosine {stats['mean_cosine']:.3f}, "
@@ -128,20 +115,6 @@ def _verdict(stats: dict[str, float], collapsed: bool) -> str:
         return (f"not collapsed, but strongly anisotropic (mean cosine {stats['mean_cosine']:.3f}), "
                 "as raw LLM hidden states usually are; compare cosine losses against this baseline")
     return f"not collapsed (mean cosine {stats['mean_cosine']:.3f}, std ratio {stats['std_ratio']:.3f})"
-
-
-@torch.no_grad()
-def batch_collapse_stats(emb: torch.Tensor) -> dict[str, float]:
-    """Cheap per-step collapse monitor on the B anchor embeddings of a training batch [B, C], B >= 2.
-
-    Returns ``mean_cosine``, ``normalized_std``, ``isotropic_std`` and ``std_ratio`` with the same
-    meaning as in :func:`collapse_diagnostics`: a B x B Gram matrix and one std, no SVD, so it costs
-    next to nothing. Watch ``std_ratio`` fall towards 0 (or ``mean_cosine`` rise towards 1) as the
-    sign of collapse. Computed in float32 on the embeddings' own device.
-    """
-    if emb.ndim != 2 or emb.shape[0] < 2:
-        raise ValueError(f"emb must be [B, C] with B >= 2; got {tuple(emb.shape)}")
-    return _cheap_stats(emb.detach().float())
 
 
 @torch.no_grad()

@@ -251,9 +251,12 @@ def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: resolved(v) if local(k, v) else v for k, v in cfg.items()}
 
 
-#: training options that change no result: an arm saved with another value (or before the option
-#: was set) is reused
-_NOT_TRAINING_SETTINGS = ("resume", "overwrite", "threads", "save_total_limit")
+def _not_training_settings() -> tuple[str, ...]:
+    """Training options that change no result (their fields' ``control`` and ``speed`` roles): an
+    arm saved with another value (or before the option was set) is reused."""
+    from ..config import CONTROL, SPEED, options_with
+
+    return options_with(CONTROL, SPEED)
 
 
 def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
@@ -264,7 +267,7 @@ def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
 
     path = run_dir / "llm_jepa_config.yaml"
     saved = yaml.safe_load(path.read_text()) if path.is_file() else None
-    keys = [k for k in overrides if k not in _NOT_TRAINING_SETTINGS]
+    keys = [k for k in overrides if k not in _not_training_settings()]
     return isinstance(saved, dict) and not changes(saved, overrides, keys,
                                                    lambda k, a, b: _same_path(k, a) == _same_path(k, b))
 
@@ -272,9 +275,10 @@ def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
 def _same_path(key: str, value: Any) -> Any:
     """The demo's paths resolved: arms saved by a demo that kept them relative (to the directory it
     ran from, which a rerun of the same command shares) are still recognised."""
+    from ..config import LOCAL_PATHS
     from ..runrecord import resolved
 
-    return resolved(value) if key in ("model_name_or_path", "train_file", "output_dir") else value
+    return resolved(value) if key in (*LOCAL_PATHS, "output_dir") else value
 
 
 def _metrics_log(run_dir: Path, kind: str | None = None) -> list[dict]:

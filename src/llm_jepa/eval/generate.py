@@ -20,13 +20,10 @@ from typing import Any
 
 import torch
 
-from ..views import render_chat
+from ..views import END_OF_TURN, render_chat
 from . import DEFAULT_BATCH_SIZE
 
-__all__ = ["GenerationSettings", "stop_token_ids", "render_prompt", "generate"]
-
-# end-of-turn markers of common chat templates; whichever exist in the vocabulary stop generation
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>", "<|eom_id|>")
+__all__ = ["GenerationSettings", "stop_token_ids", "render_prompt", "generate", "END_OF_TURN"]
 
 
 @dataclass

@@ -185,6 +185,8 @@ def _prepare_output(output: Path, run: dict[str, Any], overwrite: bool, examples
             raise FileExistsError(f"{output} is not empty and holds no llm-jepa evaluation; use --overwrite")
         else:
             previous = json.loads(run_file.read_text())
+            if isinstance(previous.get("run_settings"), dict):  # a setting recorded only since: unknown, not a change
+                previous["run_settings"] = {**run.get("run_settings", {}), **previous["run_settings"]}
             keys = (set(run) | set(previous)) - ({"model_files"} - set(previous))  # not recorded before: unknown
             diff = changes(previous, run, sorted(keys), _same_record)
             if diff:

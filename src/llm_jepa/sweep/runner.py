@@ -109,8 +109,14 @@ def claim_output(output: Path, sweep_file: str | None = None) -> None:
 KEY_FIELDS = ("config_sha256", "data_sha256")
 #: run.json's record of the files and folders the run read, resolved (see :func:`run_paths`)
 PATHS_FIELD = "paths"
-# resolved options that depend on the machine or the run's folder, not on the experiment
-_NOT_KEYED = {"output_dir", "logging_dir", "use_cpu", "dataloader_pin_memory", "resume", "overwrite"}
+
+
+def _not_keyed() -> set[str]:
+    """Resolved options that depend on the machine or the run's folder, not on the experiment (their
+    fields' ``machine`` and ``control`` roles)."""
+    from ..config import CONTROL, MACHINE, options_with
+
+    return set(options_with(MACHINE, CONTROL))
 
 
 def run_key(run: Run) -> dict[str, str]:
@@ -152,7 +158,8 @@ def _resolved_config(run: Run) -> dict[str, Any]:
     except ValueError:  # the run will report the error itself; key it by what it was given
         return {"base_text": base.read_text(), "overrides": run.overrides}
     plain = (int, float, str, bool, list, type(None))
-    values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.init and f.name not in _NOT_KEYED}
+    skip = _not_keyed()
+    values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.init and f.name not in skip}
     values = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
     return {k: v for k, v in values.items() if isinstance(v, plain)}
 

@@ -12,38 +12,12 @@ from __future__ import annotations
 
 import math
 import statistics
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
+from ..stats import SIGNIFICANCE, paired_test  # the test itself lives with the other statistics
+
 __all__ = ["cell_stats", "paired_test", "SIGNIFICANCE"]
-
-SIGNIFICANCE = 0.05
-
-
-def paired_test(cell: dict[int, float], baseline: dict[int, float]) -> dict[str, Any]:
-    """One-tailed paired t-test (cell > baseline) on matching seeds -> {t, p_value, n_paired, note}."""
-    seeds = sorted(set(cell) & set(baseline))
-    if len(seeds) < 2:
-        return {"t": math.nan, "p_value": math.nan, "n_paired": len(seeds),
-                "note": f"no test: {len(seeds)} seed(s) shared with the baseline, need 2"}
-    from scipy.stats import ttest_rel
-
-    a, b = [cell[s] for s in seeds], [baseline[s] for s in seeds]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # zero-variance differences: handled below
-        res = ttest_rel(a, b, alternative="greater")
-    t, p = float(res.statistic), float(res.pvalue)
-    note = ""
-    if math.isnan(p):
-        note = "no test: the cell equals the baseline on every seed"
-    elif all(math.isclose(x - y, a[0] - b[0], rel_tol=0, abs_tol=1e-12) for x, y in zip(a, b, strict=True)):
-        # equal up to rounding (0.58 - 0.60 and 0.55 - 0.57 differ in the last bit): t is then huge, not infinite.
-        # Accuracies move in steps of 1/n, so two seeds share a difference often; a zero-variance t says
-        # nothing, and its p of 0 must not read as significant
-        note = "the difference is the same on every seed, so the t statistic is infinite: no test"
-        p = math.nan
-    return {"t": t, "p_value": p, "n_paired": len(seeds), "note": note}
 
 
 def _by_cell(results: Iterable[dict[str, Any]], metric: str) -> dict[str, dict[str, Any]]:
