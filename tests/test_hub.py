@@ -68,7 +68,7 @@ def test_mistyped_local_run_fails_in_a_second(no_hub, capsys, data_file):
     (no_hub / "runs").mkdir()
     err = _one_line_error(capsys, ["eval", "--model", "runs/does-not-exist", "--data", str(data_file), "--task", "regex",
                                    "--output", str(no_hub / "e")], limit_s=10.0)
-    assert "runs/does-not-exist: no such file or folder (--model)" in err
+    assert "runs/does-not-exist: no such model directory (--model)" in err
     assert not (no_hub / "e").exists()
 
 

@@ -110,7 +110,7 @@ def require_loadable(name: str, kind: str = "model", option: str = "--model", al
     if Path(name).expanduser().exists():
         return
     if looks_local(name):
-        raise UnavailableError(f"{name}: no such file or folder ({option})")
+        raise UnavailableError(f"{name}: no such {'model directory' if kind == 'model' else 'file or folder'} ({option})")
     if _cached(name, kind):
         return
     if hub_offline():
