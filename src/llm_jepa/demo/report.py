@@ -39,9 +39,10 @@ def plot_losses(results: dict[str, Any], path: Path) -> Path:
     for name, arm in results["arms"].items():
         log = [r for r in arm["log"] if "lm_loss" in r]
         ax_lm.plot([r["step"] for r in log], [r["lm_loss"] for r in log], label=name)
-        jl = [r for r in log if "jepa_loss" in r]
+        key = "jepa_loss" if any("jepa_loss" in r for r in log) else "monitor_jepa_loss"  # a baseline's monitor
+        jl = [r for r in log if key in r]
         if jl:
-            ax_j.plot([r["step"] for r in jl], [r["jepa_loss"] for r in jl], label=name)
+            ax_j.plot([r["step"] for r in jl], [r[key] for r in jl], label=name + (" (monitored)" if key != "jepa_loss" else ""))
     ax_lm.set(title="next-token loss", xlabel="step", yscale="log")
     ax_j.set(title="JEPA loss (1 - cos); baselines: monitored, no gradient", xlabel="step")
     for ax in (ax_lm, ax_j):
