@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="FILE", help="train on this JSONL (e.g. ../shared/datasets/synth_train.jsonl; "
                                                   "default: generated NL-RX rows)")
     p.add_argument("--test-data", metavar="FILE", help="evaluate on this JSONL (with --data)")
+    p.add_argument("--final-models-only", action="store_true",
+                   help="delete each arm's checkpoints once it has finished, keeping its final model (the "
+                        "tiny demo writes about 219 MB with them; a stopped arm keeps its checkpoint to resume)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in a folder that holds a demo with other settings (it is moved aside to "
                         "DIR.previous-N, never deleted)")
@@ -58,7 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .progress import quiet_loading_bars
     from .run import DEFAULT_ARMS, PRETRAINED_DEFAULTS, DemoConfig, run_demo, run_demo_seeds
+
+    quiet_loading_bars()  # a bar per arm says how far it is; six loading bars per arm said nothing
 
     d = PRETRAINED_DEFAULTS if args.model else {"learning_rate": DemoConfig.learning_rate,
                                                 "batch_size": DemoConfig.batch_size, "arms": DEFAULT_ARMS}
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size, seed=args.seed, arms=list(args.arms or d["arms"]), data=args.data, test_data=args.test_data,
         overwrite=args.overwrite, model=args.model, lora=args.lora, threads=args.threads,
         view_system=args.view_system, tune_learning_rates=args.tune_lr, n_validation=args.n_validation,
+        final_models_only=args.final_models_only,
     )
     if args.seeds:
         run_demo_seeds(cfg, list(args.seeds), default_arms=args.arms is None)
