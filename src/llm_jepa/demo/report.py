@@ -16,8 +16,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("steps", "optimizer steps it trained"),
     ("s/step", "the training loop's own wall time per step (the Trainer's train_runtime over the steps it "
                "trained; loading and evaluation excluded). On a shared machine it follows the load of the moment"),
-    ("CPU s", "CPU seconds this process spent training the arm (all its threads): compare arms' costs by this, "
-              "not by wall time, on a loaded machine"),
+    ("CPU s", "CPU seconds this process spent in the arm's training (all its threads; loading the model and "
+              "tokenizing the data included): on a loaded machine compare arms' costs by this, not by wall time"),
     ("exact", "exact match on the held-out test rows, the paper's metric"),
     ("95% CI", "Wilson interval of exact"),
     ("startswith", "the generation starts with the reference regex (it may go on after it)"),
