@@ -51,7 +51,8 @@ def _opt(default: Any, help: str, aliases: list[str] | None = None, choices: Any
 @dataclass
 class JepaConfig(TrainingArguments):
     # ---- model -------------------------------------------------------------------------------
-    model_name_or_path: str | None = _opt(None, "Hugging Face model name or local checkpoint.", ["--model"])
+    model_name_or_path: str | None = _opt(None, "A checkpoint or run folder, a hub name (org/name), a .gguf file or a packaged model "
+                                         "(smollm2-135m-instruct; llm-jepa model list).", ["--model"])
     pretrain: bool = _opt(False, "Train from random weights built from the checkpoint's config (seeded).")
     dtype: str = _opt("auto", "Weights dtype.", choices=["auto", "float32", "bfloat16", "float16"])
     attn_implementation: str | None = _opt(
@@ -74,7 +75,8 @@ class JepaConfig(TrainingArguments):
     lora_save: str = _opt("adapter", "Save the LoRA result as an adapter or merged into the weights.",
                           choices=["adapter", "merged"])
     # ---- data ----------------------------------------------------------------------------------
-    train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]}, or a dataset name/dir.", ["--data"])
+    train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]} (e.g. "
+                                 "../shared/datasets/synth_train.jsonl), or a dataset name/dir.", ["--data"])
     eval_file: str | None = _opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"])
     max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"])
     train_fraction: float = _opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
