@@ -27,6 +27,14 @@ def test_warns_on_an_isotropic_base_well_below_the_absolute_threshold():
     assert collapse_warning(0.96, {"mean_cosine": 0.5, "std_ratio": 0.9}, 5)  # 0.5 -> 0.04 from 1
 
 
+def test_a_plain_baseline_is_told_what_its_monitor_saw_without_jepa_advice():
+    """A baseline trains no JEPA term: advising --sigreg_weight or --lambda would be wrong (issue 30)."""
+    jepa = collapse_warning(0.9965, SMOLLM2, 60)
+    plain = collapse_warning(0.9965, SMOLLM2, 60, trains_views=False)
+    assert "--sigreg_weight" in jepa and "--lambda" in jepa
+    assert plain and "monitored" in plain and "--sigreg_weight" not in plain and "--lambda" not in plain
+
+
 def test_without_a_base_measurement_the_absolute_threshold_applies():
     assert collapse_warning(0.98, None, 5) is None
     assert "not measured" in collapse_warning(0.995, None, 5)

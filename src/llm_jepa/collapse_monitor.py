@@ -72,8 +72,10 @@ def measure_base(model: Any, dataset: Any, pad_token_id: int, batch_size: int, b
     return {key: sum(s[key] for s in stats) / len(stats) for key in ("mean_cosine", "std_ratio")}
 
 
-def collapse_warning(cosine: float, base: dict[str, float] | None, step: int) -> str | None:
-    """The warning to give for a logged target mean cosine, or ``None`` (see the module docstring)."""
+def collapse_warning(cosine: float, base: dict[str, float] | None, step: int, trains_views: bool = True) -> str | None:
+    """The warning to give for a logged target mean cosine, or ``None`` (see the module docstring).
+    ``trains_views``: False for a plain baseline that only monitors its views; it is told what was
+    seen, and no JEPA option is suggested (it trains none)."""
     if base is None:
         if cosine <= ABSOLUTE:
             return None
@@ -84,7 +86,11 @@ def collapse_warning(cosine: float, base: dict[str, float] | None, step: int) ->
             return None
         where = (f"up from {base['mean_cosine']:.4f} in the base model (the distance to 1 shrank "
                  f"{base_gap / max(gap, 1e-12):.0f}x)")
-    return (f"step {step}: the target embeddings of different examples have a mean cosine of {cosine:.4f}, "
-            f"{where}: they have collapsed onto one direction, so a small cosine JEPA loss means little. "
+    seen = (f"step {step}: the target embeddings of different examples have a mean cosine of {cosine:.4f}, "
+            f"{where}")
+    if not trains_views:
+        return (f"{seen} (monitored views of a plain run, which trains no JEPA term: monitor_target_pairwise_cosine "
+                "in metrics.jsonl)")
+    return (f"{seen}: they have collapsed onto one direction, so a small cosine JEPA loss means little. "
             "Consider --sigreg_weight / --vicreg_weight, --distance infonce or a smaller --lambda "
             "(llm-jepa analyze shows the diagnostics).")

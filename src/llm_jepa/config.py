@@ -55,7 +55,8 @@ _opt = option
 @dataclass
 class JepaConfig(TrainingArguments):
     # ---- model -------------------------------------------------------------------------------
-    model_name_or_path: str | None = _opt(None, "Hugging Face model name or local checkpoint.", ["--model"], roles=(FIXED, PATH))
+    model_name_or_path: str | None = _opt(None, "A checkpoint or run folder, a hub name (org/name), a .gguf file or a packaged model "
+                                         "(smollm2-135m-instruct; llm-jepa model list).", ["--model"], roles=(FIXED, PATH))
     pretrain: bool = _opt(False, "Train from random weights built from the checkpoint's config (seeded).", roles=(FIXED,))
     dtype: str = _opt("auto", "Weights dtype.", choices=["auto", "float32", "bfloat16", "float16"], roles=(RUN, FIXED))
     attn_implementation: str | None = _opt(
@@ -78,9 +79,11 @@ class JepaConfig(TrainingArguments):
     lora_save: str = _opt("adapter", "Save the LoRA result as an adapter or merged into the weights.",
                           choices=["adapter", "merged"])
     # ---- data ----------------------------------------------------------------------------------
-    train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]}, or a dataset name/dir.", ["--data"], roles=(FIXED, PATH))
+    train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]} (e.g. "
+                                 "../shared/datasets/synth_train.jsonl), or a dataset name/dir.", ["--data"], roles=(FIXED, PATH))
     eval_file: str | None = _opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"], roles=(PATH,))
-    max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"], roles=(FIXED,), check=(lambda v: v is None or v >= 1, ">= 1"))
+    max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"], roles=(FIXED,),
+                                          check=(lambda v: v is None or v >= 1, ">= 1"))
     train_fraction: float = _opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
                                  "--seed, nested across fractions (data-efficiency experiments).", roles=(FIXED,))
     train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.", roles=(FIXED,))

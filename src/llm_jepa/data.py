@@ -188,6 +188,11 @@ def load_examples(path: str | Path, limit: int | None = None, split: str = "trai
     if p.is_file():
         examples = _read_jsonl(p, limit)
     elif p.is_dir() or not p.suffix:
+        if not p.exists():  # a hub dataset name: one line now if it cannot be downloaded (llm_jepa.hub)
+            from .hub import require_loadable
+
+            require_loadable(str(path), "dataset", "--data", alternatives="a JSONL file (e.g. "
+                             "../shared/datasets/synth_train.jsonl) or a dataset folder saved with save_to_disk")
         try:
             examples = _read_hf_dataset(str(path), split, limit)
         except Exception as e:  # datasets raises many types; the user needs the name and the reason

@@ -33,17 +33,23 @@ def add_predictor_tokens(tokenizer: Any) -> list[int]:
 
 
 def check_model_path(name: Any) -> None:
-    """Fail before anything is written on a model that :func:`load_tokenizer` / :func:`load_model`
-    cannot load: a local path that does not exist, or a directory without a model (``config.json``,
-    or ``adapter_config.json`` for a LoRA adapter run) or tokenizer files. Hub names (``org/name``)
-    are left to transformers."""
+    """Fail fast, before anything is written, on a model that :func:`load_tokenizer` /
+    :func:`load_model` cannot load: a local-looking path that does not exist, a directory without a
+    model (``config.json``, or ``adapter_config.json`` for a LoRA adapter run) or tokenizer files, or
+    a hub name that is not cached while the hub is unreachable (one line, naming the offline
+    alternatives, instead of transformers' ~50 s of retries; see :mod:`llm_jepa.hub`)."""
+    from .hub import require_loadable
+    from .realmodel import NAMED_MODELS, offline_models
+
     if not name:
         raise ValueError("no model given (--model NAME_OR_DIR)")
     name = str(name)
-    path = Path(name)
-    looks_local = path.is_absolute() or name.startswith(".") or name.count("/") > 1 or path.suffix in (".json", ".gguf")
-    if not path.exists() and looks_local:
-        raise FileNotFoundError(f"{path}: no such model directory (--model)")
+    path = Path(name).expanduser()
+    if name in NAMED_MODELS:
+        return  # a packaged model: resolve_model_path finds its file or says how to install it
+    if not path.exists():
+        require_loadable(name, "model", "--model", alternatives=offline_models(name))
+        return
     if not path.is_dir():
         return
     if not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):

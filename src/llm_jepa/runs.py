@@ -219,6 +219,8 @@ def _offset(text: str) -> int | None:
 _FLAG_HELP = {
     "plain_text": "the model reads plain text (request + separator), not its chat template",
     "separator": "plain text: what joins request and answer",
+    "predictor_position": "where the predictor tokens go in the source view",
+    "predictor_order": "order of k >= 2 predictor tokens (train --help: predictor_order)",
     "direction": "which view carries the predictors",
     "anchor_offset": "anchor = view length + N (the paper's -2)",
     "view_system": "system turn of a view rendered alone (train --help: view_system)",

@@ -554,6 +554,11 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], parts: dict[str, A
     guard.trainer = trainer  # it stands aside only where the accelerator runs a gradient scaler
     for callback in inputs["accuracy"]:
         callback.trainer = trainer  # logs through the trainer, so its numbers reach metrics.jsonl
+    if any(getattr(c, "replaces_trainer_output", False) for c in inputs["callbacks"]):
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)  # a user callback shows progress (the demo's bar)
+        trainer.remove_callback(ProgressCallback)
     if main:
         print(run_banner(cfg, trainer.accelerator, attention), file=sys.stderr, flush=True)
     if resume_from and _is_finished(cfg, Path(resume_from)):

@@ -161,6 +161,8 @@ class JepaTrainer(AtomicCheckpoints, Trainer):
             self._last_log_time, self._tokens_since_log = now, 0
         self._metrics[mode].clear()
         self._warn_if_collapsed(logs)
+        if self.objective.is_baseline:
+            _name_as_monitored(logs, prefix)
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
@@ -189,10 +191,11 @@ class JepaTrainer(AtomicCheckpoints, Trainer):
         c = logs.get("target_pairwise_cosine")
         if c is None or not self.is_world_process_zero() or getattr(self, "_collapse_warned", False):
             return  # logs are reduced over ranks: every rank would say the same
-        message = collapse_warning(c, base, self.state.global_step)
+        trains_views = not self.objective.is_baseline  # a baseline only watches its views: nothing to advise
+        message = collapse_warning(c, base, self.state.global_step, trains_views=trains_views)
         if message:
             self._collapse_warned = True
-            logger.warning(message)
+            (logger.warning if trains_views else logger.info)(message)
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         train_collator = self.data_collator
@@ -202,3 +205,15 @@ class JepaTrainer(AtomicCheckpoints, Trainer):
             return super().evaluate(*args, **kwargs)
         finally:
             self.data_collator = train_collator
+
+
+#: what a baseline's views measure without training them (``--monitor_views_every``): logged as
+#: ``monitor_<name>`` so that no reader takes a plain run's numbers for a JEPA run's
+MONITORED = ("jepa_loss", "cosine", "target_pairwise_cosine", "target_std_ratio", "views_skipped")
+
+
+def _name_as_monitored(logs: dict[str, float], prefix: str = "") -> None:
+    """Rename a baseline's view metrics in ``logs`` to ``monitor_*`` (in place)."""
+    for key in MONITORED:
+        if prefix + key in logs:
+            logs[f"{prefix}monitor_{key}"] = logs.pop(prefix + key)

@@ -12,16 +12,16 @@ __all__ = ["register"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "analyze",
-        help="compare the Text/Code embeddings of models: spectra, linear residual, collapse, t-SNE",
+        help="Compare the Text/Code embeddings of models: spectra, linear residual, collapse, t-SNE.",
         description="Embed the Text and Code views of DATA with each model and write analysis.json, "
         "singular_values.png and tsne.png to OUTPUT.",
     )
     p.add_argument("--model", action="append", required=True, dest="models", metavar="NAME_OR_DIR",
                    help="a model to analyse (repeat for several)")
     p.add_argument("--data", required=True, help="JSONL of {messages: [...]} (text/code fields win if present)")
-    p.add_argument("--output", required=True, help="directory for analysis.json and the figures")
-    p.add_argument("--limit", type=int, default=1000, help="use the first N examples (default 1000; 0 = all)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--output", required=True, metavar="DIR", help="folder for analysis.json and the figures")
+    p.add_argument("--limit", type=int, default=1000, help="use the first N examples (0: all)")
+    p.add_argument("--batch-size", type=int, default=16, help="texts embedded together")
     p.add_argument("--top", type=int, default=100, help="singular values to keep")
     p.add_argument("--overwrite", action="store_true", help="replace an existing analysis in OUTPUT")
     from ..runs import add_run_arguments

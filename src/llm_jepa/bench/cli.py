@@ -16,16 +16,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = BenchConfig()
     p = sub.add_parser("bench", help="Measure step cost of LLM-JEPA strategies side by side (and generation).")
-    p.add_argument("--model", help="checkpoint dir (default: a tiny Llama built locally)")
+    p.add_argument("--model", help="checkpoint folder or model name (default: a tiny Llama built locally)")
     p.add_argument("--data", help="JSONL (default: ../shared/datasets/synth_train.jsonl or generated NL-RX)")
     p.add_argument("--steps", type=int, default=d.steps, help="timed steps per strategy (step i of every strategy uses the same batch)")
     p.add_argument("--warmup", type=int, default=d.warmup, help="untimed steps first (per strategy)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="examples per step (default: 32 on a GPU, 8 on CPU)")
     p.add_argument("--max-length", type=int, default=d.max_length, help="padded row length of the paper-style rows")
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES))
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=list(STRATEGIES), metavar="NAME",
+                   help=f"strategies to time, of {', '.join(STRATEGIES)}")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--dtype", default=d.dtype, choices=["auto", "float32", "bfloat16", "float16"],
-                   help="auto: bfloat16 on CUDA, float32 on CPU")
+                   help="weights dtype; auto: bfloat16 on CUDA, float32 on CPU")
     p.add_argument("--attn", default=d.attn, choices=ATTENTION,
                    help="attention implementation; auto: flash_attention_2 on CUDA with flash-attn and bf16/fp16 "
                         "weights, else flex_attention on CUDA (sdpa where torch has none), sdpa on CPU")
@@ -33,20 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-config", help="JSON of transformers config fields with model_type: random weights of that "
                                           "shape (tokenizer from the default model)")
     p.add_argument("--threads", type=int, help=THREADS_HELP)
-    p.add_argument("--gen-prompts", type=int, default=d.gen_prompts)
-    p.add_argument("--gen-tokens", type=int, default=d.gen_tokens)
+    p.add_argument("--gen-prompts", type=int, default=d.gen_prompts, help="prompts of the generation benchmark")
+    p.add_argument("--gen-tokens", type=int, default=d.gen_tokens, help="new tokens per prompt in the generation "
+                   "benchmark")
     p.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--markdown", help="also write the tables as Markdown to this file")
     p.add_argument("--plot", help="PNG of step time against batch size and sequence length (runs a separate "
                                   "sweep of plain / jepa_packed / paper_3row; its JSON goes beside the PNG)")
-    p.add_argument("--plot-batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32])
+    p.add_argument("--plot-batch-sizes", type=int, nargs="+", default=[4, 8, 16, 32], metavar="N",
+                   help="batch sizes of the --plot sweep")
     p.add_argument("--plot-stretch", type=int, nargs="+", default=[1, 2, 4],
                    help="sequence-length multipliers (each message repeated k times) at the smallest batch size")
     p.add_argument("--plot-steps", type=int, default=3, help="timed steps per point of the --plot sweep")
     p.add_argument("--plot-only", action="store_true", help="run only the --plot sweep")
     p.add_argument("--workdir", default=".bench", help="where the default tiny model is built")
-    p.add_argument("--gpu-check", metavar="DIR", help="run the GPU check of issue 17 (Llama-3.2-1B shape, sdpa / flex "
+    p.add_argument("--gpu-check", metavar="DIR", help="run the one-shot GPU check (Llama-3.2-1B shape, sdpa / flex "
                                                       "/ auto at batch 32, generation) and write its JSON and "
                                                       "Markdown to DIR; other options are ignored")
     p.add_argument("--dry-run", action="store_true", help="with --gpu-check: a tiny model on CPU, one step per row")

@@ -3,28 +3,79 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_report", "comparison_rows", "plot_losses"]
+__all__ = ["write_report", "comparison_rows", "plot_losses", "console_table", "report_markdown", "where_it_wrote",
+           "COLUMNS", "ARM_NOTES"]
 
-COLUMNS = ("arm", "steps", "train s", "exact", "95% CI", "startswith", "equivalent", "cos(pred, code)",
-           "code mean cos", "retrieval@1", "collapsed", "cos(rest, patch)")
+#: (column, what it means): the console table, report.md's table and its legend, in this order
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("arm", "the training run (the arms are described below)"),
+    ("steps", "optimizer steps it trained"),
+    ("s/step", "the training loop's own wall time per step (the Trainer's train_runtime over the steps it "
+               "trained; loading and evaluation excluded). On a shared machine it follows the load of the moment"),
+    ("CPU s", "CPU seconds this process spent in the arm's training (all its threads; loading the model and "
+              "tokenizing the data included): on a loaded machine compare arms' costs by this, not by wall time"),
+    ("exact", "exact match on the held-out test rows, the paper's metric"),
+    ("95% CI", "Wilson interval of exact"),
+    ("startswith", "the generation starts with the reference regex (it may go on after it)"),
+    ("equivalent", "the generated regex accepts the same language as the reference (DFA equivalence)"),
+    ("cos(pred, code)", "mean cosine of Pred(Enc(Text)) and Enc(Code) on held-out rows, what the cosine JEPA "
+                        "loss drives up"),
+    ("code mean cos", "mean cosine between the Code embeddings of different rows: near 1 every embedding points "
+                      "the same way (collapse), and then a high cos(pred, code) is worthless"),
+    ("retrieval@1", "does Pred(Enc(Text)) find its own Code among the held-out rows (chance level below)"),
+    ("collapsed", "the collapse diagnostics' verdict on the Code embeddings"),
+    ("cos(rest, patch)", "mean cosine between the displacement of a random span of the conversation and of the "
+                         "rest of it (STP's target; 1 = a straight hidden-state path). Shown when an STP arm ran"),
+)
+
+#: what each arm is, for the report
+ARM_NOTES = {
+    "baseline": "plain fine-tuning (next-token loss only); its views are only watched, with no gradient",
+    "jepa": "LLM-JEPA: next-token loss + lambda 1 x (1 - cos(Pred(Enc(Text)), Enc(Code))), k = 1 predictor token",
+    "baseline_equal_compute": "plain fine-tuning given as many steps as the JEPA arm's training FLOPs buy "
+                              "(the paper's same-compute comparison)",
+    "jepa_sigreg": "LLM-JEPA with the SIGReg anti-collapse term (weight 0.1)",
+    "jepa_infonce": "LLM-JEPA with the InfoNCE distance (lambda 0.5): other rows' Code are negatives",
+    "stp": "Semantic Tube Prediction on plain fine-tuning (lambda 0.02): straightens the hidden-state path, no views",
+}
+
+
+def columns(results: dict[str, Any]) -> list[str]:
+    """The columns of this demo's table: cos(rest, patch) only when an STP arm ran (without one every
+    arm's value is an untrained model's and reads as a finding)."""
+    stp = any(name.startswith("stp") for name in results["arms"])
+    return [c for c, _ in COLUMNS if c != "cos(rest, patch)" or stp]
+
+
+def _fmt(value: Any, spec: str) -> str:
+    try:
+        return format(float(value), spec)
+    except (TypeError, ValueError):
+        return "-"
 
 
 def comparison_rows(results: dict[str, Any]) -> list[list[str]]:
+    shown = columns(results)
     rows = []
     for name, arm in results["arms"].items():
         m, d = arm["summary"]["metrics"], arm["diagnostics"]
         lo, hi = arm["summary"]["ci95"]
         eq = m.get("equivalent", {}).get("accuracy", float("nan"))
-        rows.append([
-            name, str(arm["steps"]), f"{arm['train_seconds']:.0f}", f"{m['exact']['accuracy']:.3f}",
-            f"[{lo:.3f}, {hi:.3f}]", f"{m['startswith']['accuracy']:.3f}", f"{eq:.3f}",
-            f"{d['pred_code_cosine']:.3f}", f"{d['code_collapse']['mean_cosine']:.3f}",
-            f"{d['retrieval']['top1']:.3f}", "YES" if d["code_collapse"]["collapsed"] else "no",
-            f"{d.get('straightness', {}).get('rest_patch_cosine', float('nan')):.3f}",
-        ])
+        cells = {
+            "arm": name, "steps": str(arm["steps"]), "s/step": _fmt(arm.get("s_per_step"), ".2f"),
+            "CPU s": _fmt(arm.get("cpu_seconds"), ".0f" if (arm.get("cpu_seconds") or 0) >= 100 else ".1f"), "exact": f"{m['exact']['accuracy']:.3f}",
+            "95% CI": f"{lo:.2f}-{hi:.2f}", "startswith": f"{m['startswith']['accuracy']:.3f}",
+            "equivalent": f"{eq:.3f}", "cos(pred, code)": f"{d['pred_code_cosine']:.3f}",
+            "code mean cos": f"{d['code_collapse']['mean_cosine']:.3f}",
+            "retrieval@1": f"{d['retrieval']['top1']:.3f}",
+            "collapsed": "YES" if d["code_collapse"]["collapsed"] else "no",
+            "cos(rest, patch)": f"{d.get('straightness', {}).get('rest_patch_cosine', float('nan')):.3f}",
+        }
+        rows.append([cells[c] for c in shown])
     return rows
 
 
@@ -38,9 +89,10 @@ def plot_losses(results: dict[str, Any], path: Path) -> Path:
     for name, arm in results["arms"].items():
         log = [r for r in arm["log"] if "lm_loss" in r]
         ax_lm.plot([r["step"] for r in log], [r["lm_loss"] for r in log], label=name)
-        jl = [r for r in log if "jepa_loss" in r]
+        key = "jepa_loss" if any("jepa_loss" in r for r in log) else "monitor_jepa_loss"  # a baseline's monitor
+        jl = [r for r in log if key in r]
         if jl:
-            ax_j.plot([r["step"] for r in jl], [r["jepa_loss"] for r in jl], label=name)
+            ax_j.plot([r["step"] for r in jl], [r[key] for r in jl], label=name + (" (monitored)" if key != "jepa_loss" else ""))
     ax_lm.set(title="next-token loss", xlabel="step", yscale="log")
     ax_j.set(title="JEPA loss (1 - cos); baselines: monitored, no gradient", xlabel="step")
     for ax in (ax_lm, ax_j):
@@ -123,35 +175,103 @@ def _base_lines(results: dict[str, Any]) -> list[str]:
                 f"{'YES' if d['code_collapse']['collapsed'] else 'no'}."]
 
 
-def write_report(results: dict[str, Any], out: Path) -> None:
+#: the console's short headers (report.md has the full names and their meanings); s/step is printed
+#: per arm as it finishes, so the console table leaves it out and fits in 100 columns
+_CONSOLE = {"s/step": None, "startswith": "starts", "equivalent": "equiv", "cos(pred, code)": "cos\npred\ncode",
+            "code mean cos": "code\ncos", "retrieval@1": "ret@1", "cos(rest, patch)": "cos\nrest\npatch"}
+
+
+def console_table(results: dict[str, Any], width: int = 100) -> str:
+    """The side-by-side table as the console shows it, within ``width`` columns; no name or number cut."""
     from rich.console import Console
     from rich.table import Table
 
-    rows = comparison_rows(results)
-    table = Table(title=f"llm-jepa demo ({results['seconds'] / 60:.1f} min)")
-    for col in COLUMNS:
-        table.add_column(col)
-    for row in rows:
-        table.add_row(*row)
-    console = Console(width=max(Console().width, 150))
-    console.print(table)
+    title = f"llm-jepa demo ({results['seconds'] / 60:.1f} min"
+    if results.get("rerun_seconds") is not None:
+        title += f"; this rerun reused every arm, {results['rerun_seconds']:.0f} s"
+    # no box: its column rules cost a character per column that 13 columns cannot spare in 100
+    table = Table(title=title + ")", box=None, padding=(0, 1, 0, 0), pad_edge=False, show_edge=False)
+    shown = columns(results)
+    keep = [i for i, c in enumerate(shown) if _CONSOLE.get(c, c) is not None]
+    for i in keep:
+        table.add_column(_CONSOLE.get(shown[i], shown[i]), no_wrap=True, justify="left" if i == 0 else "right")
+    for row in comparison_rows(results):
+        table.add_row(*(row[i] for i in keep))
+    with open(os.devnull, "w") as sink:
+        console = Console(width=width, record=True, file=sink)
+        console.print(table)
+    return console.export_text()
+
+
+def write_report(results: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+
+    console = Console()
+    print(console_table(results), end="")
     for line in [*_tuning_lines(results)[1:], *_base_lines(results)[1:], *_verdicts(results, out)]:
         console.print(line)
     plot_losses(results, out / "losses.png")
-    md = ["# llm-jepa demo", "", f"Settings: `{json.dumps(results['config'])}`", "",
-          "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    md += _tuning_lines(results) + _base_lines(results)
-    md += ["", "How to read it: *exact* is the paper's metric (95% Wilson interval beside it); *cos(pred, code)*",
-           "is what the cosine JEPA loss drives up; *code mean cos* is the mean cosine between the Code",
-           "embeddings of different examples: near 1 means every embedding points the same way (collapse),",
-           "and then a high cos(pred, code) is worthless; *retrieval@1* asks whether Pred(Enc(Text)) finds",
-           "its own Code among the held-out set (chance = 1/n); *cos(rest, patch)* is the mean cosine between",
-           "the displacements of a random span of the conversation and of the rest of it (STP's target:",
-           "1 = a straight hidden-state path).", "", *_verdicts(results, out), "",
-           "![losses](losses.png)", ""]
-    (out / "report.md").write_text("\n".join(md))
+    (out / "report.md").write_text(report_markdown(results, out))
     write_results(results, out)
+
+
+def report_markdown(results: dict[str, Any], out: Path | None = None) -> str:
+    """report.md: the table, every column and arm explained, the settings, the verdicts, the losses."""
+    shown = columns(results)
+    cfg = results["config"]
+    n = min(cfg.get("n_analysis", cfg.get("n_test", 0)), cfg.get("n_test", 0)) or None
+    md = ["# llm-jepa demo", "", "| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    md += ["| " + " | ".join(r) + " |" for r in comparison_rows(results)]
+    md += _tuning_lines(results) + _base_lines(results)
+    md += ["", "## The arms", ""] + [f"- **{a}**: {ARM_NOTES.get(a, 'see llm_jepa.demo.run.ARMS')}."
+                                     for a in results["arms"]]
+    md += ["", "## The columns", ""] + [f"- *{c}*: {text}." for c, text in COLUMNS if c in shown]
+    if n:
+        md.append(f"- retrieval@1's chance level is 1/n = 1/{n} = {1 / n:.3f}: n = {n} held-out rows are searched "
+                  "(min of n_analysis and n_test).")
+    md += _timing_lines(results)
+    md += ["", "## Verdicts", "", *_verdicts(results, out), "", "## Settings", "", *settings_lines(cfg), "",
+           "![losses](losses.png)", ""]
+    return "\n".join(md)
+
+
+def _timing_lines(results: dict[str, Any]) -> list[str]:
+    lines = ["", f"The whole demo took {results['seconds'] / 60:.1f} min of wall time when its arms trained."]
+    if results.get("rerun_seconds") is not None:
+        lines.append(f"This rerun trained nothing (every arm was reused) and took {results['rerun_seconds']:.0f} s; "
+                     "the arms' timings are those of the run that trained them.")
+    return lines
+
+
+def settings_lines(cfg: dict[str, Any]) -> list[str]:
+    """The demo's settings, one per line; paths under the working directory shown relative to it."""
+    cwd = Path.cwd()
+
+    def shown(value: Any) -> str:
+        if isinstance(value, str) and os.path.isabs(value):
+            path = Path(value)
+            return str(path.relative_to(cwd)) if path.is_relative_to(cwd) else value
+        if isinstance(value, list):
+            return " ".join(map(str, value))
+        return str(value)
+
+    return [f"- {key.replace('_', '-')}: {shown(value)}" for key, value in cfg.items()
+            if value is not None and value is not False]
+
+
+def where_it_wrote(out: Path) -> list[str]:
+    """The lines the demo ends with: where report.md, losses.png and results.json are, and the size
+    of the folder (its models and checkpoints) with how to keep only the final models."""
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    checkpoints = sorted(out.glob("**/runs/*/checkpoint-*"))
+    lines = [f"[demo] report:  {out / 'report.md'}", f"[demo] losses:  {out / 'losses.png'}",
+             f"[demo] numbers: {out / 'results.json'}",
+             f"[demo] {out} holds {size / 1e6:.0f} MB"]
+    if checkpoints:
+        held = sum(p.stat().st_size for c in checkpoints for p in c.rglob("*") if p.is_file())
+        lines[-1] += (f", {held / 1e6:.0f} MB of it in {len(checkpoints)} checkpoint folder(s) "
+                      "(--final-models-only deletes each arm's checkpoints once it has finished)")
+    return lines
 
 
 def write_results(results: dict[str, Any], out: Path, name: str = "results.json") -> None:

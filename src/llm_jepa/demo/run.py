@@ -62,6 +62,9 @@ class DemoConfig:
     #: all arms then train at the best one (``learning_rate`` is not used)
     tune_learning_rates: list[float] | None = None
     n_validation: int = 300
+    #: delete an arm's checkpoints once it has finished (only its final model stays; a stopped arm
+    #: keeps its checkpoint, so a rerun still resumes it)
+    final_models_only: bool = False
 
     def __post_init__(self) -> None:
         """Numbers a run cannot work with are refused here, before anything is written (the demo
@@ -185,6 +188,7 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
     an earlier invocation had already trained it with these settings (then nothing was trained)."""
     from ..config import load_config
     from ..train import train
+    from .progress import CALLBACK
 
     run_dir = out / "runs" / name
     overrides = {
@@ -201,11 +205,40 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
     }
     same = _trained_with(run_dir, overrides)  # an arm trained with other settings (e.g. steps) is not reused
     if same and (run_dir / "train_results.json").exists():
+        _keep_final_model_only(cfg, run_dir)
         return run_dir, True  # trained by an earlier invocation with these settings
     if same and any(run_dir.glob("checkpoint-*")):  # an interrupted earlier invocation: continue it
         overrides.update(resume=True, overwrite=False)
-    train(load_config(None, overrides=overrides))  # overwrite: a stale arm is moved aside, not deleted
+    train_cfg = load_config(None, overrides=overrides)
+    train_cfg.callbacks = [CALLBACK]  # a progress bar per arm (not an override: it is no setting of the arm)
+    cpu = time.process_time()
+    train(train_cfg)  # overwrite: a stale arm is moved aside, not deleted
+    # CPU time of this process (all threads): on a loaded machine wall time follows the load
+    if run_dir.is_dir():
+        (run_dir / TIMING).write_text(json.dumps({"cpu_seconds": time.process_time() - cpu}))
+    _keep_final_model_only(cfg, run_dir)
     return run_dir, False
+
+
+#: the demo's record of an arm's training cost, beside its model (a reused arm keeps its numbers)
+TIMING = "demo_timing.json"
+
+
+def arm_cpu_seconds(run_dir: Path) -> float:
+    """CPU seconds the arm's training took when it was trained (nan for arms trained before this was kept)."""
+    path = run_dir / TIMING
+    return float(json.loads(path.read_text()).get("cpu_seconds", "nan")) if path.is_file() else float("nan")
+
+
+def _keep_final_model_only(cfg: DemoConfig, run_dir: Path) -> None:
+    """With --final-models-only, delete a finished arm's checkpoints (its final model is beside them)."""
+    import shutil
+
+    if not cfg.final_models_only or not (run_dir / "train_results.json").is_file():
+        return
+    for checkpoint in sorted(run_dir.glob("checkpoint-*")):
+        shutil.rmtree(checkpoint)
+        print(f"[demo] --final-models-only: deleted {checkpoint}", flush=True)
 
 
 def trainer_time(run_dir: Path, steps: int) -> tuple[float, float]:
@@ -221,7 +254,7 @@ def trainer_time(run_dir: Path, steps: int) -> tuple[float, float]:
 
 #: demo options that change no result: another value reuses what is there. Arms are checked one by
 #: one (:func:`_trained_with`), so a rerun may add or drop arms; threads only change the speed.
-_NOT_SETTINGS = ("overwrite", "arms", "threads")
+_NOT_SETTINGS = ("overwrite", "arms", "threads", "final_models_only")
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -451,6 +484,7 @@ def _demo(cfg: DemoConfig) -> dict[str, Any]:
     train_file, test_file = _prepare_data(cfg, out)
     base = _base_checkpoint(cfg, out, train_file)
     results: dict[str, Any] = {"config": asdict(cfg), "arms": {}}
+    earlier = _earlier_results(out)
     if cfg.model:  # a pretrained start is far from isotropic already: its numbers go beside the arms'
         results["base"] = {"diagnostics": _diagnose(cfg, base, test_file, predictors=ARMS["jepa"]["predictors"],
                                                      view_system=cfg.view_system)}
@@ -469,12 +503,12 @@ def _demo(cfg: DemoConfig) -> dict[str, Any]:
         start = time.perf_counter()
         run_dir, reused = _train_arm(cfg, name, base, train_file, steps, runs_out)
         runtime, s_per_step = trainer_time(run_dir, steps)
-        # an arm trained by an earlier invocation keeps its training time, not this one's zero seconds
-        train_s = runtime if reused else time.perf_counter() - start
+        # the training loop's own time, the same number whether this invocation trained the arm or reused it
+        train_s = runtime if runtime == runtime else time.perf_counter() - start
         summary = _evaluate_arm(cfg, run_dir, test_file)
         results["arms"][name] = {
             "run_dir": str(run_dir.relative_to(out)), "steps": steps, "train_seconds": train_s, "reused": reused,
-            "s_per_step": s_per_step, "summary": summary,
+            "s_per_step": s_per_step, "cpu_seconds": arm_cpu_seconds(run_dir), "summary": summary,
             "diagnostics": _diagnose(cfg, run_dir, test_file), "log": _metrics_log(run_dir),
         }
         print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: {'trained earlier' if reused else 'trained'} in "
@@ -483,12 +517,25 @@ def _demo(cfg: DemoConfig) -> dict[str, Any]:
         if i < len(ordered):  # a stopped demo keeps the numbers of the arms it finished
             write_results({**results, "seconds": time.perf_counter() - t0, "finished": False}, out, PARTIAL)
     results["seconds"] = time.perf_counter() - t0
+    if all(arm["reused"] for arm in results["arms"].values()) and earlier.get("seconds"):
+        # nothing trained now: the demo's time stays the run's that trained the arms, this one's beside it
+        results["seconds"], results["rerun_seconds"] = earlier["seconds"], results["seconds"]
     results["finished"] = True
-    from .report import write_report
+    from .report import where_it_wrote, write_report
 
     write_report(results, out)
     (out / PARTIAL).unlink(missing_ok=True)
+    for line in where_it_wrote(out):
+        print(line, flush=True)
     return results
+
+
+def _earlier_results(out: Path) -> dict[str, Any]:
+    """The results.json an earlier finished invocation left in ``out`` ({} if none or unreadable)."""
+    try:
+        return json.loads((out / "results.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def seed_changes(cfg: DemoConfig) -> list[str]:

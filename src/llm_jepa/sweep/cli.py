@@ -13,17 +13,17 @@ __all__ = ["register", "sweep"]
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "sweep",
-        help="run a grid x seeds sweep against a baseline; write tables, t-tests and figures",
+        help="Run a grid x seeds sweep against a baseline; write tables, t-tests and figures.",
         description="Run every cell x seed of SWEEP.yaml that is not finished yet in OUTPUT, then write "
         "results.csv/json/md and figures. Rerunning skips finished runs.",
     )
-    p.add_argument("sweep_file", metavar="SWEEP.yaml")
-    p.add_argument("--output", required=True, help="sweep directory (runs/, results, figures)")
+    p.add_argument("sweep_file", metavar="SWEEP.yaml", help="the sweep file (e.g. configs/sweep_stp_data_efficiency.yaml)")
+    p.add_argument("--output", required=True, metavar="DIR", help="sweep folder (runs/, results, figures)")
     p.add_argument("--executor", choices=["sequential", "local", "submitit"], default="sequential",
-                   help="sequential (default), local (one process per GPU), submitit (Slurm job array)")
+                   help="sequential, local (one process per GPU), submitit (Slurm job array)")
     p.add_argument("--gpus", help="comma-separated GPU ids for --executor local (default: all visible)")
     p.add_argument("--on-partial", choices=["restart", "resume"], default="restart",
-                   help="a half-finished run is moved aside and restarted (default), or resumed from its checkpoint")
+                   help="a half-finished run is moved aside and restarted, or resumed from its checkpoint")
     p.add_argument("--dry-run", action="store_true", help="list the runs and their status; run nothing")
     p.add_argument("--report-only", action="store_true", help="write the report from finished runs; run nothing")
     p.set_defaults(func=_run)
