@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help=THREADS_HELP)
     p.add_argument("--data", help="train on this JSONL (e.g. ../shared/datasets/synth_train.jsonl)")
     p.add_argument("--test-data", help="evaluate on this JSONL (with --data)")
+    p.add_argument("--protocol", default=d.protocol, choices=["default", "paper"],
+                   help="training recipe of every arm: llm-jepa's (cosine, warm-up, weight decay 0.1, answer labels) or "
+                        "the paper's released one (configs/paper_protocol.yaml: linear, no warm-up, weight decay 0, "
+                        "labels on every token but eos); steps, batch and rate stay the demo's")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=run)
 
@@ -61,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size, seed=args.seed, arms=list(args.arms or d["arms"]), data=args.data, test_data=args.test_data,
         overwrite=args.overwrite, model=args.model, lora=args.lora, threads=args.threads,
         view_system=args.view_system, tune_learning_rates=args.tune_lr, n_validation=args.n_validation,
+        protocol=args.protocol,
     )
     if args.seeds:
         run_demo_seeds(cfg, list(args.seeds), default_arms=args.arms is None)

@@ -41,6 +41,8 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
 
     spec = load_sweep(sweep_file)
     output = Path(output)
+    if spec.holdout and not report_only:
+        spec = with_holdout(spec, output)
     if report_only:
         paths = sorted((output / "runs").glob("*/result.json"))
         outcome = {"results": [json.loads(p.read_text()) for p in paths], "failed": {}, "ran": []}
@@ -51,6 +53,23 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
     stats = cell_stats(outcome["results"], spec.metric)
     report = write_report(output, outcome["results"], stats, spec.metric)
     return {"ran": outcome["ran"], "failed": outcome["failed"], "cells": stats, "report": report}
+
+
+def with_holdout(spec: Any, output: Path) -> Any:
+    """The sweep with its ``holdout`` rows split off the training file (``output/data/``): every run
+    trains on the rest and is evaluated on them too (``selection_data``)."""
+    from dataclasses import replace
+
+    from ..config import read_yaml_options
+    from ..protocols import holdout_split
+    from .grid import SweepError
+
+    train = spec.fixed.get("train_file") or read_yaml_options(Path(spec.base)).get("train_file")
+    if not train:
+        raise SweepError(f"{spec.source}: field 'holdout': the training file is not named (train_file in 'fixed' or "
+                         "in the base config)")
+    rest, held = holdout_split(train, spec.holdout["rows"], spec.holdout["seed"], output / "data")
+    return replace(spec, fixed={**spec.fixed, "train_file": str(rest.resolve())}, selection_data=str(held.resolve()))
 
 
 def _dry_run(args: argparse.Namespace) -> int:

@@ -84,7 +84,7 @@ def run_key(run: Run) -> dict[str, str]:
     """What a run's result depends on beyond its spec: the fully resolved training config and the
     content of every data file it reads (training, held-out, evaluation)."""
     config = _resolved_config(run)
-    files = [config.get("train_file"), config.get("eval_file"), run.eval_data]
+    files = [config.get("train_file"), config.get("eval_file"), run.eval_data, run.selection_data]
     data = {str(f): _file_sha256(str(f)) for f in files if f}
     return {"config_sha256": _sha256(json.dumps(config, sort_keys=True, default=str).encode()),
             "data_sha256": _sha256(json.dumps(data, sort_keys=True).encode())}
@@ -267,6 +267,12 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
     # sweep file's eval section overrides them for every run
     settings, options = split_settings(run.eval_options)
     summary = dict(evaluate(str(train_dir), run.eval_data, output=str(eval_dir), settings=settings, **options))
+    if run.selection_data:  # held-out training rows: the report chooses a cell on them beside the test rows
+        sel_dir = run_dir / "eval-selection"
+        if sel_dir.exists():
+            _move_aside(sel_dir, run_dir / "incomplete")
+        summary["selection"] = dict(evaluate(str(train_dir), run.selection_data, output=str(sel_dir),
+                                             settings=settings, **options))
     train_results = train_dir / "train_results.json"
     if train_results.is_file():
         summary.setdefault("train", json.loads(train_results.read_text()))
