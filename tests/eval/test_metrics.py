@@ -398,3 +398,15 @@ def test_summarize_termination_counts_the_cut_rows_and_the_tail_of_rows_that_go_
     assert tail["rows"] == 3 and tail["chars"]["median"] == 10 and tail["chars"]["max"] == 40
     assert tail["tokens"] == {"n": 2, "mean": 11.5, "median": 11.5, "max": 20}
     assert summarize_termination([{"metrics": {"exact": True}}]) is None
+
+
+def test_a_summary_over_rows_scored_by_two_versions_keeps_every_metric():
+    """An evaluation resumed across the version that added contains / stopped / terminated: its first
+    rows lack them; the summary still reports them, the older rows counted as undecided."""
+    from llm_jepa.eval.runner import summarize
+
+    old = {"metrics": {"exact": True}, "similarity": None}
+    new = {"metrics": {"exact": False, "contains": True}, "similarity": None}
+    s = summarize([old, new], "regex", {})
+    assert set(s["metrics"]) == {"exact", "contains"}
+    assert s["metrics"]["contains"]["n"] == 1 and s["metrics"]["contains"]["undecided"] == 1

@@ -231,7 +231,7 @@ def summarize(records: list[dict], task: str, extra: dict[str, Any]) -> dict[str
     over the examples it could decide; ``excluded`` counts the others by reason."""
     primary = get_task(task).PRIMARY
     metrics: dict[str, Any] = {}
-    for key in records[0]["metrics"] if records else []:
+    for key in dict.fromkeys(k for r in records for k in r["metrics"]):  # rows scored by an older version may lack some
         decided = [r["metrics"][key] for r in records if r["metrics"].get(key) is not None]
         hits = sum(bool(v) for v in decided)
         lo, hi = wilson_interval(hits, len(decided))
