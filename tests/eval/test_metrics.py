@@ -398,6 +398,8 @@ def test_summarize_termination_counts_the_cut_rows_and_the_tail_of_rows_that_go_
     assert tail["rows"] == 3 and tail["chars"]["median"] == 10 and tail["chars"]["max"] == 40
     assert tail["tokens"] == {"n": 2, "mean": 11.5, "median": 11.5, "max": 20}
     assert summarize_termination([{"metrics": {"exact": True}}]) is None
+    old = summarize_termination([rec(True, None, None, 7, None)])  # rescored from before the end was recorded
+    assert old["cut_at_max_new_tokens"] is None and old["terminated_when_contains"] is None
 
 
 def test_a_summary_over_rows_scored_by_two_versions_keeps_every_metric():

@@ -71,7 +71,8 @@ def summarize_termination(records: list[dict[str, Any]]) -> dict[str, Any] | Non
     if not rows:
         return None
     metrics = [r.get("metrics", {}) for r in rows]
-    cut = sum(m.get("stopped") is False for m in metrics)
+    decided = [m["stopped"] for m in metrics if m.get("stopped") is not None]
+    cut = sum(not v for v in decided) if decided else None  # None: no row recorded how it ended
     known = [m for m in metrics if m.get("contains") and m.get("terminated") is not None]
     going_on = [r for r, m in zip(rows, metrics, strict=True)
                 if m.get("terminated") is False or (m.get("terminated") is None and r["tail"]["chars"] > 0)]
@@ -92,7 +93,8 @@ def termination_line(section: dict[str, Any]) -> str:
     contained, and the median length of what follows the answer when the model goes on."""
     tail = section["tail_after_answer"]
     rate = section["terminated_when_contains"]
-    parts = [f"cut at max_new_tokens: {section['cut_at_max_new_tokens']}",
+    cut = section["cut_at_max_new_tokens"]
+    parts = ["cut at max_new_tokens: " + ("not recorded" if cut is None else str(cut)),
              "stopped right after a contained reference: " + ("n/a" if rate is None else f"{rate:.3f}")]
     if tail["rows"]:
         tokens = tail["tokens"]["median"]
