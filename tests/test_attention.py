@@ -60,3 +60,36 @@ def test_flex_attention_gives_the_packed_objective_of_sdpa_with_position_ids():
         flex = compute_objective(tiny_llama(tok, attn="flex_attention"), batch, cfg)
     torch.testing.assert_close(flex.lm_loss, sdpa.lm_loss, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(flex.jepa_loss, sdpa.jepa_loss, atol=1e-5, rtol=1e-5)
+
+
+def test_sliding_window_mask_literal():
+    seg = torch.tensor([[0, 0, 0, 0, 1, 1]])
+    expected = torch.tensor([[1, 0, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0], [0, 0, 1, 1, 0, 0],
+                             [0, 0, 0, 0, 1, 0], [0, 0, 0, 0, 1, 1]], dtype=torch.bool)
+    assert torch.equal(block_causal_mask(seg, window=2)[0], expected)
+
+
+@pytest.mark.parametrize("isolation", ["position_ids", "explicit"])
+def test_packed_segments_longer_than_a_sliding_window_equal_separate_forwards(isolation):
+    """A model with sliding-window layers (Gemma 3): the explicit 4D mask reached every layer as
+    given, so a segment longer than the window saw past it (found on Gemma-3-270M, tests/real)."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from llm_jepa.objective import forward_packed
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=3,
+                              layer_types=["sliding_attention", "full_attention"], attn_implementation="sdpa")
+    model = Gemma3ForCausalLM(config).eval()
+    segs = [torch.randint(1, 64, (n,)).tolist() for n in (9, 4, 7)]
+    seg_ids = torch.tensor([[i for i, s in enumerate(segs) for _ in s]])
+    batch = {"input_ids": torch.tensor([[t for s in segs for t in s]]), "segment_ids": seg_ids,
+             "position_ids": position_ids_from_segments(seg_ids)}
+    with torch.no_grad():
+        packed = forward_packed(model, batch, isolation)[0][0]
+        start = 0
+        for s in segs:
+            alone = model(input_ids=torch.tensor([s]), output_hidden_states=True).hidden_states[-1][0]
+            torch.testing.assert_close(packed[start : start + len(s)], alone, atol=1e-5, rtol=1e-5)
+            start += len(s)

@@ -5,6 +5,7 @@ import importlib
 import importlib.util
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -149,3 +150,47 @@ def test_a_base_model_without_a_chat_template_converts(tmp_path, monkeypatch):
     reloaded_tok = transformers.AutoTokenizer.from_pretrained(out)
     assert reloaded is not source and not reloaded_tok.chat_template
     assert realmodel._greedy(reloaded, reloaded_tok) == answer
+
+
+def test_a_chunked_package_is_assembled_once_into_the_cache_under_its_name(tmp_path, monkeypatch):
+    """Gemma-3-270M's package joins four chunks: the join goes to llm-jepa's cache (a temporary name,
+    then renamed), later calls hand the existing file to the assembler (which checks its hash)."""
+    import sys
+    import types
+
+    calls = []
+
+    def assemble(path, overwrite=False):
+        path = Path(path)
+        calls.append((str(path), overwrite))
+        if overwrite or not path.exists():
+            path.write_bytes(b"GGUF joined")
+        return path
+
+    fake = types.ModuleType("fake_chunks")
+    fake.assemble = assemble
+    monkeypatch.setitem(sys.modules, "fake_chunks", fake)
+    monkeypatch.setenv("LLM_JEPA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(realmodel.NAMED_MODELS, "chunked", realmodel.NamedModel(
+        package="json", distribution="chunked-dist", file="Chunked.gguf", hub="x/y", assemble="fake_chunks:assemble"))
+    path = realmodel.packaged_gguf("chunked")
+    assert path == tmp_path / "cache" / "gguf-files" / "Chunked.gguf" and path.read_bytes() == b"GGUF joined"
+    assert calls[0][1] is True and Path(calls[0][0]).parent == path.parent and calls[0][0] != str(path)
+    assert realmodel.packaged_gguf("chunked") == path and calls[1] == (str(path), False)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["Chunked.gguf"]  # no temporary file left
+
+
+def test_a_chat_template_makes_its_own_checkpoint_folder(fake_gguf, monkeypatch):
+    path, calls = fake_gguf
+    installed = []
+    monkeypatch.setattr(realmodel, "_install_template", lambda folder, t: installed.append(t))
+    plain = convert_gguf(path)
+    turns = convert_gguf(path, chat_template="{{ messages }}")
+    assert plain != turns and turns.name.startswith(plain.name + "-chat") and installed == ["{{ messages }}"]
+    assert json.loads((turns / SOURCE_FILE).read_text())["chat_template"]
+    assert convert_gguf(path, chat_template="{{ messages }}") == turns and len(calls) == 2  # cached
+
+
+def test_gemma_is_a_named_model_with_its_turn_template():
+    entry = realmodel.NAMED_MODELS["gemma-3-270m"]
+    assert entry.chat_template == realmodel.GEMMA3_TURNS and entry.assemble.endswith(":assemble")

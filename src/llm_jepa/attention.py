@@ -14,7 +14,9 @@ segment ids ``[0, 0, 1, 1, 1]`` the allowed pairs (query row, key column) are::
 Transformers >= 5 derives exactly this mask from position ids that restart at 0 for every segment
 (when no attention mask and no cache are passed), and flash-attention builds its variable-length
 boundaries from them, so the default path passes position ids only. :func:`additive_block_causal_mask`
-materialises the mask for backends that need it explicitly (the ``explicit`` isolation mode).
+materialises the mask for backends that need it explicitly (the ``explicit`` isolation mode); with
+``window`` it is the sliding-window variant (a query sees at most the ``window`` latest keys of its
+segment, itself included) that sliding-window layers (Gemma 2 / 3) need beside the full one.
 """
 
 from __future__ import annotations
@@ -38,16 +40,20 @@ def position_ids_from_segments(segment_ids: torch.Tensor) -> torch.Tensor:
     return idx - start_pos
 
 
-def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
-    """Boolean mask, True where query t may attend to key s. [R, T] -> [R, T, T]."""
+def block_causal_mask(segment_ids: torch.Tensor, window: int | None = None) -> torch.Tensor:
+    """Boolean mask, True where query t may attend to key s (and, with ``window``, t - s < window:
+    transformers' sliding window). [R, T] -> [R, T, T]."""
     T = segment_ids.shape[1]
     same = segment_ids[:, :, None] == segment_ids[:, None, :]  # [R, T, T]
     causal = torch.ones(T, T, dtype=torch.bool, device=segment_ids.device).tril()  # [T, T]
+    if window is not None:
+        causal = causal & ~torch.ones(T, T, dtype=torch.bool, device=segment_ids.device).tril(-window)
     return same & causal
 
 
-def additive_block_causal_mask(segment_ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def additive_block_causal_mask(segment_ids: torch.Tensor, dtype: torch.dtype = torch.float32,
+                                window: int | None = None) -> torch.Tensor:
     """The same mask as 0 / -inf-like additive bias, shaped for Hugging Face models. [R, 1, T, T]."""
-    allowed = block_causal_mask(segment_ids)[:, None]  # [R, 1, T, T]
+    allowed = block_causal_mask(segment_ids, window)[:, None]  # [R, 1, T, T]
     bias = torch.zeros(allowed.shape, dtype=dtype, device=segment_ids.device)
     return bias.masked_fill(~allowed, torch.finfo(dtype).min)

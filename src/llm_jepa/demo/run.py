@@ -65,6 +65,9 @@ class DemoConfig:
     #: delete an arm's checkpoints once it has finished (only its final model stays; a stopped arm
     #: keeps its checkpoint, so a rerun still resumes it)
     final_models_only: bool = False
+    #: training recipe of every arm: llm-jepa's own (cosine, 5% warm-up, weight decay 0.1, answer labels)
+    #: or "paper", the released code's (llm_jepa.protocols.DEMO_SETTINGS of its preset)
+    protocol: str = "default"
 
     def __post_init__(self) -> None:
         """Numbers a run cannot work with are refused here, before anything is written (the demo
@@ -187,6 +190,7 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
     """Train arm ``name`` (or continue it) into ``out/runs/name``; returns the run's folder and whether
     an earlier invocation had already trained it with these settings (then nothing was trained)."""
     from ..config import load_config
+    from ..protocols import demo_overrides
     from ..train import train
     from .progress import CALLBACK
 
@@ -201,7 +205,7 @@ def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: 
         "save_total_limit": 1,
         "seed": cfg.seed, "disable_tqdm": True, "overwrite": True, "max_length": 256,
         "dataloader_drop_last": True, "lora": cfg.lora, "threads": cfg.threads, "view_system": cfg.view_system,
-        **ARMS[name],
+        **demo_overrides(cfg.protocol), **ARMS[name],
     }
     same = _trained_with(run_dir, overrides)  # an arm trained with other settings (e.g. steps) is not reused
     if same and (run_dir / "train_results.json").exists():

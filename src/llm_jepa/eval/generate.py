@@ -9,6 +9,13 @@ shared 2-core machine, so noisy): a batch of 64 generated 7-16x faster per promp
 at a time (typically ~9x), a batch of 16 5-6x, hence the default of 64. On CPU the batched step is compute-bound (prefill is ~40% of it); a static KV
 cache was slower at 128 new tokens and a hand-written decoding loop no faster, so both were left out.
 Batching never changes greedy outputs: batched and one-at-a-time strings are tested to be equal.
+
+How each completion ended (``finish=``, :func:`finish_record`): the stop token it ended with (None:
+cut off by ``max_new_tokens``), its token count, its raw text with special tokens kept, and the
+character offset in the returned text at which each of its tokens ends. That is what a scorer needs
+to tell whether the model stopped right after its answer and how many tokens followed it
+(:mod:`llm_jepa.eval.termination`), and it is kept in ``predictions.jsonl`` so that ``eval
+--rescore`` can recompute those metrics without the model or its tokenizer.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import torch
 from ..views import END_OF_TURN, render_chat
 from . import DEFAULT_BATCH_SIZE
 
-__all__ = ["GenerationSettings", "stop_token_ids", "render_prompt", "generate", "END_OF_TURN"]
+__all__ = ["GenerationSettings", "stop_token_ids", "render_prompt", "generate", "finish_record", "END_OF_TURN"]
 
 
 @dataclass
@@ -143,12 +150,32 @@ def records_logprobs(settings: GenerationSettings, model: Any) -> list[str]:
         [] if settings.repetition_penalty == 1.0 else ["repetition_penalty"]) + masking_defaults(model)
 
 
+def finish_record(tokenizer: Any, row: list[int], stop_ids: list[int]) -> tuple[str, dict[str, Any]]:
+    """(text, how it ended) of one generated row (its new tokens, padding included): the row is cut
+    after its first stop token. ``text`` is the row decoded without special tokens (what is scored);
+    the record holds ``stop`` (the stop token as text, None when no stop token came before
+    ``max_new_tokens``), ``tokens`` (tokens generated, the stop token included), ``raw`` (decoded with
+    special tokens kept) and ``ends`` (for each token before the stop, where it ends in ``text``:
+    decoded prefixes, so that byte-level pieces and skipped special tokens are placed as ``text``
+    has them)."""
+    stops = set(stop_ids)
+    cut = next((i for i, t in enumerate(row) if t in stops), None)
+    kept = row if cut is None else row[: cut + 1]
+    content = kept if cut is None else kept[:-1]
+    text = tokenizer.decode(kept, skip_special_tokens=True)
+    ends = [len(t) for t in tokenizer.batch_decode([content[: i + 1] for i in range(len(content))],
+                                                   skip_special_tokens=True)]
+    stop = None if cut is None else tokenizer.convert_ids_to_tokens(row[cut])
+    return text, {"stop": stop, "tokens": len(kept), "raw": tokenizer.decode(kept, skip_special_tokens=False),
+                  "ends": ends}
+
+
 @torch.no_grad()
 def generate(
     model: Any, tokenizer: Any, prompts: list[str], settings: GenerationSettings | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE, plain: bool = False, progress: Callable[[int], Any] | None = None,
     num_return_sequences: int = 1, logprobs: list[float | None] | None = None,
-    heartbeat: Callable[[int, int], Any] | None = None,
+    heartbeat: Callable[[int, int], Any] | None = None, finish: list[dict[str, Any]] | None = None,
 ) -> list[str]:
     """Complete every prompt; returns the generated text only, special tokens removed, in order.
     ``progress(n)`` is called after each batch with the number of prompts it completed. With
@@ -157,10 +184,13 @@ def generate(
     token log-probability under the model (its stop token included; a completion cut off by
     ``max_new_tokens`` has none to count), taken while generating; it needs ``num_beams`` 1 (beams
     reorder rows), ``repetition_penalty`` 1 and no :func:`masking_defaults` (:func:`records_logprobs`).
-    ``heartbeat(tokens, max_new_tokens)`` is called while a batch generates (about once a second)."""
+    ``heartbeat(tokens, max_new_tokens)`` is called while a batch generates (about once a second).
+    A ``finish`` list is filled, in the same order, with how each completion ended
+    (:func:`finish_record`); each completion is cut after its first stop token either way."""
     from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
     s = settings or GenerationSettings()
+    stops = stop_token_ids(tokenizer)
     config = GenerationConfig(
         max_new_tokens=s.max_new_tokens,
         do_sample=s.do_sample,
@@ -170,7 +200,7 @@ def generate(
         repetition_penalty=s.repetition_penalty,
         num_beams=s.num_beams,
         num_return_sequences=num_return_sequences,
-        eos_token_id=stop_token_ids(tokenizer),
+        eos_token_id=stops,
         pad_token_id=tokenizer.pad_token_id,
     )
     side = tokenizer.padding_side
@@ -188,6 +218,8 @@ def generate(
             raise ValueError("log-probabilities while generating need num_beams 1, repetition_penalty 1 and no "
                              f"masking processor in the model's generation_config; these are set: {blocking}")
         logprobs[:] = [None] * len(out)
+    if finish is not None:
+        finish[:] = [{}] * len(out)
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -201,8 +233,10 @@ def generate(
                                   logits_processor=LogitsProcessorList([recorder]) if recorder else None)
             new = seqs[:, batch["input_ids"].shape[1] :]
             lps = recorder.finish(new) if recorder else None
-            for j, row in enumerate(new):  # [len(idx) * n, new tokens]: each prompt's n rows together
-                out[idx[j // n] * n + j % n] = tokenizer.decode(row, skip_special_tokens=True)
+            for j, row in enumerate(new.tolist()):  # [len(idx) * n, new tokens]: each prompt's n rows together
+                out[idx[j // n] * n + j % n], how = finish_record(tokenizer, row, stops)
+                if finish is not None:
+                    finish[idx[j // n] * n + j % n] = how
                 if lps is not None:
                     logprobs[idx[j // n] * n + j % n] = lps[j]
             if progress is not None:

@@ -202,7 +202,7 @@ def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
 
 def _metrics(module: Any, gen: str, ex: Example, options: dict[str, Any]) -> dict[str, Any]:
     m = module.score(gen, ex, **options)
-    return {k: v for k, v in m.items() if k not in ("excluded", "detail")}
+    return {k: v for k, v in m.items() if k not in ("excluded", "detail", "tail")}
 
 
 def rerank_batch(module: Any, run: TrainedRun, batch: list[Example], gen: GenerationSettings,

@@ -32,6 +32,7 @@ from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
 from .tasks import check_options, detect_task, get_task
+from .termination import summarize_termination, termination_line
 
 __all__ = ["evaluate", "summarize", "check_settings", "DEFAULT_BATCH_SIZE"]
 
@@ -106,7 +107,7 @@ def _write_predictions(pred_file: Path, done: dict[int, dict]) -> None:
 
 
 #: the keys of a prediction line that its scoring writes (see :func:`_record`)
-_SCORED_KEYS = ("metrics", "correct", "excluded", "detail")
+_SCORED_KEYS = ("metrics", "correct", "excluded", "detail", "tail")
 
 
 def _check_rescorable(done: dict[int, dict], where: Path) -> None:
@@ -123,7 +124,7 @@ def _rescore(module: Any, examples: list[Example], done: dict[int, dict], option
     out = {}
     for i, rec in done.items():
         kept = {k: v for k, v in rec.items() if k not in _SCORED_KEYS}
-        out[i] = {**kept, **_record(module, examples[i], rec["generation"], options)}
+        out[i] = {**kept, **_record(module, examples[i], rec["generation"], options, rec.get("finish"))}
     changed = sum(out[i]["metrics"] != done[i]["metrics"] for i in done)
     print(f"[eval] rescored {len(done)} stored predictions: {changed} changed", flush=True)
     return out
@@ -242,7 +243,7 @@ def summarize(records: list[dict], task: str, extra: dict[str, Any]) -> dict[str
     over the examples it could decide; ``excluded`` counts the others by reason."""
     primary = get_task(task).PRIMARY
     metrics: dict[str, Any] = {}
-    for key in records[0]["metrics"] if records else []:
+    for key in dict.fromkeys(k for r in records for k in r["metrics"]):  # rows scored by an older version may lack some
         decided = [r["metrics"][key] for r in records if r["metrics"].get(key) is not None]
         hits = sum(bool(v) for v in decided)
         lo, hi = wilson_interval(hits, len(decided))
@@ -253,6 +254,9 @@ def summarize(records: list[dict], task: str, extra: dict[str, Any]) -> dict[str
     summary = {"task": task, "n": len(records), "primary_metric": primary, **extra, "metrics": metrics}
     head = metrics.get(primary, {"accuracy": float("nan"), "ci95": [float("nan")] * 2})
     summary["accuracy"], summary["ci95"] = head["accuracy"], head["ci95"]
+    ending = summarize_termination(records)
+    if ending:
+        summary["termination"] = ending
     sims = [r for r in records if r.get("similarity") is not None]
     if sims:
         split: dict[str, Any] = {}
@@ -284,15 +288,18 @@ def _score_batch(task: str, module: Any, run: TrainedRun, batch: list[Example], 
             progress(len(batch))
     else:
         prompts = [render_prompt(tok, list(ex.messages), plain, separator=sep) for ex in batch]
-        gens = generate(model, tok, prompts, settings, batch_size, plain, progress, heartbeat=heartbeat)
+        finish: list[dict] = []  # how each generation ended: for the termination metrics
+        gens = generate(model, tok, prompts, settings, batch_size, plain, progress, heartbeat=heartbeat, finish=finish)
+        return [_record(module, ex, gen, options, how) for ex, gen, how in zip(batch, gens, finish, strict=True)]
     return [_record(module, ex, gen, options) for ex, gen in zip(batch, gens, strict=True)]
 
 
-def _record(module: Any, ex: Example, gen: str, options: dict[str, Any]) -> dict[str, Any]:
+def _record(module: Any, ex: Example, gen: str, options: dict[str, Any], finish: dict | None = None) -> dict[str, Any]:
     """One prediction line. ``correct`` is ``None`` when the primary metric is undecided, so that
-    such an example joins neither similarity group; ``excluded`` says why each undecided metric is."""
-    metrics = module.score(gen, ex, **options)
-    excluded, detail = metrics.pop("excluded", {}), metrics.pop("detail", None)
+    such an example joins neither similarity group; ``excluded`` says why each undecided metric is.
+    ``finish``: how the generation ended (kept, and given to the scorer: :mod:`.termination`)."""
+    metrics = module.score(gen, ex, finish=finish, **options)
+    excluded, detail, tail = metrics.pop("excluded", {}), metrics.pop("detail", None), metrics.pop("tail", None)
     excluded.update({k: "undecided" for k, v in metrics.items() if v is None and k not in excluded})
     primary = metrics.get(module.PRIMARY)
     rec = {"prompt": ex.user, "generation": gen, "reference": ex.assistant, "metrics": metrics,
@@ -301,6 +308,10 @@ def _record(module: Any, ex: Example, gen: str, options: dict[str, Any]) -> dict
         rec["excluded"] = excluded
     if detail:
         rec["detail"] = detail
+    if tail is not None:
+        rec["tail"] = tail
+    if finish:
+        rec["finish"] = finish
     return rec
 
 
@@ -567,4 +578,6 @@ def print_summary(summary: dict[str, Any]) -> None:
         parts = [f"{k} {v['mean']:.4f} (n={v['n']})" for k, v in sim.items() if k != "all" and v["mean"] is not None]
         measure = summary.get("similarity_measure") or _label_of(summary.get("settings", {}))
         table.caption = f"{measure}: " + ", ".join(parts)
+    if summary.get("termination"):
+        table.caption = "\n".join(filter(None, [table.caption, termination_line(summary["termination"])]))
     Console().print(table)

@@ -35,7 +35,7 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
     ``{"ran", "failed", "cells", "report"}``."""
     from .grid import check_keys, expand, load_sweep
     from .report import write_report
-    from .runner import finished_results, run_sweep
+    from .runner import finished_results, run_sweep, with_holdout
     from .stats import cell_stats
 
     spec = load_sweep(sweep_file)
@@ -43,6 +43,8 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
         check_keys(spec)
     output = Path(output)
     if report_only:  # the sweep file's runs made under today's settings only
+        if spec.holdout:  # the split the runs were made with (its files are kept as they are)
+            spec = with_holdout(spec, output)
         results, left_out = finished_results(expand(spec), output)
         if left_out:
             print(f"report: left out {len(left_out)} result(s) not made by this sweep file as it is now: "

@@ -18,6 +18,11 @@ A sweep file (YAML)::
                                 # each amount of training data (train_fraction, a subset drawn per seed);
                                 # each cell is tested against the baseline at the same amount
     data_rows: [100, 200]       # the same with row counts (train_rows); not with data_fractions
+    holdout: {rows: 500, seed: 0}  # optional: hold these rows of the training file out of every run
+                                # (data/train.jsonl + data/holdout.jsonl in the sweep's output) and
+                                # evaluate each run on them too, so the report shows the cell chosen on
+                                # held-out training rows beside the one chosen on the test rows
+    selection_data: held.jsonl  # or name such rows yourself (then train_file must exclude them)
     slurm: {timeout_min: 600, gpus_per_node: 1}  # submitit parameters (optional)
 
 Grid and baseline keys are training-config options (``llm_jepa.config``), passed as overrides.
@@ -36,7 +41,7 @@ __all__ = ["DEFAULT_SEEDS", "Sweep", "Run", "SweepError", "load_sweep", "check_k
 DEFAULT_SEEDS = (82, 23, 37, 84, 4)  # the seeds of the paper's five-run protocol
 BASELINE_ID = "baseline"
 _KNOWN = {"base", "eval_data", "eval", "fixed", "grid", "baseline", "seeds", "metric", "slurm", "equal_compute",
-          "data_fractions", "data_rows"}
+          "data_fractions", "data_rows", "holdout", "selection_data"}
 DATA_KEYS = {"data_fractions": "train_fraction", "data_rows": "train_rows"}  # sweep field -> config option
 
 
@@ -58,6 +63,8 @@ class Sweep:
     equal_compute: bool = False
     data: tuple[str, tuple[Any, ...]] | None = None  # (config option, amounts): the data-efficiency axis
     source: str = "<memory>"
+    holdout: dict[str, int] | None = None  # {"rows", "seed"}: training rows held out for selection
+    selection_data: str | None = None  # the held-out rows every run is also evaluated on
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,7 @@ class Run:
     eval_data: str | None = None
     eval_options: dict[str, Any] = field(default_factory=dict)
     compute_reference: dict[str, Any] | None = None  # equal compute: the baseline run's overrides
+    selection_data: str | None = None  # held-out training rows, evaluated beside eval_data
 
     def spec(self) -> dict[str, Any]:
         """Everything that defines the run, as saved in its ``run.json``."""
@@ -82,6 +90,8 @@ class Run:
                 "eval_data": self.eval_data, "eval_options": self.eval_options}
         if self.compute_reference is not None:
             spec["compute_reference"] = self.compute_reference
+        if self.selection_data is not None:  # runs saved before the field existed keep their spec
+            spec["selection_data"] = self.selection_data
         return spec
 
 
@@ -149,6 +159,17 @@ def _data_axis(data: dict, source: str) -> tuple[str, tuple[Any, ...]] | None:
     return DATA_KEYS[name], tuple(values)
 
 
+def _holdout(raw: Any, source: str) -> dict[str, int] | None:
+    if raw is None:
+        return None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = {"rows": raw}
+    if not isinstance(raw, dict) or set(raw) - {"rows", "seed"} or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in raw.values()) or raw.get("rows", 0) < 1:
+        raise SweepError(f"{_where(source, 'holdout')}: expected {{rows: N >= 1, seed: S}} (seed default 0)")
+    return {"rows": raw["rows"], "seed": raw.get("seed", 0)}
+
+
 def _resolve(path: str | None, folder: Path) -> str | None:
     if path is None:
         return None
@@ -171,6 +192,8 @@ def sweep_from_dict(data: Any, source: str = "<memory>", folder: Path = Path("."
         raise SweepError(f"{_where(source, 'equal_compute')}: expected true or false")
     if equal_compute and baseline is None:
         raise SweepError(f"{_where(source, 'equal_compute')}: needs a 'baseline' whose compute the cells match")
+    if data.get("holdout") is not None and data.get("selection_data") is not None:
+        raise SweepError(f"{_where(source, 'selection_data')}: give holdout or selection_data, not both")
     return Sweep(
         base=_resolve(data["base"], folder),
         grid=_grid(data.get("grid"), source),
@@ -184,6 +207,8 @@ def sweep_from_dict(data: Any, source: str = "<memory>", folder: Path = Path("."
         equal_compute=equal_compute,
         data=_data_axis(data, source),
         source=source,
+        holdout=_holdout(data.get("holdout"), source),
+        selection_data=_resolve(data.get("selection_data"), folder),
     )
 
 
@@ -264,5 +289,6 @@ def expand(sweep: Sweep) -> list[Run]:
                 run_id=f"{cid}__seed{seed}", cell_id=cid, cell=cell, seed=seed, baseline=is_baseline,
                 overrides={**sweep.fixed, **cell, "seed": seed}, base=sweep.base,
                 eval_data=sweep.eval_data, eval_options=dict(sweep.eval_options), compute_reference=reference,
+                selection_data=sweep.selection_data,
             ))
     return runs

@@ -11,6 +11,11 @@ Figures (PNG, matplotlib imported lazily):
   (paper Figure 3 right), averaged over seeds;
 - ``data_efficiency.png``: metric against the amount of training data (``data_fractions`` /
   ``data_rows`` sweeps, the STP paper's experiment), one line per arm, mean +- std over seeds.
+
+Cell selection (sweeps with ``holdout`` / ``selection_data``, whose runs were also evaluated on
+held-out training rows): ``results.md`` adds the best cell chosen on the test rows, as the paper
+chose its hyper-parameters, beside the best cell chosen on the held-out training rows, each with its
+test score, so the optimism of choosing on the test rows shows (:func:`selection`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from typing import Any
 
 from ..analysis.run import json_safe
 
-__all__ = ["read_metrics", "run_flops", "markdown_table", "write_report", "plot_heatmap",
+__all__ = ["read_metrics", "run_flops", "markdown_table", "write_report", "plot_heatmap", "selection",
+           "selection_markdown",
            "plot_compute", "plot_loss_curves", "plot_data_efficiency", "HEATMAP_AXES", "DATA_AXES"]
 
 # the config fields on the heatmap's axes (paper Figure 7); a grid may name them by either name
@@ -96,6 +102,54 @@ def markdown_table(stats: Sequence[dict[str, Any]], metric: str = "accuracy") ->
     lines.append("mean ± sample std over seeds; p: one-tailed paired t-test on shared seeds; * p < 0.05.")
     notes = [f"- {row['cell_id']}: {row['note']}" for row in stats if row["note"] and not row["baseline"]]
     return "\n".join(lines + notes) + "\n"
+
+
+def selection(results: Sequence[dict[str, Any]], stats: Sequence[dict[str, Any]],
+              metric: str = "accuracy") -> dict[str, Any] | None:
+    """The cell chosen on the test rows and the cell chosen on the held-out training rows, among the
+    non-baseline cells (the baseline is what they are compared with), by mean over seeds; a tie goes
+    to the earlier cell. None when no run was evaluated on held-out rows. Each cell: its test mean and
+    sample std over seeds, its held-out mean, and its seeds."""
+    import statistics
+
+    held: dict[str, list[float]] = defaultdict(list)
+    for r in results:
+        value = (r["summary"].get("selection") or {}).get(metric)
+        if isinstance(value, (int, float)):
+            held[r["cell_id"]].append(float(value))
+    if not held:
+        return None
+    cells = [row for row in stats if not row["baseline"] and held.get(row["cell_id"])] or \
+        [row for row in stats if held.get(row["cell_id"])]
+
+    def describe(row: dict[str, Any]) -> dict[str, Any]:
+        h = held[row["cell_id"]]
+        return {"cell_id": row["cell_id"], "cell": row["cell"], "test_mean": row["mean"], "test_std": row["std"],
+                "heldout_mean": sum(h) / len(h), "heldout_std": statistics.stdev(h) if len(h) > 1 else float("nan"),
+                "n": row["n"]}
+
+    rows = [describe(row) for row in cells]
+    on_test = max(rows, key=lambda r: r["test_mean"])  # max keeps the first of equal means
+    on_heldout = max(rows, key=lambda r: r["heldout_mean"])
+    return {"metric": metric, "on_test": on_test, "on_heldout": on_heldout, "cells": rows,
+            "optimism": on_test["test_mean"] - on_heldout["test_mean"]}
+
+
+def selection_markdown(sel: dict[str, Any]) -> str:
+    """The selection as a Markdown section (fractions shown as percentages)."""
+    scale = 100.0 if all(0.0 <= r["test_mean"] <= 1.0 for r in sel["cells"]) else 1.0
+    unit = " (%)" if scale == 100.0 else ""
+    lines = ["## Best cell: chosen on the test rows (as the paper did) vs on held-out training rows", "",
+             f"| chosen on | cell | test {sel['metric']}{unit} | held-out {sel['metric']}{unit} | n |", "|---|---|---|---|---|"]
+    for label, r in (("the test rows (the paper's choice)", sel["on_test"]), ("held-out training rows", sel["on_heldout"])):
+        lines.append(f"| {label} | {r['cell_id']} | {_fmt(r['test_mean'], scale)} ± {_fmt(r['test_std'], scale)} | "
+                     f"{_fmt(r['heldout_mean'], scale)} | {r['n']} |")
+    lines += ["", f"Optimism of choosing on the test rows: {_fmt(sel['optimism'], scale)}{' points' if scale == 100 else ''} "
+              "(the test score of the test-chosen cell minus that of the cell chosen on held-out rows; 0 when both "
+              "choose the same cell). mean ± sample std over seeds.", "",
+              f"| cell | test{unit} | held-out{unit} |", "|---|---|---|"]
+    lines += [f"| {r['cell_id']} | {_fmt(r['test_mean'], scale)} | {_fmt(r['heldout_mean'], scale)} |" for r in sel["cells"]]
+    return "\n".join(lines) + "\n"
 
 
 def _write_csv(path: Path, results: Sequence[dict[str, Any]], metric: str, flops: dict[str, float | None]) -> None:
@@ -245,10 +299,12 @@ def write_report(output: str | Path, results: Sequence[dict[str, Any]], stats: S
     written: dict[str, str] = {}
     skipped: list[str] = []
     _write_csv(output / "results.csv", results, metric, flops)
+    chosen = selection(results, stats, metric)
     (output / "results.json").write_text(json.dumps(
-        json_safe({"metric": metric, "cells": stats, "runs": [{**r, "flops": flops[r["run_id"]]} for r in results]}),
+        json_safe({"metric": metric, "cells": stats, "runs": [{**r, "flops": flops[r["run_id"]]} for r in results],
+                   **({"selection": chosen} if chosen else {})}),
         indent=2, default=str))
-    (output / "results.md").write_text(markdown_table(stats, metric))
+    (output / "results.md").write_text(markdown_table(stats, metric) + ("\n" + selection_markdown(chosen) if chosen else ""))
     written.update(csv=str(output / "results.csv"), json=str(output / "results.json"), markdown=str(output / "results.md"))
     axes = _axes(stats)
     if axes:

@@ -123,7 +123,7 @@ def run_key(run: Run) -> dict[str, str]:
     """What a run's result depends on beyond its spec: the fully resolved training config and the
     content of every data file it reads (training, held-out, evaluation)."""
     config = _resolved_config(run)
-    files = [config.get("train_file"), config.get("eval_file"), run.eval_data]
+    files = [config.get("train_file"), config.get("eval_file"), run.eval_data, run.selection_data]
     data = {str(f): _file_sha256(str(f)) for f in files if f}
     return {"config_sha256": _sha256(json.dumps(config, sort_keys=True, default=str).encode()),
             "data_sha256": _sha256(json.dumps(data, sort_keys=True).encode())}
@@ -304,6 +304,12 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
     # sweep file's eval section overrides them for every run
     settings, options = split_settings(run.eval_options)
     summary = dict(evaluate(str(train_dir), run.eval_data, output=str(eval_dir), settings=settings, **options))
+    if run.selection_data:  # held-out training rows: the report chooses a cell on them beside the test rows
+        sel_dir = run_dir / "eval-selection"
+        if sel_dir.exists():
+            _move_aside(sel_dir, run_dir / "incomplete")
+        summary["selection"] = dict(evaluate(str(train_dir), run.selection_data, output=str(sel_dir),
+                                             settings=settings, **options))
     train_results = train_dir / "train_results.json"
     if train_results.is_file():
         summary.setdefault("train", json.loads(train_results.read_text()))
@@ -347,6 +353,23 @@ def _prepare(runs: Sequence[Run], output: Path, on_partial: str) -> list[tuple[R
     return todo
 
 
+def with_holdout(spec: Any, output: Path) -> Any:
+    """The sweep with its ``holdout`` rows split off the training file (``output/data/``): every run
+    trains on the rest and is evaluated on them too (``selection_data``)."""
+    from dataclasses import replace
+
+    from ..config import read_yaml_options
+    from ..protocols import holdout_split
+    from .grid import SweepError
+
+    train = spec.fixed.get("train_file") or read_yaml_options(Path(spec.base)).get("train_file")
+    if not train:
+        raise SweepError(f"{spec.source}: field 'holdout': the training file is not named (train_file in 'fixed' or "
+                         "in the base config)")
+    rest, held = holdout_split(train, spec.holdout["rows"], spec.holdout["seed"], output / "data")
+    return replace(spec, fixed={**spec.fixed, "train_file": str(rest.resolve())}, selection_data=str(held.resolve()))
+
+
 def run_sweep(
     sweep: Sweep,
     output: str | Path,
@@ -373,6 +396,8 @@ def run_sweep(
     output = Path(output)
     with OutputLock(output, "sweep"):  # a second sweep here would move this one's running runs aside
         claim_output(output, sweep_file)
+        if sweep.holdout:  # split once the folder is the sweep's, never into a user's folder
+            sweep = with_holdout(sweep, output)
         runs = expand(sweep)
         todo = _prepare(runs, output, on_partial)
         execute = functools.partial(_execute_with, run_fn or train_and_evaluate, sweep.metric)

@@ -5,7 +5,9 @@ messages of the released datasets that identify it) and ``score(generation, exam
 returning ``{metric: bool | None}`` (``None``: the metric cannot be decided for this example and
 is excluded from its accuracy). Two optional keys accompany the metrics: ``excluded``
 (``{metric: reason}`` for each ``None``, a short fixed phrase that the summary counts) and
-``detail`` (free text kept with the prediction, e.g. the reference query's error). Options every
+``detail`` (free text kept with the prediction, e.g. the reference query's error); a task that
+measures termination adds ``tail`` (the length of what follows the answer, kept with the prediction)
+and reads the ``finish`` option (how the generation ended, :mod:`llm_jepa.eval.termination`). Options every
 task accepts: ``reference_compatible`` adds the paper's released rule where it differs from the
 default (see ``docs/evaluation.md``). HellaSwag is scored from next-token probabilities instead
 (``llm_jepa.eval.tasks.hellaswag``).
