@@ -122,6 +122,8 @@ class JepaConfig(TrainingArguments):
         "default system prompt, ~half of a view's tokens), 'empty' (an empty system turn) or 'none' (user-only).",
         choices=list(VIEW_SYSTEM),
     )
+    view_pair: int = _opt(ViewConfig.view_pair, "Multi-turn rows: which user/assistant pair JEPA's two views come from "
+                          "(0 = the first, -1 = the last); explicit text/code fields win.")
     stop_gradient_target: bool = _opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.")
     vicreg_weight: float = _opt(0.0, "Anti-collapse: weight of a VICReg variance+covariance term on anchors.")
     sigreg_weight: float = _opt(0.0, "Anti-collapse: weight of SIGReg (LeJEPA) on anchors.")

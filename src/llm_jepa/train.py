@@ -195,12 +195,13 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     check_model_path(cfg.model_name_or_path)
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
-    return {
-        "train": subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction,
-                                 cfg.train_rows, cfg.seed),
-        "eval": load_examples(cfg.eval_file) if cfg.eval_file else None,
-        "callbacks": [_callback(path) for path in cfg.callbacks],
-    }
+    train = subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction,
+                            cfg.train_rows, cfg.seed)
+    evaluation = load_examples(cfg.eval_file) if cfg.eval_file else None
+    if cfg.uses_views:  # a text row has no views, a multi-turn row may lack the chosen pair: say which, now
+        for ex in [*train, *(evaluation or [])]:
+            ex.view_pair(cfg.view_pair)
+    return {"train": train, "eval": evaluation, "callbacks": [_callback(path) for path in cfg.callbacks]}
 
 
 # options a resumed run must share with the run that wrote the checkpoint: changing them mid-run

@@ -84,6 +84,7 @@ class ViewConfig:
     anchor_offset: int | None = None
     build_views: bool = True
     view_system: str = "default"  # default | empty | none: the system turn of a view rendered alone
+    view_pair: int = -1  # multi-turn rows: which user/assistant pair JEPA's views come from (-1: the last)
 
     def __post_init__(self) -> None:
         if not 0 <= self.predictors <= len(PREDICTOR_TOKENS):
@@ -289,6 +290,10 @@ class ViewBuilder:
         return start, ans_end
 
     def conversation(self, example: Example) -> Segment:
+        if example.is_text:
+            return self._document(example)
+        if not example.is_single_turn:
+            return self._multi_turn(example)
         if self.cfg.chat_template:
             rendered = self._render(list(example.messages))
             start, ans_end = self._label_start_and_end(example, rendered)
@@ -303,6 +308,79 @@ class ViewBuilder:
                 offsets.append((len(rendered), len(rendered)))
         content = self._content_ranges(example, rendered, offsets)
         return Segment(input_ids=ids, labels=self._labels(ids, offsets, start, ans_end), content=content)
+
+    # ---- multi-turn, prompt/completion and plain-text rows --------------------------------------
+    def _document(self, example: Example) -> Segment:
+        """A plain text row: the document as the tokenizer encodes it (its bos, if any) plus eos; the
+        loss covers all of it, and STP's trajectory runs over all of its tokens (one message)."""
+        text = example.document
+        enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        if self.tok.eos_token_id is not None and (not ids or ids[-1] != self.tok.eos_token_id):
+            ids.append(self.tok.eos_token_id)
+            offsets.append((len(text), len(text)))
+        labels = self._labels(ids, offsets, 0, len(text))
+        return Segment(input_ids=ids, labels=labels, content=(_token_range(offsets, 0, len(text)),))
+
+    def _turn_spans(self, example: Example) -> tuple[str, list[tuple[int, int, str]]]:
+        """The rendered conversation and the character span and role of every user/assistant
+        message, found in order (each after the previous one, so a repeated text is not confused)."""
+        turns = [m for m in example.messages if m["role"] != "system"]
+        if not self.cfg.chat_template:
+            rendered, spans = "", []
+            for m in turns:
+                rendered += self.cfg.separator if rendered else ""
+                spans.append((len(rendered), len(rendered) + len(m["content"]), m["role"]))
+                rendered += m["content"]
+            return rendered, spans
+        rendered, spans, cursor = self._render(list(example.messages)), [], 0
+        for m in turns:
+            for candidate in (m["content"], m["content"].strip()):
+                start = rendered.find(candidate, cursor)
+                if start >= 0 and candidate:
+                    break
+            else:
+                raise ValueError(f"the chat template does not reproduce the content {m['content'][:40]!r}...")
+            spans.append((start, start + len(candidate), m["role"]))
+            cursor = start + len(candidate)
+        return rendered, spans
+
+    def _multi_turn(self, example: Example) -> Segment:
+        """Every assistant turn is labelled (in 'assistant' mode: from the end of the prompt that
+        precedes it to its end of turn; a prompt/completion row's prompt turns never); STP's
+        trajectory runs over the content of every user and assistant turn, in order."""
+        rendered, spans = self._turn_spans(example)
+        ids, offsets = self._encode(rendered)
+        if not self.cfg.chat_template and self.tok.eos_token_id is not None and (not ids or ids[-1] != self.tok.eos_token_id):
+            ids.append(self.tok.eos_token_id)
+            offsets.append((len(rendered), len(rendered)))
+        labels = [IGNORE] * len(ids)
+        for start, end in self._answer_spans(example, rendered, spans):
+            for i, t in enumerate(self._labels(ids, offsets, start, end)):
+                labels[i] = t if t != IGNORE else labels[i]
+        content, floor = [], 0
+        for start, end, _ in spans:  # a token shared by two turns belongs to the earlier one
+            first, last = _token_range(offsets, start, end)
+            content.append((max(first, floor), max(last, floor)))
+            floor = content[-1][1]
+        return Segment(input_ids=ids, labels=labels, content=tuple(content))
+
+    def _answer_spans(self, example: Example, rendered: str, spans: list) -> list[tuple[int, int]]:
+        """(label start, answer end) characters of each labelled assistant turn."""
+        turns = [m for m in example.messages if m["role"] != "system"]
+        first_turn = len(example.messages) - len(turns)
+        out = []
+        for j, (start, end, role) in enumerate(spans):
+            index = first_turn + j  # its place in example.messages
+            if role != "assistant" or index < example.prompt_turns:
+                continue
+            label_start = start
+            if self.cfg.chat_template:
+                prompt = self._render(list(example.messages[:index]), add_generation_prompt=True)
+                if rendered.startswith(prompt) and len(prompt) <= start:
+                    label_start = len(prompt)
+            out.append((label_start, end))
+        return out
 
     def _content_ranges(self, example: Example, rendered: str, offsets: list[tuple[int, int]]):
         """Token ranges of the user content and of the assistant content in the conversation (the
@@ -338,7 +416,7 @@ class ViewBuilder:
     # ---- example ---------------------------------------------------------------------------
     def text_code_pair(self, example: Example) -> tuple[Segment, Segment]:
         """(source, target) of the Text/Code pair: the source, chosen by ``direction``, carries the predictors."""
-        text, code = example.text_view, example.code_view
+        text, code = example.view_pair(self.cfg.view_pair)
         if self.cfg.direction == "text_to_code":
             return self.view(text, "user", True), self.view(code, "assistant", False)
         return self.view(code, "assistant", True), self.view(text, "user", False)
