@@ -48,6 +48,7 @@ __all__ = [
     "ViewBuilder",
     "VIEW_KINDS",
     "view_segments",
+    "turn_char_spans",
 ]
 
 PREDICTOR_TOKENS = tuple(f"<|predictor_{i}|>" for i in range(1, 11))
@@ -169,6 +170,35 @@ def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = F
     return tokenizer.apply_chat_template(
         chat_messages(tokenizer, messages), tokenize=False, add_generation_prompt=add_generation_prompt
     )
+
+
+def turn_char_spans(render: Any, messages: list[dict], rendered: str) -> list[tuple[int, int, int]]:
+    """(start, end, message index) of the content of every user/assistant message in ``rendered``
+    (``render(messages)``). Message i's content is looked for between the renderings of the first i
+    and the first i + 1 messages, its last occurrence there (headers come before it), so a content
+    such as "a" is not found inside a header; a template that does not render prefixes that way
+    falls back to the first occurrence after the previous message."""
+    out, cursor = [], 0
+    for i, m in enumerate(messages):
+        window = None
+        try:
+            before, upto = render(messages[:i]) if i else "", render(messages[: i + 1])
+            if rendered.startswith(upto) and upto.startswith(before) and len(before) >= cursor:
+                window = (len(before), len(upto))
+        except Exception:  # a template that refuses a prefix (Gemma: a lone system turn)
+            pass
+        for candidate in (m["content"], m["content"].strip()):
+            start = rendered.rfind(candidate, *window) if window else rendered.find(candidate, cursor)
+            if start >= 0 and candidate:
+                break
+        else:
+            if m["role"] == "system":
+                continue
+            raise ValueError(f"the chat template does not reproduce the content {m['content'][:40]!r}...")
+        cursor = start + len(candidate)
+        if m["role"] != "system":
+            out.append((start, cursor, i))
+    return out
 
 
 def _token_range(offsets: list[tuple[int, int]], char_start: int, char_end: int) -> tuple[int, int]:
@@ -323,8 +353,7 @@ class ViewBuilder:
         return Segment(input_ids=ids, labels=labels, content=(_token_range(offsets, 0, len(text)),))
 
     def _turn_spans(self, example: Example) -> tuple[str, list[tuple[int, int, str]]]:
-        """The rendered conversation and the character span and role of every user/assistant
-        message, found in order (each after the previous one, so a repeated text is not confused)."""
+        """The rendered conversation and the character span and role of every user/assistant message."""
         turns = [m for m in example.messages if m["role"] != "system"]
         if not self.cfg.chat_template:
             rendered, spans = "", []
@@ -333,17 +362,9 @@ class ViewBuilder:
                 spans.append((len(rendered), len(rendered) + len(m["content"]), m["role"]))
                 rendered += m["content"]
             return rendered, spans
-        rendered, spans, cursor = self._render(list(example.messages)), [], 0
-        for m in turns:
-            for candidate in (m["content"], m["content"].strip()):
-                start = rendered.find(candidate, cursor)
-                if start >= 0 and candidate:
-                    break
-            else:
-                raise ValueError(f"the chat template does not reproduce the content {m['content'][:40]!r}...")
-            spans.append((start, start + len(candidate), m["role"]))
-            cursor = start + len(candidate)
-        return rendered, spans
+        rendered = self._render(list(example.messages))
+        found = turn_char_spans(self._render, list(example.messages), rendered)
+        return rendered, [(a, b, example.messages[i]["role"]) for a, b, i in found]
 
     def _multi_turn(self, example: Example) -> Segment:
         """Every assistant turn is labelled (in 'assistant' mode: from the end of the prompt that
