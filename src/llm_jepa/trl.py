@@ -369,15 +369,22 @@ class JepaSFTTrainer(SFTTrainer):
             accumulation_steps=getattr(self, "current_gradient_accumulation_steps", 1) if model.training else 1,
             num_processes=self.accelerator.num_processes // self.get_tp_size() if across else 1,
         )
-        metrics = self._metrics["train" if model.training else "eval"]
-        local = max(int(inputs["shift_labels"].ne(IGNORE).sum()), 1)  # lm_loss per token of this micro-batch
-        whole = int(num_items_in_batch) if num_items_in_batch is not None else local
-        metrics["lm_loss"].append(out.lm_loss.item() * whole / local)
-        if out.jepa_loss is not None:
-            metrics["jepa_loss"].append(out.jepa_loss.item())
-        for name, value in out.terms.items():
-            metrics[name].append(value.item())
+        self._record(out, inputs, num_items_in_batch)
         return (out.loss, out) if return_outputs else out.loss
+
+    @torch.no_grad()
+    def _record(self, out: Any, inputs: dict[str, Any], num_items: Any) -> None:
+        """The terms of this micro-batch, over every process (as TRL's own metrics are): lm_loss per
+        labelled token, the others averaged over processes; TRL's log averages them over micro-batches."""
+        gather = self.accelerator.gather_for_metrics
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        tokens = inputs["shift_labels"].ne(IGNORE).sum()
+        whole = num_items if num_items is not None else tokens.clamp(min=1)
+        total = gather((out.lm_loss.detach() * whole).reshape(1)).sum()  # summed token losses
+        metrics["lm_loss"].append((total / gather(tokens.reshape(1)).sum().clamp(min=1)).item())
+        values = {"jepa_loss": out.jepa_loss, **out.terms} if out.jepa_loss is not None else dict(out.terms)
+        for name, value in values.items():
+            metrics[name].append(gather(value.detach().float().reshape(1)).mean().item())
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Evaluation computes the objective only (no logits are gathered)."""
