@@ -231,3 +231,22 @@ def test_saved_run_carries_its_settings(tmp_path):
     trainer.save_model()
     run = load_run(str(tmp_path / "run"))
     assert run.view.predictors == 2 and run.view.view_system == "none" and run.config["stp_lambda"] == 0.1
+
+
+def test_peft_config_trains_adapters_and_the_stp_predictor(tmp_path):
+    from peft import LoraConfig
+
+    tok = _tok()
+    args = _args(JepaSFTConfig, tmp_path / "run", MULTI, stp_lambda=0.1, stp_predictor=True, learning_rate=1e-2,
+                 save_strategy="no")
+    trainer = JepaSFTTrainer(model=tiny_llama(tok), args=args, train_dataset=Dataset.from_list(MULTI),
+                             processing_class=tok, peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    trainable = [n for n in before]
+    assert trainable and all("lora_" in n or "stp_predictor" in n for n in trainable)
+    assert any("stp_predictor" in n for n in trainable)
+    moved = [n for n, p in trainer.model.named_parameters() if n in before and not torch.equal(p, before[n])]
+    assert any("lora_B" in n for n in moved) and any("stp_predictor" in n for n in moved)
+    trainer.save_model()
+    assert (tmp_path / "run" / "adapter_config.json").is_file() and (tmp_path / "run" / "llm_jepa_config.yaml").is_file()

@@ -77,6 +77,10 @@ def _copied(f: dataclasses.Field, hints: dict[str, Any]) -> tuple[str, Any, data
 
 
 def _post_init(self) -> None:
+    from .config import _has_accelerator
+
+    if not self.use_cpu and not _has_accelerator():  # as llm-jepa train does: CPU-only machines say so
+        self.use_cpu = True
     SFTConfig.__post_init__(self)
     for f in objective_fields():  # the CLI's choices and ranges, from the same declarations
         choices = f.metadata.get("choices")
