@@ -250,3 +250,15 @@ def test_peft_config_trains_adapters_and_the_stp_predictor(tmp_path):
     assert any("lora_B" in n for n in moved) and any("stp_predictor" in n for n in moved)
     trainer.save_model()
     assert (tmp_path / "run" / "adapter_config.json").is_file() and (tmp_path / "run" / "llm_jepa_config.yaml").is_file()
+
+
+def test_docs_name_every_option_and_every_refusal():
+    from pathlib import Path
+
+    from llm_jepa.trl import REFUSED
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "trl.md").read_text()
+    for f in objective_fields():
+        assert f"`{f.name}`" in text, f.name
+    for name, _, _ in REFUSED:
+        assert f"`{name}" in text, name

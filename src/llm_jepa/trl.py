@@ -133,22 +133,22 @@ def _make_config() -> type:
 
 JepaSFTConfig = _make_config()
 
-#: TRL options this trainer cannot honour: option -> (is it set?, why)
-REFUSED: dict[str, tuple[Any, str]] = {
-    "loss_type": (lambda a: a.loss_type != "nll", "the loss is llm-jepa's objective (its LM term is 'nll')"),
-    "use_liger_kernel": (lambda a: a.use_liger_kernel, "the objective runs the model's own forward"),
-    "label_smoothing_factor": (lambda a: a.label_smoothing_factor > 0, "the LM term is plain cross-entropy"),
-    "router_aux_loss_coef": (lambda a: bool(a.router_aux_loss_coef), "the objective adds no MoE auxiliary loss"),
-    "packing_strategy": (lambda a: a.packing and a.packing_strategy == "wrapped" and (a.uses_views or a.stp_lambda),
-                         "'wrapped' cuts documents and lets them attend to each other; use 'bfd'"),
-    "padding_free": (lambda a: a.packing and a.packing_strategy == "bfd_split" and a.uses_views,
-                     "'bfd_split' splits a document from its views; use 'bfd'"),
-}
+#: TRL options this trainer cannot honour: (option, is it set?, why)
+REFUSED: tuple[tuple[str, Any, str], ...] = (
+    ("loss_type", lambda a: a.loss_type != "nll", "the loss is llm-jepa's objective (its LM term is 'nll')"),
+    ("use_liger_kernel", lambda a: a.use_liger_kernel, "the objective runs the model's own forward"),
+    ("label_smoothing_factor", lambda a: a.label_smoothing_factor > 0, "the LM term is plain cross-entropy"),
+    ("router_aux_loss_coef", lambda a: bool(a.router_aux_loss_coef), "the objective adds no MoE auxiliary loss"),
+    ("packing_strategy", lambda a: a.packing and a.packing_strategy == "wrapped" and (a.uses_views or a.stp_lambda),
+     "'wrapped' cuts documents and lets them attend to each other; use 'bfd'"),
+    ("packing_strategy", lambda a: a.packing and a.packing_strategy == "bfd_split" and a.uses_views,
+     "'bfd_split' splits a document from its views; use 'bfd'"),
+)
 
 
 def _refuse(args: Any, **given: Any) -> None:
     """A clear error for every TRL option or argument the trainer cannot honour (never ignored)."""
-    for name, (is_set, why) in REFUSED.items():
+    for name, is_set, why in REFUSED:
         if is_set(args):
             raise ValueError(f"JepaSFTTrainer does not support {name}={getattr(args, name)!r}: {why}")
     needs_rows = args.uses_views or args.stp_lambda
@@ -265,6 +265,8 @@ class JepaSFTTrainer(SFTTrainer):
         super().__init__(model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=processing_class, formatting_func=formatting_func,
                          peft_config=peft_config, **kwargs)
+        if self._is_vision_dataset:
+            raise ValueError("JepaSFTTrainer does not support vision-language datasets (TRL prepares them on the fly)")
         self.objective = args.objective_config()
         pad = self._tokenizer.pad_token_id
         pack = dict(pad_token_id=pad, pack_length=0 if self.padding_free else -1, seed=args.seed,
