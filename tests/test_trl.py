@@ -142,12 +142,12 @@ def test_jepa_and_stp_terms_equal_inspect(tmp_path, variant):
     from llm_jepa.inspection import inspect_examples
 
     ckpt = write_checkpoint(tmp_path / "ckpt")
-    rows = MULTI[:4]
+    rows = MULTI  # four single-turn rows and a two-turn one (views from its last pair, STP over four turns)
     (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     opts = {"jepa_lambda": 1.0, "stp_lambda": 0.1, "stp_variant": variant, "predictors": 2}
     cli = load_config(None, ["--model", str(ckpt), "--data", str(tmp_path / "d.jsonl"), "--output_dir",
                              str(tmp_path / "cli"), *[f"--{k}={v}" for k, v in opts.items()]])
-    report = inspect_examples(cli, num_examples=4)
+    report = inspect_examples(cli, num_examples=len(rows))
     args = _args(JepaSFTConfig, tmp_path / "trl", rows, **opts)
     trainer = JepaSFTTrainer(model=str(ckpt), args=args, train_dataset=Dataset.from_list(rows))
     batch = trainer._prepare_inputs(next(iter(trainer.get_eval_dataloader(trainer.train_dataset))))
@@ -262,3 +262,45 @@ def test_docs_name_every_option_and_every_refusal():
         assert f"`{f.name}`" in text, f.name
     for name, _, _ in REFUSED:
         assert f"`{name}" in text, name
+
+
+def test_evaluate_never_drops_the_views(tmp_path):
+    tok = _tok()
+    args = _args(JepaSFTConfig, tmp_path, MULTI, loss_dropout=0.99, per_device_eval_batch_size=len(MULTI))
+    trainer = JepaSFTTrainer(model=tiny_llama(tok), args=args, train_dataset=Dataset.from_list(MULTI),
+                             eval_dataset=Dataset.from_list(MULTI), processing_class=tok)
+    metrics = trainer.evaluate()
+    assert metrics["eval_jepa_loss"] > 0 and metrics["eval_loss"] > metrics["eval_lm_loss"]
+    train_batch = next(iter(trainer.get_train_dataloader()))
+    assert train_batch["views_skipped"]  # the training collator drops them (seeded: 0.99)
+
+
+@pytest.mark.parametrize("rows", [MULTI, PROMPT_COMPLETION, PROMPT_COMPLETION_CHAT, TEXT],
+                         ids=["multi-turn", "prompt-completion", "prompt-completion chat", "text"])
+def test_stp_finds_every_turns_content_in_every_format(tmp_path, rows):
+    _, _, trainer, batch = _step(JepaSFTTrainer, JepaSFTConfig, tmp_path, rows, jepa_lambda=0.0, stp_lambda=1.0)
+    assert sorted({i for i, _, _ in batch["stp_spans"].tolist()}) == list(range(len(rows)))
+    tok = trainer.processing_class
+    for row in rows[:2]:
+        text, turns = _turn_texts(tok, row)
+        assert turns == _expected_turns(row), text
+
+
+def _turn_texts(tok, row):
+    if "messages" in row or isinstance(row.get("prompt"), list):
+        messages = row.get("messages") or row["prompt"] + row["completion"]
+        ids = tok.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    else:
+        text = row.get("text") or row["prompt"] + row["completion"] + tok.eos_token
+        row = {**row, "completion": row["completion"] + tok.eos_token} if "prompt" in row else {"text": text}
+        ids = tok(text)["input_ids"]
+    turn = turn_of_tokens(tok, row, ids)
+    return tok.decode(ids), [tok.decode([t for t, o in zip(ids, turn, strict=True) if o == k])
+                             for k in range(max(turn) + 1)]
+
+
+def _expected_turns(row):
+    if "messages" in row or isinstance(row.get("prompt"), list):
+        messages = row.get("messages") or row["prompt"] + row["completion"]
+        return [m["content"] for m in messages if m["role"] != "system"]
+    return [row["prompt"], row["completion"]] if "prompt" in row else [row["text"]]

@@ -335,7 +335,8 @@ class JepaSFTTrainer(SFTTrainer):
         index = row["llm_jepa_index"]
         where = f"{name}[{index - first}]"
         out = {ROW: [index] * len(row["input_ids"])}
-        kwargs = {"chat_template": getattr(self, "chat_template", None), "tools": row.get("tools"),
+        tools = json.loads(row["tools"]) if isinstance(row.get("tools"), str) else row.get("tools")  # as TRL reads it
+        kwargs = {"chat_template": getattr(self, "chat_template", None), "tools": tools,
                   **(row.get("chat_template_kwargs") or {})}
         if args.stp_lambda:
             out[TURN] = turn_of_tokens(self._tokenizer, row, row["input_ids"], args.dataset_text_field, kwargs, where)
