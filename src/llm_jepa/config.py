@@ -80,6 +80,8 @@ class JepaConfig(TrainingArguments):
     train_fraction: float = _opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
                                  "--seed, nested across fractions (data-efficiency experiments).")
     train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.")
+    streaming: bool = _opt(False, "Read the training JSONL lazily: one checking pass, then each row is read and tokenized "
+                           "when the data loader asks for it (corpora larger than memory; see llm_jepa.lazydata).")
     max_length: int = _opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.")
     plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.")
     separator: str = _opt(ViewConfig.separator, "Separator between request and answer with --plain_text.")

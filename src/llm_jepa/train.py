@@ -195,12 +195,23 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     check_model_path(cfg.model_name_or_path)
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
-    train = subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction,
-                            cfg.train_rows, cfg.seed)
-    evaluation = load_examples(cfg.eval_file) if cfg.eval_file else None
-    if cfg.uses_views:  # a text row has no views, a multi-turn row may lack the chosen pair: say which, now
-        for ex in [*train, *(evaluation or [])]:
+    def check(ex: Any) -> None:  # a text row has no views, a multi-turn row may lack the chosen pair: say which, now
+        if cfg.uses_views:
             ex.view_pair(cfg.view_pair)
+
+    if cfg.streaming:
+        from .lazydata import LazyExamples
+
+        train = LazyExamples(cfg.train_file, cfg.max_train_examples, check).subset(cfg.train_fraction, cfg.train_rows,
+                                                                                     cfg.seed)
+    else:
+        train = subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction,
+                                cfg.train_rows, cfg.seed)
+        for ex in train:
+            check(ex)
+    evaluation = load_examples(cfg.eval_file) if cfg.eval_file else None
+    for ex in evaluation or []:
+        check(ex)
     return {"train": train, "eval": evaluation, "callbacks": [_callback(path) for path in cfg.callbacks]}
 
 
@@ -412,7 +423,12 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], resume_from: str |
     set_seed(cfg.seed)
     parts = build_components(cfg)
     main = state.is_main_process
-    train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main)
+    if cfg.streaming:  # tokenized in the data loader (truncated rows are not counted up front)
+        from .lazydata import LazyTokenizedDataset
+
+        train_set = LazyTokenizedDataset(inputs["train"], parts["builder"])
+    else:
+        train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main)
     eval_set = TokenizedDataset(inputs["eval"], parts["builder"], warn=main) if inputs["eval"] else None
     out = Path(cfg.output_dir)
     attention = getattr(parts["model"].config, "_attn_implementation", None)
