@@ -61,6 +61,9 @@ CASES = {
     "multi-turn": (MULTI, {}),
     "multi-turn padding-free": (MULTI, {"padding_free": True}),
     "multi-turn packing": (MULTI, {"packing": True, "max_length": 64}),
+    # TRL's packing truncates each document to max_length from its start, whatever truncation_mode says
+    "packing truncated": (MULTI, {"packing": True, "max_length": 16, "truncation_mode": "keep_end",
+                                  "shuffle_dataset": True}),
     "assistant-only": (MULTI, {"assistant_only_loss": True}),
     "assistant-only packing": (MULTI, {"assistant_only_loss": True, "packing": True, "max_length": 64}),
     "prompt-completion": (PROMPT_COMPLETION, {}),

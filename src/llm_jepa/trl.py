@@ -213,6 +213,16 @@ def _content(turn: list[int]) -> tuple[tuple[int, int], ...]:
     return tuple(tuple(ranges[t]) for t in sorted(ranges))
 
 
+class _Overrides:
+    """``args`` with a few attributes replaced (for one call of TRL's preparation)."""
+
+    def __init__(self, args: Any, **values: Any) -> None:
+        self._args, self._values = args, values
+
+    def __getattr__(self, name: str) -> Any:
+        return self._values[name] if name in self._values else getattr(self._args, name)
+
+
 class JepaSFTCollator:
     """Documents of TRL-prepared examples (a row, or each document of a packed row) plus the views of
     their rows, packed by :class:`PackingCollator` (position ids restart at every segment)."""
@@ -318,15 +328,21 @@ class JepaSFTTrainer(SFTTrainer):
         first = self._rows
         self._rows += len(dataset)
         dataset = dataset.add_column("llm_jepa_index", list(range(first, first + len(dataset))))
-        dataset = super()._prepare_dataset(dataset, processing_class, args, False, formatting_func, dataset_name)
+        # packing: TRL neither truncates nor filters before packing, and shuffles around it (as below)
+        prepare = _Overrides(args, max_length=None, shuffle_dataset=False) if packing else args
+        dataset = super()._prepare_dataset(dataset, processing_class, prepare, False, formatting_func, dataset_name)
         dataset = dataset.map(self._annotate, fn_kwargs={"name": dataset_name, "first": first, "args": args})
         if self._builder is not None:
             dataset = self._collect_views(dataset)
         if packing:  # TRL's packing, over our per-token columns too
             from trl.data_utils import pack_dataset
 
+            if args.max_length is None:
+                raise ValueError("When packing is enabled, `max_length` can't be `None`.")
             dataset = dataset.select_columns(["input_ids", "labels", ROW, *([TURN] if args.stp_lambda else [])])
+            dataset = dataset.shuffle(seed=args.seed) if args.shuffle_dataset else dataset
             dataset = pack_dataset(dataset, args.max_length, args.packing_strategy, {})
+            dataset = dataset.shuffle(seed=args.seed) if args.shuffle_dataset else dataset
         return dataset
 
     def _annotate(self, row: dict[str, Any], name: str, first: int, args: Any) -> dict[str, Any]:
