@@ -180,3 +180,10 @@ def test_inspect_shows_labels_views_and_stp_content_of_a_multi_turn_row(mixed, t
     assert conv_["stp_content"] == ["the dog", "(dog)", "a truck", "(truck)"]
     assert "a truck" in first["pairs"][0]["source"]["text"] and "(truck)" in first["pairs"][0]["target"]["text"]
     assert first["stp_spans"]
+
+
+def test_plain_text_mode_multi_turn_labels_each_answer_and_the_final_eos():
+    tok, _, seg, labelled = _segment(MULTI, style="plain", chat_template=False, separator=" => ")
+    assert tok.decode(seg.input_ids) == "the dog => (dog) => a truck => (truck)<|endoftext|>"
+    assert labelled == "(dog)(truck)<|endoftext|>"  # not the request between them
+    assert len(seg.content) == 4

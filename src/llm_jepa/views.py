@@ -377,7 +377,12 @@ class ViewBuilder:
             offsets.append((len(rendered), len(rendered)))
         labels = [IGNORE] * len(ids)
         for start, end in self._answer_spans(example, rendered, spans):
-            for i, t in enumerate(self._labels(ids, offsets, start, end)):
+            if self.cfg.chat_template or self.cfg.label_mode != "assistant":
+                turn = self._labels(ids, offsets, start, end)
+            else:  # plain text has no end-of-turn token: an answer's tokens, and the final eos after the last
+                turn = [t if (s < end and e > start) or (s == e == len(rendered) == end) else IGNORE
+                        for t, (s, e) in zip(ids, offsets, strict=True)]
+            for i, t in enumerate(turn):
                 labels[i] = t if t != IGNORE else labels[i]
         content, floor = [], 0
         for start, end, _ in spans:  # a token shared by two turns belongs to the earlier one
