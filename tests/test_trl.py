@@ -234,6 +234,12 @@ def test_saved_run_carries_its_settings(tmp_path):
     trainer.save_model()
     run = load_run(str(tmp_path / "run"))
     assert run.view.predictors == 2 and run.view.view_system == "none" and run.config["stp_lambda"] == 0.1
+    from llm_jepa.embed import embed  # as llm-jepa embed / eval / analyze load it: with the saved settings
+
+    saved = embed(str(tmp_path / "run"), ["the dog"], "pred")
+    explicit = embed(load_run(str(tmp_path / "run"), predictors=2, view_system="none"), ["the dog"], "pred")
+    other = embed(load_run(str(tmp_path / "run"), predictors=1), ["the dog"], "pred")
+    assert saved.shape == (1, 32) and (saved == explicit).all() and not (saved == other).all()
 
 
 def test_peft_config_trains_adapters_and_the_stp_predictor(tmp_path):
