@@ -313,3 +313,17 @@ def _expected_turns(row):
         messages = row.get("messages") or row["prompt"] + row["completion"]
         return [m["content"] for m in messages if m["role"] != "system"]
     return [row["prompt"], row["completion"]] if "prompt" in row else [row["text"]]
+
+
+def test_the_config_parses_from_the_command_line_like_any_sft_config(tmp_path):
+    import pickle
+
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((JepaSFTConfig,))
+    (args,) = parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--stp_lambda", "0.02",
+                                                  "--distance", "infonce", "--predictors", "3"])
+    assert (args.stp_lambda, args.distance, args.predictors) == (0.02, "infonce", 3)
+    assert pickle.loads(pickle.dumps(args)).stp_lambda == 0.02  # the Trainer saves it as training_args.bin
+    with pytest.raises(SystemExit):
+        parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--distance", "nope"])
