@@ -212,6 +212,12 @@ def test_formatting_func_and_jepa_on_text_are_refused(tmp_path):
     with pytest.raises(ValueError, match="formatting_func"):
         JepaSFTTrainer(model=tiny_llama(_tok()), args=_args(JepaSFTConfig, tmp_path, MULTI, stp_lambda=0.1),
                        train_dataset=Dataset.from_list(MULTI), processing_class=_tok(), formatting_func=lambda r: "x")
+    with pytest.raises(ValueError, match=r"model_init_kwargs \['device_map'\]"):
+        JepaSFTTrainer(model="some/model", args=_args(JepaSFTConfig, tmp_path, MULTI, model_init_kwargs={"device_map": "auto"}),
+                       train_dataset=Dataset.from_list(MULTI))
+    with pytest.raises(ValueError, match="quantization_config"):
+        JepaSFTTrainer(model=tiny_llama(_tok()), args=_args(JepaSFTConfig, tmp_path, MULTI), processing_class=_tok(),
+                       train_dataset=Dataset.from_list(MULTI), quantization_config=object())
     with pytest.raises(ValueError, match="train:0: field 'text': a plain text row has no views"):
         _step(JepaSFTTrainer, JepaSFTConfig, tmp_path, TEXT)
 

@@ -155,8 +155,10 @@ def _refuse(args: Any, **given: Any) -> None:
     for name, value in given.items():
         if value is not None and (name != "formatting_func" or needs_rows):
             raise ValueError(f"JepaSFTTrainer does not support {name}: "
-                             + ("JEPA's views and STP need the dataset's own fields" if name == "formatting_func"
-                                else "its loss and batches are llm-jepa's objective and packing collator"))
+                             + {"formatting_func": "JEPA's views and STP need the dataset's own fields",
+                                "quantization_config": "the model is loaded by llm-jepa's loader; quantize it yourself and "
+                                                       "pass the model"}.get(name, "its loss and batches are llm-jepa's "
+                                                                                "objective and packing collator"))
     if needs_rows and (args.dataset_num_proc or 1) > 1:
         raise ValueError("JepaSFTTrainer does not support dataset_num_proc > 1 with JEPA or STP yet")
     if needs_rows and (args.dataset_kwargs or {}).get("skip_prepare_dataset"):
@@ -267,7 +269,7 @@ class JepaSFTTrainer(SFTTrainer):
         if not isinstance(args, JepaSFTConfig):
             raise TypeError("JepaSFTTrainer needs args=JepaSFTConfig(...) (llm_jepa.trl)")
         _refuse(args, data_collator=data_collator, compute_loss_func=compute_loss_func,
-                formatting_func=formatting_func)
+                formatting_func=formatting_func, quantization_config=kwargs.get("quantization_config"))
         model, processing_class = self._load(model, processing_class, args, peft_config)
         self._views: dict[int, list] = {}
         self._rows = 0  # row ids are unique across the train and eval datasets
@@ -294,9 +296,16 @@ class JepaSFTTrainer(SFTTrainer):
     def _load(model: Any, tok: Any, args: Any, peft_config: Any) -> tuple[Any, Any]:
         from .modeling import add_predictor_tokens, load_model, load_tokenizer
 
-        if isinstance(model, str):
+        if isinstance(model, str):  # llm-jepa's loader: the predictor tokens, named models, LoRA run folders
+            init = dict(args.model_init_kwargs or {})
+            unknown = sorted(set(init) - {"dtype", "attn_implementation"})
+            if unknown:
+                raise ValueError(f"JepaSFTTrainer does not support model_init_kwargs {unknown} with a model name: "
+                                 "load the model yourself and pass it (with processing_class)")
             tok = tok or load_tokenizer(model)
-            model = load_model(model, tok, dtype=str((args.model_init_kwargs or {}).get("dtype", "auto")))
+            model = load_model(model, tok, dtype=str(init.get("dtype", "auto")),
+                               attn_implementation=init.get("attn_implementation"))
+            args.model_init_kwargs = None  # used here; TRL would warn that an instantiated model ignores them
         if tok is None:
             raise ValueError("JepaSFTTrainer with a model object needs processing_class (its tokenizer)")
         if tok.pad_token is None:
