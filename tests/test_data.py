@@ -19,7 +19,7 @@ def _write(tmp_path, rows):
     [
         ('{"messages": [', "line 2: malformed JSON"),
         ({"messages": [{"content": "x"}, {"role": "assistant", "content": "a"}]}, "field 'messages[0].role': missing role"),
-        ({"messages": [{"role": "user", "content": "u"}]}, "exactly one 'assistant'"),
+        ({"messages": [{"role": "user", "content": "u"}]}, "at least one 'assistant'"),
         ({"messages": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "  "}]},
          "field 'messages.assistant.content': empty assistant"),
         ({"messages": [{"role": "user", "content": "u"}, {"role": "bot", "content": "a"}]}, "unknown role 'bot'"),

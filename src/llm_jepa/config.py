@@ -87,6 +87,9 @@ class JepaConfig(TrainingArguments):
     train_fraction: float = _opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
                                  "--seed, nested across fractions (data-efficiency experiments).", roles=(FIXED,))
     train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.", roles=(FIXED,))
+    streaming: bool = _opt(False, "Read the training JSONL lazily: one checking pass, then each row is read and tokenized "
+                           "when the data loader asks for it (corpora larger than memory; see llm_jepa.lazydata).",
+                           roles=(SPEED,))
     max_length: int = _opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.", roles=(RUN, FIXED))
     plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.", roles=(RUN, FIXED))
     separator: str = _opt(ViewConfig.separator, "Separator between request and answer with --plain_text.", roles=(RUN, FIXED))
@@ -139,6 +142,8 @@ class JepaConfig(TrainingArguments):
         choices=list(VIEW_SYSTEM),
         roles=(RUN, FIXED),
     )
+    view_pair: int = _opt(ViewConfig.view_pair, "Multi-turn rows: which user/assistant pair JEPA's two views come from "
+                          "(0 = the first, -1 = the last); explicit text/code fields win.", roles=(RUN, FIXED))
     stop_gradient_target: bool = _opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.", roles=(FIXED, VIEW_ONLY))
     pack_length: int = _opt(
         -1, "Maximum tokens per packed row: 0 = everything in one row (best with flash/flex attention); "

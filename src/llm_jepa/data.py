@@ -1,6 +1,18 @@
 """Examples: read conversations from JSONL (or a Hugging Face dataset) and check them.
 
-One row is ``{"messages": [system?, user, assistant]}``. Optional fields:
+One row is one of (the formats TRL's SFTTrainer reads):
+
+- ``{"messages": [system?, user, assistant]}``, or a multi-turn conversation
+  ``{"messages": [system?, user, assistant, user, assistant, ...]}`` (the next-token loss covers every
+  assistant turn; JEPA's views come from one user/assistant pair, by default the last, see
+  ``--view_pair``);
+- ``{"prompt": ..., "completion": ...}``: strings (the prompt becomes the user turn, the completion
+  the assistant turn) or message lists (the prompt's messages, then the completion's assistant
+  messages); the loss covers the completion only;
+- ``{"text": "..."}`` alone: a plain document (next-token loss over all of it, and STP); it has no
+  views, so JEPA on it is refused.
+
+Optional fields of conversation rows:
 
 - ``text`` / ``code``: explicit views that override the ones derived from the messages, as a
   string or a one-message list (HellaSwag rows carry them);
@@ -35,6 +47,45 @@ class Example:
     paraphrases: tuple[str, ...] = ()
     source: tuple[str, int] = ("<memory>", 0)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    document: str | None = None  # a plain ``text`` row: the document (``messages`` is empty)
+    prompt_turns: int = 0  # prompt/completion rows: messages[:prompt_turns] are the prompt (never labelled)
+
+    @property
+    def is_text(self) -> bool:
+        """A plain ``text`` row (no conversation, so no views)."""
+        return self.document is not None
+
+    @property
+    def is_single_turn(self) -> bool:
+        """One user and one assistant message (the format llm-jepa always read)."""
+        roles = [m["role"] for m in self.messages]
+        return roles.count("user") == 1 and roles.count("assistant") == 1 and not self.prompt_turns
+
+    def turn_pairs(self) -> list[tuple[str, str]]:
+        """(user, assistant) contents of every assistant turn with the user message before it, in order."""
+        pairs, user = [], None
+        for m in self.messages:
+            if m["role"] == "user":
+                user = m["content"]
+            elif m["role"] == "assistant" and user is not None:
+                pairs.append((user, m["content"]))
+        return pairs
+
+    def view_pair(self, index: int = -1) -> tuple[str, str]:
+        """The (request, answer) JEPA's views come from: the explicit ``text``/``code`` fields where
+        given, else the ``index``-th user/assistant pair (-1: the last). A single-turn row gives its
+        user and assistant messages whatever the index."""
+        if self.is_text:
+            raise DataError(f"{self.source[0]}:{self.source[1]}: field 'text': a plain text row has no views "
+                            "(JEPA needs a conversation; use --regular or --jepa_lambda 0, with --stp_lambda for STP)")
+        if self.is_single_turn:
+            return self.text_view, self.code_view
+        pairs = self.turn_pairs()
+        if not -len(pairs) <= index < len(pairs):
+            raise DataError(f"{self.source[0]}:{self.source[1]}: field 'messages': view_pair {index} is out of "
+                            f"range, the row has {len(pairs)} user/assistant pairs")
+        user, assistant = pairs[index]
+        return (self.text if self.text is not None else user, self.code if self.code is not None else assistant)
 
     def _content(self, role: str) -> str | None:
         for m in self.messages:
@@ -79,31 +130,87 @@ def _check_text(value: str, source: tuple[str, int], fieldname: str) -> str:
     return value
 
 
-def _check_messages(raw: Any, source: tuple[str, int]) -> tuple[dict[str, str], ...]:
+def _check_message_list(raw: Any, source: tuple[str, int], name: str) -> list[dict[str, str]]:
+    """Each message an object with a known role and string content."""
     if not isinstance(raw, list) or not raw:
-        raise DataError(f"{_where(source, 'messages')}: expected a non-empty list of messages")
+        raise DataError(f"{_where(source, name)}: expected a non-empty list of messages")
     out = []
     for i, m in enumerate(raw):
-        name = f"messages[{i}]"
+        item = f"{name}[{i}]"
         if not isinstance(m, dict):
-            raise DataError(f"{_where(source, name)}: expected an object with 'role' and 'content'")
+            raise DataError(f"{_where(source, item)}: expected an object with 'role' and 'content'")
         if "role" not in m:
-            raise DataError(f"{_where(source, name + '.role')}: missing role")
+            raise DataError(f"{_where(source, item + '.role')}: missing role")
         if m["role"] not in ROLES:
-            raise DataError(f"{_where(source, name + '.role')}: unknown role {m['role']!r}, expected one of {ROLES}")
+            raise DataError(f"{_where(source, item + '.role')}: unknown role {m['role']!r}, expected one of {ROLES}")
         if not isinstance(m.get("content"), str):
-            raise DataError(f"{_where(source, name + '.content')}: missing or not a string")
-        out.append({"role": m["role"], "content": _check_text(m["content"], source, name + ".content")})
+            raise DataError(f"{_where(source, item + '.content')}: missing or not a string")
+        out.append({"role": m["role"], "content": _check_text(m["content"], source, item + ".content")})
+    return out
+
+
+def _check_messages(raw: Any, source: tuple[str, int], name: str = "messages") -> tuple[dict[str, str], ...]:
+    out = _check_message_list(raw, source, name)
     roles = [m["role"] for m in out]
+    if roles.count("user") == 1 and roles.count("assistant") <= 1:  # single turn: today's rules and errors
+        if roles.count("assistant") != 1:
+            raise DataError(f"{_where(source, name)}: expected at least one 'assistant' message, found 0")
+        if roles.index("user") > roles.index("assistant"):
+            raise DataError(f"{_where(source, name)}: the user message must come before the assistant message")
+        for m in out:
+            if m["role"] in ("user", "assistant") and not m["content"].strip():
+                raise DataError(f"{_where(source, name + '.' + m['role'] + '.content')}: empty {m['role']} message")
+        return tuple(out)
     for role in ("user", "assistant"):
-        if roles.count(role) != 1:
-            raise DataError(f"{_where(source, 'messages')}: expected exactly one '{role}' message, found {roles.count(role)}")
+        if role not in roles:
+            raise DataError(f"{_where(source, name)}: expected at least one '{role}' message, found 0")
     if roles.index("user") > roles.index("assistant"):
-        raise DataError(f"{_where(source, 'messages')}: the user message must come before the assistant message")
-    for m in out:
+        raise DataError(f"{_where(source, name)}: the first user message must come before the first assistant message")
+    for i, m in enumerate(out):
         if m["role"] in ("user", "assistant") and not m["content"].strip():
-            raise DataError(f"{_where(source, 'messages.' + m['role'] + '.content')}: empty {m['role']} message")
+            raise DataError(f"{_where(source, f'{name}[{i}].content')}: empty {m['role']} message")
+        if m["role"] == "system" and any(r != "system" for r in roles[:i]):
+            raise DataError(f"{_where(source, f'{name}[{i}].role')}: a system message must come before the conversation")
     return tuple(out)
+
+
+def _prompt_completion(row: dict, source: tuple[str, int]) -> tuple[tuple[dict[str, str], ...], int]:
+    """A prompt/completion row as messages and the number of prompt messages. Strings: the prompt is
+    the user turn, the completion the assistant turn; message lists: as given, the completion made
+    of assistant messages."""
+    prompt, completion = row.get("prompt"), row.get("completion")
+    if "completion" not in row:
+        raise DataError(f"{_where(source, 'completion')}: missing (a row with 'prompt' needs 'completion')")
+    if isinstance(prompt, str) and isinstance(completion, str):
+        for key, value in (("prompt", prompt), ("completion", completion)):
+            if not value.strip():
+                raise DataError(f"{_where(source, key)}: empty string")
+            _check_text(value, source, key)
+        return ({"role": "user", "content": prompt}, {"role": "assistant", "content": completion}), 1
+    if not isinstance(prompt, list) or not isinstance(completion, list):
+        raise DataError(f"{_where(source, 'prompt')}: 'prompt' and 'completion' must both be strings or both "
+                        "message lists")
+    head = _check_message_list(prompt, source, "prompt")
+    tail = _check_message_list(completion, source, "completion")
+    for i, m in enumerate(tail):
+        if m["role"] != "assistant":
+            raise DataError(f"{_where(source, f'completion[{i}].role')}: the completion holds assistant messages, "
+                            f"got {m['role']!r}")
+        if not m["content"].strip():
+            raise DataError(f"{_where(source, f'completion[{i}].content')}: empty assistant message")
+    if "user" not in [m["role"] for m in head]:
+        raise DataError(f"{_where(source, 'prompt')}: expected at least one 'user' message, found 0")
+    return tuple(head + tail), len(head)
+
+
+def _text_row(row: dict, source: tuple[str, int]) -> Example:
+    """A plain ``{"text": ...}`` document."""
+    text = row["text"]
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{_where(source, 'text')}: expected a non-empty string")
+    known = {"text"}
+    return Example(messages=(), document=_check_text(text, source, "text"), source=source,
+                   extra={k: v for k, v in row.items() if k not in known})
 
 
 def _optional_view(row: dict, key: str, source: tuple[str, int]) -> str | None:
@@ -124,8 +231,11 @@ def example_from_row(row: Any, source: tuple[str, int] = ("<memory>", 0)) -> Exa
     """Validate one decoded row and turn it into an :class:`Example`."""
     if not isinstance(row, dict):
         raise DataError(f"{source[0]}:{source[1]}: expected a JSON object, got {type(row).__name__}")
-    if "messages" not in row:
-        raise DataError(f"{_where(source, 'messages')}: missing")
+    if "messages" not in row and "prompt" not in row:
+        if "text" in row and "code" not in row and "paraphrases" not in row:
+            return _text_row(row, source)
+        raise DataError(f"{_where(source, 'messages')}: missing (a row holds 'messages', 'prompt' and "
+                        "'completion', or 'text')")
     paraphrases = row.get("paraphrases") or ()
     if not isinstance(paraphrases, (list, tuple)) or not all(isinstance(p, str) for p in paraphrases):
         raise DataError(f"{_where(source, 'paraphrases')}: expected a list of strings")
@@ -133,9 +243,14 @@ def example_from_row(row: Any, source: tuple[str, int] = ("<memory>", 0)) -> Exa
         if not text.strip():
             raise DataError(f"{_where(source, f'paraphrases[{i}]')}: empty string (each version must have text)")
         _check_text(text, source, f"paraphrases[{i}]")
-    known = {"messages", "text", "code", "paraphrases"}
+    known = {"messages", "text", "code", "paraphrases", "prompt", "completion"}
+    if "messages" in row:
+        messages, prompt_turns = _check_messages(row["messages"], source), 0
+    else:
+        messages, prompt_turns = _prompt_completion(row, source)
     return Example(
-        messages=_check_messages(row["messages"], source),
+        messages=messages,
+        prompt_turns=prompt_turns,
         text=_optional_view(row, "text", source),
         code=_optional_view(row, "code", source),
         paraphrases=tuple(paraphrases),

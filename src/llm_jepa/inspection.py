@@ -36,6 +36,8 @@ def _describe(tok: Any, seg: Segment) -> dict[str, Any]:
     if seg.labels is not None:
         out["labelled_text"] = tok.decode([t for t in seg.labels if t != IGNORE])
         out["num_labelled"] = sum(t != IGNORE for t in seg.labels)
+    if seg.content is not None:  # each turn's content tokens: what STP's trajectory runs over
+        out["stp_content"] = [tok.decode(seg.input_ids[a:b]) for a, b in seg.content]
     if seg.anchor is not None:
         out["anchor_index"] = seg.anchor
         out["anchor_token"] = pieces[seg.anchor]
@@ -103,6 +105,8 @@ def print_report(report: dict[str, Any]) -> None:
         for seg in ex["conversation"]:
             console.print("[bold]conversation[/bold]", repr(seg["text"]))
             console.print("  [green]labels cover[/green]", repr(seg["labelled_text"]))
+            for i, text in enumerate(seg.get("stp_content", [])):
+                console.print(f"  [magenta]content {i}[/magenta]", repr(text))
         for pair in ex["pairs"]:
             for role in ("source", "target"):
                 seg = pair[role]

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from .options import FIXED, option
 
 __all__ = [
-    "SAMPLINGS", "LENGTH_WEIGHTS", "VARIANTS", "StpConfig", "draw_span", "message_points", "span_points", "span_tokens",
+    "SAMPLINGS", "LENGTH_WEIGHTS", "VARIANTS", "StpConfig", "draw_span", "message_points", "span_points", "span_points_many", "span_tokens",
     "collate_stp", "check_layer", "length_weights", "displacements", "span_loss", "curvature_loss", "stp_terms",
     "attach_predictor", "StpOptions", "stp_term", "collate_term", "setup_term", "describe_spans",
 ]
@@ -176,18 +176,52 @@ def span_points(user: list[int], assistant: list[int], s: int, t: int) -> list[i
 def span_tokens(content: tuple[tuple[int, int], ...], s: int, t: int) -> tuple[list[int], list[int]]:
     """Positions of the content tokens of ``rest`` and of ``patch`` for span ``[s, t)`` (what
     ``inspect`` shows): the content offsets outside and inside the span."""
-    user, assistant = message_points(content)
-    tokens = user[1:] + assistant[1:]
+    tokens = [p for points in message_points(content) for p in points[1:]]
     return tokens[:s] + tokens[t:], tokens[s:t]
 
 
-def _example_spans(user: list[int], assistant: list[int], cfg: StpConfig, rng: random.Random) -> list[tuple[int, int]]:
-    a, b = max(len(user) - 1, 0), max(len(assistant) - 1, 0)
+def _example_spans(points: list[list[int]], cfg: StpConfig, rng: random.Random) -> list[tuple[int, int]]:
+    """The spans of one example over its messages' content offsets. ``two_view``: the last message is
+    the patch and everything before it the rest (with one user and one answer: rest = user, patch =
+    answer)."""
+    sizes = [max(len(p) - 1, 0) for p in points]
+    n = sum(sizes)
     if cfg.variant == "two_view":
-        return [(a, a + b)] if a and b else []
-    if a + b < 2:
+        last = sizes[-1] if sizes else 0
+        return [(n - last, n)] if len(sizes) >= 2 and last and n - last else []
+    if n < 2:
         return []
-    return [draw_span(rng, a + b, cfg.max_span, cfg.sampling) for _ in range(cfg.times)]
+    return [draw_span(rng, n, cfg.max_span, cfg.sampling) for _ in range(cfg.times)]
+
+
+def span_points_many(points: list[list[int]], s: int, t: int) -> list[int]:
+    """:func:`span_points` for any number of messages (multi-turn conversations, a plain text's one):
+    with M messages, 4M positions, the M pairs of the whole displacements (``D_m = h[last] - h[origin]``)
+    then the M pairs of the span's piece inside each message (a message the span misses gives a zero
+    ``(x, x)`` pair). One user and one answer give exactly :func:`span_points`."""
+    if len(points) == 2:
+        return span_points(points[0], points[1], s, t)
+    anchor = next(p[0] for p in points if p)
+    whole, pieces, offset = [], [], 0
+    for p in points:
+        k = max(len(p) - 1, 0)
+        whole += [p[0], p[-1]] if p else [anchor, anchor]
+        lo, hi = max(s, offset), min(t, offset + k)
+        pieces += [p[lo - offset], p[hi - offset]] if lo < hi else [anchor, anchor]
+        offset += k
+    return whole + pieces
+
+
+def _pad_points(index: list[list[tuple[int, int]]]) -> list[list[tuple[int, int]]]:
+    """Spans of examples with different message counts in one tensor: each half (whole pairs, piece
+    pairs) is padded with zero pairs at its own first position."""
+    width = max((len(x) for x in index), default=8) // 4
+    out = []
+    for x in index:
+        m = len(x) // 4
+        pad = [x[0]] * (2 * (width - m))
+        out.append(x[: 2 * m] + pad + x[2 * m:] + pad)
+    return out
 
 
 def _turns(points: list[int]) -> list[tuple[int, int, int]]:
@@ -201,7 +235,7 @@ def collate_stp(contents: list[tuple | None], keys: list[int], starts: list[tupl
     data: the same on every process and after resume), and where its conversation starts in the
     packed rows ((row, column), from :func:`llm_jepa.collator.pack`).
 
-    Returns, for S spans and K turns: ``stp_index`` [S, 8, 2] (row, column) of the points of
+    Returns, for S spans and K turns: ``stp_index`` [S, 4M, 2] (row, column) of the points of
     :func:`span_points`; ``stp_lengths`` [S, 2] (rest tokens, span tokens); ``stp_spans`` [S, 3]
     (example in batch, s, t); and for the curvature variant ``stp_turns`` [K, 3, 2] and
     ``stp_turn_weight`` [K] (1 / (turns of its example x examples with turns): the loss is a mean
@@ -212,15 +246,16 @@ def collate_stp(contents: list[tuple | None], keys: list[int], starts: list[tupl
     for i, (content, key, (row, col)) in enumerate(zip(contents, keys, starts, strict=True)):
         if not content:
             continue
-        user, assistant = message_points(content)
-        n = max(len(user) - 1, 0) + max(len(assistant) - 1, 0)
+        points = message_points(content)
+        n = sum(max(len(p) - 1, 0) for p in points)
         rng = random.Random(f"stp/{seed}/{epoch}/{key}")
-        for s, t in _example_spans(user, assistant, cfg, rng):
-            index.append([(row, col + p) for p in span_points(user, assistant, s, t)])
+        for s, t in _example_spans(points, cfg, rng):
+            index.append([(row, col + p) for p in span_points_many(points, s, t)])
             lengths.append((n - (t - s), t - s))
             spans.append((i, s, t))
+    index = _pad_points(index)
     return {
-        "stp_index": torch.tensor(index, dtype=torch.long).reshape(-1, 8, 2),
+        "stp_index": torch.tensor(index, dtype=torch.long).reshape(-1, len(index[0]) if index else 8, 2),
         "stp_lengths": torch.tensor(lengths, dtype=torch.float32).reshape(-1, 2),
         "stp_spans": torch.tensor(spans, dtype=torch.long).reshape(-1, 3),
     }
@@ -258,10 +293,12 @@ def length_weights(lengths: torch.Tensor, kind: str = "none") -> torch.Tensor:
 
 
 def displacements(hidden: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rest`` and ``patch`` of every span. hidden [R, T, C], index [S, 8, 2] -> ([S, C], [S, C]), fp32."""
-    h = hidden[index[..., 0], index[..., 1]].float()  # [S, 8, C]
-    whole = (h[:, 1] - h[:, 0]) + (h[:, 3] - h[:, 2])  # D_user + D_assistant
-    patch = (h[:, 5] - h[:, 4]) + (h[:, 7] - h[:, 6])
+    """``rest`` and ``patch`` of every span. hidden [R, T, C], index [S, 4M, 2] (M messages; 8 for a
+    user and an answer) -> ([S, C], [S, C]), fp32."""
+    h = hidden[index[..., 0], index[..., 1]].float()  # [S, 4M, C]
+    h = h.reshape(h.shape[0], 2, index.shape[1] // 4, 2, h.shape[-1])  # [S, whole | piece, M, origin | end, C]
+    steps = h[:, :, :, 1] - h[:, :, :, 0]  # [S, 2, M, C]
+    whole, patch = steps[:, 0].sum(1), steps[:, 1].sum(1)  # D_1 + ... + D_M; the span's pieces
     return whole - patch, patch
 
 

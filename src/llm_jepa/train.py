@@ -216,12 +216,24 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     check_model_path(cfg.model_name_or_path)
     if not cfg.train_file:
         raise ValueError("no training data given (--data FILE.jsonl)")
-    return {
-        "train": subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction,
-                                 cfg.train_rows, cfg.seed),
-        "eval": load_examples(cfg.eval_file) if cfg.eval_file else None,
-        "callbacks": [_callback(path) for path in cfg.callbacks],
-    }
+    def check(ex: Any) -> None:  # a text row has no views, a multi-turn row may lack the chosen pair: say which, now
+        if cfg.uses_views:
+            ex.view_pair(cfg.view_pair)
+
+    if cfg.streaming:
+        from .lazydata import LazyExamples
+
+        train = LazyExamples(cfg.train_file, cfg.max_train_examples, check).subset(cfg.train_fraction, cfg.train_rows,
+                                                                                     cfg.seed)
+    else:
+        train = subset_examples(load_examples(cfg.train_file, cfg.max_train_examples), cfg.train_fraction,
+                                cfg.train_rows, cfg.seed)
+        for ex in train:
+            check(ex)
+    evaluation = load_examples(cfg.eval_file) if cfg.eval_file else None
+    for ex in evaluation or []:
+        check(ex)
+    return {"train": train, "eval": evaluation, "callbacks": [_callback(path) for path in cfg.callbacks]}
 
 
 def resume_fixed() -> list[str]:
@@ -491,7 +503,13 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     parts = build_components(cfg)
     _check_components(cfg, parts, state)
     main = state.is_main_process
-    sets = {"train": TokenizedDataset(inputs["train"], parts["builder"], warn=main, needs_labels=cfg.gamma > 0),
+    if cfg.streaming:  # tokenized in the data loader (truncated rows are not counted up front)
+        from .lazydata import LazyTokenizedDataset
+
+        train_set = LazyTokenizedDataset(inputs["train"], parts["builder"])
+    else:
+        train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main, needs_labels=cfg.gamma > 0)
+    sets = {"train": train_set,
             "eval": TokenizedDataset(inputs["eval"], parts["builder"], warn=main) if inputs["eval"] else None}
     _check_batches(cfg, len(sets["train"]), state.num_processes)
     inputs["facts"] = run_facts(cfg, inputs["train"], state.num_processes)  # the data's hash: computed once

@@ -49,6 +49,7 @@ __all__ = [
     "ViewBuilder",
     "VIEW_KINDS",
     "view_segments",
+    "turn_char_spans",
 ]
 
 PREDICTOR_TOKENS = tuple(f"<|predictor_{i}|>" for i in range(1, 11))
@@ -89,6 +90,7 @@ class ViewConfig:
     anchor_offset: int | None = None
     build_views: bool = True
     view_system: str = "default"  # default | empty | none: the system turn of a view rendered alone
+    view_pair: int = -1  # multi-turn rows: which user/assistant pair JEPA's views come from (-1: the last)
 
     def __post_init__(self) -> None:
         if not 0 <= self.predictors <= len(PREDICTOR_TOKENS):
@@ -181,6 +183,35 @@ def render_chat(tokenizer, messages: list[dict], add_generation_prompt: bool = F
         )
     except TemplateError as e:  # SecurityError (the sandbox refused an attribute), raise_exception, ...
         raise ValueError(f"the chat template failed ({type(e).__name__}: {e})") from None
+
+
+def turn_char_spans(render: Any, messages: list[dict], rendered: str) -> list[tuple[int, int, int]]:
+    """(start, end, message index) of the content of every user/assistant message in ``rendered``
+    (``render(messages)``). Message i's content is looked for between the renderings of the first i
+    and the first i + 1 messages, its last occurrence there (headers come before it), so a content
+    such as "a" is not found inside a header; a template that does not render prefixes that way
+    falls back to the first occurrence after the previous message."""
+    out, cursor = [], 0
+    for i, m in enumerate(messages):
+        window = None
+        try:
+            before, upto = render(messages[:i]) if i else "", render(messages[: i + 1])
+            if rendered.startswith(upto) and upto.startswith(before) and len(before) >= cursor:
+                window = (len(before), len(upto))
+        except Exception:  # a template that refuses a prefix (Gemma: a lone system turn)
+            pass
+        for candidate in (m["content"], m["content"].strip()):
+            start = rendered.rfind(candidate, *window) if window else rendered.find(candidate, cursor)
+            if start >= 0 and candidate:
+                break
+        else:
+            if m["role"] == "system":
+                continue
+            raise ValueError(f"the chat template does not reproduce the content {m['content'][:40]!r}...")
+        cursor = start + len(candidate)
+        if m["role"] != "system":
+            out.append((start, cursor, i))
+    return out
 
 
 def _token_range(offsets: list[tuple[int, int]], char_start: int, char_end: int) -> tuple[int, int]:
@@ -328,6 +359,10 @@ class ViewBuilder:
         return start, ans_end
 
     def conversation(self, example: Example) -> Segment:
+        if example.is_text:
+            return self._document(example)
+        if not example.is_single_turn:
+            return self._multi_turn(example)
         if self.cfg.chat_template:
             rendered = self._render(list(example.messages))
             start, ans_end = self._label_start_and_end(example, rendered)
@@ -342,6 +377,75 @@ class ViewBuilder:
                 offsets.append((len(rendered), len(rendered)))
         content = self._content_ranges(example, rendered, offsets)
         return Segment(input_ids=ids, labels=self._labels(ids, offsets, start, ans_end), content=content)
+
+    # ---- multi-turn, prompt/completion and plain-text rows --------------------------------------
+    def _document(self, example: Example) -> Segment:
+        """A plain text row: the document as the tokenizer encodes it (its bos, if any) plus eos; the
+        loss covers all of it, and STP's trajectory runs over all of its tokens (one message)."""
+        text = example.document
+        enc = self.tok(text, add_special_tokens=True, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        if self.tok.eos_token_id is not None and (not ids or ids[-1] != self.tok.eos_token_id):
+            ids.append(self.tok.eos_token_id)
+            offsets.append((len(text), len(text)))
+        labels = self._labels(ids, offsets, 0, len(text))
+        return Segment(input_ids=ids, labels=labels, content=(_token_range(offsets, 0, len(text)),))
+
+    def _turn_spans(self, example: Example) -> tuple[str, list[tuple[int, int, str]]]:
+        """The rendered conversation and the character span and role of every user/assistant message."""
+        turns = [m for m in example.messages if m["role"] != "system"]
+        if not self.cfg.chat_template:
+            rendered, spans = "", []
+            for m in turns:
+                rendered += self.cfg.separator if rendered else ""
+                spans.append((len(rendered), len(rendered) + len(m["content"]), m["role"]))
+                rendered += m["content"]
+            return rendered, spans
+        rendered = self._render(list(example.messages))
+        found = turn_char_spans(self._render, list(example.messages), rendered)
+        return rendered, [(a, b, example.messages[i]["role"]) for a, b, i in found]
+
+    def _multi_turn(self, example: Example) -> Segment:
+        """Every assistant turn is labelled (in 'assistant' mode: from the end of the prompt that
+        precedes it to its end of turn; a prompt/completion row's prompt turns never); STP's
+        trajectory runs over the content of every user and assistant turn, in order."""
+        rendered, spans = self._turn_spans(example)
+        ids, offsets = self._encode(rendered)
+        if not self.cfg.chat_template and self.tok.eos_token_id is not None and (not ids or ids[-1] != self.tok.eos_token_id):
+            ids.append(self.tok.eos_token_id)
+            offsets.append((len(rendered), len(rendered)))
+        labels = [IGNORE] * len(ids)
+        for start, end in self._answer_spans(example, rendered, spans):
+            if self.cfg.chat_template or self.cfg.label_mode != "assistant":
+                turn = self._labels(ids, offsets, start, end)
+            else:  # plain text has no end-of-turn token: an answer's tokens, and the final eos after the last
+                turn = [t if (s < end and e > start) or (s == e == len(rendered) == end) else IGNORE
+                        for t, (s, e) in zip(ids, offsets, strict=True)]
+            for i, t in enumerate(turn):
+                labels[i] = t if t != IGNORE else labels[i]
+        content, floor = [], 0
+        for start, end, _ in spans:  # a token shared by two turns belongs to the earlier one
+            first, last = _token_range(offsets, start, end)
+            content.append((max(first, floor), max(last, floor)))
+            floor = content[-1][1]
+        return Segment(input_ids=ids, labels=labels, content=tuple(content))
+
+    def _answer_spans(self, example: Example, rendered: str, spans: list) -> list[tuple[int, int]]:
+        """(label start, answer end) characters of each labelled assistant turn."""
+        turns = [m for m in example.messages if m["role"] != "system"]
+        first_turn = len(example.messages) - len(turns)
+        out = []
+        for j, (start, end, role) in enumerate(spans):
+            index = first_turn + j  # its place in example.messages
+            if role != "assistant" or index < example.prompt_turns:
+                continue
+            label_start = start
+            if self.cfg.chat_template:
+                prompt = self._render(list(example.messages[:index]), add_generation_prompt=True)
+                if rendered.startswith(prompt) and len(prompt) <= start:
+                    label_start = len(prompt)
+            out.append((label_start, end))
+        return out
 
     def _content_ranges(self, example: Example, rendered: str, offsets: list[tuple[int, int]]):
         """Token ranges of the user content and of the assistant content in the conversation (the
@@ -377,7 +481,7 @@ class ViewBuilder:
     # ---- example ---------------------------------------------------------------------------
     def text_code_pair(self, example: Example) -> tuple[Segment, Segment]:
         """(source, target) of the Text/Code pair: the source, chosen by ``direction``, carries the predictors."""
-        text, code = example.text_view, example.code_view
+        text, code = example.view_pair(self.cfg.view_pair)
         if self.cfg.direction == "text_to_code":
             return self.view(text, "user", True), self.view(code, "assistant", False)
         return self.view(code, "assistant", True), self.view(text, "user", False)
@@ -397,7 +501,10 @@ class ViewBuilder:
             out = TokenizedExample(lm=lm, pairs=pairs, source=example.source)
             self._truncate(out)
         except ValueError as e:  # name the row: the view settings are fine for some rows, not this one
-            raise ValueError(f"{example.source[0]}:{example.source[1]}: {e}") from None
+            where = f"{example.source[0]}:{example.source[1]}: "
+            if str(e).startswith(where):  # the data's own check already named it (a DataError)
+                raise
+            raise ValueError(f"{where}{e}") from None
         return out
 
     def _check_special_text(self, example: Example) -> None:
