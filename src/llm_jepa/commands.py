@@ -39,13 +39,14 @@ def _wants_help(rest: list[str], command: str = "train", extra: tuple = ()) -> b
 #: "other llm-jepa options" (tests/test_help.py asserts there is none).
 HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("model and data", ("model_name_or_path", "train_file", "eval_file", "max_train_examples", "train_fraction",
-                        "train_rows", "plain_text", "separator", "label_mode", "max_length", "pretrain", "dtype",
+                        "train_rows", "streaming", "plain_text", "separator", "label_mode", "max_length", "pretrain", "dtype",
                         "attn_implementation", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
                         "lora_save")),
     ("objective", ("jepa_lambda", "gamma", "distance", "temperature", "infonce_gather", "regular",
                    "monitor_views_every", "loss_dropout", "stop_gradient_target", "vicreg_weight", "sigreg_weight",
                    "isolation", "pack_length")),
-    ("views", ("predictors", "predictor_position", "predictor_order", "direction", "anchor_offset", "view_system")),
+    ("views", ("predictors", "predictor_position", "predictor_order", "direction", "anchor_offset", "view_system",
+               "view_pair")),
     ("STP (Semantic Tube Prediction, docs/stp.md)", ("stp_lambda", "stp_times", "stp_max_span", "stp_sampling",
                                                      "stp_layer", "stp_length_weight", "stp_variant", "stp_predictor")),
     ("run (the most used Trainer options first)", (

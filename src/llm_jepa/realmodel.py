@@ -254,7 +254,7 @@ def _install_template(folder: Path, template: str) -> None:
     the template's end-of-turn token too."""
     from transformers import AutoTokenizer, GenerationConfig
 
-    from .eval.generate import END_OF_TURN
+    from .views import END_OF_TURN
 
     tok = AutoTokenizer.from_pretrained(folder)
     tok.chat_template = template
