@@ -33,3 +33,15 @@ def test_ordinary_anchors_still_load(tmp_path):
     path.write_text("output_dir: &o out\nrun_name: *o\nlearning_rate: 0.001\n")
     cfg = load_config(str(path))
     assert cfg.run_name == "out" and cfg.learning_rate == 0.001
+
+
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path):
+    # red team: max_steps: 1 then max_steps: 5 trained 5 steps, silently
+    path = tmp_path / "run.yaml"
+    path.write_text("output_dir: out\nmax_steps: 1\nlearning_rate: 0.001\nmax_steps: 5\n")
+    with pytest.raises(ConfigError, match=r"line 4: key 'max_steps' is given twice \(first on line 2\)"):
+        load_config(path)
+    nested = tmp_path / "sweep.yaml"
+    nested.write_text("base: run.yaml\ngrid:\n  predictors: [0, 1]\n  predictors: [2]\n")
+    with pytest.raises(SweepError, match="key 'predictors' is given twice"):
+        load_sweep(nested)

@@ -97,26 +97,27 @@ def inspect_examples(cfg: JepaConfig, num_examples: int = 2) -> dict[str, Any]:
 
 def print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
     for ex in report["examples"]:
         console.rule(ex["source"])
         for seg in ex["conversation"]:
-            console.print("[bold]conversation[/bold]", repr(seg["text"]))
-            console.print("  [green]labels cover[/green]", repr(seg["labelled_text"]))
+            console.print("[bold]conversation[/bold]", escape(repr(seg["text"])))
+            console.print("  [green]labels cover[/green]", escape(repr(seg["labelled_text"])))
             for i, text in enumerate(seg.get("stp_content", [])):
-                console.print(f"  [magenta]content {i}[/magenta]", repr(text))
+                console.print(f"  [magenta]content {i}[/magenta]", escape(repr(text)))
         for pair in ex["pairs"]:
             for role in ("source", "target"):
                 seg = pair[role]
-                console.print(f"[bold]{role} view[/bold]", repr(seg["text"]))
-                console.print(f"  [cyan]anchor[/cyan] #{seg['anchor_index']} = {seg['anchor_token']!r}")
+                console.print(f"[bold]{role} view[/bold]", escape(repr(seg["text"])))
+                console.print(f"  [cyan]anchor[/cyan] #{seg['anchor_index']} = {escape(repr(seg['anchor_token']))}")
         for span in ex.get("stp_spans", []):
             s, t = span["span"]
             console.print(f"[bold]STP span[/bold] [{s}, {t}) of {span['content_tokens']} content tokens")
-            console.print("  [magenta]patch[/magenta]", repr(span["patch_text"]))
-            console.print("  [magenta]rest[/magenta] ", repr(span["rest_text"]), "(the user's, then the answer's)")
+            console.print("  [magenta]patch[/magenta]", escape(repr(span["patch_text"])))
+            console.print("  [magenta]rest[/magenta] ", escape(repr(span["rest_text"])), "(the user's, then the answer's)")
     table = Table(title="one batch")
     for key in ("lm_loss", "jepa_loss", "total"):
         table.add_column(key)
