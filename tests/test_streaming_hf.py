@@ -123,3 +123,45 @@ def test_what_a_stream_cannot_do_is_refused_up_front(model, tmp_path, extra, mes
     with pytest.raises(ValueError, match=message):
         train(_cfg(model, data, tmp_path / "out", "--streaming", "true", *extra))
     assert not (tmp_path / "out").exists()
+
+
+def test_the_trl_trainer_refuses_a_stream_and_names_the_cli_way(tmp_path):
+    pytest.importorskip("trl")
+    from llm_jepa.trl import JepaSFTConfig, JepaSFTTrainer
+    from tests._factory import tiny_llama
+    from tests.test_trl import MULTI, _args, _tok
+
+    stream = datasets.Dataset.from_list(MULTI).to_iterable_dataset()
+    with pytest.raises(ValueError, match=r"IterableDataset\) train dataset.*llm-jepa train --data DATASET --streaming"):
+        JepaSFTTrainer(model=tiny_llama(_tok()), args=_args(JepaSFTConfig, tmp_path, MULTI, stp_lambda=0.1),
+                       train_dataset=stream, processing_class=_tok())
+
+
+@pytest.mark.distributed
+def test_two_processes_stream_the_global_batches_of_one(model, tmp_path):
+    """Every process reads the stream and accelerate gives each its part of every global batch: two
+    processes of batch 2 train the weights of one process of batch 4."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.test_distributed import REPO, _free_port
+
+    data = _save(ROWS, tmp_path / "data")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([os.path.join(REPO, "src"), REPO])}
+
+    def run(out, nproc, per_device):
+        args = ["train", "--model", str(model), "--data", str(data), "--output_dir", str(out), "--streaming", "true",
+                "--max_steps", "3", "--per_device_train_batch_size", str(per_device), "--save_strategy", "no",
+                "--learning_rate", "1e-3", "--seed", "7", "--alpha", "0.5", "--stp_lambda", "0.1", "--k", "2",
+                "--disable_tqdm", "true", "--report_to", "none"]
+        launch = (["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
+                   "--master_port", str(_free_port())] if nproc > 1 else [])
+        proc = subprocess.run([sys.executable, *launch, "-m", "llm_jepa.cli", *args], env=env, capture_output=True,
+                              text=True, timeout=240, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return _weights(out)
+
+    one, two = run(tmp_path / "one", 1, 4), run(tmp_path / "two", 2, 2)
+    for k in one:
+        torch.testing.assert_close(one[k], two[k], atol=1e-5, rtol=1e-4, msg=k)

@@ -8,6 +8,9 @@ sampler, its shuffling and its resume work as for an in-memory run: a resumed ru
 indices of the steps it has done without reading those rows, and every batch, including its STP
 spans (keyed by line number), is the one the in-memory run would see. What stays in memory is
 8 bytes of offset and 8 of line number per row, plus the sampler's permutation (8 bytes per row).
+
+A Hugging Face dataset (a name or folder, not a JSONL file) is streamed instead
+(:class:`StreamedExamples`; see the section below for what that changes).
 """
 
 from __future__ import annotations
