@@ -192,5 +192,12 @@ class TokenizingCollator:
     def __init__(self, builder: Any, collator: Callable) -> None:
         self.builder, self.collator = builder, collator
 
+    def set_position(self, micro_batch: int) -> None:
+        """Passed on: the trainer seeds loss dropout by the micro-batch index (a resumed run's too)."""
+        self.collator.set_position(micro_batch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.collator.set_epoch(epoch)
+
     def __call__(self, examples: list[Example]) -> Any:
         return self.collator([self.builder(ex) for ex in examples])
