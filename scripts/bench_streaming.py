@@ -80,7 +80,8 @@ def main() -> None:
             args = ["--model", str(ckpt), "--data", str(data), "--output_dir", str(d / f"out-{n}-{streaming}"),
                     "--max_steps", str(a.steps), "--per_device_train_batch_size", "8", "--save_strategy", "no",
                     "--stp_lambda", "0.02", "--report_to", "none", "--disable_tqdm", "true",
-                    "--streaming", str(bool(streaming)).lower()]
+                    "--streaming", str(bool(streaming)).lower(),
+                    *(["--train_sampling_strategy", "sequential"] if streaming in ("json", "saved") else [])]
             out = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, check=True)
             rss, seconds = out.stdout.split()[-2:]
             print(f"streaming={streaming!s:5} rows={n:>9,}: peak RSS {float(rss):7.0f} MiB, "

@@ -117,7 +117,8 @@ def test_a_bad_first_row_fails_before_anything_is_written(model, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [(["--max_steps", "-1", "--num_train_epochs", "1"], "give --max_steps"),
-                                            (["--train_rows", "4"], "--train_rows draw from all rows")])
+                                            (["--train_rows", "4"], "--train_rows draw from all rows"),
+                                            (["--train_sampling_strategy", "random"], "strategy random cannot apply")])
 def test_what_a_stream_cannot_do_is_refused_up_front(model, tmp_path, extra, message):
     data = _save(ROWS, tmp_path / "data")
     with pytest.raises(ValueError, match=message):
@@ -154,7 +155,7 @@ def test_two_processes_stream_the_global_batches_of_one(model, tmp_path):
         args = ["train", "--model", str(model), "--data", str(data), "--output_dir", str(out), "--streaming", "true",
                 "--max_steps", "3", "--per_device_train_batch_size", str(per_device), "--save_strategy", "no",
                 "--learning_rate", "1e-3", "--seed", "7", "--alpha", "0.5", "--stp_lambda", "0.1", "--k", "2",
-                "--disable_tqdm", "true", "--report_to", "none"]
+                "--disable_tqdm", "true", "--report_to", "none", "--train_sampling_strategy", "sequential"]
         launch = (["-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
                    "--master_port", str(_free_port())] if nproc > 1 else [])
         proc = subprocess.run([sys.executable, *launch, "-m", "llm_jepa.cli", *args], env=env, capture_output=True,

@@ -244,6 +244,10 @@ def _stream(cfg: JepaConfig, check: Any) -> Any:
 
     if cfg.max_steps <= 0:
         raise ValueError(f"{cfg.train_file}: a streamed dataset has no length to count epochs in; give --max_steps")
+    if cfg.train_sampling_strategy != "sequential":  # the Trainer would ignore it silently
+        raise ValueError(f"{cfg.train_file}: a streamed dataset is read in order, so --train_sampling_strategy "
+                         f"{cfg.train_sampling_strategy} cannot apply: give --train_sampling_strategy sequential "
+                         "(shuffle the dataset beforehand, e.g. Dataset.shuffle before save_to_disk)")
     if cfg.train_fraction != 1.0 or cfg.train_rows is not None:
         raise ValueError(f"{cfg.train_file}: --train_fraction / --train_rows draw from all rows, which a stream does "
                          "not hold; use --max_train_examples (the first N rows) or drop --streaming")
