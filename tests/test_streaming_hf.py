@@ -60,7 +60,13 @@ def test_streamed_rows_are_the_loaded_rows(tmp_path):
     assert [ex.source[1] for ex in stream] == [4, 5] and len(list(stream)) == 6
 
 
-@pytest.mark.parametrize("make", [_save, _json_folder], ids=["save_to_disk", "json_folder"])
+def _parquet_folder(rows, path):
+    path.mkdir()
+    datasets.Dataset.from_list(rows).to_parquet(str(path / "part.parquet"))
+    return path
+
+
+@pytest.mark.parametrize("make", [_save, _json_folder, _parquet_folder], ids=["save_to_disk", "json_folder", "parquet"])
 def test_streamed_run_trains_the_in_memory_run_and_resumes(model, tmp_path, monkeypatch, make):
     from llm_jepa import trainer as trainer_mod
 
