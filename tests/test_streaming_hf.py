@@ -124,7 +124,9 @@ def test_a_bad_first_row_fails_before_anything_is_written(model, tmp_path):
 
 @pytest.mark.parametrize("extra, message", [(["--max_steps", "-1", "--num_train_epochs", "1"], "give --max_steps"),
                                             (["--train_rows", "4"], "--train_rows draw from all rows"),
-                                            (["--train_sampling_strategy", "random"], "strategy random cannot apply")])
+                                            (["--train_sampling_strategy", "random"], "strategy random cannot apply"),
+                                            (["--dataloader_num_workers", "2", "--loss_dropout", "0", "--stp_lambda", "0"],
+                                             "one data loader worker")])
 def test_what_a_stream_cannot_do_is_refused_up_front(model, tmp_path, extra, message):
     data = _save(ROWS, tmp_path / "data")
     with pytest.raises(ValueError, match=message):

@@ -248,6 +248,9 @@ def _stream(cfg: JepaConfig, check: Any) -> Any:
         raise ValueError(f"{cfg.train_file}: a streamed dataset is read in order, so --train_sampling_strategy "
                          f"{cfg.train_sampling_strategy} cannot apply: give --train_sampling_strategy sequential "
                          "(shuffle the dataset beforehand, e.g. Dataset.shuffle before save_to_disk)")
+    if cfg.dataloader_num_workers > 1:  # each worker would read the whole stream
+        raise ValueError(f"{cfg.train_file}: a streamed dataset is read by one data loader worker; give "
+                         "--dataloader_num_workers 0 or 1")
     if cfg.train_fraction != 1.0 or cfg.train_rows is not None:
         raise ValueError(f"{cfg.train_file}: --train_fraction / --train_rows draw from all rows, which a stream does "
                          "not hold; use --max_train_examples (the first N rows) or drop --streaming")
