@@ -88,7 +88,8 @@ class JepaConfig(TrainingArguments):
                                  "--seed, nested across fractions (data-efficiency experiments).", roles=(FIXED,))
     train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.", roles=(FIXED,))
     streaming: bool = _opt(False, "Read the training JSONL lazily: one checking pass, then each row is read and tokenized "
-                           "when the data loader asks for it (corpora larger than memory; see llm_jepa.lazydata).",
+                           "when the data loader asks for it; a dataset name or folder is streamed, its rows checked "
+                           "when met (corpora larger than memory; see llm_jepa.lazydata).",
                            roles=(SPEED,))
     max_length: int = _opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.", roles=(RUN, FIXED))
     plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.", roles=(RUN, FIXED))

@@ -288,7 +288,16 @@ def _decode(raw: bytes, path: Path, lineno: int) -> str:
 def _read_hf_dataset(name: str, split: str, limit: int | None) -> list[Example]:
     import datasets  # heavy: only when a dataset name is given
 
-    ds = datasets.load_dataset(name, split=split)
+    from .lazydata import saved_to_disk
+
+    if saved_to_disk(Path(name)):  # load_dataset refuses a save_to_disk folder
+        ds = datasets.load_from_disk(name)
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise ValueError(f"no split {split!r} (it has {', '.join(ds)})")
+            ds = ds[split]
+    else:
+        ds = datasets.load_dataset(name, split=split)
     n = len(ds) if limit is None else min(limit, len(ds))
     return [example_from_row(ds[i], (f"{name}[{split}]", i)) for i in range(n)]
 

@@ -8,6 +8,9 @@ sampler, its shuffling and its resume work as for an in-memory run: a resumed ru
 indices of the steps it has done without reading those rows, and every batch, including its STP
 spans (keyed by line number), is the one the in-memory run would see. What stays in memory is
 8 bytes of offset and 8 of line number per row, plus the sampler's permutation (8 bytes per row).
+
+A Hugging Face dataset (a name or folder, not a JSONL file) is streamed instead
+(:class:`StreamedExamples`; see the section below for what that changes).
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import torch
 
 from .data import DataError, Example, _decode, example_from_row
 
-__all__ = ["LazyExamples", "LazyTokenizedDataset"]
+__all__ = ["LazyExamples", "LazyTokenizedDataset", "StreamedDataset", "StreamedExamples", "TokenizingCollator",
+           "open_stream"]
 
 
 class LazyExamples:
@@ -93,3 +97,107 @@ class LazyTokenizedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> Any:
         return self.builder(self.examples[i])
+
+
+# ---- Hugging Face datasets in streaming mode -------------------------------------------------------
+#
+# A dataset name, a folder saved with ``save_to_disk`` or a folder of data files given to
+# ``--data`` with ``--streaming true`` is opened as a ``datasets.IterableDataset``: nothing is read
+# up front but the first row (checked at once, before anything is written). A stream cannot be
+# checked whole before training: every later row is checked when the data loader meets it, and a
+# bad one stops the run with ``NAME[SPLIT]:ROW: field ...`` before the optimizer step that would
+# use it. Rows are tokenized in the data loader's collate step (:class:`TokenizingCollator`), so
+# that in a multi-process run every process reads the stream but tokenizes only its own share:
+# accelerate hands process p the p-th slice of every global batch (its ``IterableDatasetShard``),
+# which keeps the global batches those of one process (``split_dataset_by_node`` would give each
+# process other rows, and accelerate would shard them again). Resume: the checkpoint's global
+# step gives the rows the done steps used; the resumed stream skips them (read, not tokenized).
+
+
+def saved_to_disk(path: Path) -> bool:
+    """Whether ``path`` is a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``
+    (``load_dataset`` refuses those: they need ``load_from_disk``)."""
+    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
+
+
+def open_stream(name: str, split: str = "train") -> Any:
+    """``name`` (a hub dataset, a ``save_to_disk`` folder or a folder of JSON/parquet files) as a
+    ``datasets.IterableDataset``; a saved folder is memory-mapped, never loaded."""
+    import datasets  # heavy: only when a dataset is streamed
+
+    path = Path(name)
+    if saved_to_disk(path):
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise ValueError(f"no split {split!r} (it has {', '.join(ds)})")
+            ds = ds[split]
+        return ds.to_iterable_dataset()
+    return datasets.load_dataset(name, split=split, streaming=True)
+
+
+class StreamedExamples:
+    """The rows of a streamed dataset as :class:`Example` objects, read when iterated.
+
+    ``source`` of row i is ``("NAME[SPLIT]", i)``, as :func:`llm_jepa.data.load_examples` names the
+    rows of the same dataset, so STP's spans (keyed by it) and error messages are those of an
+    in-memory run. ``start`` rows are skipped by the next iteration only (a resumed run)."""
+
+    is_stream = True
+
+    def __init__(self, name: str, split: str = "train", limit: int | None = None,
+                 check: Callable[[Example], Any] | None = None) -> None:
+        self.name, self.where, self.limit, self.check, self.start = name, f"{name}[{split}]", limit, check, 0
+        if not Path(name).exists():  # a hub name: one line now if it cannot be downloaded
+            from .hub import require_loadable
+
+            require_loadable(name, "dataset", "--data", alternatives="a JSONL file, a dataset folder saved with "
+                             "save_to_disk or a folder of JSON/parquet files")
+        try:
+            self.stream = open_stream(name, split)
+        except Exception as e:  # datasets raises many types; the user needs the name and the reason
+            raise FileNotFoundError(f"{name}: opening it as a streamed dataset failed: {e}") from e
+        if next(iter(self), None) is None:  # the first row is checked now, before anything is written
+            raise DataError(f"{self.where}: no examples")
+
+    def __iter__(self):
+        ds = self.stream.take(self.limit) if self.limit is not None else self.stream
+        start, self.start = self.start, 0
+        for i, row in enumerate(ds.skip(start) if start else ds, start=start):
+            example = example_from_row(row, (self.where, i))
+            if self.check is not None:
+                self.check(example)
+            yield example
+
+
+class StreamedDataset(torch.utils.data.IterableDataset):
+    """A :class:`StreamedExamples` for the data loader: it yields the examples, untokenized (see
+    :class:`TokenizingCollator`). One loader worker at most: several would each read the whole
+    stream, and their interleaving would change the order of the rows."""
+
+    def __init__(self, examples: StreamedExamples) -> None:
+        self.examples = examples
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        if info is not None and info.num_workers > 1:
+            raise ValueError(f"{self.examples.where}: a streamed dataset is read by one data loader worker; "
+                             "give --dataloader_num_workers 0 or 1")
+        yield from self.examples
+
+
+class TokenizingCollator:
+    """Tokenizes a batch of examples with ``builder``, then collates it with ``collator``."""
+
+    def __init__(self, builder: Any, collator: Callable) -> None:
+        self.builder, self.collator = builder, collator
+
+    def set_position(self, micro_batch: int) -> None:
+        """Passed on: the trainer seeds loss dropout by the micro-batch index (a resumed run's too)."""
+        self.collator.set_position(micro_batch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.collator.set_epoch(epoch)
+
+    def __call__(self, examples: list[Example]) -> Any:
+        return self.collator([self.builder(ex) for ex in examples])

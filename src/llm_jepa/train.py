@@ -220,7 +220,9 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
         if cfg.uses_views:
             ex.view_pair(cfg.view_pair)
 
-    if cfg.streaming:
+    if cfg.streaming and not Path(cfg.train_file).is_file():  # a dataset streamed (llm_jepa.lazydata)
+        train = _stream(cfg, check)
+    elif cfg.streaming:
         from .lazydata import LazyExamples
 
         train = LazyExamples(cfg.train_file, cfg.max_train_examples, check).subset(cfg.train_fraction, cfg.train_rows,
@@ -234,6 +236,35 @@ def check_inputs(cfg: JepaConfig) -> dict[str, Any]:
     for ex in evaluation or []:
         check(ex)
     return {"train": train, "eval": evaluation, "callbacks": [_callback(path) for path in cfg.callbacks]}
+
+
+def _stream(cfg: JepaConfig, check: Any) -> Any:
+    """The training rows as a streamed dataset; what a stream cannot do is refused now."""
+    from .lazydata import StreamedExamples
+
+    if cfg.max_steps <= 0:
+        raise ValueError(f"{cfg.train_file}: a streamed dataset has no length to count epochs in; give --max_steps")
+    if cfg.train_sampling_strategy != "sequential":  # the Trainer would ignore it silently
+        raise ValueError(f"{cfg.train_file}: a streamed dataset is read in order, so --train_sampling_strategy "
+                         f"{cfg.train_sampling_strategy} cannot apply: give --train_sampling_strategy sequential "
+                         "(shuffle the dataset beforehand, e.g. Dataset.shuffle before save_to_disk)")
+    if cfg.dataloader_num_workers > 1:  # each worker would read the whole stream
+        raise ValueError(f"{cfg.train_file}: a streamed dataset is read by one data loader worker; give "
+                         "--dataloader_num_workers 0 or 1")
+    if cfg.train_fraction != 1.0 or cfg.train_rows is not None:
+        raise ValueError(f"{cfg.train_file}: --train_fraction / --train_rows draw from all rows, which a stream does "
+                         "not hold; use --max_train_examples (the first N rows) or drop --streaming")
+    return StreamedExamples(cfg.train_file, limit=cfg.max_train_examples, check=check)
+
+
+def _resume_stream(cfg: JepaConfig, stream: Any, checkpoint: str | None, processes: int) -> bool:
+    """Position a resumed stream after the rows its checkpoint's steps used (every process reads
+    the whole stream: the global batch's rows); whether the Trainer must then skip no batch."""
+    if checkpoint is None or cfg.ignore_data_skip or not (Path(checkpoint) / "trainer_state.json").is_file():
+        return False
+    step = json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"]
+    stream.start = step * cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * processes
+    return True
 
 
 def resume_fixed() -> list[str]:
@@ -275,8 +306,11 @@ def data_sha256(examples: list) -> str:
 
 
 def run_facts(cfg: JepaConfig, examples: list, num_processes: int) -> dict[str, Any]:
-    """The facts of :data:`RUN_FACTS` for this invocation."""
-    return {"data_sha256": data_sha256(examples), "num_rows": len(examples),
+    """The facts of :data:`RUN_FACTS` for this invocation (a stream's rows are not read up front:
+    neither hashed nor counted)."""
+    rows = ({"data_stream": examples.where} if getattr(examples, "is_stream", False)
+            else {"data_sha256": data_sha256(examples), "num_rows": len(examples)})
+    return {**rows,
             "global_train_batch": cfg.per_device_train_batch_size * num_processes * cfg.gradient_accumulation_steps,
             "num_processes": num_processes}
 
@@ -503,7 +537,14 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
     parts = build_components(cfg)
     _check_components(cfg, parts, state)
     main = state.is_main_process
-    if cfg.streaming:  # tokenized in the data loader (truncated rows are not counted up front)
+    stream = getattr(inputs["train"], "is_stream", False)
+    if stream:  # tokenized in the collate step; every process reads the stream, accelerate shards it
+        from .lazydata import StreamedDataset, TokenizingCollator
+
+        train_set = StreamedDataset(inputs["train"])
+        parts["collator"] = TokenizingCollator(parts["builder"], parts["collator"])
+        cfg.accelerator_config.dispatch_batches = False  # each process reads; none broadcasts its batches
+    elif cfg.streaming:  # tokenized in the data loader (truncated rows are not counted up front)
         from .lazydata import LazyTokenizedDataset
 
         train_set = LazyTokenizedDataset(inputs["train"], parts["builder"])
@@ -511,7 +552,8 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main, needs_labels=cfg.gamma > 0)
     sets = {"train": train_set,
             "eval": TokenizedDataset(inputs["eval"], parts["builder"], warn=main) if inputs["eval"] else None}
-    _check_batches(cfg, len(sets["train"]), state.num_processes)
+    if not stream:
+        _check_batches(cfg, len(sets["train"]), state.num_processes)
     inputs["facts"] = run_facts(cfg, inputs["train"], state.num_processes)  # the data's hash: computed once
     lock = OutputLock(out, "training").acquire() if main else None
     try:
@@ -519,6 +561,8 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
             prepare_output_dir(cfg, inputs["facts"])
         state.wait_for_everyone()
         resume_from = str(newest_complete_checkpoint(out)[0]) if cfg.resume else None
+        if stream:
+            sets["positioned"] = _resume_stream(cfg, inputs["train"], resume_from, state.num_processes)
         return _run(cfg, state, inputs, parts, sets, resume_from)
     finally:
         if lock is not None:
@@ -569,6 +613,8 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], parts: dict[str, A
                    *([FirstStepTimer("includes torch.compile of flex attention")] if attention == "flex_attention"
                      else [])],
     )
+    if sets.get("positioned"):  # after save_config: the stream starts after the done steps' rows itself
+        trainer.args.ignore_data_skip = True
     guard.trainer = trainer  # it stands aside only where the accelerator runs a gradient scaler
     for callback in inputs["accuracy"]:
         callback.trainer = trainer  # logs through the trainer, so its numbers reach metrics.jsonl

@@ -342,7 +342,10 @@ class JepaSFTTrainer(SFTTrainer):
         import datasets
 
         if not isinstance(dataset, datasets.Dataset):
-            raise ValueError(f"JepaSFTTrainer does not support a streaming (IterableDataset) {dataset_name} dataset yet")
+            raise ValueError(f"JepaSFTTrainer does not take a streaming (IterableDataset) {dataset_name} dataset: it "
+                             "numbers rows and collects JEPA's views over the whole dataset before training (see "
+                             "docs/trl.md); stream with `llm-jepa train --data DATASET --streaming true`, or pass a "
+                             "map-style Dataset (load_from_disk memory-maps it)")
         if "input_ids" in dataset.column_names and (args.uses_views or args.stp_lambda):
             raise ValueError(f"the {dataset_name} dataset is already tokenized: JEPA's views and STP need its "
                              "messages, prompt/completion or text fields")
