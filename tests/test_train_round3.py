@@ -56,15 +56,17 @@ def test_more_train_rows_than_the_data_is_refused_before_any_write(ckpt, data, t
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("regular", [True, False])
-def test_a_max_length_that_leaves_no_answer_token_fails(ckpt, data, tmp_path, capsys, regular):  # noqa: F811
+@pytest.mark.parametrize("regular,streaming", [(True, False), (False, False), (True, True)])
+def test_a_max_length_that_leaves_no_answer_token_fails(ckpt, data, tmp_path, capsys, regular, streaming):  # noqa: F811
     # red team: --regular --max_length 8 trained on nothing (loss 0) and exited 0; without --regular the
     # run was silently JEPA-only
     from tests._factory import conv, write_rows
 
     system = "Convert natural language to regular expression. " * 4  # in the prompt, not in the views
     data = write_rows(tmp_path / "long.jsonl", [conv(f"lines with '{w}'", f"({w})", system) for w in "abcd"])
-    flags = ["--max_length", "24", *(["--regular", "true"] if regular else [])]
+    # --streaming: rows are tokenized in the data loader, and the check ran on none of them (red team: loss 0, exit 0)
+    flags = ["--max_length", "24", *(["--regular", "true"] if regular else []),
+             *(["--streaming", "true"] if streaming else [])]
     assert main(_argv(ckpt, data, tmp_path / "run", *flags)) == 2
     err = capsys.readouterr().err
     assert "no row keeps an answer token within max_length=24" in err and "Traceback" not in err

@@ -60,12 +60,18 @@ class TokenizedDataset(torch.utils.data.Dataset):
         return self.items[i]
 
 
-def _check_labels(items: list[TokenizedExample], max_length: int, warn: bool) -> None:
+#: rows a --streaming JSONL run tokenizes up front to check that the next-token loss has labels
+_LABEL_SAMPLE = 256
+
+
+def _check_labels(items: list[TokenizedExample], max_length: int, warn: bool, sampled: bool = False) -> None:
     """The next-token term needs labelled tokens: refuse data where truncation to ``max_length`` left
-    none in any row (the LM loss would be 0 and the run plain-JEPA or empty, exit 0), warn where some rows."""
+    none in any row (the LM loss would be 0 and the run plain-JEPA or empty, exit 0), warn where some rows.
+    ``sampled``: ``items`` are the first rows of a larger file (``--streaming``)."""
     empty = [it.source for it in items if all(label == -100 for seg in it.lm for label in (seg.labels or []))]
     if len(empty) == len(items):
-        raise ValueError(f"no row keeps an answer token within max_length={max_length} (first: {empty[0][0]}:"
+        rows = f"none of the first {len(items)} rows keeps" if sampled else "no row keeps"
+        raise ValueError(f"{rows} an answer token within max_length={max_length} (first: {empty[0][0]}:"
                          f"{empty[0][1]}): the prompts fill it, so the next-token loss would train on nothing; "
                          "raise --max_length")
     if empty and warn:
@@ -548,6 +554,9 @@ def train(cfg: JepaConfig) -> dict[str, Any]:
         from .lazydata import LazyTokenizedDataset
 
         train_set = LazyTokenizedDataset(inputs["train"], parts["builder"])
+        if cfg.gamma > 0:  # rows are tokenized later: the first ones tell whether any keeps an answer token
+            _check_labels([train_set[i] for i in range(min(len(train_set), _LABEL_SAMPLE))],
+                          parts["builder"].cfg.max_length, warn=False, sampled=len(train_set) > _LABEL_SAMPLE)
     else:
         train_set = TokenizedDataset(inputs["train"], parts["builder"], warn=main, needs_labels=cfg.gamma > 0)
     sets = {"train": train_set,
