@@ -362,6 +362,15 @@ def test_a_term_registered_after_import_reaches_the_config(tmp_path, toy_term):
         cls(output_dir=str(tmp_path), use_cpu=True, toy_weight=1.0, dataloader_num_workers=2)
 
 
+def test_a_term_registered_after_import_trains_through_its_hooks(tmp_path, toy_term):
+    from llm_jepa.trl import jepa_sft_config_class
+
+    _, grads, trainer, batch = _step(JepaSFTTrainer, jepa_sft_config_class(), tmp_path, MULTI, jepa_lambda=0.0,
+                                     toy_weight=1.0)
+    assert batch["toy_lengths"].shape[0] == len(MULTI)  # its collate hook
+    assert grads["toy_probe.weight"].abs().sum() > 0  # its setup hook's module, reached by its loss
+
+
 def test_the_first_use_of_the_name_has_the_terms_registered_by_then(tmp_path):
     import subprocess
     import sys
