@@ -21,7 +21,11 @@ parser.add_argument("--out", default="runs/trl-stp")
 parser.add_argument("--steps", type=int, default=100)
 cli = parser.parse_args()
 
-dataset = load_dataset("json", data_files=cli.data, split="train").select_columns(["messages"])
+dataset = load_dataset("json", data_files=cli.data, split="train")
+# keep the fields of the row's format (the other columns, e.g. a task's metadata, are not TRL's)
+formats = (["messages"], ["prompt", "completion"], ["text"])
+dataset = dataset.select_columns(next((f for f in formats if set(f) <= set(dataset.column_names)),
+                                      dataset.column_names))
 args = JepaSFTConfig(
     output_dir=cli.out,
     max_steps=cli.steps,

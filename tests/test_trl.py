@@ -333,3 +333,90 @@ def test_the_config_parses_from_the_command_line_like_any_sft_config(tmp_path):
     assert pickle.loads(pickle.dumps(args)).stp_lambda == 0.02  # the Trainer saves it as training_args.bin
     with pytest.raises(SystemExit):
         parser.parse_args_into_dataclasses(["--output_dir", str(tmp_path), "--distance", "nope"])
+
+
+# ---- the red team's findings: a term registered after import, the CLI's checks, the example --------
+@pytest.fixture
+def toy_term():
+    from llm_jepa.objective import TERMS
+    from tests import _toy_term
+
+    _toy_term.register()
+    yield _toy_term
+    del TERMS["toy"]  # the registry is shared by every module
+
+
+def test_a_term_registered_after_import_reaches_the_config(tmp_path, toy_term):
+    import pickle
+
+    JepaSFTConfig(output_dir=str(tmp_path), use_cpu=True)  # the class of the first use: the toy term is off
+    from llm_jepa.trl import jepa_sft_config_class
+
+    cls = jepa_sft_config_class()
+    args = cls(output_dir=str(tmp_path), use_cpu=True, toy_weight=0.5, toy_scale=2.0)
+    assert args.term_settings()["toy"].toy_scale == 2.0 and args.objective_config().terms["toy"] == 0.5
+    assert pickle.loads(pickle.dumps(args)).toy_scale == 2.0
+    with pytest.raises(ConfigError, match="toy_scale must be > 0"):  # checked while the term is off, as the CLI
+        cls(output_dir=str(tmp_path), use_cpu=True, toy_scale=0.0)
+    with pytest.raises(ConfigError, match="toy_weight needs dataloader_num_workers=0"):  # a collate hook
+        cls(output_dir=str(tmp_path), use_cpu=True, toy_weight=1.0, dataloader_num_workers=2)
+
+
+def test_a_term_registered_after_import_trains_through_its_hooks(tmp_path, toy_term):
+    from llm_jepa.trl import jepa_sft_config_class
+
+    _, grads, trainer, batch = _step(JepaSFTTrainer, jepa_sft_config_class(), tmp_path, MULTI, jepa_lambda=0.0,
+                                     toy_weight=1.0)
+    assert batch["toy_lengths"].shape[0] == len(MULTI)  # its collate hook
+    assert grads["toy_probe.weight"].abs().sum() > 0  # its setup hook's module, reached by its loss
+
+
+def test_the_first_use_of_the_name_has_the_terms_registered_by_then(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import llm_jepa.trl\nfrom tests import _toy_term\n_toy_term.register()\n"
+            "from llm_jepa.trl import JepaSFTConfig\n"
+            f"a = JepaSFTConfig(output_dir={str(tmp_path)!r}, use_cpu=True, toy_weight=1.0)\n"
+            "print(sorted(a.objective_config().terms))")
+    root = Path(__file__).resolve().parents[1]  # for ``tests._toy_term``
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "['toy']"
+
+
+@pytest.mark.parametrize("bad,needle", [
+    ({"jepa_lambda": float("inf")}, "jepa_lambda must be"), ({"gamma": float("inf")}, "gamma must be"),
+    ({"stp_times": 0}, "stp_times must be"), ({"stp_max_span": -1}, "stp_max_span must be"),
+    ({"gamma": float("nan")}, "gamma must be"),
+])
+def test_the_checks_are_the_clis_also_for_options_of_a_term_that_is_off(tmp_path, bad, needle):
+    with pytest.raises(ConfigError, match=needle):  # the CLI's class refuses it too
+        config_class()(output_dir=str(tmp_path), use_cpu=True, **bad)
+    with pytest.raises(ConfigError, match=needle):
+        JepaSFTConfig(output_dir=str(tmp_path), use_cpu=True, **bad)
+
+
+@pytest.mark.parametrize("bad,needle", [({"view_pair": "bogus"}, "view_pair must be int, got 'bogus'"),
+                                        ({"predictors": 1.5}, "predictors must be int"),
+                                        ({"stp_lambda": "0.1"}, "stp_lambda must be float")])
+def test_an_option_of_the_wrong_type_is_refused_by_name(tmp_path, bad, needle):
+    with pytest.raises(ConfigError, match=needle):
+        JepaSFTConfig(output_dir=str(tmp_path), use_cpu=True, **bad)
+
+
+@pytest.mark.parametrize("rows", [PROMPT_COMPLETION, TEXT, MULTI], ids=["prompt-completion", "text", "messages"])
+def test_the_example_script_runs_on_every_format_it_names(tmp_path, rows):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    write_checkpoint(tmp_path / "ckpt")
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({**row, "task": "regex"}) + "\n" for row in rows))  # plus a column TRL lacks
+    script = Path(__file__).resolve().parents[1] / "examples" / "trl_sft_stp.py"
+    out = subprocess.run([sys.executable, str(script), "--model", str(tmp_path / "ckpt"), "--data", str(data),
+                          "--out", str(tmp_path / "out"), "--steps", "1"], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "out" / "llm_jepa_config.yaml").exists()

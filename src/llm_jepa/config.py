@@ -31,8 +31,8 @@ from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "config_class", "save_config", "PUBLIC_NAMES",
            "field_name", "is_baseline", "read_yaml_options", "options_with", "option_roles", "option_fields",
-           "INHERITED_ROLES", "LOCAL_PATHS", "ROLES", "RUN", "FIXED", "VIEW_ONLY", "PATH", "CONTROL", "SPEED",
-           "MACHINE"]
+           "INHERITED_ROLES", "LOCAL_PATHS", "ROLES", "RUN", "FIXED", "VIEW_ONLY", "PATH", "CONTROL", "SPEED",  # noqa: F822
+           "MACHINE", "local_paths"]
 
 
 def is_baseline(settings: Mapping[str, Any]) -> bool:
@@ -528,8 +528,18 @@ def load_config(
     return parsed if extra else parsed[0]
 
 
-#: options naming local files or folders: a saved config holds them resolved (a hub model name is kept)
-LOCAL_PATHS = options_with(PATH)
+def local_paths() -> tuple[str, ...]:
+    """The options naming local files or folders (the ``path`` role), of JepaConfig and of every term
+    registered now: a saved config holds them resolved (a hub model name is kept)."""
+    return options_with(PATH)
+
+
+def __getattr__(name: str) -> Any:
+    # LOCAL_PATHS is today's local_paths(), not a snapshot of import time: a term registered later
+    # (Term.options with a path option) is in it
+    if name == "LOCAL_PATHS":
+        return local_paths()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def save_config(cfg: JepaConfig, path: str | Path) -> None:
@@ -541,7 +551,7 @@ def save_config(cfg: JepaConfig, path: str | Path) -> None:
     clean = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
     # objects (e.g. accelerator_config) are left out: the file must load back with load_config
     clean = {k: v for k, v in clean.items() if isinstance(v, plain)}
-    for k in LOCAL_PATHS:  # the record says which files ran, whatever directory it is read from
+    for k in local_paths():  # the record says which files ran, whatever directory it is read from
         if isinstance(clean.get(k), str) and clean[k] and Path(clean[k]).exists():
             clean[k] = str(Path(clean[k]).resolve())
     if getattr(cfg, "_auto_cpu", False):

@@ -9,7 +9,7 @@ An existing ``trl.SFTTrainer`` script gets STP by changing the trainer class and
 
 What TRL does stays TRL's: reading conversational, prompt/completion and text datasets, the chat
 template, ``assistant_only_loss`` / ``completion_only_loss`` labels, truncation, packing. The trainer
-hooks in at two places only. Dataset preparation runs TRL's own (without packing), then adds per
+hooks in at three places only. Dataset preparation runs TRL's own (without packing), then adds per
 token the row it came from and, for STP, which turn's content it is (found from the template's
 character offsets); JEPA's views are built per row by llm-jepa's :class:`~llm_jepa.views.ViewBuilder`.
 Packing is TRL's ``pack_dataset`` over those columns too. The collator turns each document of a
@@ -19,13 +19,16 @@ never cross a document boundary; the loss is :func:`llm_jepa.objective.compute_o
 
 The objective's options are the training CLI's, under the same names, defaults, help and checks:
 the fields of :class:`~llm_jepa.config.JepaConfig` that configure the objective, the views and STP
-(:func:`objective_fields`), copied from their declarations.
+(:func:`objective_fields`), copied from their declarations. ``JepaSFTConfig`` is built at its first use
+(module ``__getattr__``) with the terms registered by then; :func:`jepa_sft_config_class` gives the
+class for the terms registered now (docs/trl.md, "Terms registered by a plug-in").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import types
 import typing
 from dataclasses import fields
 from pathlib import Path
@@ -45,7 +48,8 @@ from .data import example_from_row
 from .objective import TERMS, ObjectiveConfig, compute_objective
 from .views import IGNORE, Segment, TokenizedExample, ViewBuilder, ViewConfig, turn_char_spans
 
-__all__ = ["JepaSFTConfig", "JepaSFTTrainer", "objective_fields", "REFUSED"]
+__all__ = ["JepaSFTConfig", "JepaSFTOptions", "JepaSFTTrainer", "jepa_sft_config_class",  # noqa: F822 (__getattr__)
+           "objective_fields", "REFUSED"]
 
 VIEWS = "llm_jepa_views"  # per row: its view pairs (JSON), moved into the trainer's table
 ROW = "llm_jepa_row"  # per token: the (unique) row its document came from
@@ -87,28 +91,66 @@ def _copied(f: dataclasses.Field, hints: dict[str, Any]) -> tuple[str, Any, data
     return f.name, hints[f.name], new
 
 
+def _accepts(hint: Any, value: Any) -> bool:
+    """Whether ``value`` has a type the option's annotation names, as the CLI's parser would convert it
+    (an int is a float; a bool is neither an int nor a float; unchecked: Any, Literal, containers' items)."""
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    for t in typing.get_args(hint) if union else (hint,):
+        t = typing.get_origin(t) or t
+        if not isinstance(t, type) or (t is type(None) and value is None):
+            return True
+        if t in (int, float) and isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float) if t is float else t):
+            return True
+    return False
+
+
 def _post_init(self) -> None:
+    """The training CLI's checks (``JepaConfig.__post_init__``) over the options this class copied:
+    types, choices, ranges (finite), every term's own options (also while it is off), the workers."""
+    import math
+
     from .config import _has_accelerator
 
     if not self.use_cpu and not _has_accelerator():  # as llm-jepa train does: CPU-only machines say so
         self.use_cpu = True
     SFTConfig.__post_init__(self)
-    for f in objective_fields():  # the CLI's choices and ranges, from the same declarations
-        choices = f.metadata.get("choices")
+    names, hints = type(self)._llm_jepa_fields, type(self)._llm_jepa_hints
+    for name in names:
+        if not _accepts(hints[name], getattr(self, name)):
+            kind = hints[name].__name__ if isinstance(hints[name], type) else str(hints[name])
+            raise ConfigError(f"{name} must be {kind}, got {getattr(self, name)!r}")
+    for f in fields(self):  # the CLI's choices, from the same declarations
+        choices = f.metadata.get("choices") if f.name in names else None
         if choices is not None and getattr(self, f.name) not in choices:
             raise ConfigError(f"{f.name} must be one of {list(choices)}, got {getattr(self, f.name)!r}")
-    names = {f.name for f in objective_fields()}
     for name, ok, what in _ranges(config_class()):
-        if name in names and not ok(getattr(self, name)):
-            raise ConfigError(f"{name} must be {what}, got {getattr(self, name)}")
+        value = getattr(self, name, None)
+        if name in names and ((isinstance(value, float) and not math.isfinite(value)) or not ok(value)):
+            raise ConfigError(f"{name} must be {what}, got {value}")
     if self.gamma == 0 and self.jepa_lambda == 0:
         raise ConfigError("gamma and jepa_lambda are both 0: the objective is empty")
+    if self.loss_dropout > 0 and self.dataloader_num_workers > 0:
+        raise ConfigError("loss_dropout needs dataloader_num_workers=0 (decisions are seeded by the step)")
     try:
-        self.view_config(), self.term_settings()  # every switched-on term checks its options
+        self.view_config(), self.term_settings()
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    if (self.loss_dropout > 0 or self.stp_lambda) and self.dataloader_num_workers > 0:
-        raise ConfigError("loss_dropout and stp_lambda need dataloader_num_workers=0 (their draws are seeded by the step)")
+    self._check_terms()  # every term's options (on or off) and a collate term's workers, as the CLI
+
+
+def _reduce(self) -> tuple:
+    # a class built per set of terms: pickle (the Trainer's training_args.bin) and deepcopy rebuild it
+    # from today's registry, not by its name (which names the class of the terms at first use)
+    return (_restore, (self.__dict__.copy(),))
+
+
+def _restore(state: dict[str, Any]) -> Any:
+    cls = jepa_sft_config_class()
+    cfg = cls.__new__(cls)
+    cfg.__dict__.update(state)
+    return cfg
 
 
 def _uses_views(self) -> bool:
@@ -125,26 +167,56 @@ def _objective_config(self) -> ObjectiveConfig:
                    term_settings=self.term_settings())
 
 
+class JepaSFTOptions:
+    """The base of every ``JepaSFTConfig`` class (one per set of registered terms): ``isinstance(args,
+    JepaSFTOptions)`` tells any of them."""
+
+
 def _make_config() -> type:
     hints = _type_hints()
+    copied = objective_fields()
     namespace = {
         "__post_init__": _post_init,
+        "__reduce__": _reduce,
         "__doc__": "``trl.SFTConfig`` plus llm-jepa's objective options (``jepa_lambda``, ``predictors``, "
                    "``distance``, ``stp_lambda``, ...), with the training CLI's names, defaults and checks.",
+        "_llm_jepa_fields": frozenset(f.name for f in copied),
+        "_llm_jepa_hints": {f.name: hints[f.name] for f in copied},
         "uses_views": property(_uses_views),
         "view_config": _view_config,
         "term_options": JepaConfig.term_options,
         "term_settings": JepaConfig.term_settings,
         "_term_weights": JepaConfig._term_weights,
+        "_check_terms": JepaConfig._check_terms,
         "objective_config": _objective_config,
     }
-    cls = dataclasses.make_dataclass("JepaSFTConfig", [_copied(f, hints) for f in objective_fields()],
-                                     bases=(SFTConfig,), namespace=namespace)
+    cls = dataclasses.make_dataclass("JepaSFTConfig", [_copied(f, hints) for f in copied],
+                                     bases=(JepaSFTOptions, SFTConfig), namespace=namespace)
     cls.__module__ = __name__
     return cls
 
 
-JepaSFTConfig = _make_config()
+_CLASSES: dict[tuple[type, ...], type] = {}
+
+
+def jepa_sft_config_class() -> type:
+    """The ``JepaSFTConfig`` class for the objective terms registered now: ``SFTConfig`` plus the options
+    of :func:`objective_fields`. Built once per set of terms (as :func:`llm_jepa.config.config_class`)."""
+    key = tuple(dict.fromkeys(t.options for t in TERMS.values() if t.options is not None))
+    if key not in _CLASSES:
+        _CLASSES[key] = _make_config()
+    return _CLASSES[key]
+
+
+def __getattr__(name: str) -> Any:
+    # ``JepaSFTConfig`` is built at its first use, not at import: a term registered after
+    # ``import llm_jepa.trl`` but before it is its options' class. A term registered after that first
+    # use is off in that class (its checks and weight are skipped); jepa_sft_config_class() has it.
+    if name == "JepaSFTConfig":
+        globals()[name] = jepa_sft_config_class()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: TRL options this trainer cannot honour: (option, is it set?, why)
 REFUSED: tuple[tuple[str, Any, str], ...] = (
@@ -279,7 +351,7 @@ class JepaSFTTrainer(SFTTrainer):
     def __init__(self, model: Any, args: Any = None, data_collator: Any = None, train_dataset: Any = None,
                  eval_dataset: Any = None, processing_class: Any = None, compute_loss_func: Any = None,
                  formatting_func: Any = None, peft_config: Any = None, **kwargs: Any) -> None:
-        if not isinstance(args, JepaSFTConfig):
+        if not isinstance(args, JepaSFTOptions):
             raise TypeError("JepaSFTTrainer needs args=JepaSFTConfig(...) (llm_jepa.trl)")
         _refuse(args, data_collator=data_collator, compute_loss_func=compute_loss_func,
                 formatting_func=formatting_func, quantization_config=kwargs.get("quantization_config"))
