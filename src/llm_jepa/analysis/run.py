@@ -93,9 +93,12 @@ def _identity(model: str | Path) -> str:
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``output`` without ``overwrite``; the folder is made only when the results
+    are written (a row or a model refused on the way leaves nothing behind)."""
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise FileExistsError(f"{output} is not empty; pass overwrite=True (--overwrite) to replace its analysis")
-    output.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"{output} is a file; --output names the folder for the analysis")
 
 
 def _per_model_overrides(models: Sequence[Any], predictors: int | Sequence[int] | None,
@@ -143,11 +146,13 @@ def analyze(
             raise ValueError(f"{name} must be at least {least}, got {value}")
     output = Path(output)
     _check_output(output, overwrite)
+    examples = load_examples(data, limit)
+    for ex in examples:  # a plain text row has no Text and Code views: refused before any model loads
+        ex.require_conversation("analyze")
     if straightness is None and encode is None:
         from .straightness import trajectory_straightness as straightness
     encode, load = encode or _default_encode(), load or _default_load()
     overrides = _per_model_overrides(models, predictors, settings)
-    examples = load_examples(data, limit)
     result: dict[str, Any] = {"data": str(data), "n": len(examples), "models": {}}
     spectra, clouds = {}, {}
     for name, path, given in zip(_names(models, overrides), models, overrides, strict=True):
@@ -181,6 +186,7 @@ def _write_results(output: Path, result: dict[str, Any], spectra: dict, clouds: 
             (output / name).unlink(missing_ok=True)
 
     with reporting_full_disk(output, cleanup):
+        output.mkdir(parents=True, exist_ok=True)
         result["figures"] = {
             "singular_values": str(plot_singular_values(spectra, output / names[0])),
             "tsne": str(plot_tsne(clouds, output / names[1], seed=seed)),
