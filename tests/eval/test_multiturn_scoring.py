@@ -197,3 +197,38 @@ def test_analyze_takes_the_run_s_view_pair(ckpt, multi, tmp_path):
     with pytest.raises(DataError, match=r"multi.jsonl:1: field 'messages': view_pair 7 is out of range"):
         analyze([str(ckpt)], multi, output=out, settings={"view_pair": 7})
     assert not out.exists()
+
+
+def test_rerank_scores_a_multi_turn_row_s_candidates_against_its_last_answer(ckpt, multi, tmp_path, monkeypatch):
+    import llm_jepa.eval.rerank as rerank
+
+    prompts_seen = []
+
+    def answer_last(model, tok, prompts, settings, batch_size, plain, progress=None, num_return_sequences=1, **k):
+        prompts_seen.extend(prompts)  # every candidate is the right last answer
+        by_prompt = {render_prompt(tok, two_pairs(PAIRS[0], PAIRS[1])): PAIRS[1][1],
+                     render_prompt(tok, two_pairs(PAIRS[2], PAIRS[3])): PAIRS[3][1]}
+        return [by_prompt.get(p, "?") for p in prompts for _ in range(num_return_sequences)]
+
+    monkeypatch.setattr(rerank, "generate", answer_last)
+    evaluate(str(ckpt), multi, task="regex", output=tmp_path / "out", rerank=2, quiet=True, equivalence=False,
+             max_new_tokens=2)
+    recs = [json.loads(line) for line in (tmp_path / "out" / "predictions.jsonl").read_text().splitlines()]
+    assert all(r["greedy"]["metrics"]["exact"] for r in recs)
+    assert all(c["metrics"]["exact"] for r in recs for c in r["candidates"])
+
+
+def test_rerank_s_log_probability_covers_the_candidate_only_after_the_earlier_turns(ckpt, multi):
+    from dataclasses import replace
+
+    from llm_jepa.eval.rerank import _conversation
+    from llm_jepa.views import IGNORE, ViewBuilder
+
+    run = load_run(ckpt, weights=False)
+    builder = ViewBuilder(run.tokenizer, replace(run.view, predictors=0, label_mode="assistant"))
+    ex = load_examples(multi)[0]
+    seg = _conversation(builder, ex, "(dog)+")
+    text = run.tokenizer.decode(seg.input_ids)
+    labelled = run.tokenizer.decode([t for t in seg.labels if t != IGNORE])
+    assert PAIRS[0][1] in text and PAIRS[1][0] in text  # the earlier answer and the last request are in the prompt
+    assert "(dog)+" in labelled and PAIRS[0][1] not in labelled and PAIRS[1][1] not in text
