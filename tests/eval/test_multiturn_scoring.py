@@ -190,13 +190,17 @@ def test_analyze_refuses_text_rows_before_loading_or_writing(text_rows, tmp_path
     assert not out.exists()
 
 
-def test_analyze_takes_the_run_s_view_pair(ckpt, multi, tmp_path):
+def test_analyze_takes_the_run_s_view_pair(ckpt, multi, tmp_path, monkeypatch):
     from llm_jepa.analysis import analyze
 
     out = tmp_path / "an"
+    no_weights(monkeypatch)  # a pair the rows lack is named before any model's weights load
     with pytest.raises(DataError, match=r"multi.jsonl:1: field 'messages': view_pair 7 is out of range"):
         analyze([str(ckpt)], multi, output=out, settings={"view_pair": 7})
     assert not out.exists()
+    monkeypatch.undo()
+    result = analyze([str(ckpt)], multi, output=out, settings={"view_pair": 0})
+    assert result["models"][ckpt.name]["settings"]["view_pair"] == 0 and (out / "analysis.json").is_file()
 
 
 def test_rerank_scores_a_multi_turn_row_s_candidates_against_its_last_answer(ckpt, multi, tmp_path, monkeypatch):

@@ -58,6 +58,15 @@ def _view_settings(view: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(view).items() if k not in ("label_mode", "build_views")}
 
 
+def _check_view_pairs(models: Sequence[Any], overrides: list[dict[str, Any]], examples: list) -> None:
+    """Every model's settings read (its tokenizer, no weights) and its ``view_pair`` checked against
+    every row: a pair a row lacks is named before any model's weights load."""
+    for path, given in zip(models, overrides, strict=True):
+        run = _default_load()(path, weights=False, **given)
+        for ex in examples:
+            ex.view_pair(run.view.view_pair)
+
+
 def _default_encode() -> Callable[..., Any]:
     from ..embeddings import encode_views
 
@@ -151,8 +160,10 @@ def analyze(
         ex.require_conversation("analyze")
     if straightness is None and encode is None:
         from .straightness import trajectory_straightness as straightness
-    encode, load = encode or _default_encode(), load or _default_load()
     overrides = _per_model_overrides(models, predictors, settings)
+    if load is None:
+        _check_view_pairs(models, overrides, examples)
+    encode, load = encode or _default_encode(), load or _default_load()
     result: dict[str, Any] = {"data": str(data), "n": len(examples), "models": {}}
     spectra, clouds = {}, {}
     for name, path, given in zip(_names(models, overrides), models, overrides, strict=True):
