@@ -24,7 +24,7 @@ Every error names the file, the line and the field, so a user can fix the row di
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,47 @@ class Example:
                             f"range, the row has {len(pairs)} user/assistant pairs")
         user, assistant = pairs[index]
         return (self.text if self.text is not None else user, self.code if self.code is not None else assistant)
+
+    def require_conversation(self, use: str) -> None:
+        """Refuse a plain ``text`` row for ``use`` (eval, embed, analyze): it has no request and no answer."""
+        if self.is_text:
+            raise DataError(f"{self.source[0]}:{self.source[1]}: field 'text': a plain text row has no request "
+                            f"or answer; {use} needs conversation rows (messages, or prompt and completion)")
+
+    def _last_assistant(self) -> int:
+        """Index in ``messages`` of the last message, which evaluation needs to be the assistant's."""
+        self.require_conversation("evaluation")
+        if self.messages[-1]["role"] != "assistant":
+            field = "completion" if self.prompt_turns else "messages"
+            raise DataError(f"{self.source[0]}:{self.source[1]}: field '{field}': the conversation ends with a "
+                            f"{self.messages[-1]['role']} message; evaluation scores the last assistant message, "
+                            "so the row must end with it")
+        return len(self.messages) - 1
+
+    @property
+    def prompt_messages(self) -> tuple[dict[str, str], ...]:
+        """What evaluation prompts a model with: every message before the last one (the last assistant
+        message): the system prompt, the earlier turns with their answers and the last user turn; a
+        prompt/completion row's prompt (with a completion of several messages, all but the last)."""
+        return self.messages[: self._last_assistant()]
+
+    @property
+    def reference(self) -> str:
+        """The answer evaluation scores a generation against: the last assistant message (a
+        prompt/completion row's completion)."""
+        return self.messages[self._last_assistant()]["content"]
+
+    def final_turn(self) -> Example:
+        """The exchange evaluation scores, as a single-turn example: the system prompt, the last user
+        turn and :attr:`reference` (what the task scorers read as ``system``, ``user`` and
+        ``assistant``). A single-turn row is returned as it is."""
+        if self.is_single_turn and self.messages[-1]["role"] == "assistant":
+            return self
+        prompt = self.prompt_messages
+        user = next(m for m in reversed(prompt) if m["role"] == "user")
+        system = [m for m in prompt[:1] if m["role"] == "system"]
+        return replace(self, messages=(*system, user, {"role": "assistant", "content": self.reference}),
+                       prompt_turns=0)
 
     def _content(self, role: str) -> str | None:
         for m in self.messages:

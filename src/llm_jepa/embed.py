@@ -83,17 +83,19 @@ def predict(run: TrainedRun | str | Path, requests: list[str], *, batch_size: in
 
 
 # ---- files (the command line) ---------------------------------------------------------------------
-def read_texts(path: str | Path, side: str = "text") -> list[str]:
-    """The strings to embed from ``path``: a ``.jsonl`` dataset (rows of ``{"messages": [...]}``, whose
-    request (``side="text"``) or answer (``side="code"``) is taken) or any other file, read as one
-    string per line."""
+def read_texts(path: str | Path, side: str = "text", view_pair: int = -1) -> list[str]:
+    """The strings to embed from ``path``: a ``.jsonl`` dataset (conversation rows, whose request
+    (``side="text"``) or answer (``side="code"``) is taken: a multi-turn row's from its ``view_pair``-th
+    user/assistant pair, as training took JEPA's views, by default the last; a plain ``text`` row is
+    refused, naming its line) or any other file, read as one string per line."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file")
     if path.suffix.lower() == ".jsonl":  # FILE.JSONL is a dataset too, not lines of text
         from .data import load_examples
+        from .views import select_pair
 
-        return [ex.code_view if side == "code" else ex.text_view for ex in load_examples(path)]
+        return [select_pair(ex, view_pair, "embed")[side == "code"] for ex in load_examples(path)]
     lines = path.read_text().splitlines()
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -140,7 +142,7 @@ def embed_file(model: str | Path | TrainedRun, data: str | Path, kind: str, outp
         check_model_path(model)
         run = load_run(model, weights=False, **(settings or {}))
     side = "code" if kind == "code" or (kind == "pred" and run.view.direction == "code_to_text") else "text"
-    texts = read_texts(data, side)
+    texts = read_texts(data, side, run.view.view_pair)
     vectors = embed(run, texts, kind, batch_size=batch_size)
     write_embeddings(vectors, output)
     return vectors

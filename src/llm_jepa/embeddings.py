@@ -13,7 +13,7 @@ import torch
 from .collator import pack
 from .data import Example
 from .objective import DEFAULT_ISOLATION, forward_hidden
-from .views import ViewConfig, view_segments
+from .views import ViewConfig, select_pair, view_segments
 
 __all__ = ["ViewEmbeddings", "encode_views", "encode_segments"]
 
@@ -64,8 +64,10 @@ def encode_views(
 ) -> ViewEmbeddings:
     """Enc(Text), Enc(Code) and Pred(Enc(source)) of every example, built as training built them from
     ``view`` (a run's settings, :attr:`llm_jepa.runs.TrainedRun.view`: k, predictor position and order,
-    direction, anchor rule, template, max_length). Default: k = 0, with the tokenizer's chat template
-    if it has one."""
+    direction, anchor rule, template, max_length, and ``view_pair``: a multi-turn row's views come
+    from the pair training took them from, by default its last). Default: k = 0, with the tokenizer's
+    chat template if it has one. A plain ``text`` row, or a ``view_pair`` out of a row's range, is
+    refused naming the file, line and field."""
     if view is None:
         view = ViewConfig(predictors=0, chat_template=bool(getattr(tokenizer, "chat_template", None)))
 
@@ -73,11 +75,11 @@ def encode_views(
         segs = view_segments(tokenizer, view, contents, kind)
         return encode_segments(model, segs, tokenizer.pad_token_id, batch_size, isolation=isolation)
 
-    text = enc("text", [ex.text_view for ex in examples])
-    code = enc("code", [ex.code_view for ex in examples])
+    pairs = [select_pair(ex, view.view_pair, 'embedding views') for ex in examples]  # every row checked before any forward
+    text = enc("text", [request for request, _ in pairs])
+    code = enc("code", [answer for _, answer in pairs])
     if view.predictors:
-        source = [ex.text_view if view.direction == "text_to_code" else ex.code_view for ex in examples]
-        pred = enc("pred", source)
+        pred = enc("pred", [pair[0 if view.direction == "text_to_code" else 1] for pair in pairs])
     else:
         pred = text if view.direction == "text_to_code" else code
     return ViewEmbeddings(text=text, pred=pred, code=code, direction=view.direction)

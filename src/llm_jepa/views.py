@@ -49,6 +49,7 @@ __all__ = [
     "ViewBuilder",
     "VIEW_KINDS",
     "view_segments",
+    "select_pair",
     "turn_char_spans",
 ]
 
@@ -568,6 +569,14 @@ class ViewBuilder:
 #: assistant turn), ``pred`` the source view of the run's direction with its k predictor tokens
 #: (Pred(Enc(source)); a request for text_to_code, an answer for code_to_text)
 VIEW_KINDS = ("text", "code", "pred")
+
+
+def select_pair(example: Example, view_pair: int, use: str) -> tuple[str, str]:
+    """(request, answer) of ``example`` as training took JEPA's views from it (its ``view_pair``-th
+    user/assistant pair, :meth:`Example.view_pair`), for ``use`` (a command, named in the error); a
+    plain ``text`` row or an index out of the row's range is refused, naming file, line and field."""
+    example.require_conversation(use)
+    return example.view_pair(view_pair)
 
 
 def view_segments(tokenizer: Any, view: ViewConfig, contents: list[str], kind: str) -> list[Segment]:

@@ -58,6 +58,15 @@ def _view_settings(view: Any) -> dict[str, Any]:
     return {k: v for k, v in asdict(view).items() if k not in ("label_mode", "build_views")}
 
 
+def _check_view_pairs(models: Sequence[Any], overrides: list[dict[str, Any]], examples: list) -> None:
+    """Every model's settings read (its tokenizer, no weights) and its ``view_pair`` checked against
+    every row: a pair a row lacks is named before any model's weights load."""
+    for path, given in zip(models, overrides, strict=True):
+        run = _default_load()(path, weights=False, **given)
+        for ex in examples:
+            ex.view_pair(run.view.view_pair)
+
+
 def _default_encode() -> Callable[..., Any]:
     from ..embeddings import encode_views
 
@@ -93,9 +102,12 @@ def _identity(model: str | Path) -> str:
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
+    """Refuse a non-empty ``output`` without ``overwrite``; the folder is made only when the results
+    are written (a row or a model refused on the way leaves nothing behind)."""
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise FileExistsError(f"{output} is not empty; pass overwrite=True (--overwrite) to replace its analysis")
-    output.mkdir(parents=True, exist_ok=True)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"{output} is a file; --output names the folder for the analysis")
 
 
 def _per_model_overrides(models: Sequence[Any], predictors: int | Sequence[int] | None,
@@ -143,11 +155,15 @@ def analyze(
             raise ValueError(f"{name} must be at least {least}, got {value}")
     output = Path(output)
     _check_output(output, overwrite)
+    examples = load_examples(data, limit)
+    for ex in examples:  # a plain text row has no Text and Code views: refused before any model loads
+        ex.require_conversation("analyze")
     if straightness is None and encode is None:
         from .straightness import trajectory_straightness as straightness
-    encode, load = encode or _default_encode(), load or _default_load()
     overrides = _per_model_overrides(models, predictors, settings)
-    examples = load_examples(data, limit)
+    if load is None:
+        _check_view_pairs(models, overrides, examples)
+    encode, load = encode or _default_encode(), load or _default_load()
     result: dict[str, Any] = {"data": str(data), "n": len(examples), "models": {}}
     spectra, clouds = {}, {}
     for name, path, given in zip(_names(models, overrides), models, overrides, strict=True):
@@ -181,6 +197,7 @@ def _write_results(output: Path, result: dict[str, Any], spectra: dict, clouds: 
             (output / name).unlink(missing_ok=True)
 
     with reporting_full_disk(output, cleanup):
+        output.mkdir(parents=True, exist_ok=True)
         result["figures"] = {
             "singular_values": str(plot_singular_values(spectra, output / names[0])),
             "tsne": str(plot_tsne(clouds, output / names[1], seed=seed)),

@@ -57,13 +57,17 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
 
 
 def render_prompt(tokenizer: Any, messages: list[dict], plain: bool = False, separator: str = "\n") -> str:
-    """The prompt for generation, as training rendered it: system + user with the generation prompt
-    (the system folded into the user turn for templates that reject it), or user + ``separator``
-    (the run's ``--separator``) for plain-text models."""
+    """The prompt for generation, as training rendered it: every message before the last assistant
+    message (a row's messages as they are: the answer to generate is dropped; a list holding no
+    assistant message is taken whole), so a multi-turn conversation keeps its earlier turns and
+    their answers and ends with its last user turn. With the chat template: those messages and the
+    generation prompt (the system folded into the user turn for templates that reject it); for
+    plain-text models (the run's ``--separator``): the contents of its user and assistant messages,
+    each followed by ``separator``, as training joined them (``user + separator`` for one turn)."""
+    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=len(messages))
+    prompt = list(messages[:last])
     if plain:
-        user = next(m["content"] for m in messages if m["role"] == "user")
-        return user + separator
-    prompt = [m for m in messages if m["role"] in ("system", "user")]
+        return "".join(m["content"] + separator for m in prompt if m["role"] != "system")
     return render_chat(tokenizer, prompt, add_generation_prompt=True)
 
 

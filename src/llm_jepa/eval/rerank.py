@@ -92,9 +92,11 @@ def _conversation(builder: ViewBuilder, ex: Example, answer: str) -> Segment | N
     """The prompt with ``answer`` as the assistant turn, labels on the answer and its end of turn,
     anchored at its last token so that its span can be found in the packed batch (None when the
     template does not reproduce the answer)."""
-    messages = tuple(m for m in ex.messages if m["role"] != "assistant")
+    messages = ex.prompt_messages  # the conversation the answer continues (its earlier turns unlabelled)
+    turns = 0 if ex.final_turn() is ex else len(messages)  # single turn: labelled as training labels it
     try:
-        seg = builder.conversation(Example(messages=(*messages, {"role": "assistant", "content": answer})))
+        seg = builder.conversation(Example(messages=(*messages, {"role": "assistant", "content": answer}),
+                                           prompt_turns=turns))
     except ValueError:
         return None
     seg.anchor = len(seg.input_ids) - 1
@@ -136,7 +138,7 @@ def score_candidates(run: TrainedRun, examples: list[Example], candidates: list[
     is cos(Pred(Enc(Text)), Enc(c)) (text_to_code; cos(Enc(Text), Pred(Enc(c))) for code_to_text)."""
     text_to_code = run.view.direction == "text_to_code"
     query_kind, key_kind = ("pred", "code") if text_to_code else ("text", "pred")
-    queries = _views(run, [ex.text_view for ex in examples], query_kind)
+    queries = _views(run, [ex.view_pair(-1)[0] for ex in examples], query_kind)  # the request being answered
     keys = iter(_views(run, [c for cands in candidates for c in cands], key_kind))
     conv = ViewBuilder(run.tokenizer, replace(run.view, predictors=0, label_mode="assistant")) if logprob else None
     segments: list[Segment] = []
@@ -201,7 +203,7 @@ def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
 
 
 def _metrics(module: Any, gen: str, ex: Example, options: dict[str, Any]) -> dict[str, Any]:
-    m = module.score(gen, ex, **options)
+    m = module.score(gen, ex.final_turn(), **options)  # scored against the last answer, as eval scores
     return {k: v for k, v in m.items() if k not in ("excluded", "detail", "tail")}
 
 

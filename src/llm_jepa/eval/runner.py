@@ -96,7 +96,7 @@ def _read_predictions(pred_file: Path, examples: list[Example]) -> dict[int, dic
         except json.JSONDecodeError:
             continue
         i = rec.get("index") if isinstance(rec, dict) else None
-        if isinstance(i, int) and 0 <= i < len(examples) and rec.get("prompt") == examples[i].user:
+        if isinstance(i, int) and 0 <= i < len(examples) and rec.get("prompt") == examples[i].final_turn().user:
             done[i] = rec
     return dict(sorted(done.items()))
 
@@ -298,6 +298,7 @@ def _record(module: Any, ex: Example, gen: str, options: dict[str, Any], finish:
     """One prediction line. ``correct`` is ``None`` when the primary metric is undecided, so that
     such an example joins neither similarity group; ``excluded`` says why each undecided metric is.
     ``finish``: how the generation ended (kept, and given to the scorer: :mod:`.termination`)."""
+    ex = ex.final_turn()  # the scorers read the last exchange: its user turn and its reference answer
     metrics = module.score(gen, ex, finish=finish, **options)
     excluded, detail, tail = metrics.pop("excluded", {}), metrics.pop("detail", None), metrics.pop("tail", None)
     excluded.update({k: "undecided" for k, v in metrics.items() if v is None and k not in excluded})
@@ -419,11 +420,13 @@ def _plan(model: Any, data: Any, *, task: str | None, limit: int | None, output:
     examples = data[:limit] if isinstance(data, list) else load_examples(data, limit)
     if not examples:
         raise ValueError("no examples to evaluate")
+    for ex in examples:  # a text row, or one not ending with its answer, has nothing to score: say which, now
+        ex.final_turn()
     task = task or detect_task(examples[0])
     module = get_task(task)
     check_options(module, options)  # a typo ('limt', 'equivalance') is named, not swallowed by score(**_)
     if hasattr(module, "check"):
-        module.check(examples, **options)
+        module.check([ex.final_turn() for ex in examples], **options)
     gen = generation or GenerationSettings()
     if max_new_tokens is not None:  # a shortcut for callers with plain options (sweep files)
         gen = replace(gen, max_new_tokens=max_new_tokens)
@@ -431,6 +434,8 @@ def _plan(model: Any, data: Any, *, task: str | None, limit: int | None, output:
     rr = _rerank_settings(module, gen, rerank, rerank_logprob_weight)
     check_unused_sampling(gen, rr is not None)
     trained, name = _open_run(model, settings)
+    for ex in examples:  # the similarity's (and reranking's) views: the run's view_pair, as training took them
+        ex.view_pair(trained.view.view_pair)
     record = {"model": _fingerprint_model(name), "model_files": _fingerprint_model_files(name),
               "data": str(data) if not isinstance(data, list) else "<in memory>",
               "data_sha256": _fingerprint_data(examples), "task": task, "n": len(examples),
