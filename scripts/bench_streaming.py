@@ -41,7 +41,7 @@ def main() -> None:
     p.add_argument("--eager-rows", type=int, nargs="*", default=[10_000, 100_000])
     p.add_argument("--steps", type=int, default=5)
     a = p.parse_args()
-    from llm_jepa.demo.tiny import build_checkpoint
+    from llm_jepa.toy.tiny import build_checkpoint
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
