@@ -11,10 +11,12 @@ __all__ = ["register", "sweep"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("sweep", help="Run a grid x seeds sweep against a baseline; write tables, t-tests "
-                                            "and figures.",
-                              description="Run every cell x seed of SWEEP.yaml that is not finished yet in OUTPUT, "
-                              "then write results.csv/json/md and figures. Rerunning skips finished runs.")
+    p = subparsers.add_parser(
+        "sweep",
+        help="Run a grid x seeds sweep against a baseline; write tables, t-tests and figures.",
+        description="Run every cell x seed of SWEEP.yaml that is not finished yet in OUTPUT, then write "
+        "results.csv/json/md and figures. Rerunning skips finished runs.",
+    )
     p.add_argument("sweep_file", metavar="SWEEP.yaml", help="the sweep file (e.g. configs/sweep_stp_data_efficiency.yaml)")
     p.add_argument("--output", required=True, metavar="DIR", help="sweep folder (runs/, results, figures)")
     p.add_argument("--executor", choices=["sequential", "local", "submitit"], default="sequential",
