@@ -4,7 +4,8 @@ Every list of "options that ..." (the settings a trained run carries, the option
 those ``--regular`` ignores, local paths, ...) is derived from the roles (``config.options_with``),
 so a new option, or an objective term's own options (``objective.Term.options``), is covered by
 declaring its field. So is where ``train --help`` shows it: its ``group`` (a term's options, their
-term's ``help_group``), in the order of :data:`HELP_GROUPS` (``config.help_groups``). This module imports nothing heavy: a term's module declares its options here.
+term's ``help_group``), in the order of :data:`HELP_GROUPS` (``config.help_groups``). This module
+imports nothing heavy: a term's module declares its options here.
 """
 
 from __future__ import annotations
