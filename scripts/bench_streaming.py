@@ -64,7 +64,7 @@ def main() -> None:
                    help="streamed Hugging Face datasets (a JSONL folder, a save_to_disk folder) instead of --streaming "
                         "on a JSONL file and the in-memory runs")
     a = p.parse_args()
-    from llm_jepa.demo.tiny import build_checkpoint
+    from llm_jepa.toy.tiny import build_checkpoint
 
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)

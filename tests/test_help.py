@@ -59,13 +59,42 @@ def test_train_help_leads_with_llm_jepa_options_in_groups(command, capsys):
 def test_every_own_training_option_has_a_help_group():
     from transformers import TrainingArguments
 
-    from llm_jepa.commands import HELP_GROUPS
-    from llm_jepa.config import JepaConfig
+    from llm_jepa.config import config_class, help_groups
 
-    grouped = {n for _, names in HELP_GROUPS for n in names}
-    own = {f.name for f in fields(JepaConfig) if f.init and not f.name.startswith("_")} - \
+    grouped = {n for _, names in help_groups() for n in names}
+    own = {f.name for f in fields(config_class()) if f.init and not f.name.startswith("_")} - \
         {f.name for f in fields(TrainingArguments)}
     assert own - grouped == set()
+    assert {"stp_lambda", "vicreg_weight", "jepa_lambda", "output_dir"} <= grouped  # terms' and Trainer's too
+
+
+def test_a_fields_group_is_declared_on_it_and_hidden_from_argparse():
+    """The group is field metadata, like the roles: HfArgumentParser (and TRL's) never sees it."""
+    from llm_jepa.config import JepaConfig
+    from llm_jepa.options import VIEWS_GROUP
+
+    meta = JepaConfig.__dataclass_fields__["view_system"].metadata
+    assert meta["group"] == VIEWS_GROUP and "group" not in dict(meta) and "group" not in meta.copy()
+
+
+def test_a_toy_terms_options_get_a_group_of_their_own(monkeypatch, capsys):
+    """A term registered without a help group (tests/_toy_term.py) gets a heading named after it, and
+    one that names its help_group gets that one: no edit to commands.py or config.py either way."""
+    import dataclasses
+
+    from llm_jepa import objective
+    from tests import _toy_term
+
+    monkeypatch.setitem(objective.TERMS, "toy", _toy_term.TERM)
+    text = _help_of("train", capsys)
+    assert "other llm-jepa options" not in text
+    headings = [line[:-1] for line in text.splitlines() if re.fullmatch(r"[A-Za-z].*:", line)]
+    assert "the toy term" in headings
+    toy = text.index("\nthe toy term:")
+    assert toy < text.index("--toy_weight") < text.index("\nrun (") and text.index("\nSTP (") < toy
+    monkeypatch.setitem(objective.TERMS, "toy", dataclasses.replace(_toy_term.TERM, help_group="toy probe"))
+    text = _help_of("train", capsys)
+    assert "\ntoy probe:" in text and "\nthe toy term:" not in text
 
 
 def test_train_help_says_each_default_once_and_readably(capsys):

@@ -96,7 +96,7 @@ def test_offline_mode_is_named(no_hub, monkeypatch, capsys, data_file):
 
 
 def test_bare_data_name_without_network(no_hub, capsys, tmp_path):
-    from llm_jepa.demo.tiny import build_checkpoint
+    from llm_jepa.toy.tiny import build_checkpoint
 
     model = build_checkpoint(tmp_path / "m", ["hello world", "a b c"] * 10, size="micro", vocab_size=300)
     err = _one_line_error(capsys, ["train", "--model", str(model), "--data", "x", "--output_dir", str(tmp_path / "o")])

@@ -11,17 +11,19 @@ import sys
 
 __all__ = ["main"]
 
-# command -> module providing register(subparsers)
+#: Every command, once: name -> "module:function", the function adding that one sub-parser (a module
+#: alone means its ``register``). Adding a command is one entry here (docs/extending.md); the modules
+#: are imported when the parser is built, so each imports torch/transformers only when it runs.
 COMMANDS = {
-    "train": "llm_jepa.commands",
-    "inspect": "llm_jepa.commands",
-    "embed": "llm_jepa.commands",
+    "train": "llm_jepa.commands:register_train",
+    "inspect": "llm_jepa.commands:register_inspect",
+    "embed": "llm_jepa.commands:register_embed",
     "eval": "llm_jepa.eval.cli",
     "demo": "llm_jepa.demo.cli",
     "bench": "llm_jepa.bench.cli",
     "analyze": "llm_jepa.analysis.cli",
     "sweep": "llm_jepa.sweep.cli",
-    "model": "llm_jepa.realmodel",
+    "model": "llm_jepa.commands:register_model",
 }
 
 
@@ -34,9 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"llm-jepa {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in dict.fromkeys(COMMANDS.values()):
-        importlib.import_module(module_name).register(sub)
+    for name, target in COMMANDS.items():
+        _register(sub, name, target)
     return parser
+
+
+def _register(sub: argparse._SubParsersAction, name: str, target: str) -> None:
+    """Add command ``name`` through its entry: the entry's function must add exactly that command, so
+    that the table stays the one list of commands."""
+    module, _, function = target.partition(":")
+    before = set(sub.choices)
+    getattr(importlib.import_module(module), function or "register")(sub)
+    added = set(sub.choices) - before
+    if added != {name}:
+        raise RuntimeError(f"llm_jepa.cli.COMMANDS[{name!r}] = {target!r} added {sorted(added) or 'no command'}, "
+                           f"not the command {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The ``train`` and ``inspect`` commands (argument handling only; the work is in train/inspection)."""
+"""The commands of the core modules, ``train``, ``inspect``, ``embed`` and ``model`` (argument handling
+only; the work is in train, inspection, embed and realmodel). Each is one entry of ``cli.COMMANDS``."""
 
 from __future__ import annotations
 
@@ -7,24 +8,27 @@ import json
 import sys
 import tempfile
 
-__all__ = ["register", "run_train", "run_inspect", "run_embed"]
+__all__ = ["register_train", "register_inspect", "register_embed", "register_model", "run_train", "run_inspect",
+           "run_embed", "run_model"]
 
 _TRAIN_HELP = ("Train with LLM-JEPA or the plain baseline: --config FILE.yaml and/or any option (see --help), "
                "e.g. --config configs/train_synth.yaml.")
 _INSPECT_HELP = "Show how examples become segments (views, labels, anchors) and one batch's loss terms."
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help=_TRAIN_HELP, add_help=False)
     p.add_argument("--config", help="YAML file of options; flags given after it win")
     p.add_argument("--protocol", choices=["paper"],
                    help="the paper's released protocol as the config (configs/paper_protocol.yaml, shipped with "
                         "the package); flags given after it win")
     p.set_defaults(func=run_train, accepts_extra=True)
+
+
+def register_inspect(sub: argparse._SubParsersAction) -> None:
     q = sub.add_parser("inspect", help=_INSPECT_HELP, add_help=False)
     q.add_argument("--config", help="YAML file of options; flags given after it win")
     q.set_defaults(func=run_inspect, accepts_extra=True)
-    _register_embed(sub)
 
 
 def _wants_help(rest: list[str], command: str = "train", extra: tuple = ()) -> bool:
@@ -34,39 +38,20 @@ def _wants_help(rest: list[str], command: str = "train", extra: tuple = ()) -> b
     return False
 
 
-#: how ``train --help`` / ``inspect --help`` present llm-jepa's own options: (heading, option fields),
-#: before every other TrainingArguments option under one heading. A field named nowhere here lands in
-#: "other llm-jepa options" (tests/test_help.py asserts there is none).
-HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("model and data", ("model_name_or_path", "train_file", "eval_file", "max_train_examples", "train_fraction",
-                        "train_rows", "streaming", "plain_text", "separator", "label_mode", "max_length", "pretrain", "dtype",
-                        "attn_implementation", "lora", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules",
-                        "lora_save")),
-    ("objective", ("jepa_lambda", "gamma", "distance", "temperature", "infonce_gather", "regular",
-                   "monitor_views_every", "loss_dropout", "stop_gradient_target", "vicreg_weight", "sigreg_weight",
-                   "isolation", "pack_length")),
-    ("views", ("predictors", "predictor_position", "predictor_order", "direction", "anchor_offset", "view_system",
-               "view_pair")),
-    ("STP (Semantic Tube Prediction, docs/stp.md)", ("stp_lambda", "stp_times", "stp_max_span", "stp_sampling",
-                                                     "stp_layer", "stp_length_weight", "stp_variant", "stp_predictor")),
-    ("run (the most used Trainer options first)", (
-        "output_dir", "config", "max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size",
-        "gradient_accumulation_steps", "seed", "bf16", "overwrite", "resume", "resume_allow_changes",
-        "on_non_finite", "threads", "accuracy_every_steps", "accuracy_examples", "accuracy_task", "callbacks")),
-    ("inspect", ("num_examples", "json")),
-)
 _TRAINER_HEADING = "every other transformers TrainingArguments option (flag or YAML key)"
 
 
 def config_help_parser(command: str, *extra: type) -> argparse.ArgumentParser:
     """The parser of ``train``/``inspect`` (:func:`llm_jepa.config.config_parser`) arranged for
-    ``--help``: llm-jepa's options in :data:`HELP_GROUPS`, then the TrainingArguments, usage naming
-    the command, defaults shown once (:class:`llm_jepa.spelling.HelpFormatter`)."""
+    ``--help``: llm-jepa's options in the groups their fields declare (:func:`llm_jepa.config.help_groups`),
+    then the TrainingArguments, usage naming the command, defaults shown once
+    (:class:`llm_jepa.spelling.HelpFormatter`). An option in no group lands in "other llm-jepa
+    options" (tests/test_help.py asserts there is none)."""
     from dataclasses import fields
 
     from transformers import TrainingArguments
 
-    from .config import config_parser
+    from .config import config_class, config_parser, help_groups
     from .spelling import HelpFormatter
 
     parser = config_parser(*extra)
@@ -79,20 +64,23 @@ def config_help_parser(command: str, *extra: type) -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE", help="YAML file of option: value lines (e.g. "
                         "configs/train_synth.yaml); flags given with it win")
     actions = {a.dest: a for a in parser._optionals._group_actions}
-    trainer = {f.name for f in fields(TrainingArguments)} - {n for _, names in HELP_GROUPS for n in names}
-    groups = []
-    for title, names in HELP_GROUPS:
-        group = argparse._ArgumentGroup(parser, title)
-        group._group_actions = [actions.pop(n) for n in names if n in actions]
-        groups.append(group)
-    other = argparse._ArgumentGroup(parser, "other llm-jepa options")
-    other._group_actions = [a for d, a in actions.items() if d not in trainer and d != "help"]
-    rest = argparse._ArgumentGroup(parser, _TRAINER_HEADING)
-    rest._group_actions = [a for d, a in actions.items() if d in trainer]
-    head = argparse._ArgumentGroup(parser, "options")
-    head._group_actions = [actions["help"]]
+    head = _group(parser, "options", [actions.pop("help"), actions.pop("config")])
+    groups = [_group(parser, title, [actions.pop(n) for n in names if n in actions])
+              for title, names in help_groups(config_class())]
+    # an extra dataclass's options (inspect's) are the command's own
+    groups.append(_group(parser, command, [actions.pop(f.name) for cls in extra for f in fields(cls)
+                                           if f.name in actions]))
+    trainer = {f.name for f in fields(TrainingArguments)}
+    other = _group(parser, "other llm-jepa options", [a for d, a in actions.items() if d not in trainer])
+    rest = _group(parser, _TRAINER_HEADING, [a for d, a in actions.items() if d in trainer])
     parser._action_groups = [head, *(g for g in [*groups, other] if g._group_actions), rest]
     return parser
+
+
+def _group(parser: argparse.ArgumentParser, title: str, actions: list) -> argparse._ArgumentGroup:
+    group = argparse._ArgumentGroup(parser, title)
+    group._group_actions = actions
+    return group
 
 
 def run_train(args: argparse.Namespace, rest: list[str]) -> int:
@@ -159,7 +147,7 @@ def run_inspect(args: argparse.Namespace, rest: list[str]) -> int:
     return 0
 
 
-def _register_embed(sub: argparse._SubParsersAction) -> None:
+def register_embed(sub: argparse._SubParsersAction) -> None:
     from .embed import DEFAULT_BATCH_SIZE, KINDS
     from .runs import add_run_arguments
 
@@ -185,4 +173,30 @@ def run_embed(args: argparse.Namespace) -> int:
     vectors = embed_file(args.model, args.data, args.kind, args.output, batch_size=args.batch_size,
                          overwrite=args.overwrite, settings=run_overrides(args))
     print(f"wrote {vectors.shape[0]} x {vectors.shape[1]} embeddings ({args.kind}) to {args.output}")
+    return 0
+
+
+def register_model(sub: argparse._SubParsersAction) -> None:
+    """``llm-jepa model path NAME_OR_GGUF``: convert if needed and print the checkpoint folder."""
+    from .realmodel import NAMED_MODELS
+
+    p = sub.add_parser("model", help="Real models offline: 'llm-jepa model path smollm2-135m-instruct' prints "
+                                     "(converting once) the checkpoint folder of a named model or .gguf file.")
+    p.add_argument("action", choices=["path", "list"], help="path: the checkpoint folder; list: the named models")
+    p.add_argument("name", nargs="?", help=f"one of {', '.join(NAMED_MODELS)}, or a .gguf file")
+    p.set_defaults(func=run_model)
+
+
+def run_model(args: argparse.Namespace) -> int:
+    from .realmodel import NAMED_MODELS, resolve_model_path
+
+    if args.action == "list":
+        for name, entry in NAMED_MODELS.items():
+            print(f"{name}\t{entry.distribution}:{entry.file}\t(hub: {entry.hub})")
+        return 0
+    if not args.name:
+        raise ValueError("llm-jepa model path needs a model name or .gguf file")
+    if args.name not in NAMED_MODELS and not args.name.lower().endswith(".gguf"):
+        raise ValueError(f"{args.name!r} is neither a named model ({', '.join(NAMED_MODELS)}) nor a .gguf file")
+    print(resolve_model_path(args.name))
     return 0

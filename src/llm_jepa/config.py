@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,30 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .losses import DISTANCES
 from .objective import ISOLATIONS, TERMS, ObjectiveConfig
-from .options import CONTROL, FIXED, MACHINE, PATH, ROLES, RUN, SPEED, VIEW_ONLY, option
+from .options import (
+    CONTROL,
+    FIXED,
+    HELP_GROUPS,
+    MACHINE,
+    MODEL_GROUP,
+    OBJECTIVE_GROUP,
+    PATH,
+    ROLES,
+    RUN,
+    RUN_GROUP,
+    SPEED,
+    VIEW_ONLY,
+    VIEWS_GROUP,
+    option,
+)
 from .spelling import PUBLIC_NAMES, field_name, public_aliases, respell
 from .threads import THREADS_HELP
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "config_class", "save_config", "PUBLIC_NAMES",
-           "field_name", "is_baseline", "read_yaml_options", "options_with", "option_roles", "option_fields",
-           "INHERITED_ROLES", "LOCAL_PATHS", "ROLES", "RUN", "FIXED", "VIEW_ONLY", "PATH", "CONTROL", "SPEED",  # noqa: F822
-           "MACHINE", "local_paths"]
+           "field_name", "is_baseline", "read_yaml_options", "options_with", "help_groups", "option_roles",
+           "option_fields", "INHERITED_ROLES", "LOCAL_PATHS", "ROLES", "RUN", "FIXED", "VIEW_ONLY", "PATH",  # noqa: F822
+           "CONTROL", "SPEED", "MACHINE", "local_paths"]
 
 
 def is_baseline(settings: Mapping[str, Any]) -> bool:
@@ -49,52 +65,57 @@ class ConfigError(ValueError):
 # Each option declares its roles once, on its field (``roles=`` of :func:`llm_jepa.options.option`;
 # the Trainer's own options in INHERITED_ROLES), and every list of "options that ..." is derived from
 # them by :func:`options_with`. The roles are defined in :mod:`llm_jepa.options`.
+# Each option's help group (``group=``) is its section's: these are ``option`` with that group.
 _opt = option
+_model_opt = partial(option, group=MODEL_GROUP)
+_objective_opt = partial(option, group=OBJECTIVE_GROUP)
+_views_opt = partial(option, group=VIEWS_GROUP)
+_run_opt = partial(option, group=RUN_GROUP)
 
 
 @dataclass
 class JepaConfig(TrainingArguments):
     # ---- model -------------------------------------------------------------------------------
-    model_name_or_path: str | None = _opt(None, "A checkpoint or run folder, a hub name (org/name), a .gguf file or a packaged model "
+    model_name_or_path: str | None = _model_opt(None, "A checkpoint or run folder, a hub name (org/name), a .gguf file or a packaged model "
                                          "(smollm2-135m-instruct; llm-jepa model list).", ["--model"], roles=(FIXED, PATH))
-    pretrain: bool = _opt(False, "Train from random weights built from the checkpoint's config (seeded).", roles=(FIXED,))
-    dtype: str = _opt("auto", "Weights dtype.", choices=["auto", "float32", "bfloat16", "float16"], roles=(RUN, FIXED))
-    attn_implementation: str | None = _opt(
+    pretrain: bool = _model_opt(False, "Train from random weights built from the checkpoint's config (seeded).", roles=(FIXED,))
+    dtype: str = _model_opt("auto", "Weights dtype.", choices=["auto", "float32", "bfloat16", "float16"], roles=(RUN, FIXED))
+    attn_implementation: str | None = _model_opt(
         "auto", "Attention backend (sdpa, eager, flash_attention_2, flex_attention). auto: on a CUDA GPU "
         "flash_attention_2 when flash-attn is installed and the weights are bf16/fp16, else flex_attention (sdpa "
         "where torch has none); sdpa on CPU. The saved config keeps auto and notes what it resolved to."
     )
-    isolation: str = _opt(
+    isolation: str = _objective_opt(
         "auto",  # the objective's own default is what 'auto' resolves to for native attention
         "How segments are kept apart: 'position_ids' (restarting positions; transformers derives the "
         "block-causal mask, flash/flex use variable lengths), 'explicit' (a materialised 4D mask), or 'auto'.",
         choices=["auto", *ISOLATIONS],
     )
     # ---- LoRA ----------------------------------------------------------------------------------
-    lora: bool = _opt(False, "Train LoRA adapters (peft) instead of all weights.", roles=(FIXED,))
-    lora_r: int = _opt(16, "LoRA rank.", roles=(FIXED,), check=(lambda v: v >= 1, ">= 1"))
-    lora_alpha: float = _opt(32.0, "LoRA alpha.", roles=(FIXED,))
-    lora_dropout: float = _opt(0.05, "LoRA dropout.", roles=(FIXED,), check=(lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
-    lora_target_modules: list[str] = _opt(["all-linear"], "Modules that get adapters.", roles=(FIXED,))
-    lora_save: str = _opt("adapter", "Save the LoRA result as an adapter or merged into the weights.",
+    lora: bool = _model_opt(False, "Train LoRA adapters (peft) instead of all weights.", roles=(FIXED,))
+    lora_r: int = _model_opt(16, "LoRA rank.", roles=(FIXED,), check=(lambda v: v >= 1, ">= 1"))
+    lora_alpha: float = _model_opt(32.0, "LoRA alpha.", roles=(FIXED,))
+    lora_dropout: float = _model_opt(0.05, "LoRA dropout.", roles=(FIXED,), check=(lambda v: 0.0 <= v < 1.0, "in [0, 1)"))
+    lora_target_modules: list[str] = _model_opt(["all-linear"], "Modules that get adapters.", roles=(FIXED,))
+    lora_save: str = _model_opt("adapter", "Save the LoRA result as an adapter or merged into the weights.",
                           choices=["adapter", "merged"])
     # ---- data ----------------------------------------------------------------------------------
-    train_file: str | None = _opt(None, "Training data: JSONL of {messages: [...]} (e.g. "
+    train_file: str | None = _model_opt(None, "Training data: JSONL of {messages: [...]} (e.g. "
                                  "../shared/datasets/synth_train.jsonl), or a dataset name/dir.", ["--data"], roles=(FIXED, PATH))
-    eval_file: str | None = _opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"], roles=(PATH,))
-    max_train_examples: int | None = _opt(None, "Use only the first N training rows.", ["--limit"], roles=(FIXED,),
+    eval_file: str | None = _model_opt(None, "Held-out data for evaluation loss (same format).", ["--eval-data"], roles=(PATH,))
+    max_train_examples: int | None = _model_opt(None, "Use only the first N training rows.", ["--limit"], roles=(FIXED,),
                                           check=(lambda v: v is None or v >= 1, ">= 1"))
-    train_fraction: float = _opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
+    train_fraction: float = _model_opt(1.0, "Train on this fraction of the training rows: a random subset drawn with "
                                  "--seed, nested across fractions (data-efficiency experiments).", roles=(FIXED,))
-    train_rows: int | None = _opt(None, "Train on this many training rows, drawn like --train_fraction.", roles=(FIXED,))
-    streaming: bool = _opt(False, "Read the training JSONL lazily: one checking pass, then each row is read and tokenized "
-                           "when the data loader asks for it; a dataset name or folder is streamed, its rows checked "
-                           "when met (corpora larger than memory; see llm_jepa.lazydata).",
+    train_rows: int | None = _model_opt(None, "Train on this many training rows, drawn like --train_fraction.", roles=(FIXED,))
+    streaming: bool = _model_opt(False, "Read the training JSONL lazily: one checking pass, then each row is read and "
+                                 "tokenized when the data loader asks for it; a dataset name or folder is streamed, its "
+                                 "rows checked when met (corpora larger than memory; see llm_jepa.lazydata).",
                            roles=(SPEED,))
-    max_length: int = _opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.", roles=(RUN, FIXED))
-    plain_text: bool = _opt(False, "No chat template: request + separator + answer + eos.", roles=(RUN, FIXED))
-    separator: str = _opt(ViewConfig.separator, "Separator between request and answer with --plain_text.", roles=(RUN, FIXED))
-    label_mode: str = _opt(
+    max_length: int = _model_opt(ViewConfig.max_length, "Maximum tokens per segment; longer rows are truncated with a counted warning.", roles=(RUN, FIXED))
+    plain_text: bool = _model_opt(False, "No chat template: request + separator + answer + eos.", roles=(RUN, FIXED))
+    separator: str = _model_opt(ViewConfig.separator, "Separator between request and answer with --plain_text.", roles=(RUN, FIXED))
+    label_mode: str = _model_opt(
         ViewConfig.label_mode,
         "Tokens the next-token loss covers: 'assistant' (answer + end-of-turn), 'all', or 'paper' (every "
         "token except eos, as the paper's released collator does; such models never learn to stop).",
@@ -102,51 +123,51 @@ class JepaConfig(TrainingArguments):
         roles=(RUN, FIXED),
     )
     # ---- objective -----------------------------------------------------------------------------
-    jepa_lambda: float = _opt(ObjectiveConfig.jepa_lambda, "Weight of the JEPA term (0 = plain fine-tuning).",
+    jepa_lambda: float = _objective_opt(ObjectiveConfig.jepa_lambda, "Weight of the JEPA term (0 = plain fine-tuning).",
                               public_aliases("jepa_lambda"), roles=(FIXED,), check=(lambda v: v >= 0, ">= 0"))
-    gamma: float = _opt(ObjectiveConfig.gamma, "Weight of the next-token term.", roles=(FIXED,), check=(lambda v: v >= 0, ">= 0"))
-    predictors: int = _opt(ViewConfig.predictors, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).",
+    gamma: float = _objective_opt(ObjectiveConfig.gamma, "Weight of the next-token term.", roles=(FIXED,), check=(lambda v: v >= 0, ">= 0"))
+    predictors: int = _views_opt(ViewConfig.predictors, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).",
                            public_aliases("predictors"), roles=(RUN, FIXED))
-    distance: str = _opt(ObjectiveConfig.distance, "JEPA distance.", choices=DISTANCES, roles=(FIXED, VIEW_ONLY))
-    temperature: float = _opt(ObjectiveConfig.temperature, "InfoNCE temperature.", roles=(FIXED, VIEW_ONLY), check=(lambda v: v > 0, "> 0 (InfoNCE divides by it)"))
-    infonce_gather: bool = _opt(
+    distance: str = _objective_opt(ObjectiveConfig.distance, "JEPA distance.", choices=DISTANCES, roles=(FIXED, VIEW_ONLY))
+    temperature: float = _objective_opt(ObjectiveConfig.temperature, "InfoNCE temperature.", roles=(FIXED, VIEW_ONLY), check=(lambda v: v > 0, "> 0 (InfoNCE divides by it)"))
+    infonce_gather: bool = _objective_opt(
         ObjectiveConfig.infonce_gather, "InfoNCE negatives from all ranks (gathered); default: in-batch negatives of each rank only.",
         roles=(FIXED, VIEW_ONLY),
     )
-    predictor_position: str = _opt(ViewConfig.predictor_position, "Where predictor tokens go in the source view.",
+    predictor_position: str = _views_opt(ViewConfig.predictor_position, "Where predictor tokens go in the source view.",
                                    choices=list(VIEW_CHOICES["predictor_position"]), roles=(RUN, FIXED, VIEW_ONLY))
-    predictor_order: str = _opt(
+    predictor_order: str = _views_opt(
         ViewConfig.predictor_order, "Order of k >= 2 appended predictors: 'paper' (content<|predictor_k|>...<|predictor_1|>, "
         "as the released code; anchor on <|predictor_1|>) or 'ascending' (<|predictor_1|>...<|predictor_k|>).",
         choices=list(VIEW_CHOICES["predictor_order"]),
         roles=(RUN, FIXED),
     )
-    direction: str = _opt(ViewConfig.direction, "Which view predicts which.",
+    direction: str = _views_opt(ViewConfig.direction, "Which view predicts which.",
                           choices=list(VIEW_CHOICES["direction"]), roles=(RUN, FIXED, VIEW_ONLY))
-    loss_dropout: float = _opt(
+    loss_dropout: float = _objective_opt(
         0.0, "Probability in [0, 1) that a batch skips the views entirely (1 would be plain training: --regular).",
         public_aliases("loss_dropout"), roles=(FIXED, VIEW_ONLY),
         check=(lambda v: 0.0 <= v < 1.0, "in [0, 1) (1 drops the views of every step: that is plain training, "
                                          "--regular, recorded as such)"))
-    regular: bool = _opt(False, "Plain fine-tuning baseline: no views are built or computed.", roles=(FIXED,))
-    monitor_views_every: int = _opt(
+    regular: bool = _objective_opt(False, "Plain fine-tuning baseline: no views are built or computed.", roles=(FIXED,))
+    monitor_views_every: int = _objective_opt(
         0, "With --regular or lambda 0: compute the JEPA distance (no gradient) on every n-th batch, to plot it.",
         roles=(FIXED,), check=(lambda v: v >= 0, ">= 0 (0 = off)"),
     )
-    anchor_offset: int | None = _opt(
+    anchor_offset: int | None = _views_opt(
         ViewConfig.anchor_offset, "Paper-compatible anchor: unpadded view length + offset (e.g. -2) instead of the content's end.",
         roles=(RUN, FIXED, VIEW_ONLY),
     )
-    view_system: str = _opt(
+    view_system: str = _views_opt(
         ViewConfig.view_system, "System turn of a view rendered alone: 'default' (the template's own: SmolLM2/Qwen2 insert a "
         "default system prompt, ~half of a view's tokens), 'empty' (an empty system turn) or 'none' (user-only).",
         choices=list(VIEW_SYSTEM),
         roles=(RUN, FIXED),
     )
-    view_pair: int = _opt(ViewConfig.view_pair, "Multi-turn rows: which user/assistant pair JEPA's two views come from "
+    view_pair: int = _views_opt(ViewConfig.view_pair, "Multi-turn rows: which user/assistant pair JEPA's two views come from "
                           "(0 = the first, -1 = the last); explicit text/code fields win.", roles=(RUN, FIXED))
-    stop_gradient_target: bool = _opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.", roles=(FIXED, VIEW_ONLY))
-    pack_length: int = _opt(
+    stop_gradient_target: bool = _objective_opt(ObjectiveConfig.stop_gradient_target, "Ablation: no gradient through the target embedding.", roles=(FIXED, VIEW_ONLY))
+    pack_length: int = _objective_opt(
         -1, "Maximum tokens per packed row: 0 = everything in one row (best with flash/flex attention); "
         "-1 = automatic (one row for flash/flex, short rows for sdpa/eager, whose masks are dense).",
         check=(lambda v: v >= -1, "-1 (automatic), 0 (one row) or a positive token count"),
@@ -154,24 +175,24 @@ class JepaConfig(TrainingArguments):
     # ---- objective terms: each term's own options (vicreg_weight, sigreg_weight, the --stp_* options)
     # are fields of its options dataclass, added by config_class() from objective.TERMS
     # ---- run -----------------------------------------------------------------------------------
-    accuracy_every_steps: int = _opt(
+    accuracy_every_steps: int = _run_opt(
         0, "Every N optimiser steps, answer the first --accuracy_examples rows of --eval_file by generation and "
         "log eval_accuracy and each metric of their task (0 = off).",
         check=(lambda v: v >= 0, ">= 0 (0 = off)"),
     )
-    accuracy_examples: int = _opt(32, "Rows of --eval_file that --accuracy_every_steps scores.", check=(lambda v: v >= 1, ">= 1"))
-    accuracy_task: str | None = _opt(None, "Task of --accuracy_every_steps (as llm-jepa eval --task; default: detected).")
-    callbacks: list[str] = _opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
-    overwrite: bool = _opt(False, "Start afresh in a non-empty output directory: its contents are moved to "
+    accuracy_examples: int = _run_opt(32, "Rows of --eval_file that --accuracy_every_steps scores.", check=(lambda v: v >= 1, ">= 1"))
+    accuracy_task: str | None = _run_opt(None, "Task of --accuracy_every_steps (as llm-jepa eval --task; default: detected).")
+    callbacks: list[str] = _run_opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
+    overwrite: bool = _run_opt(False, "Start afresh in a non-empty output directory: its contents are moved to "
                                   "<dir>.previous-N, never deleted.", roles=(CONTROL,))
-    resume: bool = _opt(False, "Continue from the newest complete checkpoint in the output directory.", roles=(CONTROL,))
-    resume_allow_changes: bool = _opt(
+    resume: bool = _run_opt(False, "Continue from the newest complete checkpoint in the output directory.", roles=(CONTROL,))
+    resume_allow_changes: bool = _run_opt(
         False, "With --resume: accept objective/optimiser options that differ from the saved run (the old "
         "config is kept as llm_jepa_config.before-step-N.yaml)."
     )
-    on_non_finite: str = _opt("stop", "A NaN/inf loss or gradient: 'stop' the run with an error naming the step, "
+    on_non_finite: str = _run_opt("stop", "A NaN/inf loss or gradient: 'stop' the run with an error naming the step, "
                               "or 'skip' that optimizer step.", choices=["stop", "skip"])
-    threads: int | None = _opt(None, THREADS_HELP, roles=(SPEED,))
+    threads: int | None = _run_opt(None, THREADS_HELP, roles=(SPEED,))
     # ---- Trainer defaults that suit this library -------------------------------------------------
     remove_unused_columns: bool = _opt(False, "Keep the packed batch's extra keys (required).")
     logging_steps: float = _opt(10, "Log every X update steps.")
@@ -331,6 +352,10 @@ INHERITED_ROLES: dict[str, dict[str, Any]] = {
 INHERITED_ROLES["learning_rate"]["check"] = (lambda v: v >= 0, ">= 0")
 for _name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
     INHERITED_ROLES[_name] = {"roles": frozenset(), "check": (lambda v: v >= 1, ">= 1")}
+#: the Trainer's options that ``train --help`` shows first, in the run group (the others after ours)
+for _name in ("output_dir", "max_steps", "num_train_epochs", "learning_rate", "per_device_train_batch_size",
+              "gradient_accumulation_steps", "seed", "bf16"):
+    INHERITED_ROLES.setdefault(_name, {"roles": frozenset()})["group"] = RUN_GROUP
 
 
 def _metadata(f: Any) -> Mapping[str, Any]:
@@ -355,6 +380,22 @@ def options_with(*roles: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown option role(s) {sorted(unknown)}; choose from {ROLES}")
     return tuple(f.name for f in option_fields() if _metadata(f).get("roles", frozenset()) & set(roles))
+
+
+def help_groups(cls: type | None = None) -> list[tuple[str, list[str]]]:
+    """(heading, options) of ``train --help``, derived from each option's ``group``: its field's, or
+    for an objective term's options their term's ``help_group`` (default: a group of the term's own).
+    In the order of :data:`llm_jepa.options.HELP_GROUPS`, the terms' groups before the run group;
+    options in no group (the Trainer's others) are left out."""
+    of_term = {f.name: term.help_group or f"the {name} term" for name, term in TERMS.items()
+               if term.options is not None for f in fields(term.options)}
+    found: dict[str, list[str]] = {}
+    for f in option_fields(cls):
+        group = _metadata(f).get("group") or of_term.get(f.name)
+        if group:
+            found.setdefault(group, []).append(f.name)
+    order = [*HELP_GROUPS[:-1], *(g for g in found if g not in HELP_GROUPS), HELP_GROUPS[-1]]
+    return [(g, found[g]) for g in order if g in found]
 
 
 def _ranges(cls: type | None = None) -> list[tuple[str, Any, str]]:

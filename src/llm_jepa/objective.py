@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .attention import additive_block_causal_mask
 from .losses import INFONCE_TEMPERATURE, jepa_distance
+from .options import OBJECTIVE_GROUP
 from .regularizers import SigregOptions, VicregOptions, sigreg, vicreg
 from .stp import StpConfig, StpOptions, collate_term, describe_spans, setup_term, stp_term
 from .views import IGNORE
@@ -135,6 +136,7 @@ class Term:
     - ``setup(model, settings, seed) -> [module names]``: done to the model before LoRA wraps it (STP's
       predictor); returns the modules LoRA must train in full and save.
     - ``describe(tokenizer, items, batch, report)``: adds what it drew to ``inspect``'s report.
+    - ``help_group``: the heading of its options in ``train --help`` (default: a group of its own).
     """
 
     fn: Callable[[TermInputs], Any]
@@ -146,6 +148,7 @@ class Term:
     collate: Callable[[CollateInputs, Any], dict[str, Any]] | None = None
     setup: Callable[[Any, Any, int], list[str]] | None = None
     describe: Callable[[Any, list, dict, dict], None] | None = None
+    help_group: str | None = None
 
     def configure(self, values: Any) -> Any:
         """The term's settings from its options object (``values``)."""
@@ -161,10 +164,11 @@ def _anchor_term(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[TermIn
 #: regularisers, STP, and whatever :func:`register_term` adds). A new term is one entry here (or a
 #: ``register_term`` call) and its options dataclass; the trainer logs it under its name.
 TERMS: dict[str, Term] = {
-    "vicreg": Term(_anchor_term(vicreg), "vicreg_weight", options=VicregOptions),
-    "sigreg": Term(_anchor_term(sigreg), "sigreg_weight", options=SigregOptions),
+    "vicreg": Term(_anchor_term(vicreg), "vicreg_weight", options=VicregOptions, help_group=OBJECTIVE_GROUP),
+    "sigreg": Term(_anchor_term(sigreg), "sigreg_weight", options=SigregOptions, help_group=OBJECTIVE_GROUP),
     "stp_loss": Term(stp_term, "stp_lambda", needs_views=False, metrics=("stp_cosine",), options=StpOptions,
-                     settings=StpOptions.settings, collate=collate_term, setup=setup_term, describe=describe_spans),
+                     settings=StpOptions.settings, collate=collate_term, setup=setup_term, describe=describe_spans,
+                     help_group="STP (Semantic Tube Prediction, docs/stp.md)"),
 }
 
 

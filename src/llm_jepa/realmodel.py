@@ -309,25 +309,3 @@ def _greedy(model: Any, tok: Any, prompt: str = PROBE, max_new_tokens: int = PRO
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
                              eos_token_id=model.generation_config.eos_token_id, pad_token_id=tok.pad_token_id)
     return tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def register(sub: Any) -> None:
-    """``llm-jepa model path NAME_OR_GGUF``: convert if needed and print the checkpoint folder."""
-    p = sub.add_parser("model", help="Real models offline: 'llm-jepa model path smollm2-135m-instruct' prints "
-                                     "(converting once) the checkpoint folder of a named model or .gguf file.")
-    p.add_argument("action", choices=["path", "list"], help="path: the checkpoint folder; list: the named models")
-    p.add_argument("name", nargs="?", help=f"one of {', '.join(NAMED_MODELS)}, or a .gguf file")
-    p.set_defaults(func=_run_cli)
-
-
-def _run_cli(args: Any) -> int:
-    if args.action == "list":
-        for name, entry in NAMED_MODELS.items():
-            print(f"{name}\t{entry.distribution}:{entry.file}\t(hub: {entry.hub})")
-        return 0
-    if not args.name:
-        raise ValueError("llm-jepa model path needs a model name or .gguf file")
-    if args.name not in NAMED_MODELS and not args.name.lower().endswith(".gguf"):
-        raise ValueError(f"{args.name!r} is neither a named model ({', '.join(NAMED_MODELS)}) nor a .gguf file")
-    print(resolve_model_path(args.name))
-    return 0

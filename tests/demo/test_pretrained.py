@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llm_jepa.demo.nlrx import make_splits, write_jsonl
 from llm_jepa.demo.run import DemoConfig, _train_subset, run_demo
+from llm_jepa.toy.nlrx import make_splits, write_jsonl
 from tests._factory import make_tokenizer, tiny_llama
 
 

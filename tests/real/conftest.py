@@ -73,7 +73,7 @@ def real_tokenizer(real_model_dir):
 def synth(tmp_path_factory):
     """(train, test) JSONL of a few NL-RX-SYNTH rows (from ../shared/datasets, else rows of the same
     format from the demo's generator, so that these tests never depend on the shared folder)."""
-    from llm_jepa.demo.nlrx import make_splits
+    from llm_jepa.toy.nlrx import make_splits
     from tests.conftest import SHARED
 
     d = tmp_path_factory.mktemp("synth")

@@ -65,7 +65,7 @@ def _default_data(cfg: BenchConfig, n: int) -> list:
     elif shared.exists():
         examples = load_examples(shared, n)
     else:
-        from ..demo.nlrx import generate_pairs
+        from ..toy.nlrx import generate_pairs
 
         examples = [example_from_row(r) for r in generate_pairs(n, seed=cfg.seed)]
     return [_stretched(e, cfg.stretch) for e in examples] if cfg.stretch > 1 else examples
@@ -86,7 +86,7 @@ def _model(cfg: BenchConfig, examples: list, workdir: Path) -> tuple[Any, Any]:
 
     path = cfg.model
     if path is None:
-        from ..demo.tiny import build_checkpoint
+        from ..toy.tiny import build_checkpoint
 
         path = str(workdir / f"bench_model_{cfg.size}")
         if not (Path(path) / "config.json").exists():

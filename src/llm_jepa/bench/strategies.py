@@ -56,6 +56,19 @@ def _pad_rows(rows: list[list[int]], length: int, pad: int) -> tuple[torch.Tenso
     return ids, mask
 
 
+def _paper_segments(items: list[TokenizedExample]) -> tuple[list[Any], list[Any], list[Any]]:
+    """The paper's three segments of every example: the conversation, its Text view, its Code view."""
+    return [it.lm[0] for it in items], [it.pairs[0][0] for it in items], [it.pairs[0][1] for it in items]
+
+
+def _padded_labels(conv: list[Any], length: int) -> torch.Tensor:
+    """[B, length] next-token labels of the conversation rows, IGNORE past each row's end."""
+    labels = torch.full((len(conv), length), IGNORE, dtype=torch.long)
+    for i, s in enumerate(conv):
+        labels[i, : len(s.labels)] = torch.tensor(s.labels[:length])
+    return labels
+
+
 def _lm_loss_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions. [B, T, V], [B, T] -> scalar."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
@@ -64,14 +77,10 @@ def _lm_loss_from_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
 def paper_3row_step(model: Any, items: list[TokenizedExample], objective: ObjectiveConfig, device: Any,
                     pad: int, max_length: int = 512) -> StepResult:
     """Three padded rows per example (conversation, Text, Code) in one forward, as the paper's code."""
+    conv, src, tgt = _paper_segments(items)
     B = len(items)
-    conv = [it.lm[0] for it in items]
-    src = [it.pairs[0][0] for it in items]
-    tgt = [it.pairs[0][1] for it in items]
     ids, mask = _pad_rows([s.input_ids for s in conv + src + tgt], max_length, pad)
-    labels = torch.full((B, max_length), IGNORE, dtype=torch.long)
-    for i, s in enumerate(conv):
-        labels[i, : len(s.labels)] = torch.tensor(s.labels[:max_length])
+    labels = _padded_labels(conv, max_length)
     ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
     out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, use_cache=False)  # [3B, T, V]
     lm = _lm_loss_from_logits(out.logits[:B], labels)
@@ -96,15 +105,11 @@ def _two_view_mask(src_len: int, tgt_len: int, length: int, dtype: torch.dtype) 
 def paper_2row_step(model: Any, items: list[TokenizedExample], objective: ObjectiveConfig, device: Any,
                     pad: int, max_length: int = 512) -> StepResult:
     """Conversation rows, plus Text+Code rows under a dense 4D additive mask, all padded to 512."""
+    conv, src, tgt = _paper_segments(items)
     B = len(items)
-    conv = [it.lm[0] for it in items]
-    src = [it.pairs[0][0] for it in items]
-    tgt = [it.pairs[0][1] for it in items]
     dtype = model.get_input_embeddings().weight.dtype
     c_ids, c_mask = _pad_rows([s.input_ids for s in conv], max_length, pad)
-    labels = torch.full((B, max_length), IGNORE, dtype=torch.long)
-    for i, s in enumerate(conv):
-        labels[i, : len(s.labels)] = torch.tensor(s.labels[:max_length])
+    labels = _padded_labels(conv, max_length)
     causal = torch.ones(max_length, max_length, dtype=torch.bool).tril()
     conv_masks = [torch.zeros(max_length, max_length, dtype=dtype).masked_fill(
         ~(causal & c_mask[i].bool()[None, :]), torch.finfo(dtype).min) for i in range(B)]

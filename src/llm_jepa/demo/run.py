@@ -98,7 +98,7 @@ PRETRAINED_DEFAULTS: dict[str, Any] = {"learning_rate": 1e-4, "batch_size": 8, "
 
 
 def _prepare_data(cfg: DemoConfig, out: Path) -> tuple[Path, Path]:
-    from .nlrx import make_splits, write_jsonl
+    from ..toy.nlrx import make_splits, write_jsonl
 
     if cfg.data:  # with --test-data: checked by _check_inputs
         return _train_subset(Path(cfg.data), cfg.n_train, cfg.seed, out), Path(cfg.test_data)
@@ -173,7 +173,7 @@ def _require_chat_template(model: str) -> None:
 
 def _base_checkpoint(cfg: DemoConfig, out: Path, train_file: Path) -> Path:
     from ..data import load_examples
-    from .tiny import build_checkpoint
+    from ..toy.tiny import build_checkpoint
 
     if cfg.model:
         from ..realmodel import resolve_model_path

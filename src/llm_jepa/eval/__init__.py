@@ -2,9 +2,7 @@
 
 __all__ = ["evaluate", "GenerationSettings", "DEFAULT_BATCH_SIZE"]
 
-#: prompts per ``model.generate`` call (also the similarity forward's batch); see
-#: :mod:`llm_jepa.eval.generate` for the measured speed-up over one prompt at a time
-DEFAULT_BATCH_SIZE = 64
+from .defaults import DEFAULT_BATCH_SIZE
 
 
 def __getattr__(name: str):  # lazy: the CLI imports this package at start-up

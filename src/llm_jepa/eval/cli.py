@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..threads import THREADS_HELP
-from . import DEFAULT_BATCH_SIZE
+from .defaults import DEFAULT_BATCH_SIZE
 
 __all__ = ["register"]
 

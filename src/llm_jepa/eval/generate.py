@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from ..views import END_OF_TURN, render_chat
-from . import DEFAULT_BATCH_SIZE
+from .defaults import DEFAULT_BATCH_SIZE
 
 __all__ = ["GenerationSettings", "stop_token_ids", "render_prompt", "generate", "finish_record", "END_OF_TURN"]
 

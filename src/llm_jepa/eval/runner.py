@@ -28,7 +28,7 @@ from ..data import Example, load_examples
 from ..diskwrite import DiskFullError, disk_full, no_space
 from ..runrecord import OutputLock, changes, describe, entries, move_aside, write_json, write_text
 from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
-from . import DEFAULT_BATCH_SIZE
+from .defaults import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
 from .stats import wilson_interval
 from .tasks import check_options, detect_task, get_task

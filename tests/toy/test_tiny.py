@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-from llm_jepa.demo.nlrx import generate_pairs
-from llm_jepa.demo.tiny import SIZES, build_checkpoint, tiny_llama_config, train_tokenizer
+from llm_jepa.toy.nlrx import generate_pairs
+from llm_jepa.toy.tiny import SIZES, build_checkpoint, tiny_llama_config, train_tokenizer
 from llm_jepa.views import PREDICTOR_TOKENS
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llm_jepa.demo.nlrx import (
+from llm_jepa.toy.nlrx import (
     CHAR_CLASSES,
     SYSTEM_PROMPT,
     WORDS,
@@ -36,7 +36,7 @@ def test_same_seed_same_rows_and_different_seed_different_rows():
 
 
 def test_rows_do_not_depend_on_the_hash_seed():
-    code = "import json; from llm_jepa.demo.nlrx import generate_pairs; print(json.dumps(generate_pairs(200, 3)))"
+    code = "import json; from llm_jepa.toy.nlrx import generate_pairs; print(json.dumps(generate_pairs(200, 3)))"
     src = str(Path(__file__).resolve().parents[2] / "src")
     outs = [
         subprocess.run(

@@ -1,4 +1,4 @@
-"""A tiny local model for the offline demo: a BPE tokenizer trained on the data, a small Llama.
+"""A tiny local model (demo, benchmark, tests): a BPE tokenizer trained on the data, a small Llama.
 
 No hub access is needed: :func:`build_checkpoint` trains a byte-level BPE tokenizer on the given
 texts, initialises a :class:`~transformers.LlamaForCausalLM` from a seeded RNG and saves both, so
