@@ -26,7 +26,7 @@ from typing import Any
 
 from ..data import Example, load_examples
 from ..diskwrite import DiskFullError, disk_full, no_space
-from ..runrecord import OutputLock, changes, describe, entries, move_aside, write_json, write_text
+from ..runrecord import OutputLock, changes, describe, entries, inputs_inside, move_aside, write_json, write_text
 from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
@@ -416,6 +416,8 @@ def _plan(model: Any, data: Any, *, task: str | None, limit: int | None, output:
         raise ValueError(f"limit must be a positive number of examples, got {limit}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if output and overwrite:
+        _check_inputs_outside(Path(output), model, data)
     examples = data[:limit] if isinstance(data, list) else load_examples(data, limit)
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -445,6 +447,15 @@ def _plan(model: Any, data: Any, *, task: str | None, limit: int | None, output:
         stored = _read_predictions(out / PREDICTIONS, examples) if (out / PREDICTIONS).is_file() else {}
         _check_rescorable(stored, out)
     return _Job(examples, task, module, gen, rr, options, trained, record, out)
+
+
+def _check_inputs_outside(out: Path, model: Any, data: Any) -> None:
+    """--overwrite moves the output's contents aside: a model or data inside it would go too (before
+    it is read), so refuse it before anything moves, as train does."""
+    inside = inputs_inside(out, {"--model": model, "--data": data})
+    if inside:
+        raise ValueError(f"{out}: --overwrite would move the evaluation's own input aside ({', '.join(inside)} "
+                         "lies in it); choose another --output")
 
 
 def _score_missing(job: _Job, done: dict[int, dict], todo: list[int], batch_size: int, similarity: bool,
