@@ -26,7 +26,16 @@ from typing import Any
 
 from ..data import Example, load_examples
 from ..diskwrite import DiskFullError, disk_full, no_space
-from ..runrecord import OutputLock, changes, describe, entries, inputs_inside, move_aside, write_json, write_text
+from ..runrecord import (
+    OutputLock,
+    changes,
+    describe,
+    entries,
+    inputs_inside,
+    move_aside,
+    write_json,
+    write_text,
+)
 from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from . import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
@@ -472,7 +481,8 @@ def _score_missing(job: _Job, done: dict[int, dict], todo: list[int], batch_size
 
             picks = rerank_batch(job.module, job.run, chunk, job.gen, job.rerank, batch_size, job.options,
                                  seed=idx[0], progress=bar.update)
-            scored = [{**_record(job.module, ex, g, job.options), **extra}
+            # the chosen candidate's end makes the record's stopped / terminated
+            scored = [{**_record(job.module, ex, g, job.options, extra.pop("finish", None)), **extra}
                       for ex, (g, extra) in zip(chunk, picks, strict=True)]
         else:
             scored = _score_batch(job.task, job.module, job.run, chunk, job.gen, batch_size, job.options,
