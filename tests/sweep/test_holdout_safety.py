@@ -93,10 +93,12 @@ def test_a_changed_training_file_makes_the_runs_stale_and_keeps_their_split(tmp_
     assert (out / "data" / "train.jsonl").read_text() != split["train.jsonl"]
 
 
-def test_speed_only_options_change_no_finished_run(tmp_path, sweep_file, capsys):
+@pytest.mark.parametrize("extra", ["", "equal_compute: true\n"])  # also in the baseline's compute reference
+def test_speed_only_options_change_no_finished_run(tmp_path, sweep_file, capsys, extra):
     out = tmp_path / "out"
+    sweep_file.write_text(SWEEP + extra)
     sweep(sweep_file, out, run_fn=_fake.fake_run)
-    sweep_file.write_text(SWEEP + "fixed: {threads: 1, streaming: true, save_total_limit: 5}\n")
+    sweep_file.write_text(SWEEP + extra + "fixed: {threads: 1, streaming: true, save_total_limit: 5}\n")
     capsys.readouterr()
     _dry_run(argparse.Namespace(sweep_file=str(sweep_file), output=str(out)))
     assert _listed(capsys) == ["done", "done"]

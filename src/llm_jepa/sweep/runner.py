@@ -245,9 +245,10 @@ def _check_spec(run: Run, run_dir: Path) -> None:
     record = json.loads(path.read_text())
     saved = {k: v for k, v in record.items() if k not in (*KEY_FIELDS, PATHS_FIELD)}
     current = json.loads(json.dumps(run.spec(), default=str))
-    for spec in (saved, current):  # threads, streaming, ... change no result
-        if "overrides" in spec:
-            spec["overrides"] = _result_overrides(spec["overrides"])
+    for spec in (saved, current):  # threads, streaming, ... change no result (nor the baseline's compute)
+        for field in ("overrides", "compute_reference"):
+            if field in spec:
+                spec[field] = _result_overrides(spec[field])
     changed = changes(saved, current, same=lambda k, a, b: (_same_file if k in PATH_FIELDS else operator.eq)(a, b))
     if changed:
         raise ValueError(f"{path}: this run was made with different settings ({describe(changed)}); "
