@@ -46,3 +46,20 @@ def test_a_full_disk_leaves_no_half_written_array(tmp_path, monkeypatch):
     with pytest.raises(DiskFullError, match="No space left on device: cannot write"):
         write_embeddings(np.zeros((2, 3), dtype=np.float32), tmp_path / "e.npy")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_embed_refuses_a_folder_a_training_holds(ckpt, tmp_path, capsys, monkeypatch):  # noqa: F811
+    # red team: embed wrote its array into a folder a running training held
+    import llm_jepa.embed as embed_mod
+    from llm_jepa.runrecord import OutputLock
+
+    monkeypatch.setattr(embed_mod, "embed", lambda *a, **k: pytest.fail("the embeddings were computed"))
+    text = tmp_path / "t.txt"
+    text.write_text("dog\n")
+    busy = tmp_path / "busy"
+    with OutputLock(busy, "training"):
+        argv = ["embed", "--model", str(ckpt), "--data", str(text), "--kind", "text", "--output", str(busy / "e.npy")]
+        assert main(argv) != 0
+        err = capsys.readouterr().err
+        assert "busy is in use by another llm-jepa training (pid" in err and "Traceback" not in err
+        assert not (busy / "e.npy").exists()

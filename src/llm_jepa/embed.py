@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .modeling import check_model_path
+from .runrecord import check_unlocked
 from .runs import TrainedRun, load_run
 from .views import VIEW_KINDS as KINDS
 from .views import view_segments
@@ -136,6 +137,7 @@ def embed_file(model: str | Path | TrainedRun, data: str | Path, kind: str, outp
         raise FileExistsError(f"{output} is a directory; --output names the file to write (--overwrite replaces files only)")
     if output.exists() and not overwrite:
         raise FileExistsError(f"{output} exists; use --overwrite or another --output")
+    check_unlocked(output.parent)  # a training writing into that folder: refused before the weights load
     if isinstance(model, TrainedRun):
         run = model.with_overrides(**(settings or {}))
     else:
@@ -144,5 +146,6 @@ def embed_file(model: str | Path | TrainedRun, data: str | Path, kind: str, outp
     side = "code" if kind == "code" or (kind == "pred" and run.view.direction == "code_to_text") else "text"
     texts = read_texts(data, side, run.view.view_pair)
     vectors = embed(run, texts, kind, batch_size=batch_size)
+    check_unlocked(output.parent)  # and one started while this one embedded
     write_embeddings(vectors, output)
     return vectors

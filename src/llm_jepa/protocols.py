@@ -17,7 +17,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PROTOCOLS", "DEMO_SETTINGS", "protocol_file", "protocol_settings", "demo_overrides", "holdout_split"]
+__all__ = ["PROTOCOLS", "DEMO_SETTINGS", "protocol_file", "protocol_settings", "demo_overrides", "holdout_split",
+           "holdout_paths", "holdout_texts"]
 
 PRESETS = Path(__file__).parent / "presets"
 #: protocol name -> its preset file (``default`` is llm-jepa's own settings: no file)
@@ -54,6 +55,23 @@ def holdout_split(train_file: str | Path, rows: int, seed: int, out: str | Path)
     both in file order; the held-out rows are the first ``rows`` of a permutation drawn with ``seed``,
     and a training row identical to a held-out row (files hold exact duplicates) is dropped from
     training, so no held-out text is trained on. Files already there with this content are kept."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = holdout_paths(out)
+    for path, text in zip(paths, holdout_texts(train_file, rows, seed), strict=True):
+        if not path.is_file() or path.read_text() != text:
+            path.write_text(text)  # rewritten only when it differs: a rerun keeps the runs' data hashes
+    return paths
+
+
+def holdout_paths(out: str | Path) -> tuple[Path, Path]:
+    """Where :func:`holdout_split` writes: ``out/train.jsonl`` and ``out/holdout.jsonl``."""
+    return Path(out) / "train.jsonl", Path(out) / "holdout.jsonl"
+
+
+def holdout_texts(train_file: str | Path, rows: int, seed: int) -> tuple[str, str]:
+    """The texts of the training and held-out files of :func:`holdout_split`, computed, not written
+    (a report compares them with the split on disk)."""
     lines = [line for line in Path(train_file).read_text().splitlines() if line.strip()]
     if not 0 < rows < len(lines):
         raise ValueError(f"{train_file}: holdout rows must be in [1, {len(lines) - 1}] for its {len(lines)} rows, "
@@ -61,11 +79,5 @@ def holdout_split(train_file: str | Path, rows: int, seed: int, out: str | Path)
     held = set(random.Random(seed).sample(range(len(lines)), rows))
     texts = {lines[i] for i in held}
     train = [line for i, line in enumerate(lines) if i not in held and line not in texts]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = out / "train.jsonl", out / "holdout.jsonl"
-    for path, chosen in zip(paths, (train, [lines[i] for i in sorted(held)]), strict=True):
-        text = "".join(line + "\n" for line in chosen)
-        if not path.is_file() or path.read_text() != text:
-            path.write_text(text)  # rewritten only when it differs: a rerun keeps the runs' data hashes
-    return paths
+    return tuple("".join(line + "\n" for line in chosen)  # type: ignore[return-value]
+                 for chosen in (train, [lines[i] for i in sorted(held)]))

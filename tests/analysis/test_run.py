@@ -72,3 +72,18 @@ def test_bad_numbers_fail_before_anything_is_written(tmp_path, option):
     with pytest.raises(ValueError, match=rf"{name} must be"):
         analyze(["m"], tmp_path / "d.jsonl", output=tmp_path / "o", **option)
     assert not (tmp_path / "o").exists()
+
+
+def test_analyze_refuses_a_folder_a_training_holds(tmp_path, data):
+    # red team: analyze --overwrite wrote its figures into a folder a running training held
+    from llm_jepa.runrecord import OutputLock, OutputLockedError
+
+    out = tmp_path / "busy"
+    kwargs = dict(output=out, limit=5, predictors=0, encode=_fake_encoder([]), load=_fake_load)
+    with OutputLock(out, "training"):
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(OutputLockedError, match=r"busy is in use by another llm-jepa training \(pid"):
+            analyze(["good"], data, overwrite=True, **kwargs)
+        assert sorted(p.name for p in out.iterdir()) == before
+    analyze(["good"], data, overwrite=True, **kwargs)  # free again: it writes, and leaves no lock behind
+    assert sorted(p.name for p in out.iterdir()) == ["analysis.json", "singular_values.png", "tsne.png"]

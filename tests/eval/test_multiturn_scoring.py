@@ -208,11 +208,15 @@ def test_rerank_scores_a_multi_turn_row_s_candidates_against_its_last_answer(ckp
 
     prompts_seen = []
 
-    def answer_last(model, tok, prompts, settings, batch_size, plain, progress=None, num_return_sequences=1, **k):
+    def answer_last(model, tok, prompts, settings, batch_size, plain, progress=None, num_return_sequences=1,
+                    finish=None, **k):
         prompts_seen.extend(prompts)  # every candidate is the right last answer
         by_prompt = {render_prompt(tok, two_pairs(PAIRS[0], PAIRS[1])): PAIRS[1][1],
                      render_prompt(tok, two_pairs(PAIRS[2], PAIRS[3])): PAIRS[3][1]}
-        return [by_prompt.get(p, "?") for p in prompts for _ in range(num_return_sequences)]
+        out = [by_prompt.get(p, "?") for p in prompts for _ in range(num_return_sequences)]
+        if finish is not None:  # how each generation ended, as generate records it
+            finish[:] = [{"stop": "<eos>", "tokens": 2, "ends": []}] * len(out)
+        return out
 
     monkeypatch.setattr(rerank, "generate", answer_last)
     evaluate(str(ckpt), multi, task="regex", output=tmp_path / "out", rerank=2, quiet=True, equivalence=False,

@@ -102,8 +102,10 @@ def test_the_reranked_answer_is_the_best_scored_candidate_and_the_modes_are_repo
     asked = []
 
     def fake_generate(model, tok, prompts, settings, batch_size, plain, progress=None, num_return_sequences=1,
-                      logprobs=None):
+                      logprobs=None, finish=None):
         out = ["(dog)"] if num_return_sequences == 1 else answers
+        if finish is not None:  # how each ended: the candidates stop, greedy runs to the limit
+            finish[:] = [{"stop": "<eos>" if num_return_sequences > 1 else None, "tokens": 3, "ends": []}] * len(out)
         if logprobs is not None:  # taken while sampling
             logprobs[:] = [table[a][1] for a in out]
         return out

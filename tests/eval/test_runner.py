@@ -446,3 +446,36 @@ def test_predictions_record_how_generation_ended_and_rescore_recomputes_terminat
     assert old["metrics"]["contains"] == first["metrics"]["contains"]
     assert old["metrics"]["stopped"]["n"] == 0 and old["metrics"]["stopped"]["undecided"] == len(preds)
     assert old["metrics"]["terminated"]["excluded"] == {"how the generation ended was not recorded": len(preds)}
+
+
+def test_overwrite_refuses_an_output_that_holds_the_model_or_the_data(ckpt, data, tmp_path):
+    # red team: --model mt_copy --output mt_copy --overwrite moved the model aside, then failed to load it
+    import shutil
+
+    model = tmp_path / "mt_copy"
+    shutil.copytree(ckpt, model)
+    before = sorted(p.name for p in model.iterdir())
+    with pytest.raises(ValueError, match="--overwrite would move the evaluation's own input aside.*--model"):
+        evaluate(str(model), data, output=model, limit=2, quiet=True, overwrite=True)
+    assert sorted(p.name for p in model.iterdir()) == before and not (tmp_path / "mt_copy.previous-1").exists()
+    out = tmp_path / "o"
+    (out / "in").mkdir(parents=True)
+    inner = str(shutil.copy(data, out / "in" / "test.jsonl"))
+    assert main(["eval", "--model", str(ckpt), "--data", inner, "--output", str(out), "--overwrite",
+                 "--limit", "2", "--max_new_tokens", "2"]) != 0
+    assert (out / "in" / "test.jsonl").is_file() and not (tmp_path / "o.previous-1").exists()
+
+
+def test_a_reranked_evaluation_records_how_its_answers_ended(ckpt, data, tmp_path):
+    # red team: eval --rerank recorded no finish, so stopped / terminated were nan, "not recorded"
+    out = tmp_path / "rr"
+    gen = GenerationSettings(max_new_tokens=4, do_sample=True)
+    summary = evaluate(str(ckpt), data, output=out, limit=2, generation=gen, rerank=2, similarity=False, quiet=True)
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    for rec in records:
+        chosen = rec["candidates"][rec["pick"]]
+        assert rec["finish"]["tokens"] == chosen["finish"]["tokens"] and "stop" in rec["finish"]
+        assert rec["metrics"]["stopped"] is (rec["finish"]["stop"] is not None)
+        assert rec["greedy"]["metrics"]["stopped"] is not None
+    for name in ("stopped", "terminated"):
+        assert summary["metrics"][name]["n"] == 2 and not summary["metrics"][name].get("excluded"), name

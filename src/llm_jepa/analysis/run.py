@@ -102,8 +102,12 @@ def _identity(model: str | Path) -> str:
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``output`` without ``overwrite``; the folder is made only when the results
-    are written (a row or a model refused on the way leaves nothing behind)."""
+    """Refuse a folder another llm-jepa run holds (a training writing there: one line naming it),
+    and a non-empty one unless ``overwrite``; the folder is made only when the results are written (a
+    row or a model refused on the way leaves nothing behind)."""
+    from ..runrecord import check_unlocked
+
+    check_unlocked(output)
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise FileExistsError(f"{output} is not empty; pass overwrite=True (--overwrite) to replace its analysis")
     if output.exists() and not output.is_dir():
@@ -146,18 +150,30 @@ def analyze(
     ``encode`` / ``load`` replace ``encode_views`` / ``load_run`` (tests, custom models);
     ``straightness`` replaces the trajectory diagnostic (skipped with a custom ``encode`` unless given).
     Returns the dict written to ``analysis.json``: ``{"data", "n", "models": {name: numbers}}``.
-    Refuses a non-empty ``output`` unless ``overwrite``.
+    Refuses a non-empty ``output`` unless ``overwrite``, and one another llm-jepa run holds.
     """
-    from ..data import load_examples
-
     for name, value, least in (("batch_size", batch_size, 1), ("top", top, 1), ("limit", limit or 1, 1)):
         if value < least:
             raise ValueError(f"{name} must be at least {least}, got {value}")
+    from ..runrecord import OutputLock
+
     output = Path(output)
     _check_output(output, overwrite)
+    from ..data import load_examples
+
     examples = load_examples(data, limit)
     for ex in examples:  # a plain text row has no Text and Code views: refused before any model loads
         ex.require_conversation("analyze")
+    with OutputLock(output, "analysis"):  # a training started into it meanwhile is refused, and names this one
+        return _analyze(models, data, examples, output, predictors=predictors, settings=settings,
+                        batch_size=batch_size, top=top, seed=seed, encode=encode, load=load, straightness=straightness)
+
+
+def _analyze(models: Sequence[str | Path], data: str | Path, examples: list, output: Path, *,
+             predictors: int | Sequence[int] | None, settings: dict[str, Any] | None, batch_size: int, top: int,
+             seed: int, encode: Callable[..., Any] | None, load: Callable[..., Any] | None,
+             straightness: Callable[..., Any] | None) -> dict[str, Any]:
+    """:func:`analyze` once its arguments, rows and ``output`` (locked) are checked."""
     if straightness is None and encode is None:
         from .straightness import trajectory_straightness as straightness
     overrides = _per_model_overrides(models, predictors, settings)

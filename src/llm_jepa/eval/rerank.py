@@ -202,8 +202,11 @@ def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
     return out, time.perf_counter() - start
 
 
-def _metrics(module: Any, gen: str, ex: Example, options: dict[str, Any]) -> dict[str, Any]:
-    m = module.score(gen, ex.final_turn(), **options)  # scored against the last answer, as eval scores
+def _metrics(module: Any, gen: str, ex: Example, options: dict[str, Any],
+             finish: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A candidate's metrics, scored against the last answer as eval scores, its termination ones
+    from ``finish`` (how its generation ended)."""
+    m = module.score(gen, ex.final_turn(), finish=finish, **options)
     return {k: v for k, v in m.items() if k not in ("excluded", "detail", "tail")}
 
 
@@ -211,20 +214,24 @@ def rerank_batch(module: Any, run: TrainedRun, batch: list[Example], gen: Genera
                  rr: RerankSettings, batch_size: int, options: dict[str, Any], seed: int = 0,
                  progress: Callable[[int], Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
     """For each example: (the reranked answer, what the record keeps besides it: ``greedy``,
-    ``candidates`` with their scores and metrics, ``pick`` and this example's share of ``time_s``).
+    ``candidates`` with their scores and metrics, ``pick``, this example's share of ``time_s`` and
+    ``finish``, how the chosen candidate's generation ended, for the record's termination metrics).
     ``seed`` (the chunk's first data index) is added to the sampling seed. ``progress(m)`` is called
     after each generated batch with the sequences it produced (a prompt's greedy answer counts one,
     its candidates ``rr.n``), so a caller can show progress within a chunk."""
     tok, plain = run.tokenizer, run.plain_text
     prompts = [render_prompt(tok, list(ex.messages), plain, separator=run.view.separator) for ex in batch]
     greedy_settings = replace(gen, do_sample=False, num_beams=1)
-    greedy, t_greedy = _timed(generate, run.model, tok, prompts, greedy_settings, batch_size, plain, progress=progress)
+    g_finish: list[dict[str, Any]] = []
+    c_finish: list[dict[str, Any]] = []  # how each generation ended: stopped / terminated of every mode
+    greedy, t_greedy = _timed(generate, run.model, tok, prompts, greedy_settings, batch_size, plain, progress=progress,
+                              finish=g_finish)
     sampling = replace(candidate_settings(gen, rr.n), seed=gen.seed + seed)
     per_prompt = None if progress is None else (lambda m: progress(m * rr.n))
     while_sampling = rr.logprob_weight != 0 and logprob_while_sampling(sampling, run.model)
     lps: list[float | None] | None = [] if while_sampling else None
     flat, t_sample = _timed(generate, run.model, tok, prompts, sampling, batch_size, plain, progress=per_prompt,
-                            num_return_sequences=rr.n, logprobs=lps)
+                            num_return_sequences=rr.n, logprobs=lps, finish=c_finish)
     cands = [flat[i * rr.n : (i + 1) * rr.n] for i in range(len(batch))]
     distinct = [list(dict.fromkeys(c)) for c in cands]  # each distinct string is scored once
     scored = []
@@ -238,17 +245,26 @@ def rerank_batch(module: Any, run: TrainedRun, batch: list[Example], gen: Genera
     out = []
     for i, (ex, g, cs, ds, sc) in enumerate(zip(batch, greedy, cands, distinct, scored, strict=True)):
         by_text = dict(zip(ds, sc, strict=True))
-        metrics = {d: _metrics(module, d, ex, options) for d in ds}
+        ends = [c_finish[i * rr.n + j] or None for j in range(len(cs))]
         # a sample's own log-probability when taken while sampling, else its text's (one forward each)
         logprob = [lps[i * rr.n + j] if lps is not None else by_text[c][1] for j, c in enumerate(cs)]
         rows = [{"generation": c, "cosine": by_text[c][0], "logprob": lp,
-                 "score": combined(by_text[c][0], lp, rr.logprob_weight), "metrics": metrics[c]}
-                for c, lp in zip(cs, logprob, strict=True)]
+                 "score": combined(by_text[c][0], lp, rr.logprob_weight),
+                 "metrics": _metrics(module, c, ex, options, end), **_brief(end)}
+                for c, lp, end in zip(cs, logprob, ends, strict=True)]
         j = pick([r["score"] for r in rows])
-        extra = {"greedy": {"generation": g, "metrics": _metrics(module, g, ex, options)},
-                 "candidates": rows, "pick": j, "time_s": share}
+        greedy_end = g_finish[i] or None
+        extra = {"greedy": {"generation": g, "metrics": _metrics(module, g, ex, options, greedy_end),
+                            **_brief(greedy_end)},
+                 "candidates": rows, "pick": j, "time_s": share, "finish": ends[j]}
         out.append((cs[j], extra))
     return out
+
+
+def _brief(finish: dict[str, Any] | None) -> dict[str, Any]:
+    """What a candidate's record keeps of how it ended: its stop token and length (the full record,
+    with the token ends, is kept for the chosen answer only)."""
+    return {"finish": {"stop": finish.get("stop"), "tokens": finish.get("tokens")}} if finish else {}
 
 
 # ---- summary -----------------------------------------------------------------------------------

@@ -26,7 +26,16 @@ from typing import Any
 
 from ..data import Example, load_examples
 from ..diskwrite import DiskFullError, disk_full, no_space
-from ..runrecord import OutputLock, changes, describe, entries, move_aside, write_json, write_text
+from ..runrecord import (
+    OutputLock,
+    changes,
+    describe,
+    entries,
+    inputs_inside,
+    move_aside,
+    write_json,
+    write_text,
+)
 from ..runs import SETTINGS, TrainedRun, in_memory_run, load_run
 from .defaults import DEFAULT_BATCH_SIZE
 from .generate import GenerationSettings, generate, render_prompt
@@ -417,6 +426,8 @@ def _plan(model: Any, data: Any, *, task: str | None, limit: int | None, output:
         raise ValueError(f"limit must be a positive number of examples, got {limit}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if output and overwrite:
+        _check_inputs_outside(Path(output), model, data)
     examples = data[:limit] if isinstance(data, list) else load_examples(data, limit)
     if not examples:
         raise ValueError("no examples to evaluate")
@@ -452,6 +463,15 @@ def _plan(model: Any, data: Any, *, task: str | None, limit: int | None, output:
     return _Job(examples, task, module, gen, rr, options, trained, record, out)
 
 
+def _check_inputs_outside(out: Path, model: Any, data: Any) -> None:
+    """--overwrite moves the output's contents aside: a model or data inside it would go too (before
+    it is read), so refuse it before anything moves, as train does."""
+    inside = inputs_inside(out, {"--model": model, "--data": data})
+    if inside:
+        raise ValueError(f"{out}: --overwrite would move the evaluation's own input aside ({', '.join(inside)} "
+                         "lies in it); choose another --output")
+
+
 def _score_missing(job: _Job, done: dict[int, dict], todo: list[int], batch_size: int, similarity: bool,
                    bar: Any) -> None:
     """Score the rows in ``todo`` into ``done``, appending them to the predictions every few batches
@@ -466,7 +486,8 @@ def _score_missing(job: _Job, done: dict[int, dict], todo: list[int], batch_size
 
             picks = rerank_batch(job.module, job.run, chunk, job.gen, job.rerank, batch_size, job.options,
                                  seed=idx[0], progress=bar.update)
-            scored = [{**_record(job.module, ex, g, job.options), **extra}
+            # the chosen candidate's end makes the record's stopped / terminated
+            scored = [{**_record(job.module, ex, g, job.options, extra.pop("finish", None)), **extra}
                       for ex, (g, extra) in zip(chunk, picks, strict=True)]
         else:
             scored = _score_batch(job.task, job.module, job.run, chunk, job.gen, batch_size, job.options,

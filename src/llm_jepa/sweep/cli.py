@@ -35,7 +35,7 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
     ``{"ran", "failed", "cells", "report"}``."""
     from .grid import check_keys, expand, load_sweep
     from .report import write_report
-    from .runner import finished_results, run_sweep, with_holdout
+    from .runner import finished_results, read_holdout, run_sweep
     from .stats import cell_stats
 
     spec = load_sweep(sweep_file)
@@ -43,9 +43,12 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
         check_keys(spec)
     output = Path(output)
     if report_only:  # the sweep file's runs made under today's settings only
-        if spec.holdout:  # the split the runs were made with (its files are kept as they are)
-            spec = with_holdout(spec, output)
-        results, left_out = finished_results(expand(spec), output)
+        split_note = None
+        if spec.holdout:  # the split the runs were made with, read only (a report writes no data)
+            spec, split_note = read_holdout(spec, output)
+        results, left_out = finished_results(expand(spec), output) if split_note is None else ([], [])
+        if split_note:
+            print(f"report: {split_note}", file=sys.stderr)
         if left_out:
             print(f"report: left out {len(left_out)} result(s) not made by this sweep file as it is now: "
                   f"{', '.join(left_out)}", file=sys.stderr)
@@ -65,13 +68,22 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
 
 def _dry_run(args: argparse.Namespace) -> int:
     from .grid import check_keys, expand, load_sweep
-    from .runner import current_status
+    from .runner import STALE_SPLIT, current_status, read_holdout
 
     spec = load_sweep(args.sweep_file)
     check_keys(spec)
+    output, split_note = Path(args.output), None
+    if spec.holdout:  # the runs train on the sweep's split: read it, never write it
+        spec, split_note = read_holdout(spec, output)
+        if split_note:
+            print(f"note: {split_note}")
+    stale_split = split_note is not None and STALE_SPLIT in split_note
     runs = expand(spec)
     for run in runs:  # 'changed' / 'stale': made under other settings, to be run again
-        print(f"{current_status(run, Path(args.output)):8} {run.run_id}  {run.overrides}")
+        status = current_status(run, output)
+        if stale_split and status in ("done", "partial"):
+            status = "stale"  # made on a split today's training file no longer gives
+        print(f"{status:8} {run.run_id}  {run.overrides}")
     print(f"{len(runs)} runs")
     return 0
 

@@ -43,7 +43,7 @@ from . import dispatch
 from .grid import Run, Sweep, expand
 
 __all__ = ["run_sweep", "train_and_evaluate", "run_status", "current_status", "finished_results", "claim_output",
-           "run_key", "RunFn", "EXECUTORS"]
+           "with_holdout", "read_holdout", "run_key", "RunFn", "EXECUTORS"]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,21 @@ def _not_keyed() -> set[str]:
     return set(options_with(MACHINE, CONTROL))
 
 
+def _speed_only() -> set[str]:
+    """Options that change speed or disk use, never a result (their fields' ``speed`` role): a run
+    made with another value (``threads``, ``streaming``) is the same run, as in the demo."""
+    from ..config import SPEED, options_with
+
+    return set(options_with(SPEED))
+
+
+def _result_overrides(overrides: Any) -> Any:
+    """A run's overrides without the ones that change no result (compared between run.json and the sweep)."""
+    if not isinstance(overrides, dict):
+        return overrides
+    return {k: v for k, v in overrides.items() if k not in _not_keyed() | _speed_only()}
+
+
 def run_key(run: Run) -> dict[str, str]:
     """What a run's result depends on beyond its spec: the fully resolved training config and the
     content of every data file it reads (training, held-out, evaluation)."""
@@ -159,7 +174,10 @@ def _resolved_config(run: Run) -> dict[str, Any]:
         return {"base_text": base.read_text(), "overrides": run.overrides}
     plain = (int, float, str, bool, list, type(None))
     skip = _not_keyed()
-    values = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.init and f.name not in skip}
+    # speed-only options are keyed at their defaults: the key of a run that sets none is as before
+    speed = _speed_only()
+    values = {f.name: (f.default if f.name in speed else getattr(cfg, f.name))
+              for f in fields(cfg) if f.init and f.name not in skip}
     values = {k: (v.value if hasattr(v, "value") else v) for k, v in values.items()}
     return {k: v for k, v in values.items() if isinstance(v, plain)}
 
@@ -227,6 +245,10 @@ def _check_spec(run: Run, run_dir: Path) -> None:
     record = json.loads(path.read_text())
     saved = {k: v for k, v in record.items() if k not in (*KEY_FIELDS, PATHS_FIELD)}
     current = json.loads(json.dumps(run.spec(), default=str))
+    for spec in (saved, current):  # threads, streaming, ... change no result (nor the baseline's compute)
+        for field in ("overrides", "compute_reference"):
+            if field in spec:
+                spec[field] = _result_overrides(spec[field])
     changed = changes(saved, current, same=lambda k, a, b: (_same_file if k in PATH_FIELDS else operator.eq)(a, b))
     if changed:
         raise ValueError(f"{path}: this run was made with different settings ({describe(changed)}); "
@@ -353,21 +375,73 @@ def _prepare(runs: Sequence[Run], output: Path, on_partial: str) -> list[tuple[R
     return todo
 
 
-def with_holdout(spec: Any, output: Path) -> Any:
-    """The sweep with its ``holdout`` rows split off the training file (``output/data/``): every run
-    trains on the rest and is evaluated on them too (``selection_data``)."""
-    from dataclasses import replace
-
+def _holdout_source(spec: Any) -> str:
+    """The training file a sweep's ``holdout`` rows are split off."""
     from ..config import read_yaml_options
-    from ..protocols import holdout_split
     from .grid import SweepError
 
     train = spec.fixed.get("train_file") or read_yaml_options(Path(spec.base)).get("train_file")
     if not train:
         raise SweepError(f"{spec.source}: field 'holdout': the training file is not named (train_file in 'fixed' or "
                          "in the base config)")
-    rest, held = holdout_split(train, spec.holdout["rows"], spec.holdout["seed"], output / "data")
+    return str(train)
+
+
+def _on_split(spec: Any, output: Path) -> Any:
+    """The sweep with every run training on ``output/data/train.jsonl`` and also evaluated on
+    ``output/data/holdout.jsonl`` (``selection_data``)."""
+    from ..protocols import holdout_paths
+
+    rest, held = holdout_paths(output / "data")
     return replace(spec, fixed={**spec.fixed, "train_file": str(rest.resolve())}, selection_data=str(held.resolve()))
+
+
+def _split_is_current(spec: Any, output: Path) -> bool:
+    """Whether the split in ``output/data`` is the one today's training file gives."""
+    from ..protocols import holdout_paths, holdout_texts
+
+    texts = holdout_texts(_holdout_source(spec), spec.holdout["rows"], spec.holdout["seed"])
+    return all(p.is_file() and p.read_text() == t for p, t in zip(holdout_paths(output / "data"), texts, strict=True))
+
+
+def with_holdout(spec: Any, output: Path) -> Any:
+    """The sweep with its ``holdout`` rows split off the training file (``output/data/``): every run
+    trains on the rest and is evaluated on them too (``selection_data``). Writes: call it only with
+    ``output`` locked and claimed (:func:`claim_output`). A split the training file no longer gives
+    (the file changed) is moved to ``stale/`` first, never rewritten in place: the runs made on it are
+    then stale by their data hash and run again, and the split they used is kept beside them."""
+    from ..protocols import holdout_paths, holdout_split
+
+    folder = output / "data"
+    if any(p.exists() for p in holdout_paths(folder)) and not _split_is_current(spec, output):
+        moved = _move_aside(folder, output / "stale")
+        log.warning("the training file %s changed since the holdout split in %s was made; the old split is moved "
+                    "to %s, and the runs made on it are stale and run again", _holdout_source(spec), folder, moved)
+    holdout_split(_holdout_source(spec), spec.holdout["rows"], spec.holdout["seed"], folder)
+    return _on_split(spec, output)
+
+
+#: what :func:`read_holdout` says of a split that today's training file no longer gives
+STALE_SPLIT = "changed since the holdout split"
+
+
+def read_holdout(spec: Any, output: Path) -> tuple[Any, str | None]:
+    """:func:`with_holdout` for a report or a dry run: reads the split in ``output/data``, never
+    writes it. Returns the sweep on that split and ``None``, or, when no run made on today's split
+    can be there, the sweep and why: ``output`` is not a sweep's, it holds no split yet, or the
+    training file changed since the split was made (every run on it is stale by its data hash)."""
+    from ..protocols import holdout_paths
+
+    on_split = _on_split(spec, output)
+    if not ((output / SWEEP_RECORD).is_file() or (output / "runs").is_dir()):
+        return on_split, f"{output} holds no sweep"
+    if not all(p.is_file() for p in holdout_paths(output / "data")):
+        return on_split, f"{output / 'data'} holds no holdout split yet (the first run of the sweep writes it)"
+    if not _split_is_current(spec, output):
+        return on_split, (f"the training file {_holdout_source(spec)} {STALE_SPLIT} in "
+                          f"{output / 'data'} was made: every run made on it is stale by its data hash (running "
+                          "the sweep moves the split to stale/ and runs them again)")
+    return on_split, None
 
 
 def run_sweep(
