@@ -676,7 +676,7 @@ def _finish(trainer: Any, checkpoint: Path, main: bool) -> dict[str, Any]:
     """A run resumed from a checkpoint at its last step trains nothing (the Trainer would train one
     step past max_steps): the checkpoint's weights become the final model. Returns what its
     training recorded (``train_results.json``, else the summary of ``metrics.jsonl``), so that the
-    rewritten ``train_results.json`` keeps train_loss, runtime and FLOPs; only without either
+    rewritten ``train_results.json`` keeps train_loss and runtime; only without either
     (the run stopped between its last checkpoint and its summary) the checkpoint's step alone."""
     trainer._load_from_checkpoint(str(checkpoint))
     step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
