@@ -412,6 +412,7 @@ def _validate_ranges(cfg: JepaConfig) -> None:
         value = getattr(cfg, name)
         if (isinstance(value, float) and not math.isfinite(value)) or not ok(value):
             raise ConfigError(f"{name} must be {what}, got {value}")
+    _check_term_numbers(cfg)
     _refuse_unused_trainer_options(cfg)
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: continue the run in the output directory, "
@@ -424,6 +425,24 @@ def _validate_ranges(cfg: JepaConfig) -> None:
 
         warnings.warn(f"--regular trains plain fine-tuning: the JEPA options {', '.join(ignored)} are set but NOT "
                       "used (the saved config says so)", stacklevel=3)
+
+
+def _check_term_numbers(cfg: JepaConfig) -> None:
+    """Every registered term's numeric options are finite and its weight >= 0, declared check or
+    not (a third-party term's too): an infinite weight would pass every later check and stop the
+    run on its first step's NaN, after the config and run record were written."""
+    import math
+
+    for term in TERMS.values():
+        names = [f.name for f in fields(term.options)] if term.options is not None else []
+        for name in dict.fromkeys([*names, term.weight_field]):
+            value = getattr(cfg, name, None)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be finite, got {value}")
+            if name == term.weight_field and value < 0:
+                raise ConfigError(f"{name} must be >= 0 (0 = off), got {value}")
 
 
 def _refuse_unused_trainer_options(cfg: JepaConfig) -> None:

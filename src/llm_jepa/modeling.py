@@ -51,6 +51,7 @@ def check_model_path(name: Any) -> None:
         require_loadable(name, "model", "--model", alternatives=offline_models(name))
         return
     if not path.is_dir():
+        _refuse_model_file(path)
         return
     if not any((path / f).is_file() for f in ("config.json", "adapter_config.json")):
         raise FileNotFoundError(f"{path}: no config.json (nor adapter_config.json) in this model directory (--model)")
@@ -58,11 +59,20 @@ def check_model_path(name: Any) -> None:
         raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
 
 
+def _refuse_model_file(path: Path) -> None:
+    """A model is a folder (or a ``.gguf`` file): a weights or config file inside one is named with
+    the folder to pass instead (transformers would fail on it with a raw OSError traceback)."""
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise ValueError(f"{path}: a file, not a model folder (--model takes the folder that holds config.json "
+                         f"and the weights, here {path.parent}, or a .gguf file)")
+
+
 def load_tokenizer(name_or_path: str, plain_text: bool = False) -> Any:
     from transformers import AutoTokenizer
 
     name_or_path = resolve_model_path(name_or_path)  # a named model or .gguf file -> its converted checkpoint
     path = Path(name_or_path)
+    _refuse_model_file(path)
     if path.is_dir() and not any(path.glob("tokenizer*")):
         raise FileNotFoundError(f"{path}: no tokenizer files (tokenizer.json / tokenizer_config.json) in this directory")
     tok = AutoTokenizer.from_pretrained(name_or_path)

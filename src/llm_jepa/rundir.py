@@ -89,6 +89,15 @@ def _disk_full(real: Path, name: str) -> DiskFullError:
                                        f"({free / 1e9:.1f} GB free{size}). {kept}")
 
 
+def _copy_run_config(real: Path, checkpoint: Path) -> None:
+    """The run's ``llm_jepa_config.yaml`` into a checkpoint being saved: ``eval --model
+    RUN/checkpoint-N`` then reads the settings it was trained with (k, views), not the defaults."""
+    from .runs import RUN_CONFIG
+
+    if (real / RUN_CONFIG).is_file():
+        shutil.copy2(real / RUN_CONFIG, checkpoint / RUN_CONFIG)
+
+
 class AtomicCheckpoints:
     """Trainer mixin: each checkpoint is written under ``<output_dir>/.checkpoint-staging/`` and
     renamed to ``<output_dir>/checkpoint-N`` once complete (a rename within one file system is atomic).
@@ -132,6 +141,7 @@ class AtomicCheckpoints:
             if best and Path(best).parent == staging:  # the Trainer named the best one by its staging path
                 self.state.best_model_checkpoint = str(real / Path(best).name)
                 self.state.save_to_json(str(staging / name / "trainer_state.json"))
+            _copy_run_config(real, staging / name)
             final = real / name
             if final.exists():  # the same step saved again (e.g. a run resumed before its last save)
                 shutil.rmtree(final)

@@ -104,7 +104,23 @@ def read_run_config(name_or_path: str | Path) -> tuple[dict[str, Any], Path | No
     from .config import read_yaml_options
 
     path = Path(name_or_path) / RUN_CONFIG
-    return (read_yaml_options(path), path) if path.is_file() else ({}, None)
+    if not path.is_file():
+        path = _parent_run_config(Path(name_or_path))
+    return (read_yaml_options(path), path) if path is not None and path.is_file() else ({}, None)
+
+
+def _parent_run_config(folder: Path) -> Path | None:
+    """For a ``checkpoint-N`` saved before checkpoints held their config: the run's config in force
+    at step N. A resume with changed options kept the earlier one as ``llm_jepa_config.before-step-S.yaml``
+    (used up to step S): the first such S >= N, else the run's current config."""
+    import re
+
+    step = re.fullmatch(r"checkpoint-(\d+)", folder.name)
+    if step is None or not (folder.parent / RUN_CONFIG).is_file():
+        return None
+    earlier = sorted((int(m.group(1)), p) for p in folder.parent.glob("llm_jepa_config.before-step-*.yaml")
+                     if (m := re.fullmatch(r"llm_jepa_config\.before-step-(\d+)\.yaml", p.name)))
+    return next((p for s, p in earlier if s >= int(step.group(1))), folder.parent / RUN_CONFIG)
 
 
 def _checked(values: Mapping[str, Any], types: Mapping[str, tuple[type, ...]], where: Any) -> dict[str, Any]:

@@ -35,6 +35,7 @@ fine-tuning).
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from dataclasses import dataclass, fields
@@ -73,8 +74,8 @@ class StpConfig:
         for name, allowed in (("sampling", SAMPLINGS), ("length_weight", LENGTH_WEIGHTS), ("variant", VARIANTS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"stp_{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if self.weight < 0:
-            raise ValueError(f"stp_lambda must be >= 0, got {self.weight}")
+        if not (self.weight >= 0 and math.isfinite(self.weight)):  # NaN fails both comparisons
+            raise ValueError(f"stp_lambda must be finite and >= 0, got {self.weight}")
         if self.times < 1:
             raise ValueError(f"stp_times must be >= 1, got {self.times}")
         if self.max_span < 0:

@@ -300,25 +300,68 @@ RESUME_FIXED = tuple(resume_fixed())
 RUN_FACTS = "llm_jepa_run.json"
 
 
-def data_sha256(examples: list) -> str:
-    """A hash of the rows a run trains on (after --limit and subsetting), in order: a file replaced
-    by other rows at the same path changes it."""
+#: the Example fields the first data hash covered, in its order: a row whose other fields are all at
+#: their defaults (every single- or multi-turn messages row) hashes as it did, so older runs resume
+_LEGACY_FIELDS = ("messages", "text", "code", "paraphrases")
+#: Example fields that never reach training: where the row came from (file, line)
+_UNTRAINED_FIELDS = ("source",)
+
+
+def data_fields() -> tuple[str, ...]:
+    """The :class:`~llm_jepa.data.Example` fields the data hash covers: every compared field but the
+    row's position (``extra``, the unknown keys, is not compared and not trained on). Derived from the
+    dataclass, so that a field added later is hashed without being listed here."""
+    from dataclasses import fields as dc_fields
+
+    from .data import Example
+
+    return tuple(f.name for f in dc_fields(Example) if f.compare and f.name not in _UNTRAINED_FIELDS)
+
+
+def _row_json(ex: Any, legacy: bool = False) -> bytes:
+    """One row's hashed JSON: the legacy fields as a list, then ``[name, value]`` of every other
+    trained field that is not at its default (a text row's ``document``, a prompt/completion row's
+    ``prompt_turns``). ``legacy``: the legacy fields only (the hash records before this one held)."""
+    from dataclasses import fields as dc_fields
+
+    from .data import Example
+
+    defaults = {f.name: f.default for f in dc_fields(Example)}
+    parts: list[Any] = [getattr(ex, n) for n in _LEGACY_FIELDS]  # JSON writes a tuple as the list it was
+    if not legacy:
+        parts += [[n, getattr(ex, n)] for n in data_fields()
+                  if n not in _LEGACY_FIELDS and getattr(ex, n) != defaults[n]]
+    return json.dumps(parts, sort_keys=True).encode() + b"\n"
+
+
+def data_sha256(examples: list, legacy: bool = False) -> str:
+    """A hash of the rows a run trains on (after --limit and subsetting), in order, over every field
+    that reaches training (:func:`data_fields`): a file replaced by other rows at the same path
+    changes it, text rows and prompt/completion rows included. ``legacy``: the hash of records
+    written before it covered ``document`` and ``prompt_turns``."""
     import hashlib
 
     h = hashlib.sha256()
     for ex in examples:
-        h.update(json.dumps([ex.messages, ex.text, ex.code, list(ex.paraphrases)], sort_keys=True).encode() + b"\n")
+        h.update(_row_json(ex, legacy))
     return h.hexdigest()
 
 
 def run_facts(cfg: JepaConfig, examples: list, num_processes: int) -> dict[str, Any]:
     """The facts of :data:`RUN_FACTS` for this invocation (a stream's rows are not read up front:
-    neither hashed nor counted)."""
+    neither hashed nor counted; a key starting with ``_`` is compared on resume but not written: the
+    legacy data hash, for records that hold only that)."""
     rows = ({"data_stream": examples.where} if getattr(examples, "is_stream", False)
-            else {"data_sha256": data_sha256(examples), "num_rows": len(examples)})
+            else {"data_sha256": data_sha256(examples), "data_fields": list(data_fields()),
+                  "_legacy_data_sha256": data_sha256(examples, legacy=True), "num_rows": len(examples)})
     return {**rows,
             "global_train_batch": cfg.per_device_train_batch_size * num_processes * cfg.gradient_accumulation_steps,
             "num_processes": num_processes}
+
+
+def written_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    """The facts as :data:`RUN_FACTS` holds them (without the in-memory ``_`` keys)."""
+    return {k: v for k, v in facts.items() if not k.startswith("_")}
 
 
 def _changed_facts(out: Path, facts: dict[str, Any] | None) -> dict[str, tuple[Any, Any]]:
@@ -330,8 +373,14 @@ def _changed_facts(out: Path, facts: dict[str, Any] | None) -> dict[str, tuple[A
         saved = json.loads(path.read_text())
     except ValueError:
         return {}
-    names = {"data_sha256": "training rows (content hash)", "global_train_batch": "global batch"}
-    return {names[k]: (saved[k], facts[k]) for k in names if k in saved and saved[k] != facts[k]}
+    if "data_fields" not in saved and "_legacy_data_sha256" in facts:  # written before the hash covered
+        facts = {**facts, "data_sha256": facts["_legacy_data_sha256"]}  # every trained field: its own hash
+    names = {"data_sha256": "training rows (content hash)", "data_stream": "training stream",
+             "global_train_batch": "global batch"}
+    changed = {names[k]: (saved[k], facts[k]) for k in names if k in saved and k in facts and saved[k] != facts[k]}
+    if ("data_stream" in saved) != ("data_stream" in facts):  # a file run resumed as a stream, or back
+        changed[names["data_stream"]] = (saved.get("data_stream", "not streamed"), facts.get("data_stream", "not streamed"))
+    return changed
 
 
 def _same_option(key: str, saved: Any, now: Any) -> bool:
@@ -424,7 +473,8 @@ def prepare_output_dir(cfg: JepaConfig, facts: dict[str, Any] | None = None) -> 
                 os.replace(out / RUN_FACTS, out / f"llm_jepa_run.before-step-{step}.json")
             _say(f"resuming with changed options {sorted(changed)}; the old config is kept as "
                  f"llm_jepa_config.before-step-{step}.yaml")
-        removed = truncate_metrics(out / "metrics.jsonl", step)
+        # a finished run trains nothing more: its log (the summary and the last steps) stays whole
+        removed = 0 if _is_finished(cfg, ckpt) else truncate_metrics(out / "metrics.jsonl", step)
         _say(f"resuming from {ckpt.name}" + (f"; dropped {removed} metrics records logged after it" if removed else ""))
         return str(ckpt)
     if entries(out):
@@ -604,7 +654,7 @@ def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], parts: dict[str, A
     if main:
         save_config(cfg, out / CONFIG_NAME)
         note_resolved(out / CONFIG_NAME, attn_implementation=attention)
-        write_json(out / RUN_FACTS, inputs["facts"])
+        write_json(out / RUN_FACTS, written_facts(inputs["facts"]))
     guard = NonFiniteGuard(cfg.on_non_finite)
     from .trainer import JepaTrainer
 
@@ -683,10 +733,35 @@ def _save_final(trainer: Any, cfg: JepaConfig, tokenizer: Any, out: Path) -> Non
 
 def _finish(trainer: Any, checkpoint: Path, main: bool) -> dict[str, Any]:
     """A run resumed from a checkpoint at its last step trains nothing (the Trainer would train one
-    step past max_steps): the checkpoint's weights become the final model."""
+    step past max_steps): the checkpoint's weights become the final model. Returns what its
+    training recorded (``train_results.json``, else the summary of ``metrics.jsonl``), so that the
+    rewritten ``train_results.json`` keeps train_loss and runtime; only without either
+    (the run stopped between its last checkpoint and its summary) the checkpoint's step alone."""
     trainer._load_from_checkpoint(str(checkpoint))
     step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
     if main:
         _say(f"{checkpoint.name} is at the run's last step: the training was finished; saving its model as the "
              "final one, training nothing")
-    return {"global_step": step, "finished_at_checkpoint": checkpoint.name}
+    return _recorded_results(checkpoint.parent, step) or {"global_step": step, "finished_at_checkpoint": checkpoint.name}
+
+
+def _recorded_results(out: Path, step: int) -> dict[str, Any] | None:
+    """The metrics a finished run's training wrote at ``step``: the Trainer's summary record in
+    ``metrics.jsonl`` at that step, as ``train_results.json`` holds it when that file is the same
+    run's (its runtime matches; an earlier, shorter stage's file is not), else the summary without
+    the log's own keys. None when the run stopped before its summary."""
+    from .rundir import read_metrics
+
+    try:
+        summary = [r for r in read_metrics(out / "metrics.jsonl", "summary") if r.get("step") == step]
+    except ValueError:
+        return None
+    if not summary:
+        return None
+    try:
+        saved = json.loads((out / "train_results.json").read_text())
+    except (OSError, ValueError):
+        saved = None
+    if isinstance(saved, dict) and saved.get("train_runtime") == summary[-1].get("train_runtime"):
+        return saved
+    return {k: v for k, v in summary[-1].items() if k not in ("kind", "step", "resumed_from_step", "steps_trained")}

@@ -435,6 +435,7 @@ def _check_inputs(cfg: DemoConfig) -> None:
     for flag, path in (("--data", cfg.data), ("--test-data", cfg.test_data)):
         if path and not Path(path).is_file():
             raise FileNotFoundError(f"{path}: no such file ({flag})")
+    _check_batch_fits(cfg)
     if cfg.tune_learning_rates and cfg.data:  # a split the file cannot hold fails before anything is written
         _validation_rows(Path(cfg.data), cfg.n_train, cfg.n_validation, cfg.seed)
     if cfg.model:
@@ -442,6 +443,19 @@ def _check_inputs(cfg: DemoConfig) -> None:
 
         check_model_path(cfg.model)
         _require_chat_template(cfg.model)
+
+
+def _check_batch_fits(cfg: DemoConfig) -> None:
+    """Every arm trains with dataloader_drop_last: fewer training rows than one batch leave it no
+    step. Said in the demo's own flags, before its folder, base model or data are written."""
+    rows = cfg.n_train
+    if cfg.data:  # the training subset is the file itself when it holds no more than --n-train rows
+        rows = min(rows, len(_permuted_rows(Path(cfg.data), cfg.seed)[0]))
+    if rows < cfg.batch_size:
+        where = f" ({cfg.data} holds {rows})" if cfg.data and rows < cfg.n_train else ""
+        raise ValueError(f"--n-train {cfg.n_train}{where}: {rows} training row(s) make no whole batch of "
+                         f"--batch-size {cfg.batch_size} (each arm drops a partial batch); lower --batch-size "
+                         f"to at most {rows} or raise --n-train")
 
 
 #: the demo's record of what it ran, beside its outputs
