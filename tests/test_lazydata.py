@@ -11,7 +11,7 @@ from llm_jepa.data import DataError, load_examples
 from llm_jepa.lazydata import LazyExamples
 from llm_jepa.train import train
 from tests._factory import conv, write_checkpoint
-from tests.test_train import _Crash
+from tests.test_train import train_killed_after_step_3
 
 ROWS = [{"messages": conv(f"lines with the string '{w}' {n} times", f"({w}){{{n},}}")}
         for w in ("dog", "truck", "ring", "lake") for n in range(1, 5)]
@@ -52,7 +52,6 @@ def test_a_bad_row_is_named_in_the_checking_pass(tmp_path):
 
 
 def test_streaming_trains_exactly_the_in_memory_run_and_resumes(setup, tmp_path, monkeypatch):
-    from llm_jepa import trainer as trainer_mod
 
     eager, lazy, cut = tmp_path / "eager", tmp_path / "lazy", tmp_path / "cut"
     train(_cfg(setup, eager))
@@ -60,16 +59,7 @@ def test_streaming_trains_exactly_the_in_memory_run_and_resumes(setup, tmp_path,
     a, b = load_file(eager / "model.safetensors"), load_file(lazy / "model.safetensors")
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    init = trainer_mod.JepaTrainer.__init__
-
-    def crashing_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.add_callback(_Crash())  # killed after step 3; checkpoint-2 is on disk
-
-    monkeypatch.setattr(trainer_mod.JepaTrainer, "__init__", crashing_init)
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(setup, cut, "--streaming", "true"))
-    monkeypatch.setattr(trainer_mod.JepaTrainer, "__init__", init)
+    train_killed_after_step_3(_cfg(setup, cut, "--streaming", "true"), monkeypatch)
     train(_cfg(setup, cut, "--streaming", "true", "--resume", "true"))
     c = load_file(cut / "model.safetensors")
     for k in a:

@@ -13,7 +13,7 @@ from llm_jepa.data import DataError, load_examples
 from llm_jepa.lazydata import StreamedExamples
 from llm_jepa.train import train
 from tests._factory import conv, write_checkpoint
-from tests.test_train import _Crash
+from tests.test_train import train_killed_after_step_3
 
 datasets = pytest.importorskip("datasets")
 
@@ -68,7 +68,6 @@ def _parquet_folder(rows, path):
 
 @pytest.mark.parametrize("make", [_save, _json_folder, _parquet_folder], ids=["save_to_disk", "json_folder", "parquet"])
 def test_streamed_run_trains_the_in_memory_run_and_resumes(model, tmp_path, monkeypatch, make):
-    from llm_jepa import trainer as trainer_mod
 
     data = make(ROWS, tmp_path / "data")
     eager, streamed, cut = tmp_path / "eager", tmp_path / "streamed", tmp_path / "cut"
@@ -78,16 +77,7 @@ def test_streamed_run_trains_the_in_memory_run_and_resumes(model, tmp_path, monk
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert "data_stream" in json.loads((streamed / "llm_jepa_run.json").read_text())
-    init = trainer_mod.JepaTrainer.__init__
-
-    def crashing_init(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.add_callback(_Crash())  # killed after step 3; checkpoint-2 is on disk
-
-    monkeypatch.setattr(trainer_mod.JepaTrainer, "__init__", crashing_init)
-    with pytest.raises(KeyboardInterrupt):
-        train(_cfg(model, data, cut, "--streaming", "true"))
-    monkeypatch.setattr(trainer_mod.JepaTrainer, "__init__", init)
+    train_killed_after_step_3(_cfg(model, data, cut, "--streaming", "true"), monkeypatch)
     read = []
     original = StreamedExamples.__iter__
 

@@ -61,22 +61,28 @@ class _Crash(TrainerCallback):
             raise KeyboardInterrupt
 
 
-def test_resume_after_interruption_matches_uninterrupted(ckpt, data, tmp_path, monkeypatch):
+def train_killed_after_step_3(cfg, monkeypatch) -> None:
+    """``train(cfg)``, stopped as by a kill right after step 3 (its checkpoint-2 is on disk)."""
     from llm_jepa import trainer as trainer_mod
 
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    train(_cfg(ckpt, data, full, "--alpha", "0.5", "--seed", "7"))
     init = trainer_mod.JepaTrainer.__init__
 
     def crashing_init(self, *a, **k):
         init(self, *a, **k)
-        self.add_callback(_Crash())  # a kill after step 3; checkpoint-2 is on disk
+        self.add_callback(_Crash())
 
     monkeypatch.setattr(trainer_mod.JepaTrainer, "__init__", crashing_init)
     with pytest.raises(KeyboardInterrupt):
-        train(_cfg(ckpt, data, cut, "--alpha", "0.5", "--seed", "7"))
-    assert (cut / "checkpoint-2").is_dir() and not (cut / "model.safetensors").exists()
+        train(cfg)
     monkeypatch.setattr(trainer_mod.JepaTrainer, "__init__", init)
+
+
+def test_resume_after_interruption_matches_uninterrupted(ckpt, data, tmp_path, monkeypatch):
+
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    train(_cfg(ckpt, data, full, "--alpha", "0.5", "--seed", "7"))
+    train_killed_after_step_3(_cfg(ckpt, data, cut, "--alpha", "0.5", "--seed", "7"), monkeypatch)
+    assert (cut / "checkpoint-2").is_dir() and not (cut / "model.safetensors").exists()
     train(_cfg(ckpt, data, cut, "--alpha", "0.5", "--seed", "7", "--resume", "true"))
     a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
     for k in a:
