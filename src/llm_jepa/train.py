@@ -318,20 +318,31 @@ def data_fields() -> tuple[str, ...]:
     return tuple(f.name for f in dc_fields(Example) if f.compare and f.name not in _UNTRAINED_FIELDS)
 
 
-def _row_json(ex: Any, legacy: bool = False) -> bytes:
-    """One row's hashed JSON: the legacy fields as a list, then ``[name, value]`` of every other
-    trained field that is not at its default (a text row's ``document``, a prompt/completion row's
-    ``prompt_turns``). ``legacy``: the legacy fields only (the hash records before this one held)."""
+def _row_parts(ex: Any, extra_fields: tuple[str, ...], defaults: dict[str, Any]) -> tuple[list[Any], list[Any]]:
+    """One row's hashed values: the legacy fields as a list (JSON writes a tuple as the list it was),
+    and ``[name, value]`` of every other trained field in ``extra_fields`` that is not at its default
+    (a text row's ``document``, a prompt/completion row's ``prompt_turns``)."""
+    legacy = [getattr(ex, n) for n in _LEGACY_FIELDS]
+    return legacy, [[n, getattr(ex, n)] for n in extra_fields if getattr(ex, n) != defaults[n]]
+
+
+def data_hashes(examples: list) -> tuple[str, str]:
+    """(hash over every trained field, legacy hash over the fields records held before it covered
+    ``document`` and ``prompt_turns``) of the rows a run trains on, in order: one pass over the rows
+    (a ``--streaming`` file is read once), the fields looked up once."""
+    import hashlib
     from dataclasses import fields as dc_fields
 
     from .data import Example
 
     defaults = {f.name: f.default for f in dc_fields(Example)}
-    parts: list[Any] = [getattr(ex, n) for n in _LEGACY_FIELDS]  # JSON writes a tuple as the list it was
-    if not legacy:
-        parts += [[n, getattr(ex, n)] for n in data_fields()
-                  if n not in _LEGACY_FIELDS and getattr(ex, n) != defaults[n]]
-    return json.dumps(parts, sort_keys=True).encode() + b"\n"
+    extra_fields = tuple(n for n in data_fields() if n not in _LEGACY_FIELDS)
+    full, old = hashlib.sha256(), hashlib.sha256()
+    for ex in examples:
+        legacy, extra = _row_parts(ex, extra_fields, defaults)
+        full.update(json.dumps(legacy + extra, sort_keys=True).encode() + b"\n")
+        old.update(json.dumps(legacy, sort_keys=True).encode() + b"\n")
+    return full.hexdigest(), old.hexdigest()
 
 
 def data_sha256(examples: list, legacy: bool = False) -> str:
@@ -339,12 +350,7 @@ def data_sha256(examples: list, legacy: bool = False) -> str:
     that reaches training (:func:`data_fields`): a file replaced by other rows at the same path
     changes it, text rows and prompt/completion rows included. ``legacy``: the hash of records
     written before it covered ``document`` and ``prompt_turns``."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(_row_json(ex, legacy))
-    return h.hexdigest()
+    return data_hashes(examples)[1 if legacy else 0]
 
 
 def run_facts(cfg: JepaConfig, examples: list, num_processes: int) -> dict[str, Any]:
@@ -352,8 +358,8 @@ def run_facts(cfg: JepaConfig, examples: list, num_processes: int) -> dict[str, 
     neither hashed nor counted; a key starting with ``_`` is compared on resume but not written: the
     legacy data hash, for records that hold only that)."""
     rows = ({"data_stream": examples.where} if getattr(examples, "is_stream", False)
-            else {"data_sha256": data_sha256(examples), "data_fields": list(data_fields()),
-                  "_legacy_data_sha256": data_sha256(examples, legacy=True), "num_rows": len(examples)})
+            else dict(zip(("data_sha256", "_legacy_data_sha256"), data_hashes(examples), strict=True),
+                      data_fields=list(data_fields()), num_rows=len(examples)))
     return {**rows,
             "global_train_batch": cfg.per_device_train_batch_size * num_processes * cfg.gradient_accumulation_steps,
             "num_processes": num_processes}
