@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -40,15 +40,52 @@ def _run_settings() -> dict[str, tuple[type, ...]]:
     """The training options whose field declares the ``run`` role, with the types their annotation names."""
     import typing
 
-    from .config import RUN, JepaConfig, options_with
+    from .config import RUN, config_class, options_with
 
-    hints = typing.get_type_hints(JepaConfig)
+    hints = _hints(config_class())
     return {name: typing.get_args(hints[name]) or (hints[name],) for name in options_with(RUN)}
 
 
+def _hints(cls: type) -> dict[str, Any]:
+    """The resolved type annotations of a training config class (built once per class)."""
+    import typing
+
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+class _Settings(Mapping):
+    """:func:`_run_settings`, derived again at each read: a term registered after this module was
+    imported (``objective.register_term``) with a ``run``-role option is a run setting too (eval's
+    flags, its resume identity, ``TrainedRun.settings()``), not only the terms known at import."""
+
+    def _now(self) -> dict[str, tuple[type, ...]]:
+        return _run_settings()
+
+    def __getitem__(self, name: str) -> tuple[type, ...]:
+        return self._now()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+    def __repr__(self) -> str:
+        return f"SETTINGS({self._now()!r})"
+
+
 #: the settings a consumer takes from a run (the training option names), with their types: the
-#: options whose field in :class:`~llm_jepa.config.JepaConfig` has the ``run`` role
-SETTINGS: dict[str, tuple[type, ...]] = _run_settings()
+#: options whose field in the training config (:func:`~llm_jepa.config.config_class`: JepaConfig and
+#: every registered term's options) has the ``run`` role. A live mapping, never a snapshot.
+SETTINGS: Mapping[str, tuple[type, ...]] = _Settings()
+#: the run settings that are fields of the view (the others: plain_text and dtype, said by the run
+#: itself, and a term's own run-role options, kept in ``TrainedRun.config``)
+_VIEW_FIELDS = frozenset(f.name for f in fields(ViewConfig)) - {"chat_template", "build_views"}
 _BASELINE = {"regular": (bool,), "jepa_lambda": (int, float)}  # read only to tell that k was never trained
 
 
@@ -70,13 +107,14 @@ class TrainedRun:
 
     def settings(self) -> dict[str, Any]:
         """The resolved settings under their training option names (for summaries and run identity)."""
-        special = {"plain_text": self.plain_text, "dtype": self.dtype}  # the rest are the view's own fields
-        return {name: special[name] if name in special else getattr(self.view, name) for name in SETTINGS}
+        special = {"plain_text": self.plain_text, "dtype": self.dtype}
+        return {name: special[name] if name in special else getattr(self.view, name) if name in _VIEW_FIELDS
+                else self.config.get(name, _default(name)) for name in SETTINGS}  # a term's: as saved
 
     def with_overrides(self, **overrides: Any) -> TrainedRun:
         """The same run with some settings replaced (``None`` values are ignored)."""
         view, dtype = resolve_view(self.settings(), overrides, self.tokenizer)
-        return replace(self, view=view, dtype=dtype)
+        return replace(self, view=view, dtype=dtype, config=_with_term_settings(self.config, overrides))
 
     def load_weights(self, device: str | None = None) -> Any:
         """Load the model (once) through :func:`llm_jepa.modeling.load_model`, in eval mode on ``device``
@@ -89,6 +127,24 @@ class TrainedRun:
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
             self.model = load_model(self.name, self.tokenizer, dtype=self.dtype).to(device).eval()
         return self.model
+
+
+def _default(name: str) -> Any:
+    """A training option's default (what a run saved without it trained with)."""
+    from dataclasses import MISSING
+
+    from .config import config_class
+
+    f = config_class().__dataclass_fields__[name]
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def _with_term_settings(config: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``config`` with the given run settings that are no view field (a term's own) replaced: they
+    live in the run's config, where :meth:`TrainedRun.settings` reads them."""
+    given = {k: v for k, v in (overrides or {}).items()
+             if v is not None and k not in _VIEW_FIELDS and k not in ("plain_text", "dtype")}
+    return {**(config or {}), **given}
 
 
 def _line_of(path: Path, key: str) -> int:
@@ -203,7 +259,7 @@ def load_run(name_or_path: str | Path, *, weights: bool = True, device: str | No
     view, dtype = resolve_view(config, overrides, tok, source)
     if view.chat_template and not getattr(tok, "chat_template", None):
         raise ValueError(f"{name}: the tokenizer has no chat template; read the model as plain text (--plain-text)")
-    run = TrainedRun(name=name, tokenizer=tok, view=view, dtype=dtype, config=config)
+    run = TrainedRun(name=name, tokenizer=tok, view=view, dtype=dtype, config=_with_term_settings(config, overrides))
     if weights:
         run.load_weights(device)
     return run
@@ -216,8 +272,8 @@ def in_memory_run(model: Any, tokenizer: Any, config: Mapping[str, Any] | None =
     if config is not None and not isinstance(config, Mapping):
         config = {k: getattr(config, k) for k in (*SETTINGS, *_BASELINE) if hasattr(config, k)}
     view, dtype = resolve_view(config, overrides, tokenizer)
-    return TrainedRun(name="<in memory>", tokenizer=tokenizer, view=view, dtype=dtype, config=dict(config or {}),
-                      model=model)
+    return TrainedRun(name="<in memory>", tokenizer=tokenizer, view=view, dtype=dtype,
+                      config=_with_term_settings(config, overrides), model=model)
 
 
 def split_settings(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -247,9 +303,9 @@ _FLAG_HELP = {
 
 def _flag(name: str, types: tuple[type, ...]) -> dict[str, Any]:
     """The argparse options of a setting's flag, from its training field (type and choices)."""
-    from .config import JepaConfig
+    from .config import config_class
 
-    f = JepaConfig.__dataclass_fields__[name]
+    f = config_class().__dataclass_fields__[name]
     kwargs: dict[str, Any] = {"help": _FLAG_HELP.get(name, f.metadata.get("help"))}
     if bool in types:
         kwargs["action"] = argparse.BooleanOptionalAction
@@ -260,10 +316,11 @@ def _flag(name: str, types: tuple[type, ...]) -> dict[str, Any]:
     return kwargs
 
 
-_FLAGS = {  # setting -> argparse options; every default is None: "take it from the run". --predictors
-    # is added by the caller (one k for eval, one per model for analyze)
-    name: _flag(name, types) for name, types in SETTINGS.items() if name != "predictors"
-}
+def _flags() -> dict[str, dict[str, Any]]:
+    """setting -> argparse options, for the run settings of the terms registered now; every default is
+    None: "take it from the run". --predictors is added by the caller (one k for eval, one per model
+    for analyze)."""
+    return {name: _flag(name, types) for name, types in SETTINGS.items() if name != "predictors"}
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, predictors: dict[str, Any]) -> None:
@@ -274,13 +331,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, predictors: dict[str, Any
     from .spelling import public_aliases
 
     group.add_argument("--predictors", *public_aliases("predictors"), default=None, metavar="K", **predictors)
-    for name, kwargs in _FLAGS.items():
+    for name, kwargs in _flags().items():
         group.add_argument("--" + name.replace("_", "-"), *public_aliases(name), default=None, **kwargs)
 
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The run settings given on the command line (an int ``--predictors`` included)."""
-    out = {k: getattr(args, k) for k in _FLAGS if getattr(args, k, None) is not None}
+    out = {k: getattr(args, k) for k in _flags() if getattr(args, k, None) is not None}
     if isinstance(getattr(args, "predictors", None), int):
         out["predictors"] = args.predictors
     return out

@@ -292,12 +292,20 @@ def resume_fixed() -> list[str]:
     return sorted({*options_with(FIXED), *components, *(t.weight_field for t in TERMS.values())})
 
 
-#: kept for callers that read the list as a constant; computed from the fields' roles
-RESUME_FIXED = tuple(resume_fixed())
+def __getattr__(name: str) -> Any:
+    # RESUME_FIXED, kept for callers that read the list as a constant, is today's resume_fixed(), not
+    # a snapshot of import time: a term registered later has its options fixed on resume too
+    if name == "RESUME_FIXED":
+        return tuple(resume_fixed())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 #: what a run trained on besides its options, written beside its config: the content of its training
 #: rows and its global batch (per-device batch x processes x accumulation), compared on resume
 RUN_FACTS = "llm_jepa_run.json"
+#: the facts of :data:`RUN_FACTS` a resume compares (a change is refused unless allowed), with the name
+#: a refusal shows; the record's other facts (row count, fields hashed, processes) are for the reader
+COMPARED_FACTS = {"data_sha256": "training rows (content hash)", "data_stream": "training stream",
+                  "global_train_batch": "global batch"}
 
 
 #: the Example fields the first data hash covered, in its order: a row whose other fields are all at
@@ -381,11 +389,11 @@ def _changed_facts(out: Path, facts: dict[str, Any] | None) -> dict[str, tuple[A
         return {}
     if "data_fields" not in saved and "_legacy_data_sha256" in facts:  # written before the hash covered
         facts = {**facts, "data_sha256": facts["_legacy_data_sha256"]}  # every trained field: its own hash
-    names = {"data_sha256": "training rows (content hash)", "data_stream": "training stream",
-             "global_train_batch": "global batch"}
-    changed = {names[k]: (saved[k], facts[k]) for k in names if k in saved and k in facts and saved[k] != facts[k]}
+    changed = {name: (saved[k], facts[k]) for k, name in COMPARED_FACTS.items()
+               if k in saved and k in facts and saved[k] != facts[k]}
     if ("data_stream" in saved) != ("data_stream" in facts):  # a file run resumed as a stream, or back
-        changed[names["data_stream"]] = (saved.get("data_stream", "not streamed"), facts.get("data_stream", "not streamed"))
+        changed[COMPARED_FACTS["data_stream"]] = (saved.get("data_stream", "not streamed"),
+                                                  facts.get("data_stream", "not streamed"))
     return changed
 
 

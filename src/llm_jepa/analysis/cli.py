@@ -9,13 +9,13 @@ from ..threads import THREADS_HELP
 __all__ = ["register"]
 
 
+_HELP = "Compare the Text/Code embeddings of models: spectra, linear residual, collapse, t-SNE."
+_DESCRIPTION = ("Embed the Text and Code views of DATA with each model and write analysis.json, "
+                "singular_values.png and tsne.png to OUTPUT.")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "analyze",
-        help="Compare the Text/Code embeddings of models: spectra, linear residual, collapse, t-SNE.",
-        description="Embed the Text and Code views of DATA with each model and write analysis.json, "
-        "singular_values.png and tsne.png to OUTPUT.",
-    )
+    p = subparsers.add_parser("analyze", help=_HELP, description=_DESCRIPTION)
     p.add_argument("--model", action="append", required=True, dest="models", metavar="NAME_OR_DIR",
                    help="a model to analyse (repeat for several)")
     p.add_argument("--data", required=True, help="JSONL of {messages: [...]} (text/code fields win if present)")
