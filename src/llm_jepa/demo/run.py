@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DemoConfig", "ARMS", "run_demo"]
+from ..options import CONTROL, PATH, SPEED
+
+__all__ = ["DemoConfig", "ARMS", "run_demo", "fields_with"]
 
 #: arm name -> training overrides on top of the common settings. ``equal_compute`` arms train for
 #: as many steps as the JEPA arm's FLOPs allow (the paper's same-FLOPs comparison).
@@ -36,9 +38,26 @@ DEFAULT_ARMS = ["baseline", "jepa", "baseline_equal_compute"]
 PARTIAL = "results.partial.json"
 
 
+#: a DemoConfig field's role beside the training options' (``llm_jepa.options``: ``control``, ``speed``,
+#: ``path``): it names which cells of the demo's grid run; each arm is checked on its own, so a rerun
+#: may add or drop arms
+CELLS = "cells"
+
+
+def _roles(*roles: str) -> dict[str, frozenset[str]]:
+    """A DemoConfig field's metadata: its roles, declared once; every list of "options that ..."
+    of the demo is derived from them (:func:`fields_with`)."""
+    return {"roles": frozenset(roles)}
+
+
+def fields_with(*roles: str, cls: type | None = None) -> tuple[str, ...]:
+    """The fields of ``cls`` (default :class:`DemoConfig`) that have any of ``roles``, in declaration order."""
+    return tuple(f.name for f in fields(cls or DemoConfig) if f.metadata.get("roles", frozenset()) & set(roles))
+
+
 @dataclass
 class DemoConfig:
-    output: str = "demo_output"
+    output: str = field(default="demo_output", metadata=_roles(PATH))
     steps: int = 400
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -47,15 +66,15 @@ class DemoConfig:
     size: str = "tiny"
     vocab_size: int = 512
     seed: int = 82
-    arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS))
-    data: str | None = None  # a train JSONL instead of generated data
-    test_data: str | None = None
+    arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS), metadata=_roles(CELLS))
+    data: str | None = field(default=None, metadata=_roles(PATH))  # a train JSONL instead of generated data
+    test_data: str | None = field(default=None, metadata=_roles(PATH))
     n_analysis: int = 256
     max_new_tokens: int = 64
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=_roles(CONTROL))
     model: str | None = None  # a pretrained model (name, folder or .gguf) instead of the tiny one
     lora: bool = False
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata=_roles(SPEED))
     view_system: str = "default"
     #: learning rates to choose from before the arms run: the plain arm is trained at each and
     #: evaluated on ``n_validation`` rows of the training file held out from every training subset;
@@ -64,7 +83,7 @@ class DemoConfig:
     n_validation: int = 300
     #: delete an arm's checkpoints once it has finished (only its final model stays; a stopped arm
     #: keeps its checkpoint, so a rerun still resumes it)
-    final_models_only: bool = False
+    final_models_only: bool = field(default=False, metadata=_roles(SPEED))
     #: training recipe of every arm: llm-jepa's own (cosine, 5% warm-up, weight decay 0.1, answer labels)
     #: or "paper", the released code's (llm_jepa.protocols.DEMO_SETTINGS of its preset)
     protocol: str = "default"
@@ -256,9 +275,8 @@ def trainer_time(run_dir: Path, steps: int) -> tuple[float, float]:
     return runtime, (runtime / timed if timed > 0 else float("nan"))  # resumed from its last step: nothing timed
 
 
-#: demo options that change no result: another value reuses what is there. Arms are checked one by
-#: one (:func:`_trained_with`), so a rerun may add or drop arms; threads only change the speed.
-_NOT_SETTINGS = ("overwrite", "arms", "threads", "final_models_only")
+#: demo options that change no result (their fields' roles): another value reuses what is there
+NOT_SETTINGS = (CONTROL, SPEED, CELLS)
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -269,21 +287,19 @@ def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
         full["tune_learning_rates"] = sorted(full["tune_learning_rates"])
     else:
         full.pop("n_validation")
-    return {k: v for k, v in _absolute(full).items() if k not in _NOT_SETTINGS}
-
-
-#: the demo's path options: kept absolute, so that a rerun naming the same files from another
-#: working directory, or by a relative path, is the same demo (and reuses its arms)
-_PATHS = ("output", "data", "test_data")
+    return {k: v for k, v in _absolute(full).items() if k not in fields_with(*NOT_SETTINGS)}
 
 
 def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` with its paths resolved; ``model`` too when it names a local file or folder (not a
-    model name)."""
+    """``cfg`` with its paths (its fields' ``path`` role) resolved, so that a rerun naming the same
+    files from another working directory, or by a relative path, is the same demo (and reuses its
+    arms); ``model`` too when it names a local file or folder (not a model name)."""
     from ..runrecord import resolved
 
+    paths = fields_with(PATH)
+
     def local(k: str, v: Any) -> bool:
-        return isinstance(v, str) and (k in _PATHS or (k == "model" and bool(v) and Path(v).exists()))
+        return isinstance(v, str) and (k in paths or (k == "model" and bool(v) and Path(v).exists()))
 
     return {k: resolved(v) if local(k, v) else v for k, v in cfg.items()}
 
