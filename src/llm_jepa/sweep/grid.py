@@ -39,6 +39,9 @@ names trains as given::
       jepa: {predictors: 1, jepa_lambda: 1.0}
       baseline_equal_compute: {regular: true}
     equal_compute: {baseline_equal_compute: jepa}   # plain fine-tuning given the JEPA arm's FLOPs
+
+``llm-jepa demo`` builds its arms this way (:func:`llm_jepa.demo.run.demo_sweep`), and runs them
+into its own folder layout.
 """
 
 from __future__ import annotations
