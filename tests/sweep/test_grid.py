@@ -67,3 +67,59 @@ def test_fixed_overrides_reach_every_run_and_paths_resolve(tmp_path):
 def test_bad_sweep_files_name_the_field(data, field):
     with pytest.raises(SweepError, match=f"s.yaml: field '{field}'"):
         sweep_from_dict(data, "s.yaml")
+
+
+# ---- named arms: cells with names, the demo's grid ----------------------------------------------------------
+ARMS = {"baseline": {"regular": True}, "jepa": {"predictors": 1, "jepa_lambda": 1.0},
+        "baseline_equal_compute": {"regular": True}}
+
+
+def test_named_arms_are_cells_named_by_their_arm_in_the_files_order():
+    runs = expand(sweep_from_dict({"base": "t.yaml", "arms": ARMS, "fixed": {"max_steps": 9}, "seeds": [1, 2]}))
+    assert [r.run_id for r in runs] == ["baseline__seed1", "baseline__seed2", "jepa__seed1", "jepa__seed2",
+                                        "baseline_equal_compute__seed1", "baseline_equal_compute__seed2"]
+    # the arm named baseline is the baseline cell; another arm with the same options is a cell of its own
+    assert [r.baseline for r in runs] == [True, True, False, False, False, False]
+    assert runs[2].cell == ARMS["jepa"] and runs[2].overrides == {"max_steps": 9, "predictors": 1, "jepa_lambda": 1.0,
+                                                                  "seed": 1}
+    assert all(r.compute_reference is None for r in runs)
+
+
+def test_an_arm_may_spend_the_flops_of_the_arm_it_names():
+    sweep = sweep_from_dict({"base": "t.yaml", "arms": ARMS, "fixed": {"max_steps": 9}, "seeds": [5],
+                             "equal_compute": {"baseline_equal_compute": "jepa"}})
+    refs = {r.cell_id: r.compute_reference for r in expand(sweep)}
+    assert refs == {"baseline": None, "jepa": None,
+                    "baseline_equal_compute": {"max_steps": 9, "predictors": 1, "jepa_lambda": 1.0, "seed": 5}}
+
+
+def test_arms_go_beside_a_grid_and_a_baseline_field_and_at_every_amount_of_data():
+    sweep = sweep_from_dict({"base": "t.yaml", "grid": {"k": [1]}, "baseline": {"regular": True},
+                             "arms": {"stp": {"stp_lambda": 0.02}}, "seeds": [3], "data_rows": [10, 20],
+                             "equal_compute": {"stp": "baseline"}})
+    runs = expand(sweep)
+    assert [r.cell_id for r in runs] == ["baseline_train_rows=10", "baseline_train_rows=20", "k=1_train_rows=10",
+                                         "k=1_train_rows=20", "stp_train_rows=10", "stp_train_rows=20"]
+    assert runs[-1].compute_reference == {"regular": True, "train_rows": 20, "seed": 3}
+
+
+@pytest.mark.parametrize("data, field", [
+    ({"base": "t.yaml", "arms": []}, "arms"),
+    ({"base": "t.yaml", "arms": {"a/b": {}}}, "arms"),
+    ({"base": "t.yaml", "arms": {"a": [1]}}, "arms.a"),
+    ({"base": "t.yaml", "arms": {"baseline": {}}, "baseline": {"regular": True}}, "arms.baseline"),
+    ({"base": "t.yaml", "arms": {"a": {}}, "equal_compute": {"a": "b"}}, "equal_compute"),
+    ({"base": "t.yaml", "arms": {"a": {}, "b": {}}, "equal_compute": {"a": "a"}}, "equal_compute"),
+    ({"base": "t.yaml", "arms": {"a": {}, "b": {}, "c": {}}, "equal_compute": {"a": "b", "b": "c"}}, "equal_compute"),
+    ({"base": "t.yaml", "arms": {"a": {}}, "equal_compute": True}, "equal_compute"),  # no baseline
+])
+def test_bad_arms_name_the_field(data, field):
+    with pytest.raises(SweepError, match=f"s.yaml: field '{field}'"):
+        sweep_from_dict(data, "s.yaml")
+
+
+def test_a_key_of_an_arm_that_is_no_training_option_is_named():
+    from llm_jepa.sweep.grid import check_keys
+
+    with pytest.raises(SweepError, match=r"field 'arms.jepa.jepa_lamda': not a training option"):
+        check_keys(sweep_from_dict({"base": "t.yaml", "arms": {"jepa": {"jepa_lamda": 1.0}}}, "s.yaml"))

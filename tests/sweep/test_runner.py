@@ -265,3 +265,26 @@ def test_report_only_and_dry_run_leave_out_results_of_other_settings_and_dropped
     _dry_run(argparse.Namespace(sweep_file=str(sweep_file), output=str(out)))
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[:-1]]
     assert listed == ["stale"] * 4
+
+
+def test_a_sweep_file_of_named_arms_runs_and_reports_each_arm_by_its_name(tmp_path):
+    """Arms that share their options (the demo's baseline and its equal-compute twin) are two cells,
+    told apart in results.md by their names."""
+    path = tmp_path / "arms.yaml"
+    path.write_text("base: train.yaml\neval_data: test.jsonl\nseeds: [82, 23]\narms:\n  baseline: {regular: true}\n"
+                    "  jepa: {k: 1, lambda: 1.0}\n  plain_again: {regular: true}\n"
+                    "equal_compute: {plain_again: jepa}\n")
+    _fake.CALLS.clear()
+    out = tmp_path / "out"
+    first = sweep(path, out, run_fn=_fake.fake_run)
+    assert sorted(_fake.CALLS) == sorted((f"{arm}__seed{s}", False) for arm in ("baseline", "jepa", "plain_again")
+                                         for s in (82, 23))
+    cells = {row["cell_id"]: row for row in first["cells"]}
+    assert cells["jepa"]["p_value"] == pytest.approx(0.0151, abs=5e-4) and cells["plain_again"]["mean"] == \
+        cells["baseline"]["mean"]
+    table = (out / "results.md").read_text()
+    assert table.startswith("| arm | k | lambda | regular | n |")
+    assert "| plain_again |  |  | True | 2 |" in table and "| jepa | 1 | 1.0 |  | 2 |" in table
+    saved = json.loads((out / "runs" / "plain_again__seed82" / "run.json").read_text())
+    assert saved["compute_reference"] == {"k": 1, "lambda": 1.0, "seed": 82}
+    assert sweep(path, out, run_fn=_fake.fake_run)["ran"] == []

@@ -8,7 +8,9 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..protocols import PROTOCOLS
     from ..threads import THREADS_HELP
+    from ..toy.tiny import SIZES
     from ..views import VIEW_SYSTEM
     from .run import ARMS, DEFAULT_ARMS, PRETRAINED_DEFAULTS, DemoConfig
 
@@ -33,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-train", type=int, default=d.n_train,
                    help="training rows: generated, or with --data a fixed subset of that file drawn with --seed")
     p.add_argument("--n-test", type=int, default=d.n_test, help="held-out rows to evaluate")
-    p.add_argument("--size", default=d.size, choices=["micro", "tiny", "small"],
+    p.add_argument("--size", default=d.size, choices=list(SIZES),
                    help="size of the tiny model built when there is no --model")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the data, the model's initialisation and training")
     p.add_argument("--seeds", type=int, nargs="+", metavar="SEED",
@@ -57,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in a folder that holds a demo with other settings (it is moved aside to "
                         "DIR.previous-N, never deleted)")
-    p.add_argument("--protocol", default=d.protocol, choices=["default", "paper"],
+    p.add_argument("--protocol", default=d.protocol, choices=list(PROTOCOLS),
                    help="training recipe of every arm: llm-jepa's (cosine, warm-up, weight decay 0.1, answer labels) or "
                         "the paper's released one (configs/paper_protocol.yaml: linear, no warm-up, weight decay 0, "
                         "labels on every token but eos); steps, batch and rate stay the demo's")

@@ -2,10 +2,10 @@
 
 Steps: generate NL-RX-style data (or read ``--data``), build a tiny Llama and its tokenizer (or start
 from a pretrained ``--model``, e.g. ``smollm2-135m-instruct``, whose untrained diagnostics are
-reported beside the arms'), train
-every arm with the same seed and data order, evaluate (exact match, startswith, regex
-equivalence), run the collapse diagnostics on held-out views, then print a side-by-side table and
-write ``report.md`` with loss curves (``losses.png``) and every number (``results.json``).
+reported beside the arms'), train every arm (the named cells of a sweep grid, :func:`demo_sweep`)
+with the same seed and data order, evaluate (exact match, startswith, regex equivalence), run the
+collapse diagnostics on held-out views, then print a side-by-side table and write ``report.md``
+with loss curves (``losses.png``) and every number (``results.json``).
 Arms already trained or evaluated in the output directory are reused, so a rerun resumes.
 """
 
@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["DemoConfig", "ARMS", "run_demo"]
+from ..options import CONTROL, PATH, SPEED
 
-#: arm name -> training overrides on top of the common settings. ``equal_compute`` arms train for
-#: as many steps as the JEPA arm's FLOPs allow (the paper's same-FLOPs comparison).
+if TYPE_CHECKING:
+    from ..sweep.grid import Run, Sweep
+
+__all__ = ["DemoConfig", "ARMS", "run_demo", "demo_sweep", "fields_with"]
+
+#: arm name -> training overrides on top of the common settings: the named cells of the demo's grid
+#: (:func:`demo_sweep`). ``equal_compute`` arms train for as many steps as the JEPA arm's FLOPs allow
+#: (the paper's same-FLOPs comparison, :data:`EQUAL_COMPUTE`).
 ARMS: dict[str, dict[str, Any]] = {
     "baseline": {"regular": True, "monitor_views_every": 10},
     "jepa": {"predictors": 1, "jepa_lambda": 1.0},
@@ -31,14 +37,34 @@ ARMS: dict[str, dict[str, Any]] = {
     "stp": {"regular": True, "monitor_views_every": 10, "stp_lambda": 0.02},
 }
 DEFAULT_ARMS = ["baseline", "jepa", "baseline_equal_compute"]
+#: arm -> the arm whose training FLOPs it spends; its steps are counted from the FLOPs both that arm
+#: and the baseline (trained with its own settings) logged, so it trains after them
+EQUAL_COMPUTE = {"baseline_equal_compute": "jepa"}
 #: the numbers of the arms finished so far, while a demo runs; results.json (a whole demo's) is only
 #: replaced at the end, so a stopped rerun never leaves less than the run before it
 PARTIAL = "results.partial.json"
 
 
+#: a DemoConfig field's role beside the training options' (``llm_jepa.options``: ``control``, ``speed``,
+#: ``path``): it names which cells of the demo's grid run; each arm is checked on its own, so a rerun
+#: may add or drop arms
+CELLS = "cells"
+
+
+def _roles(*roles: str) -> dict[str, frozenset[str]]:
+    """A DemoConfig field's metadata: its roles, declared once; every list of "options that ..."
+    of the demo is derived from them (:func:`fields_with`)."""
+    return {"roles": frozenset(roles)}
+
+
+def fields_with(*roles: str, cls: type | None = None) -> tuple[str, ...]:
+    """The fields of ``cls`` (default :class:`DemoConfig`) that have any of ``roles``, in declaration order."""
+    return tuple(f.name for f in fields(cls or DemoConfig) if f.metadata.get("roles", frozenset()) & set(roles))
+
+
 @dataclass
 class DemoConfig:
-    output: str = "demo_output"
+    output: str = field(default="demo_output", metadata=_roles(PATH))
     steps: int = 400
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -47,15 +73,15 @@ class DemoConfig:
     size: str = "tiny"
     vocab_size: int = 512
     seed: int = 82
-    arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS))
-    data: str | None = None  # a train JSONL instead of generated data
-    test_data: str | None = None
+    arms: list[str] = field(default_factory=lambda: list(DEFAULT_ARMS), metadata=_roles(CELLS))
+    data: str | None = field(default=None, metadata=_roles(PATH))  # a train JSONL instead of generated data
+    test_data: str | None = field(default=None, metadata=_roles(PATH))
     n_analysis: int = 256
     max_new_tokens: int = 64
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=_roles(CONTROL))
     model: str | None = None  # a pretrained model (name, folder or .gguf) instead of the tiny one
     lora: bool = False
-    threads: int | None = None
+    threads: int | None = field(default=None, metadata=_roles(SPEED))
     view_system: str = "default"
     #: learning rates to choose from before the arms run: the plain arm is trained at each and
     #: evaluated on ``n_validation`` rows of the training file held out from every training subset;
@@ -64,7 +90,7 @@ class DemoConfig:
     n_validation: int = 300
     #: delete an arm's checkpoints once it has finished (only its final model stays; a stopped arm
     #: keeps its checkpoint, so a rerun still resumes it)
-    final_models_only: bool = False
+    final_models_only: bool = field(default=False, metadata=_roles(SPEED))
     #: training recipe of every arm: llm-jepa's own (cosine, 5% warm-up, weight decay 0.1, answer labels)
     #: or "paper", the released code's (llm_jepa.protocols.DEMO_SETTINGS of its preset)
     protocol: str = "default"
@@ -186,27 +212,65 @@ def _base_checkpoint(cfg: DemoConfig, out: Path, train_file: Path) -> Path:
     return base
 
 
-def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: int, out: Path) -> tuple[Path, bool]:
-    """Train arm ``name`` (or continue it) into ``out/runs/name``; returns the run's folder and whether
-    an earlier invocation had already trained it with these settings (then nothing was trained)."""
-    from ..config import load_config
-    from ..protocols import demo_overrides
-    from ..train import train
-    from .progress import CALLBACK
+def _ordered_arms(arms: list[str]) -> list[str]:
+    """``arms`` with those that spend another arm's FLOPs last, after the arms they are counted from."""
+    return [a for a in arms if a not in EQUAL_COMPUTE] + [a for a in arms if a in EQUAL_COMPUTE]
 
-    run_dir = out / "runs" / name
-    overrides = {
-        "model_name_or_path": str(base), "train_file": str(train_file), "output_dir": str(run_dir),
-        "max_steps": steps, "per_device_train_batch_size": cfg.batch_size, "learning_rate": cfg.learning_rate,
-        "lr_scheduler_type": "cosine", "warmup_steps": max(steps // 20, 1), "weight_decay": 0.1,
-        "adam_beta2": 0.95, "max_grad_norm": 1.0, "logging_steps": max(1, min(10, steps // 5)), "save_steps": max(steps // 2, 50),
+
+def _common_settings(cfg: DemoConfig, base: Path, train_file: Path) -> dict[str, Any]:
+    """The training settings every arm shares but those that follow its steps (:func:`_schedule`)."""
+    return {
+        "model_name_or_path": str(base), "train_file": str(train_file), "per_device_train_batch_size": cfg.batch_size,
+        "learning_rate": cfg.learning_rate, "lr_scheduler_type": "cosine", "weight_decay": 0.1, "adam_beta2": 0.95,
+        "max_grad_norm": 1.0,
         # one resumable checkpoint per arm: a pretrained model's (weights + optimizer state) is 1.6 GB for
         # SmolLM2-135M, and two per arm filled a disk during the protocol's runs
         "save_total_limit": 1,
         "seed": cfg.seed, "disable_tqdm": True, "overwrite": True, "max_length": 256,
         "dataloader_drop_last": True, "lora": cfg.lora, "threads": cfg.threads, "view_system": cfg.view_system,
-        **demo_overrides(cfg.protocol), **ARMS[name],
     }
+
+
+def _schedule(steps: int) -> dict[str, Any]:
+    """An arm's settings that follow its steps (an equal-compute arm trains for more)."""
+    return {"max_steps": steps, "warmup_steps": max(steps // 20, 1), "logging_steps": max(1, min(10, steps // 5)),
+            "save_steps": max(steps // 2, 50)}
+
+
+def demo_sweep(cfg: DemoConfig, base: Path, train_file: Path) -> Sweep:
+    """The demo's arms as a sweep grid (:class:`llm_jepa.sweep.grid.Sweep`): the common settings and
+    the ``--protocol`` recipe fixed, each of ``cfg.arms`` a named cell (:data:`ARMS`), the demo's one
+    seed, and an arm of :data:`EQUAL_COMPUTE` spending its reference's FLOPs when the demo also trains
+    that arm and the baseline (else it trains ``cfg.steps``). Each run of its expansion is one arm."""
+    from ..protocols import demo_overrides
+    from ..sweep.grid import BASELINE_ID, Sweep
+
+    arms = _ordered_arms(cfg.arms)
+    matched = {a: ref for a, ref in EQUAL_COMPUTE.items() if a in arms and {ref, BASELINE_ID} <= set(arms)}
+    return Sweep(fixed={**_common_settings(cfg, base, train_file), **demo_overrides(cfg.protocol)},
+                 arms={a: ARMS[a] for a in arms}, seeds=(cfg.seed,), equal_compute=matched, source="llm-jepa demo")
+
+
+def _train_arm(cfg: DemoConfig, name: str, base: Path, train_file: Path, steps: int, out: Path) -> tuple[Path, bool]:
+    """:func:`_train_run` of arm ``name`` of the demo's grid."""
+    from ..sweep.grid import expand
+
+    (run,) = expand(demo_sweep(replace(cfg, arms=[name]), base, train_file))
+    return _train_run(cfg, run, steps, out)
+
+
+def _train_run(cfg: DemoConfig, run: Run, steps: int, out: Path) -> tuple[Path, bool]:
+    """Train ``run`` (an arm of :func:`demo_sweep`), or continue it, into ``out/runs/<arm>``; returns
+    the run's folder and whether an earlier invocation had already trained it with these settings
+    (then nothing was trained). The sweep's runner is not used: demo folders keep their own layout
+    (``runs/<arm>/`` holding the model), which hours-long demos already have on disk."""
+    from ..config import load_config
+    from ..train import train
+    from .progress import CALLBACK
+
+    run_dir = out / "runs" / run.cell_id
+    # the --protocol recipe (in the run's overrides) wins over the schedule's warm-up, the arm over both
+    overrides = {**_schedule(steps), **run.overrides, "output_dir": str(run_dir)}
     same = _trained_with(run_dir, overrides)  # an arm trained with other settings (e.g. steps) is not reused
     if same and (run_dir / "train_results.json").exists():
         _keep_final_model_only(cfg, run_dir)
@@ -256,9 +320,8 @@ def trainer_time(run_dir: Path, steps: int) -> tuple[float, float]:
     return runtime, (runtime / timed if timed > 0 else float("nan"))  # resumed from its last step: nothing timed
 
 
-#: demo options that change no result: another value reuses what is there. Arms are checked one by
-#: one (:func:`_trained_with`), so a rerun may add or drop arms; threads only change the speed.
-_NOT_SETTINGS = ("overwrite", "arms", "threads", "final_models_only")
+#: demo options that change no result (their fields' roles): another value reuses what is there
+NOT_SETTINGS = (CONTROL, SPEED, CELLS)
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -269,21 +332,19 @@ def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
         full["tune_learning_rates"] = sorted(full["tune_learning_rates"])
     else:
         full.pop("n_validation")
-    return {k: v for k, v in _absolute(full).items() if k not in _NOT_SETTINGS}
-
-
-#: the demo's path options: kept absolute, so that a rerun naming the same files from another
-#: working directory, or by a relative path, is the same demo (and reuses its arms)
-_PATHS = ("output", "data", "test_data")
+    return {k: v for k, v in _absolute(full).items() if k not in fields_with(*NOT_SETTINGS)}
 
 
 def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` with its paths resolved; ``model`` too when it names a local file or folder (not a
-    model name)."""
+    """``cfg`` with its paths (its fields' ``path`` role) resolved, so that a rerun naming the same
+    files from another working directory, or by a relative path, is the same demo (and reuses its
+    arms); ``model`` too when it names a local file or folder (not a model name)."""
     from ..runrecord import resolved
 
+    paths = fields_with(PATH)
+
     def local(k: str, v: Any) -> bool:
-        return isinstance(v, str) and (k in _PATHS or (k == "model" and bool(v) and Path(v).exists()))
+        return isinstance(v, str) and (k in paths or (k == "model" and bool(v) and Path(v).exists()))
 
     return {k: resolved(v) if local(k, v) else v for k, v in cfg.items()}
 
@@ -297,7 +358,12 @@ def _not_training_settings() -> tuple[str, ...]:
 
 
 def _trained_with(run_dir: Path, overrides: dict[str, Any]) -> bool:
-    """Whether the config a run saved holds every one of ``overrides`` (but its thread count)."""
+    """Whether the config a run saved holds every one of ``overrides`` (but its thread count).
+
+    The demo's reuse test, not the sweep's run key (:func:`llm_jepa.sweep.runner.run_key`): demo
+    folders hold no ``run.json``, so under the sweep's test every arm of an existing demo (hours of
+    SmolLM2 training) would count as never run; the config ``train`` saved beside each arm is what
+    they all have. Both leave out the same options, by their roles."""
     import yaml
 
     from ..runrecord import changes
@@ -330,14 +396,22 @@ def _training_flops(run_dir: Path) -> float:
     return sum(m.get("flops", 0.0) - m.get("monitor_flops", 0.0) for m in _metrics_log(run_dir, "train"))
 
 
-def _equal_compute_steps(out: Path, steps: int) -> int:
-    """Steps for a baseline to spend the JEPA arm's FLOPs (the paper's same-FLOPs comparison)."""
+def _equal_compute_steps(out: Path, steps: int, reference: str = "jepa") -> int:
+    """Steps for a baseline to spend the ``reference`` arm's FLOPs (the paper's same-FLOPs comparison),
+    at the cost per step the baseline arm logged over its ``steps``."""
     from ..compute import equal_compute_steps
 
-    jepa, base = _training_flops(out / "runs" / "jepa"), _training_flops(out / "runs" / "baseline")
-    if not jepa or not base:
+    budget, base = _training_flops(out / "runs" / reference), _training_flops(out / "runs" / "baseline")
+    if not budget or not base:
         return steps
-    return equal_compute_steps(base / steps, budget=jepa)
+    return equal_compute_steps(base / steps, budget=budget)
+
+
+def _arm_steps(cfg: DemoConfig, run: Run, out: Path) -> int:
+    """The steps of an arm: the demo's, or those that spend its compute reference's FLOPs."""
+    if run.compute_reference is None:
+        return cfg.steps
+    return _equal_compute_steps(out, cfg.steps, EQUAL_COMPUTE[run.cell_id])
 
 
 def _evaluate_arm(cfg: DemoConfig, run_dir: Path, test_file: Path, limit: int | None = None,
@@ -492,13 +566,14 @@ def _claim_folder(cfg: DemoConfig, out: Path, default_arms: bool) -> DemoConfig:
 
 
 def _demo(cfg: DemoConfig) -> dict[str, Any]:
-    """The demo's steps in its claimed, locked folder."""
-    out = Path(cfg.output)
+    """The demo's steps in its claimed, locked folder: data, base model, the learning rate (with
+    --tune-lr), then every arm of its grid, trained (or reused) and evaluated, and the report."""
+    from ..sweep.grid import expand
     from ..threads import set_threads
     from .report import write_results
 
     set_threads(cfg.threads)
-    t0 = time.perf_counter()
+    out, t0 = Path(cfg.output), time.perf_counter()
     train_file, test_file = _prepare_data(cfg, out)
     base = _base_checkpoint(cfg, out, train_file)
     results: dict[str, Any] = {"config": asdict(cfg), "arms": {}}
@@ -506,46 +581,59 @@ def _demo(cfg: DemoConfig) -> dict[str, Any]:
     if cfg.model:  # a pretrained start is far from isotropic already: its numbers go beside the arms'
         results["base"] = {"diagnostics": _diagnose(cfg, base, test_file, predictors=ARMS["jepa"]["predictors"],
                                                      view_system=cfg.view_system)}
-    runs_out = out
-    if cfg.tune_learning_rates:
-        results["tuning"] = _tune_learning_rate(cfg, out, base, train_file, t0)
-        chosen = results["tuning"]["chosen"]
-        cfg, runs_out = replace(cfg, learning_rate=chosen), _rate_folder(out, chosen)
-        results["config"]["learning_rate"] = chosen
-    ordered = [a for a in cfg.arms if not a.endswith("equal_compute")] + [a for a in cfg.arms if a.endswith("equal_compute")]
-    for i, name in enumerate(ordered, 1):
-        steps = cfg.steps
-        if name.endswith("equal_compute") and {"jepa", "baseline"} <= set(results["arms"]):
-            steps = _equal_compute_steps(runs_out, cfg.steps)
-        print(f"[demo] {time.perf_counter() - t0:5.0f} s  arm {i}/{len(ordered)}: {name}, {steps} steps", flush=True)
-        start = time.perf_counter()
-        run_dir, reused = _train_arm(cfg, name, base, train_file, steps, runs_out)
-        runtime, s_per_step = trainer_time(run_dir, steps)
-        # the training loop's own time, the same number whether this invocation trained the arm or reused it
-        train_s = runtime if runtime == runtime else time.perf_counter() - start
-        summary = _evaluate_arm(cfg, run_dir, test_file)
-        results["arms"][name] = {
-            "run_dir": str(run_dir.relative_to(out)), "steps": steps, "train_seconds": train_s, "reused": reused,
-            "s_per_step": s_per_step, "cpu_seconds": arm_cpu_seconds(run_dir), "summary": summary,
-            "diagnostics": _diagnose(cfg, run_dir, test_file), "log": _metrics_log(run_dir),
-        }
-        print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: {'trained earlier' if reused else 'trained'} in "
-              f"{train_s:.0f} s ({s_per_step:.2f} s/step), exact match {summary['metrics']['exact']['accuracy']:.3f}",
-              flush=True)
-        if i < len(ordered):  # a stopped demo keeps the numbers of the arms it finished
+    cfg, runs_out = _tuned(cfg, results, out, base, train_file, t0)
+    runs = expand(demo_sweep(cfg, base, train_file))
+    for i, run in enumerate(runs, 1):
+        results["arms"][run.cell_id] = _run_arm(cfg, run, runs_out, test_file, f"{i}/{len(runs)}", t0)
+        if i < len(runs):  # a stopped demo keeps the numbers of the arms it finished
             write_results({**results, "seconds": time.perf_counter() - t0, "finished": False}, out, PARTIAL)
+    _finish(results, out, earlier, t0)
+    return results
+
+
+def _tuned(cfg: DemoConfig, results: dict[str, Any], out: Path, base: Path, train_file: Path,
+           t0: float) -> tuple[DemoConfig, Path]:
+    """With --tune-lr, ``cfg`` at the rate chosen on held-out rows (recorded in ``results``) and the
+    folder of the arms trained at it; else ``cfg`` and ``out``."""
+    if not cfg.tune_learning_rates:
+        return cfg, out
+    results["tuning"] = _tune_learning_rate(cfg, out, base, train_file, t0)
+    chosen = results["config"]["learning_rate"] = results["tuning"]["chosen"]
+    return replace(cfg, learning_rate=chosen), _rate_folder(out, chosen)
+
+
+def _run_arm(cfg: DemoConfig, run: Run, runs_out: Path, test_file: Path, which: str, t0: float) -> dict[str, Any]:
+    """One arm of the demo's grid trained (or reused) in ``runs_out`` and evaluated: its results."""
+    name, steps = run.cell_id, _arm_steps(cfg, run, runs_out)
+    print(f"[demo] {time.perf_counter() - t0:5.0f} s  arm {which}: {name}, {steps} steps", flush=True)
+    start = time.perf_counter()
+    run_dir, reused = _train_run(cfg, run, steps, runs_out)
+    runtime, s_per_step = trainer_time(run_dir, steps)
+    # the training loop's own time, the same number whether this invocation trained the arm or reused it
+    train_s = runtime if runtime == runtime else time.perf_counter() - start
+    summary = _evaluate_arm(cfg, run_dir, test_file)
+    arm = {"run_dir": str(run_dir.relative_to(cfg.output)), "steps": steps, "train_seconds": train_s,
+           "reused": reused, "s_per_step": s_per_step, "cpu_seconds": arm_cpu_seconds(run_dir), "summary": summary,
+           "diagnostics": _diagnose(cfg, run_dir, test_file), "log": _metrics_log(run_dir)}
+    print(f"[demo] {time.perf_counter() - t0:5.0f} s  {name}: {'trained earlier' if reused else 'trained'} in "
+          f"{train_s:.0f} s ({s_per_step:.2f} s/step), exact match {summary['metrics']['exact']['accuracy']:.3f}",
+          flush=True)
+    return arm
+
+
+def _finish(results: dict[str, Any], out: Path, earlier: dict[str, Any], t0: float) -> None:
+    """The demo's time, then results.json, report.md and losses.png, and where they are."""
+    from .report import where_it_wrote, write_report
+
     results["seconds"] = time.perf_counter() - t0
     if all(arm["reused"] for arm in results["arms"].values()) and earlier.get("seconds"):
         # nothing trained now: the demo's time stays the run's that trained the arms, this one's beside it
         results["seconds"], results["rerun_seconds"] = earlier["seconds"], results["seconds"]
     results["finished"] = True
-    from .report import where_it_wrote, write_report
-
     write_report(results, out)
     (out / PARTIAL).unlink(missing_ok=True)
     for line in where_it_wrote(out):
         print(line, flush=True)
-    return results
 
 
 def _earlier_results(out: Path) -> dict[str, Any]:

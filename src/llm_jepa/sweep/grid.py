@@ -26,6 +26,22 @@ A sweep file (YAML)::
     slurm: {timeout_min: 600, gpus_per_node: 1}  # submitit parameters (optional)
 
 Grid and baseline keys are training-config options (``llm_jepa.config``), passed as overrides.
+
+Instead of (or beside) the cartesian ``grid``, cells may be *named arms*: each its own overrides,
+with its name as its cell id (and run folder), run in the file's order after the grid's cells. An
+arm named ``baseline`` is the baseline cell (then the file gives no ``baseline`` field). Arms may
+share overrides: the same training under two names is two cells. ``equal_compute`` may then map
+an arm to the arm (or ``baseline``) whose training FLOPs it spends, for the same seed; the arm it
+names trains as given::
+
+    arms:
+      baseline: {regular: true}
+      jepa: {predictors: 1, jepa_lambda: 1.0}
+      baseline_equal_compute: {regular: true}
+    equal_compute: {baseline_equal_compute: jepa}   # plain fine-tuning given the JEPA arm's FLOPs
+
+``llm-jepa demo`` builds its arms this way (:func:`llm_jepa.demo.run.demo_sweep`), and runs them
+into its own folder layout.
 """
 
 from __future__ import annotations
@@ -40,7 +56,7 @@ __all__ = ["DEFAULT_SEEDS", "Sweep", "Run", "SweepError", "load_sweep", "check_k
 
 DEFAULT_SEEDS = (82, 23, 37, 84, 4)  # the seeds of the paper's five-run protocol
 BASELINE_ID = "baseline"
-_KNOWN = {"base", "eval_data", "eval", "fixed", "grid", "baseline", "seeds", "metric", "slurm", "equal_compute",
+_KNOWN = {"base", "eval_data", "eval", "fixed", "grid", "arms", "baseline", "seeds", "metric", "slurm", "equal_compute",
           "data_fractions", "data_rows", "holdout", "selection_data"}
 DATA_KEYS = {"data_fractions": "train_fraction", "data_rows": "train_rows"}  # sweep field -> config option
 
@@ -51,8 +67,8 @@ class SweepError(ValueError):
 
 @dataclass(frozen=True)
 class Sweep:
-    base: str
-    grid: dict[str, list[Any]]
+    base: str | None = None  # the training config every run starts from (None: the overrides alone)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None
     seeds: tuple[int, ...] = DEFAULT_SEEDS
     fixed: dict[str, Any] = field(default_factory=dict)
@@ -60,11 +76,13 @@ class Sweep:
     eval_options: dict[str, Any] = field(default_factory=dict)
     metric: str = "accuracy"
     slurm: dict[str, Any] = field(default_factory=dict)
-    equal_compute: bool = False
+    #: True: every non-baseline run spends the baseline's FLOPs; {arm: arm}: each named arm the other's
+    equal_compute: bool | dict[str, str] = False
     data: tuple[str, tuple[Any, ...]] | None = None  # (config option, amounts): the data-efficiency axis
     source: str = "<memory>"
     holdout: dict[str, int] | None = None  # {"rows", "seed"}: training rows held out for selection
     selection_data: str | None = None  # the held-out rows every run is also evaluated on
+    arms: dict[str, dict[str, Any]] = field(default_factory=dict)  # named cells: name -> overrides
 
 
 @dataclass(frozen=True)
@@ -77,10 +95,10 @@ class Run:
     seed: int
     baseline: bool
     overrides: dict[str, Any]  # fixed + cell + seed: what reaches load_config
-    base: str
+    base: str | None
     eval_data: str | None = None
     eval_options: dict[str, Any] = field(default_factory=dict)
-    compute_reference: dict[str, Any] | None = None  # equal compute: the baseline run's overrides
+    compute_reference: dict[str, Any] | None = None  # equal compute: the overrides of the run it matches
     selection_data: str | None = None  # held-out training rows, evaluated beside eval_data
 
     def spec(self) -> dict[str, Any]:
@@ -117,9 +135,12 @@ def _mapping(raw: Any, source: str, name: str) -> dict[str, Any]:
     return dict(raw)
 
 
-def _grid(raw: Any, source: str) -> dict[str, list[Any]]:
+def _grid(raw: Any, source: str, arms: bool) -> dict[str, list[Any]]:
+    if raw is None and arms:
+        return {}
     if not isinstance(raw, dict) or not raw:
-        raise SweepError(f"{_where(source, 'grid')}: expected a non-empty mapping of option: [values]")
+        raise SweepError(f"{_where(source, 'grid')}: expected a non-empty mapping of option: [values] "
+                         "(or named cells under 'arms')")
     grid = {}
     for key, values in raw.items():
         values = values if isinstance(values, list) else [values]
@@ -127,6 +148,38 @@ def _grid(raw: Any, source: str) -> dict[str, list[Any]]:
             raise SweepError(f"{_where(source, 'grid.' + str(key))}: expected at least one value")
         grid[str(key)] = values
     return grid
+
+
+def _arms(raw: Any, source: str) -> dict[str, dict[str, Any]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise SweepError(f"{_where(source, 'arms')}: expected a non-empty mapping of name: {{option: value}}")
+    for name, overrides in raw.items():
+        if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9._+-]+", name)):
+            raise SweepError(f"{_where(source, 'arms')}: arm name {name!r}: use letters, digits and . _ + - "
+                             "(it names the arm's run folders)")
+        _mapping(overrides, source, f"arms.{name}")
+    return {name: dict(overrides or {}) for name, overrides in raw.items()}
+
+
+def _equal_compute(raw: Any, source: str, arms: dict[str, Any], baseline: bool) -> bool | dict[str, str]:
+    """``true`` (every cell spends the baseline's FLOPs) or {arm: the arm whose FLOPs it spends}."""
+    where = _where(source, "equal_compute")
+    if isinstance(raw, bool):
+        if raw and not baseline:
+            raise SweepError(f"{where}: needs a 'baseline' whose compute the cells match")
+        return raw
+    if not isinstance(raw, dict) or not raw:
+        raise SweepError(f"{where}: expected true or false, or a mapping of arm: the arm whose FLOPs it spends")
+    names = set(arms) | ({BASELINE_ID} if baseline else set())
+    for arm, reference in raw.items():
+        if arm not in arms or reference not in names:
+            raise SweepError(f"{where}: {arm}: {reference}: both must name arms of the sweep file ({sorted(names)})")
+        if reference == arm or reference in raw:
+            raise SweepError(f"{where}: {arm}: {reference}: the arm it names must train as given (not match "
+                             "another's compute itself)")
+    return {str(k): str(v) for k, v in raw.items()}
 
 
 def _seeds(raw: Any, source: str) -> tuple[int, ...]:
@@ -187,16 +240,18 @@ def sweep_from_dict(data: Any, source: str = "<memory>", folder: Path = Path("."
     if not isinstance(data.get("base"), str):
         raise SweepError(f"{_where(source, 'base')}: expected the path of a training config YAML")
     baseline = data.get("baseline")
-    equal_compute = data.get("equal_compute", False)
-    if not isinstance(equal_compute, bool):
-        raise SweepError(f"{_where(source, 'equal_compute')}: expected true or false")
-    if equal_compute and baseline is None:
-        raise SweepError(f"{_where(source, 'equal_compute')}: needs a 'baseline' whose compute the cells match")
+    arms = _arms(data.get("arms"), source)
+    if baseline is not None and BASELINE_ID in arms:
+        raise SweepError(f"{_where(source, 'arms.' + BASELINE_ID)}: the arm named baseline is the baseline cell; "
+                         "give it there or in the 'baseline' field, not both")
+    equal_compute = _equal_compute(data.get("equal_compute", False), source, arms,
+                                   baseline is not None or BASELINE_ID in arms)
     if data.get("holdout") is not None and data.get("selection_data") is not None:
         raise SweepError(f"{_where(source, 'selection_data')}: give holdout or selection_data, not both")
     return Sweep(
         base=_resolve(data["base"], folder),
-        grid=_grid(data.get("grid"), source),
+        grid=_grid(data.get("grid"), source, bool(arms)),
+        arms=arms,
         baseline=_mapping(baseline, source, "baseline") if baseline is not None else None,
         seeds=_seeds(data.get("seeds"), source),
         fixed=_mapping(data.get("fixed"), source, "fixed"),
@@ -229,19 +284,34 @@ def load_sweep(path: str | Path) -> Sweep:
     return sweep_from_dict(data, str(path), path.parent.resolve())
 
 
-def _cells(sweep: Sweep) -> list[tuple[str, dict[str, Any], bool]]:
+@dataclass(frozen=True)
+class _Cell:
+    cid: str
+    cell: dict[str, Any]
+    baseline: bool
+    arm: str | None  # the arm's name (the baseline's: BASELINE_ID); None for a cell of the grid
+
+
+def _named(sweep: Sweep) -> dict[str, dict[str, Any]]:
+    """The named cells, the baseline first: the ``baseline`` field's (named baseline), then the arms."""
+    return {**({BASELINE_ID: dict(sweep.baseline)} if sweep.baseline is not None else {}), **sweep.arms}
+
+
+def _cells(sweep: Sweep) -> list[_Cell]:
     keys = list(sweep.grid)
-    cells = [dict(zip(keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())]
-    out = [(cell_id(c), c, False) for c in cells]
+    grid = [dict(zip(keys, values, strict=True)) for values in itertools.product(*sweep.grid.values())] if keys else []
+    named = _named(sweep)
+    # a grid cell equal to the baseline (e.g. lambda: 0 in the grid) is the baseline, not a duplicate
+    grid = [c for c in grid if c != named.get(BASELINE_ID)]
+    out = [_Cell(cell_id(c), c, False, None) for c in grid]
     if sweep.baseline is not None:
-        # a grid cell equal to the baseline (e.g. lambda: 0 in the grid) is the baseline, not a duplicate
-        out = [(cid, c, False) for cid, c, _ in out if c != sweep.baseline]
-        out.insert(0, (BASELINE_ID, dict(sweep.baseline), True))
+        out.insert(0, _Cell(BASELINE_ID, named[BASELINE_ID], True, BASELINE_ID))
+    out += [_Cell(name, dict(c), name == BASELINE_ID, name) for name, c in sweep.arms.items()]
     if sweep.data is not None:  # every cell at every amount of data, the amount part of its id
         key, amounts = sweep.data
-        out = [(f"{cid}_{key}={_fmt(v)}" if is_base else cell_id({**c, key: v}), {**c, key: v}, is_base)
-               for cid, c, is_base in out for v in amounts]
-    ids = [cid for cid, _, _ in out]
+        out = [_Cell(f"{c.cid}_{key}={_fmt(v)}" if c.arm else cell_id({**c.cell, key: v}), {**c.cell, key: v},
+                     c.baseline, c.arm) for c in out for v in amounts]
+    ids = [c.cid for c in out]
     if len(set(ids)) != len(ids):
         raise SweepError(f"{sweep.source}: two cells map to the same id; grid values must differ as text")
     return out
@@ -260,7 +330,9 @@ def check_keys(sweep: Sweep) -> None:
     from ..runs import SETTINGS
 
     train = _valid_names(config_parser())
-    for section, keys in (("grid", sweep.grid), ("fixed", sweep.fixed), ("baseline", sweep.baseline or {})):
+    sections = [("grid", sweep.grid), ("fixed", sweep.fixed), ("baseline", sweep.baseline or {}),
+                *((f"arms.{name}", cell) for name, cell in sweep.arms.items())]
+    for section, keys in sections:
         unknown = sorted(str(k) for k in keys if str(k) not in train)
         if unknown:
             raise SweepError(f"{_where(sweep.source, section + '.' + unknown[0])}: not a training option "
@@ -276,19 +348,23 @@ def check_keys(sweep: Sweep) -> None:
                          f"{', '.join(sorted(allowed - {'output', 'overwrite', 'settings', 'quiet', 'progress'}))}")
 
 
+def _compute_reference(sweep: Sweep, cell: _Cell, seed: int) -> dict[str, Any] | None:
+    """The overrides of the run whose training FLOPs ``cell`` spends at ``seed``, or None."""
+    if isinstance(sweep.equal_compute, dict):
+        reference = sweep.equal_compute.get(cell.arm or "")
+    else:
+        reference = BASELINE_ID if sweep.equal_compute and not cell.baseline else None
+    if reference is None:
+        return None
+    same_data = {sweep.data[0]: cell.cell[sweep.data[0]]} if sweep.data else {}
+    return {**sweep.fixed, **_named(sweep)[reference], **same_data, "seed": seed}
+
+
 def expand(sweep: Sweep) -> list[Run]:
-    """All runs: every cell (baseline first) with every seed, in a stable order."""
-    runs = []
-    for cid, cell, is_baseline in _cells(sweep):
-        for seed in sweep.seeds:
-            reference = None
-            if sweep.equal_compute and not is_baseline:
-                same_data = {sweep.data[0]: cell[sweep.data[0]]} if sweep.data else {}
-                reference = {**sweep.fixed, **(sweep.baseline or {}), **same_data, "seed": seed}
-            runs.append(Run(
-                run_id=f"{cid}__seed{seed}", cell_id=cid, cell=cell, seed=seed, baseline=is_baseline,
-                overrides={**sweep.fixed, **cell, "seed": seed}, base=sweep.base,
-                eval_data=sweep.eval_data, eval_options=dict(sweep.eval_options), compute_reference=reference,
-                selection_data=sweep.selection_data,
-            ))
-    return runs
+    """All runs: every cell (baseline first, named arms in their order after the grid's cells) with
+    every seed, in a stable order."""
+    return [Run(run_id=f"{c.cid}__seed{seed}", cell_id=c.cid, cell=c.cell, seed=seed, baseline=c.baseline,
+                overrides={**sweep.fixed, **c.cell, "seed": seed}, base=sweep.base, eval_data=sweep.eval_data,
+                eval_options=dict(sweep.eval_options), compute_reference=_compute_reference(sweep, c, seed),
+                selection_data=sweep.selection_data)
+            for c in _cells(sweep) for seed in sweep.seeds]

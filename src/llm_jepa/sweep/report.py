@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.run import json_safe
+from .grid import cell_id
 
 __all__ = ["read_metrics", "run_flops", "markdown_table", "write_report", "plot_heatmap", "selection",
            "selection_markdown",
@@ -89,12 +90,14 @@ def markdown_table(stats: Sequence[dict[str, Any]], metric: str = "accuracy") ->
     # grid options first, then options only the baseline sets (e.g. regular)
     ordered = sorted(stats, key=lambda row: row["baseline"])
     keys = list(dict.fromkeys(k for row in ordered for k in row["cell"]))
+    # named arms (a sweep file's ``arms``) are known by their names: two may share their options
+    named = any(row["cell_id"] != cell_id(row["cell"]) for row in stats if not row["baseline"])
     scale = 100.0 if _percent(stats) else 1.0
     unit = " (%)" if scale == 100.0 else ""
-    lines = ["| " + " | ".join([*keys, "n", f"{metric}{unit}", "p (vs baseline)", ""]) + " |",
-             "|" + "---|" * (len(keys) + 4)]
+    lines = ["| " + " | ".join([*(["arm"] if named else []), *keys, "n", f"{metric}{unit}", "p (vs baseline)", ""])
+             + " |", "|" + "---|" * (len(keys) + 4 + named)]
     for row in stats:
-        opts = [str(row["cell"].get(k, "")) for k in keys]
+        opts = [*([row["cell_id"]] if named else []), *(str(row["cell"].get(k, "")) for k in keys)]
         mean_std = f"{_fmt(row['mean'], scale)} ± {_fmt(row['std'], scale)}"
         p = "baseline" if row["baseline"] else ("n/a" if math.isnan(row["p_value"]) else f"{row['p_value']:.2e}")
         lines.append("| " + " | ".join([*opts, str(row["n"]), mean_std, p, "*" if row["significant"] else ""]) + " |")

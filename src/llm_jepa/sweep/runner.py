@@ -161,8 +161,8 @@ def _resolved_config(run: Run) -> dict[str, Any]:
     import warnings
     from dataclasses import fields
 
-    base = Path(run.base)
-    if not base.is_file():  # a run function that does not train from a base config
+    base = Path(run.base) if run.base else None
+    if base is None or not base.is_file():  # a run function that does not train from a base config
         return {"base": run.base, "overrides": run.overrides}
     from ..config import load_config
 
@@ -341,7 +341,8 @@ def train_and_evaluate(run: Run, run_dir: Path, *, resume: bool = False) -> dict
 
 
 def _match_compute(run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Equal compute: the steps this run may take to spend its baseline's training FLOPs."""
+    """Equal compute: the steps this run may take to spend the training FLOPs of the run it matches
+    (its ``compute_reference``: the baseline's, or the arm the sweep file names)."""
     from ..compute import equal_compute_steps, estimate_compute
     from ..config import load_config
 
@@ -351,7 +352,9 @@ def _match_compute(run: Run, overrides: dict[str, Any]) -> dict[str, Any]:
                             world_size=world)
     budget = base.flops()
     steps = equal_compute_steps(arm, budget)
-    log.info("run %s: %d steps spend the baseline's %.3g FLOPs (it would take %d)", run.run_id, steps, budget, arm.steps)
+    log.info("run %s: %d steps spend its reference's %.3g FLOPs (it would take %d)", run.run_id, steps, budget,
+             arm.steps)
+    # baseline_flops: the reference's budget (the name of the days when only the baseline was matched)
     return {"max_steps": steps, "baseline_flops": budget, "flops": arm.flops(steps), "steps_unmatched": arm.steps}
 
 
@@ -380,7 +383,7 @@ def _holdout_source(spec: Any) -> str:
     from ..config import read_yaml_options
     from .grid import SweepError
 
-    train = spec.fixed.get("train_file") or read_yaml_options(Path(spec.base)).get("train_file")
+    train = spec.fixed.get("train_file") or (read_yaml_options(Path(spec.base)).get("train_file") if spec.base else None)
     if not train:
         raise SweepError(f"{spec.source}: field 'holdout': the training file is not named (train_file in 'fixed' or "
                          "in the base config)")
