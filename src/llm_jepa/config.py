@@ -41,7 +41,7 @@ from .options import (
     VIEWS_GROUP,
     option,
 )
-from .spelling import PUBLIC_NAMES, field_name, public_aliases, respell
+from .spelling import PUBLIC_NAMES, conflicting_aliases, field_name, public_aliases, respell
 from .threads import THREADS_HELP
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
@@ -608,6 +608,9 @@ def load_config(
 ) -> Any:
     """Build a :class:`JepaConfig` from a YAML file, then ``overrides`` (a dict, as sweeps use),
     then command-line ``args`` (later wins). With ``extra`` dataclasses, returns a tuple."""
+    clash = conflicting_aliases(list(args or []))  # flags only: a flag still wins over the file
+    if clash:
+        raise ConfigError(clash)
     parser = config_parser(*extra)
     valid = _valid_names(parser)
     argv: list[str] = []
