@@ -135,6 +135,20 @@ def test_a_file_too_short_for_one_batch_fails_before_the_folder_exists(ckpt, tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("rows,trains", [(20, "one short step of 20 rows per epoch"), (3, "no step at all")])
+def test_the_paper_protocol_on_fewer_rows_than_its_global_batch_fails_before_the_folder_exists(
+        ckpt, tmp_path, capsys, rows, trains):  # noqa: F811
+    """--protocol paper (global batch 128 = 4 per device x 32 accumulation, drop_last) once trained one
+    short step of 20 rows per epoch on 20 rows: the check counted the per-device batch only."""
+    few = write_rows(tmp_path / "few.jsonl", [conv(f"q{i}", f"a{i}") for i in range(rows)])
+    code = main(["train", "--protocol", "paper", "--model", str(ckpt), "--data", str(few), "--output_dir",
+                 str(tmp_path / "run"), "--bf16", "false", "--max_length", "64", "--disable_tqdm", "true"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2 and f"{rows} training row(s) make no whole batch of 128" in err
+    assert "--gradient_accumulation_steps 32" in err and trains in err and "give at least 128 rows" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_tokenizer_with_no_pad_and_no_eos_fails_before_the_folder_exists(ckpt, data, tmp_path, capsys):  # noqa: F811
     # issue 27: a TypeError traceback after setup, and a folder that a rerun refused
     from transformers import AutoTokenizer

@@ -63,3 +63,34 @@ def test_public_names_are_accepted_wherever_their_option_is():
     assert args.predictors == 2
     args, _ = _parse("analyze", "--model", "a", "--model", "b", "--data", "d", "--output", "o", "--k", "1", "--k", "3")
     assert args.predictors == [1, 3]
+
+
+@pytest.mark.parametrize("command", [
+    ["train", "--model", "m", "--data", "d.jsonl"],
+    ["eval", "--model", "m", "--data", "d.jsonl"],
+    ["sweep", "s.yaml"],
+])
+@pytest.mark.parametrize("given", [["--output", "A", "--output_dir", "B"], ["--output_dir=A", "--output-dir", "A",
+                                                                            "--output", "B"]])
+def test_two_aliases_of_the_output_with_different_values_are_refused(tmp_path, capsys, monkeypatch, command, given):
+    """--output A --output_dir B once kept B silently (argparse: the last one wins)."""
+    from llm_jepa.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main([*command, *given])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert " A and --output" in err[0] and " B name the same option with different values" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_aliases_that_agree_or_one_name_repeated_are_accepted(tmp_path):
+    from llm_jepa.config import ConfigError
+    from llm_jepa.spelling import conflicting_aliases
+
+    assert conflicting_aliases(["--output", "A", "--output_dir", "A"]) is None
+    assert conflicting_aliases(["--output_dir", "A", "--output_dir", "B"]) is None  # argparse's own rule
+    cfg = load_config(None, ["--output", str(tmp_path), "--output_dir", str(tmp_path)])
+    assert cfg.output_dir == str(tmp_path)
+    with pytest.raises(ConfigError, match=r"--output_dir A and --output B name the same option"):
+        load_config(None, ["--output_dir", "A", "--output", "B"])

@@ -62,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     if rest and not getattr(args, "accepts_extra", False):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
+        from .spelling import conflicting_aliases
+
+        clash = conflicting_aliases(sys.argv[1:] if argv is None else argv)  # argparse keeps the last one silently
+        if clash:
+            raise ValueError(clash)
         return int(args.func(args, rest) if getattr(args, "accepts_extra", False) else args.func(args) or 0)
     except (FileNotFoundError, FileExistsError, ValueError, ModuleNotFoundError) as e:
         print(f"llm-jepa {args.command}: error: {e}", file=sys.stderr)

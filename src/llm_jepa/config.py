@@ -15,7 +15,7 @@ objective term's own options live in its options dataclass (``objective.Term.opt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,14 +41,14 @@ from .options import (
     VIEWS_GROUP,
     option,
 )
-from .spelling import PUBLIC_NAMES, field_name, public_aliases, respell
+from .spelling import PUBLIC_NAMES, conflicting_aliases, field_name, public_aliases, respell
 from .threads import THREADS_HELP
 from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "config_class", "save_config", "PUBLIC_NAMES",
            "field_name", "is_baseline", "read_yaml_options", "options_with", "help_groups", "option_roles",
            "option_fields", "INHERITED_ROLES", "LOCAL_PATHS", "ROLES", "RUN", "FIXED", "VIEW_ONLY", "PATH",  # noqa: F822
-           "CONTROL", "SPEED", "MACHINE", "local_paths"]
+           "CONTROL", "SPEED", "MACHINE", "local_paths", "unused_options", "refuse_unused_options"]
 
 
 def is_baseline(settings: Mapping[str, Any]) -> bool:
@@ -71,6 +71,13 @@ _model_opt = partial(option, group=MODEL_GROUP)
 _objective_opt = partial(option, group=OBJECTIVE_GROUP)
 _views_opt = partial(option, group=VIEWS_GROUP)
 _run_opt = partial(option, group=RUN_GROUP)
+#: ``needs`` of the options only the training-time accuracy callback reads
+_ACCURACY_ON = ("accuracy_every_steps", lambda n: n > 0, "--accuracy_every_steps N (N > 0)")
+
+
+def _distance_options(name: str) -> tuple[str, ...]:
+    """The objective settings distance ``name`` reads (``losses.Distance.options``); none for an unknown name."""
+    return DISTANCES[name].options if name in DISTANCES else ()
 
 
 @dataclass
@@ -129,10 +136,15 @@ class JepaConfig(TrainingArguments):
     predictors: int = _views_opt(ViewConfig.predictors, f"Number k of predictor tokens (0..{len(PREDICTOR_TOKENS)}).",
                            public_aliases("predictors"), roles=(RUN, FIXED))
     distance: str = _objective_opt(ObjectiveConfig.distance, "JEPA distance.", choices=DISTANCES, roles=(FIXED, VIEW_ONLY))
-    temperature: float = _objective_opt(ObjectiveConfig.temperature, "InfoNCE temperature.", roles=(FIXED, VIEW_ONLY), check=(lambda v: v > 0, "> 0 (InfoNCE divides by it)"))
+    temperature: float = _objective_opt(ObjectiveConfig.temperature, "InfoNCE temperature.", roles=(FIXED, VIEW_ONLY),
+                                        check=(lambda v: v > 0, "> 0 (InfoNCE divides by it)"),
+                                        needs=("distance", lambda d: "temperature" in _distance_options(d),
+                                               "a distance that reads it (--distance infonce)"))
     infonce_gather: bool = _objective_opt(
         ObjectiveConfig.infonce_gather, "InfoNCE negatives from all ranks (gathered); default: in-batch negatives of each rank only.",
         roles=(FIXED, VIEW_ONLY),
+        needs=("distance", lambda d: d in DISTANCES and DISTANCES[d].gathered is not None,
+               "a distance with negatives to gather (--distance infonce)"),
     )
     predictor_position: str = _views_opt(ViewConfig.predictor_position, "Where predictor tokens go in the source view.",
                                    choices=list(VIEW_CHOICES["predictor_position"]), roles=(RUN, FIXED, VIEW_ONLY))
@@ -180,8 +192,10 @@ class JepaConfig(TrainingArguments):
         "log eval_accuracy and each metric of their task (0 = off).",
         check=(lambda v: v >= 0, ">= 0 (0 = off)"),
     )
-    accuracy_examples: int = _run_opt(32, "Rows of --eval_file that --accuracy_every_steps scores.", check=(lambda v: v >= 1, ">= 1"))
-    accuracy_task: str | None = _run_opt(None, "Task of --accuracy_every_steps (as llm-jepa eval --task; default: detected).")
+    accuracy_examples: int = _run_opt(32, "Rows of --eval_file that --accuracy_every_steps scores.", check=(lambda v: v >= 1, ">= 1"),
+                                      needs=_ACCURACY_ON)
+    accuracy_task: str | None = _run_opt(None, "Task of --accuracy_every_steps (as llm-jepa eval --task; default: detected).",
+                                         needs=_ACCURACY_ON)
     callbacks: list[str] = _run_opt([], "Extra TrainerCallback classes to add, as 'module:ClassName' import paths.")
     overwrite: bool = _run_opt(False, "Start afresh in a non-empty output directory: its contents are moved to "
                                   "<dir>.previous-N, never deleted.", roles=(CONTROL,))
@@ -226,6 +240,7 @@ class JepaConfig(TrainingArguments):
         if self.train_rows is not None and (self.train_rows < 1 or self.train_fraction != 1.0):
             raise ConfigError(f"train_rows must be >= 1 and not combined with train_fraction, got {self.train_rows}")
         self._check_terms()
+        refuse_unused_options(self)
 
     @property
     def is_baseline(self) -> bool:
@@ -458,6 +473,35 @@ def _refuse_unused_trainer_options(cfg: JepaConfig) -> None:
                           "or --bf16 true")
 
 
+def unused_options(cfg: Any, names: Any = None) -> list[tuple[str, str, str, Any]]:
+    """(option, switch, what the switch must be, the option's default) of every option that declares ``needs`` (the switch
+    it is read under, :func:`llm_jepa.options.option`), is set away from its default, and whose
+    switch is off in ``cfg``: such an option would be accepted and do nothing. ``names``: only these
+    options (a config class that copies some of them: ``JepaSFTConfig``); a switch ``cfg`` lacks
+    leaves its option alone. Defaults never count."""
+    found = []
+    for f in option_fields():
+        needs = _metadata(f).get("needs")
+        if needs is None or (names is not None and f.name not in names) or not hasattr(cfg, f.name):
+            continue
+        switch, on, what = needs
+        if not hasattr(cfg, switch) or on(getattr(cfg, switch)):
+            continue
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        if getattr(cfg, f.name) != default:
+            found.append((f.name, switch, what, default))
+    return found
+
+
+def refuse_unused_options(cfg: Any, names: Any = None) -> None:
+    """Refuse, in one line naming the option and its switch, an option set away from its default
+    that its switch leaves unread (:func:`unused_options`): the CLI, YAML files, sweeps and the TRL
+    config all construct a config, so all run this before anything is written."""
+    for name, switch, what, default in unused_options(cfg, names):
+        raise ConfigError(f"--{name} {getattr(cfg, name)} does nothing with --{switch} {getattr(cfg, switch)}: it is "
+                          f"read only with {what}; set that, or leave --{name} at its default ({default})")
+
+
 def regular_ignores(cfg: JepaConfig) -> list[str]:
     """Options set away from their defaults that --regular does not use."""
     if not cfg.regular:
@@ -564,6 +608,9 @@ def load_config(
 ) -> Any:
     """Build a :class:`JepaConfig` from a YAML file, then ``overrides`` (a dict, as sweeps use),
     then command-line ``args`` (later wins). With ``extra`` dataclasses, returns a tuple."""
+    clash = conflicting_aliases(list(args or []))  # flags only: a flag still wins over the file
+    if clash:
+        raise ConfigError(clash)
     parser = config_parser(*extra)
     valid = _valid_names(parser)
     argv: list[str] = []

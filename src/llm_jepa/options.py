@@ -39,7 +39,7 @@ class _Metadata(dict):
     read, and so what HfArgumentParser and TRL's parser hand to argparse -- leave out llm-jepa's own keys; ``metadata["roles"]`` and
     ``.get("check")`` still find them. So a config class with these fields parses with any of them."""
 
-    OWN = ("roles", "check", "group")
+    OWN = ("roles", "check", "group", "needs")
 
     def keys(self):  # type: ignore[override]
         return [k for k in super().keys() if k not in self.OWN]
@@ -49,11 +49,15 @@ class _Metadata(dict):
 
 
 def option(default: Any, help: str, aliases: list[str] | None = None, choices: Any = None,
-           roles: tuple[str, ...] = (), check: tuple[Any, str] | None = None, group: str | None = None) -> Any:
+           roles: tuple[str, ...] = (), check: tuple[Any, str] | None = None, group: str | None = None,
+           needs: tuple[str, Any, str] | None = None) -> Any:
     """A training option's dataclass field. ``roles``: from :data:`ROLES`; ``check``: (test, what it
     must be), checked before anything is written; ``choices``: a live table (a registry's dict) is
     kept as is, so later entries count too; ``group``: its heading in ``train --help`` (one of
-    :data:`HELP_GROUPS`, or any title; default: a term's option, its term's group)."""
+    :data:`HELP_GROUPS`, or any title; default: a term's option, its term's group); ``needs``:
+    (switch, test of the switch's value, what the switch must be): the option is read only while
+    ``test(switch)`` holds, so a value away from its default with the switch off is refused, before
+    anything is written, as an option that would do nothing (``config.unused_options``)."""
     unknown = set(roles) - set(ROLES)
     if unknown:
         raise ValueError(f"unknown option role(s) {sorted(unknown)}; choose from {ROLES}")
@@ -66,6 +70,8 @@ def option(default: Any, help: str, aliases: list[str] | None = None, choices: A
         meta["check"] = check
     if group is not None:
         meta["group"] = group
+    if needs is not None:
+        meta["needs"] = needs
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)

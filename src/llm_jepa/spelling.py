@@ -14,7 +14,7 @@ import argparse
 from collections.abc import Sequence
 
 __all__ = ["respell", "SpellingParser", "HelpFormatter", "PUBLIC_NAMES", "OPTION_ALIASES", "field_name",
-           "public_aliases"]
+           "public_aliases", "conflicting_aliases"]
 
 #: config field -> its public name (the paper's and the README's), accepted as ``--k`` etc. by every
 #: command that takes the option, and used by the sweep report; the one table of the two names of
@@ -34,6 +34,29 @@ def _other_names(body: str) -> list[str]:
         if body.replace("-", "_") in group:
             names += [n for alias in group for n in (alias, alias.replace("_", "-"))]
     return [n for n in dict.fromkeys(names) if n != body]
+
+
+def conflicting_aliases(argv: Sequence[str]) -> str | None:
+    """One line naming both values when ``argv`` gives two aliases of one option (:data:`OPTION_ALIASES`:
+    ``--output A --output_dir B``, any spelling, ``--flag=value`` too) different values: argparse
+    would keep the last one silently. None when they agree, or when one name is repeated (argparse's
+    usual "the last one wins")."""
+    for group in OPTION_ALIASES:
+        names = {f"--{n}" for alias in group for n in (alias, alias.replace("_", "-"))}
+        given: dict[str, tuple[str, str]] = {}  # the alias (one spelling) -> (as written, its last value)
+        for i, arg in enumerate(argv):
+            if arg == "--":
+                break
+            name, eq, value = arg.partition("=")
+            if name not in names:
+                continue
+            if not eq:
+                value = argv[i + 1] if i + 1 < len(argv) else ""
+            given[name[2:].replace("-", "_")] = (name, value)
+        if len({value for _, value in given.values()}) > 1:
+            shown = " and ".join(f"{name} {value}" for name, value in given.values())
+            return f"{shown} name the same option with different values; give it once"
+    return None
 
 
 def field_name(key: str) -> str:

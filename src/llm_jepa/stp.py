@@ -39,6 +39,7 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import torch
@@ -86,6 +87,11 @@ class StpConfig:
             raise ValueError("stp_predictor maps 'rest'; the curvature variant has none")
 
 
+#: STP's own options (all but its weight) are read only while the term is on: set with ``--stp_lambda 0``
+#: they would do nothing, and are refused (``options.option``'s ``needs``)
+_sub = partial(option, roles=(FIXED,), needs=("stp_lambda", lambda w: w > 0, "--stp_lambda > 0 (STP on)"))
+
+
 @dataclass
 class StpOptions:
     """STP's training options (``--stp_*``), registered with its term (``objective.TERMS["stp_loss"]``):
@@ -95,18 +101,17 @@ class StpOptions:
     stp_lambda: float = option(0.0, "Weight of the STP term on the conversation's hidden-state trajectory (0 = off; "
                                "the STP paper uses about 0.02). Needs no views: combine with --regular for pure STP.",
                                roles=(FIXED,))
-    stp_times: int = option(1, "STP spans drawn per example (span variant).", roles=(FIXED,))
-    stp_max_span: int = option(0, "Longest STP span in content tokens (0 = no limit).", roles=(FIXED,))
-    stp_sampling: str = option("start_end", "How an STP span is drawn: start then end, both ends at once, or "
-                               "uniformly over all spans.", choices=list(SAMPLINGS), roles=(FIXED,))
-    stp_layer: int = option(-1, "Which hidden states STP reads: index into the model's hidden_states "
-                            "(0 = embeddings, -1 = last layer).", roles=(FIXED,))
-    stp_length_weight: str = option("none", "Per-span weight from the rest and span lengths.",
-                                    choices=list(LENGTH_WEIGHTS), roles=(FIXED,))
-    stp_variant: str = option("span", "span: cos(rest, patch) of random spans; two_view: rest = user, patch = "
-                              "assistant displacement; curvature: mean turning angle of the trajectory.",
-                              choices=list(VARIANTS), roles=(FIXED,))
-    stp_predictor: bool = option(False, "A trainable linear map applied to STP's rest displacement.", roles=(FIXED,))
+    stp_times: int = _sub(1, "STP spans drawn per example (span variant).")
+    stp_max_span: int = _sub(0, "Longest STP span in content tokens (0 = no limit).")
+    stp_sampling: str = _sub("start_end", "How an STP span is drawn: start then end, both ends at once, or "
+                             "uniformly over all spans.", choices=list(SAMPLINGS))
+    stp_layer: int = _sub(-1, "Which hidden states STP reads: index into the model's hidden_states "
+                          "(0 = embeddings, -1 = last layer).")
+    stp_length_weight: str = _sub("none", "Per-span weight from the rest and span lengths.", choices=list(LENGTH_WEIGHTS))
+    stp_variant: str = _sub("span", "span: cos(rest, patch) of random spans; two_view: rest = user, patch = "
+                            "assistant displacement; curvature: mean turning angle of the trajectory.",
+                            choices=list(VARIANTS))
+    stp_predictor: bool = _sub(False, "A trainable linear map applied to STP's rest displacement.")
 
     def settings(self) -> StpConfig:
         """The settings of the term (validated: a bad value is a ValueError naming its option)."""

@@ -650,12 +650,24 @@ def _check_components(cfg: JepaConfig, parts: dict[str, Any], state: Any) -> Non
 
 
 def _check_batches(cfg: JepaConfig, rows: int, processes: int) -> None:
-    """With --dataloader_drop_last, fewer rows than one global batch leave no step to train."""
-    batch = cfg.per_device_train_batch_size * processes
-    if cfg.dataloader_drop_last and rows < batch:
-        raise ValueError(f"{cfg.train_file}: {rows} training row(s) make no whole batch of {batch} "
-                         "(--per_device_train_batch_size x processes) and --dataloader_drop_last drops the partial "
-                         "one; lower the batch size or give more rows")
+    """With --dataloader_drop_last (the paper protocol sets it) every step is to be one whole global
+    batch (per-device batch x processes x accumulation). Fewer rows than that leave no whole step:
+    none at all below one per-device batch per process, else one short step per epoch on the
+    micro-batches there are (the Trainer steps at an epoch's end with what it accumulated)."""
+    per, accumulation = cfg.per_device_train_batch_size * processes, cfg.gradient_accumulation_steps
+    batch = per * accumulation
+    if not cfg.dataloader_drop_last or rows >= batch:
+        return
+    split = (f"--per_device_train_batch_size {cfg.per_device_train_batch_size} x {processes} process(es)"
+             + (f" x --gradient_accumulation_steps {accumulation}" if accumulation > 1 else ""))
+    if rows < per:
+        trains, fix = "no step at all", "lower the batch size"
+    else:
+        trains = f"one short step of {rows // per * per} rows per epoch"
+        fix = f"lower --gradient_accumulation_steps to at most {rows // per} (or the per-device batch)"
+    raise ValueError(f"{cfg.train_file}: {rows} training row(s) make no whole batch of {batch} ({split}) and "
+                     f"--dataloader_drop_last trains whole batches only: this would train {trains}; {fix}, or "
+                     f"give at least {batch} rows")
 
 
 def _run(cfg: JepaConfig, state: Any, inputs: dict[str, Any], parts: dict[str, Any], sets: dict[str, Any],

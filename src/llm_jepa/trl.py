@@ -43,7 +43,7 @@ except ImportError as e:  # the optional extra
 import torch
 
 from .collator import PackingCollator
-from .config import ConfigError, JepaConfig, _derive, _ranges, config_class
+from .config import ConfigError, JepaConfig, _derive, _ranges, config_class, refuse_unused_options
 from .data import example_from_row
 from .objective import TERMS, ObjectiveConfig, compute_objective
 from .views import IGNORE, Segment, TokenizedExample, ViewBuilder, ViewConfig, turn_char_spans
@@ -138,6 +138,7 @@ def _post_init(self) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     self._check_terms()  # every term's options (on or off) and a collate term's workers, as the CLI
+    refuse_unused_options(self, names)  # an option set while its switch is off does nothing, as the CLI
 
 
 def _reduce(self) -> tuple:

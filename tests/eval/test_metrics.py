@@ -320,12 +320,12 @@ def test_regex_contains_stopped_terminated_and_what_follows_the_answer():
     # stopped right after the answer: 3 tokens, the last ends where the answer does
     m = task.score(REF, e, finish=_ended("<|im_end|>", [5, 12, len(REF)]))
     assert (m["contains"], m["stopped"], m["terminated"]) == (True, True, True)
-    assert m["tail"] == {"chars": 0, "tokens": 0}
+    assert m["tail"] == {"chars": 0, "blank": True, "tokens": 0}
     # the answer, then more text before the stop: contained, stopped, not terminated; 2 tokens follow
     gen = REF + "\nlines with"
     m = task.score(gen, e, finish=_ended("<|im_end|>", [9, len(REF), len(REF) + 6, len(gen)]))
     assert (m["exact"], m["startswith"], m["contains"], m["stopped"], m["terminated"]) == (False, True, True, True, False)
-    assert m["tail"] == {"chars": len("lines with"), "tokens": 2}
+    assert m["tail"] == {"chars": len("\nlines with"), "blank": False, "tokens": 2}  # every character after it
     # cut off by max_new_tokens right after the answer: did not stop, so not terminated
     m = task.score(REF, e, finish=_ended(None, [9, len(REF)]))
     assert (m["stopped"], m["terminated"], m["tail"]["tokens"]) == (False, False, 0)
@@ -341,7 +341,7 @@ def test_regex_without_a_record_of_the_end_leaves_stopping_undecided_with_the_re
     m = get_task("regex").score(REF + " and more", ex(REGEX, "q", REF))
     assert m["contains"] is True and m["stopped"] is None and m["terminated"] is None
     assert m["excluded"] == {"stopped": NOT_RECORDED, "terminated": NOT_RECORDED}
-    assert m["tail"] == {"chars": len("and more"), "tokens": None}
+    assert m["tail"] == {"chars": len(" and more"), "blank": False, "tokens": None}
 
 
 def test_finish_record_cuts_at_the_first_stop_and_places_each_token_in_the_text():
@@ -400,6 +400,31 @@ def test_summarize_termination_counts_the_cut_rows_and_the_tail_of_rows_that_go_
     assert summarize_termination([{"metrics": {"exact": True}}]) is None
     old = summarize_termination([rec(True, None, None, 7, None)])  # rescored from before the end was recorded
     assert old["cut_at_max_new_tokens"] is None and old["terminated_when_contains"] is None
+
+
+def test_a_whitespace_tail_cut_at_the_limit_is_counted_not_reported_as_zero_chars():
+    """A model that writes its answer, then blank lines until max_new_tokens: the tail was stripped
+    before it was counted, so the summary line said "median 0 chars" (beside 30 tokens) for rows that
+    generated 30 characters after their answer."""
+    from llm_jepa.eval.termination import summarize_termination, termination_line
+
+    task, e = get_task("regex"), ex(REGEX, "q", REF)
+    gen = REF + "\n" * 30
+    m = task.score(gen, e, finish=_ended(None, [len(REF), *range(len(REF) + 1, len(gen) + 1)]))
+    assert (m["stopped"], m["terminated"]) == (False, False)
+    assert m["tail"] == {"chars": 30, "blank": True, "tokens": 30}
+    rec = {"metrics": {k: m[k] for k in ("contains", "stopped", "terminated")}, "tail": m["tail"]}
+    s = summarize_termination([rec])
+    assert s["tail_after_answer"]["chars"]["median"] == 30 and s["tail_after_answer"]["whitespace_only"] == 1
+    line = termination_line(s)
+    assert "1 rows go on after their answer (median 30 chars, 30 tokens; 1 of them only whitespace)" in line
+    assert "median 0 chars" not in line
+    # stopped after a blank tail is still terminated (only whitespace between answer and stop token)
+    m = task.score(REF + "\n\n", e, finish=_ended("<|im_end|>", [len(REF), len(REF) + 2]))
+    assert m["terminated"] is True and m["tail"] == {"chars": 2, "blank": True, "tokens": 1}
+    # a record scored before ``blank`` was kept (stripped chars) is still read: 0 chars was a blank tail
+    old = {"metrics": {"contains": True, "stopped": None, "terminated": None}, "tail": {"chars": 0, "tokens": None}}
+    assert summarize_termination([old])["tail_after_answer"]["rows"] == 0
 
 
 def test_a_summary_over_rows_scored_by_two_versions_keeps_every_metric():

@@ -54,10 +54,12 @@ def test_report_only_writes_no_split_into_a_users_folder(tmp_path, sweep_file):
 
 
 def test_report_only_and_dry_run_write_nothing_into_a_locked_folder(tmp_path, sweep_file, capsys):
+    from llm_jepa.runrecord import OutputLockedError
+
     busy = tmp_path / "busy"
     with OutputLock(busy, "train"):  # a training runs there
         before = sorted(p.name for p in busy.iterdir())
-        with pytest.raises(ValueError, match="no finished runs to report"):
+        with pytest.raises(OutputLockedError, match="in use by another llm-jepa train"):  # refused at once
             sweep(sweep_file, busy, report_only=True)
         _dry_run(argparse.Namespace(sweep_file=str(sweep_file), output=str(busy)))
         assert sorted(p.name for p in busy.iterdir()) == before

@@ -158,6 +158,27 @@ def test_a_second_sweep_into_a_held_output_fails_at_once(tmp_path, sweep_file):
     assert len(_fake.CALLS) == 6
 
 
+def test_report_only_refuses_a_folder_another_sweep_holds(tmp_path, sweep_file, capsys):
+    """--report-only once wrote results.* into a sweep folder while another sweep there ran (holding
+    its lock): it must refuse, in one line naming the holder, and write nothing."""
+    from llm_jepa.cli import main
+    from llm_jepa.rundir import OutputLock, OutputLockedError
+
+    out = tmp_path / "out"
+    sweep(sweep_file, out, run_fn=_fake.fake_run)
+    for name in ("results.csv", "results.json", "results.md"):
+        (out / name).unlink()
+    with OutputLock(out, "sweep"):
+        with pytest.raises(OutputLockedError, match=r"in use by another llm-jepa sweep \(pid \d+"):
+            sweep(sweep_file, out, report_only=True)
+        code = main(["sweep", str(sweep_file), "--output", str(out), "--report-only"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "in use by another llm-jepa sweep (pid" in err[0]
+        assert not list(out.glob("results.*"))
+    assert len(sweep(sweep_file, out, report_only=True)["cells"]) == 3  # released: the report is written
+    assert (out / "results.md").is_file() and not (out / ".llm-jepa.lock").exists()
+
+
 def _files(tmp_path):
     (tmp_path / "train.yaml").write_text("output_dir: x\nmax_steps: 4\ntrain_file: train.jsonl\n")
     (tmp_path / "test.jsonl").write_text('{"messages": []}\n')

@@ -10,8 +10,11 @@ answer and then goes on. Three per-row facts separate "wrong" from "right but di
 - ``terminated``: it stopped right after its answer: nothing but whitespace between the end of the
   answer and the stop token;
 
-and, for every row, the length of what follows the answer (``tail``: characters, and tokens when
-the generation's token offsets were recorded). Where the answer ends is the task's call (regex:
+and, for every row, what follows the answer (``tail``): ``chars``, every character generated after
+the answer, whitespace included (a model that goes on with blank lines until ``max_new_tokens``
+generated those characters: they are counted, not stripped away); ``blank``, whether they are
+whitespace only; and ``tokens``, the tokens after the one completing the answer (when the
+generation's token offsets were recorded; the stop token not counted). Where the answer ends is the task's call (regex:
 :func:`llm_jepa.eval.tasks.regex.answer_end`). ``stopped`` and ``terminated`` need the record of how
 the generation ended (:func:`llm_jepa.eval.generate.finish_record`); predictions made before it was
 kept leave them undecided (excluded, with the reason), and ``eval --rescore`` still recomputes
@@ -43,13 +46,14 @@ def termination(generation: str, end: int, finish: dict[str, Any] | None) -> dic
     ``end`` of ``generation`` (the unstripped text that was generated). ``finish``: the record of how
     it ended, or None (then ``stopped`` and ``terminated`` are undecided, with the reason in
     ``excluded``)."""
-    tail = generation[end:].strip()
-    out: dict[str, Any] = {"tail": {"chars": len(tail), "tokens": None}}
+    after = generation[end:]
+    blank = not after.strip()
+    out: dict[str, Any] = {"tail": {"chars": len(after), "blank": blank, "tokens": None}}
     if not finish:
         out.update(stopped=None, terminated=None, excluded={"stopped": NOT_RECORDED, "terminated": NOT_RECORDED})
         return out
     stopped = finish.get("stop") is not None
-    out.update(stopped=stopped, terminated=stopped and not tail)
+    out.update(stopped=stopped, terminated=stopped and blank)
     out["tail"]["tokens"] = _tail_tokens(finish, end)
     return out
 
@@ -61,12 +65,18 @@ def _stats(values: list[int]) -> dict[str, Any]:
             "max": max(values)}
 
 
+def _blank(tail: dict[str, Any]) -> bool:
+    """Whether a tail is whitespace only (a record scored before ``blank`` was kept counted stripped
+    characters: none means blank)."""
+    return bool(tail.get("blank", tail["chars"] == 0))
+
+
 def summarize_termination(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The summary's ``termination`` section (None when no record has a ``tail``): how many rows
     were cut off by ``max_new_tokens``, the termination rate among the rows that contain the
     reference (does the model stop once it has the answer?), and the length of what follows the
     answer over the rows known not to stop right after it (``terminated`` false, or undecided with
-    text after the answer)."""
+    text after the answer), with how many of those rows generated whitespace only after it."""
     rows = [r for r in records if isinstance(r.get("tail"), dict)]
     if not rows:
         return None
@@ -75,13 +85,14 @@ def summarize_termination(records: list[dict[str, Any]]) -> dict[str, Any] | Non
     cut = sum(not v for v in decided) if decided else None  # None: no row recorded how it ended
     known = [m for m in metrics if m.get("contains") and m.get("terminated") is not None]
     going_on = [r for r, m in zip(rows, metrics, strict=True)
-                if m.get("terminated") is False or (m.get("terminated") is None and r["tail"]["chars"] > 0)]
+                if m.get("terminated") is False or (m.get("terminated") is None and not _blank(r["tail"]))]
     return {
         "cut_at_max_new_tokens": cut,
         "terminated_when_contains": (sum(bool(m["terminated"]) for m in known) / len(known)) if known else None,
         "n_contains_decided": len(known),
         "tail_after_answer": {
             "rows": len(going_on),
+            "whitespace_only": sum(_blank(r["tail"]) for r in going_on),
             "chars": _stats([r["tail"]["chars"] for r in going_on]),
             "tokens": _stats([r["tail"]["tokens"] for r in going_on if r["tail"].get("tokens") is not None]),
         },
@@ -90,7 +101,8 @@ def summarize_termination(records: list[dict[str, Any]]) -> dict[str, Any] | Non
 
 def termination_line(section: dict[str, Any]) -> str:
     """One line of the printed summary: rows cut at the token limit, termination when the reference is
-    contained, and the median length of what follows the answer when the model goes on."""
+    contained, and the median length of what follows the answer when the model goes on (every
+    character generated after it; the rows whose tail is whitespace only said apart)."""
     tail = section["tail_after_answer"]
     rate = section["terminated_when_contains"]
     cut = section["cut_at_max_new_tokens"]
@@ -98,6 +110,8 @@ def termination_line(section: dict[str, Any]) -> str:
              "stopped right after a contained reference: " + ("n/a" if rate is None else f"{rate:.3f}")]
     if tail["rows"]:
         tokens = tail["tokens"]["median"]
+        blank = tail.get("whitespace_only", 0)
         parts.append(f"{tail['rows']} rows go on after their answer (median {tail['chars']['median']:g} chars"
-                     + ("" if tokens is None else f", {tokens:g} tokens") + ")")
+                     + ("" if tokens is None else f", {tokens:g} tokens")
+                     + (f"; {blank} of them only whitespace" if blank else "") + ")")
     return "; ".join(parts)

@@ -34,28 +34,38 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
     """Run (unless ``report_only``), compute statistics, write the report. Returns
     ``{"ran", "failed", "cells", "report"}``."""
     from .grid import check_keys, expand, load_sweep
-    from .report import write_report
     from .runner import finished_results, read_holdout, run_sweep
-    from .stats import cell_stats
 
     spec = load_sweep(sweep_file)
     if run_fn is None:  # the default run function trains and evaluates: a typo'd key is named now
         check_keys(spec)
     output = Path(output)
     if report_only:  # the sweep file's runs made under today's settings only
-        split_note = None
-        if spec.holdout:  # the split the runs were made with, read only (a report writes no data)
-            spec, split_note = read_holdout(spec, output)
-        results, left_out = finished_results(expand(spec), output) if split_note is None else ([], [])
-        if split_note:
-            print(f"report: {split_note}", file=sys.stderr)
-        if left_out:
-            print(f"report: left out {len(left_out)} result(s) not made by this sweep file as it is now: "
-                  f"{', '.join(left_out)}", file=sys.stderr)
-        outcome = {"results": results, "failed": {}, "ran": []}
-    else:
-        outcome = run_sweep(spec, output, run_fn=run_fn, executor=executor, on_partial=on_partial, gpus=gpus,
-                            sweep_file=str(sweep_file))
+        from ..runrecord import OutputLock
+
+        # a report writes results.* and figures into the folder: not while a sweep there runs (it
+        # would report a half-made sweep, and its own report would then be overwritten mid-write)
+        with OutputLock(output, "sweep report"):
+            split_note = None
+            if spec.holdout:  # the split the runs were made with, read only (a report writes no data)
+                spec, split_note = read_holdout(spec, output)
+            results, left_out = finished_results(expand(spec), output) if split_note is None else ([], [])
+            if split_note:
+                print(f"report: {split_note}", file=sys.stderr)
+            if left_out:
+                print(f"report: left out {len(left_out)} result(s) not made by this sweep file as it is now: "
+                      f"{', '.join(left_out)}", file=sys.stderr)
+            return _report(spec, output, {"results": results, "failed": {}, "ran": []})
+    outcome = run_sweep(spec, output, run_fn=run_fn, executor=executor, on_partial=on_partial, gpus=gpus,
+                        sweep_file=str(sweep_file))
+    return _report(spec, output, outcome)
+
+
+def _report(spec: Any, output: Path, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Statistics and the report (results.csv/json/md, figures) of ``outcome``'s finished runs."""
+    from .report import write_report
+    from .stats import cell_stats
+
     if not outcome["results"]:
         first = next(iter(outcome["failed"].items()), None)  # say why, not only that nothing finished
         why = f"; {len(outcome['failed'])} failed, first {first[0]}: {str(first[1]).strip().splitlines()[-1]}" \
