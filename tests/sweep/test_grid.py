@@ -123,3 +123,22 @@ def test_a_key_of_an_arm_that_is_no_training_option_is_named():
 
     with pytest.raises(SweepError, match=r"field 'arms.jepa.jepa_lamda': not a training option"):
         check_keys(sweep_from_dict({"base": "t.yaml", "arms": {"jepa": {"jepa_lamda": 1.0}}}, "s.yaml"))
+
+
+def test_a_fixed_option_that_one_cell_leaves_unread_is_named_before_any_run(tmp_path):
+    # before: check_keys accepted it and every run of the stp_lambda 0 cells failed at its start, the
+    # reason only in each run's error.txt (train refuses an option its switch leaves unread)
+    from llm_jepa.sweep.grid import check_keys
+
+    (tmp_path / "t.yaml").write_text("k: 1\n")
+    spec = {"base": "t.yaml", "grid": {"stp_lambda": [0.0, 0.02]}, "fixed": {"stp_times": 4},
+            "baseline": {"regular": True, "stp_lambda": 0.02}}
+    with pytest.raises(SweepError, match=r"cell stp_lambda=0.0: stp_times 4 \(from fixed\) does nothing with stp_lambda 0.0"):
+        check_keys(sweep_from_dict(spec, "s.yaml", tmp_path))
+    spec["grid"] = {"stp_lambda": [0.01, 0.02]}  # every cell reads it
+    check_keys(sweep_from_dict(spec, "s.yaml", tmp_path))
+    (tmp_path / "t.yaml").write_text("stp_lambda: 0.02\n")  # the base config switches it on for a cell that sets nothing
+    check_keys(sweep_from_dict({**spec, "grid": {"k": [1, 2]}, "baseline": {"regular": True}}, "s.yaml", tmp_path))
+    with pytest.raises(SweepError, match=r"cell baseline: stp_times 4 \(from fixed\)"):
+        check_keys(sweep_from_dict({**spec, "grid": {"k": [1, 2]}, "baseline": {"regular": True, "stp_lambda": 0}},
+                                   "s.yaml", tmp_path))

@@ -329,7 +329,8 @@ def check_keys(sweep: Sweep) -> None:
     from ..eval.tasks import TASKS, get_task, task_options
     from ..runs import SETTINGS
 
-    train = _valid_names(config_parser())
+    parser = config_parser()
+    train = _valid_names(parser)
     sections = [("grid", sweep.grid), ("fixed", sweep.fixed), ("baseline", sweep.baseline or {}),
                 *((f"arms.{name}", cell) for name, cell in sweep.arms.items())]
     for section, keys in sections:
@@ -337,6 +338,7 @@ def check_keys(sweep: Sweep) -> None:
         if unknown:
             raise SweepError(f"{_where(sweep.source, section + '.' + unknown[0])}: not a training option "
                              "(llm-jepa train --help lists them)")
+    _check_unused(sweep, parser)
     params = {p.name for p in inspect.signature(evaluate).parameters.values() if p.kind is p.KEYWORD_ONLY}
     task = sweep.eval_options.get("task")
     tasks = [task] if task in TASKS else list(TASKS)  # an unknown task is evaluate's to name
@@ -358,6 +360,32 @@ def _compute_reference(sweep: Sweep, cell: _Cell, seed: int) -> dict[str, Any] |
         return None
     same_data = {sweep.data[0]: cell.cell[sweep.data[0]]} if sweep.data else {}
     return {**sweep.fixed, **_named(sweep)[reference], **same_data, "seed": seed}
+
+
+def _check_unused(sweep: Sweep, parser: Any) -> None:
+    """Refuse, before any run starts, a cell whose settings (library defaults, the base config, then
+    the cell's overrides: ``fixed`` included) set an option its switch leaves unread (e.g. ``fixed:
+    {stp_times: 4}`` with an ``stp_lambda: 0`` cell): that cell's every run would fail on it
+    (``config.refuse_unused_options``). Named by file, cell and option."""
+    from dataclasses import MISSING
+    from types import SimpleNamespace
+
+    from ..config import option_fields, read_yaml_options, unused_options
+
+    dest = {s.lstrip("-").replace("-", "_"): a.dest for a in parser._actions for s in a.option_strings}
+    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default for f in option_fields()}
+    base = read_yaml_options(Path(sweep.base)) if sweep.base and Path(sweep.base).is_file() else {}
+    seen = set()
+    for run in expand(sweep):
+        if run.cell_id in seen:
+            continue
+        seen.add(run.cell_id)
+        given = {dest.get(str(k), str(k)): v for k, v in {**base, **run.overrides}.items()}
+        for name, switch, what, _ in unused_options(SimpleNamespace(**{**defaults, **given})):
+            section = "fixed" if name in {dest.get(str(k), str(k)) for k in sweep.fixed} else "its cell"
+            raise SweepError(f"{sweep.source}: cell {run.cell_id}: {name} {given[name]!r} (from {section}) does nothing "
+                             f"with {switch} {given.get(switch, defaults.get(switch))!r}: it is read only with {what}; "
+                             "set it only in the cells that use it (grid or arms)")
 
 
 def expand(sweep: Sweep) -> list[Run]:
