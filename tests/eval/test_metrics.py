@@ -437,3 +437,20 @@ def test_a_summary_over_rows_scored_by_two_versions_keeps_every_metric():
     s = summarize([old, new], "regex", {})
     assert set(s["metrics"]) == {"exact", "contains"}
     assert s["metrics"]["contains"]["n"] == 1 and s["metrics"]["contains"]["undecided"] == 1
+
+
+def test_an_answer_that_runs_to_the_limit_has_an_empty_tail_not_a_whitespace_one():
+    """A model that never ends its answer (one long regex, no whitespace, cut at max_new_tokens; what
+    SmolLM2 under the released labels at 2e-5 did on 219 of 300 rows) has nothing after its answer:
+    the summary counted those rows as "only whitespace" (an empty string is blank)."""
+    from llm_jepa.eval.termination import summarize_termination, termination_line
+
+    task, e = get_task("regex"), ex(REGEX, "q", REF)
+    gen = "(.*)" * 16  # no reference in it, no whitespace: the whole generation is its answer
+    m = task.score(gen, e, finish=_ended(None, list(range(4, len(gen) + 1, 4))))
+    assert m["tail"]["chars"] == 0 and m["stopped"] is False
+    rec = {"metrics": {k: m[k] for k in ("contains", "stopped", "terminated")}, "tail": m["tail"]}
+    s = summarize_termination([rec])["tail_after_answer"]
+    assert (s["rows"], s["whitespace_only"], s["empty"]) == (1, 0, 1)
+    line = termination_line(summarize_termination([rec]))
+    assert "only whitespace" not in line and "1 with nothing after it: the answer ran to the end" in line

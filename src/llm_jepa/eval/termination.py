@@ -71,12 +71,20 @@ def _blank(tail: dict[str, Any]) -> bool:
     return bool(tail.get("blank", tail["chars"] == 0))
 
 
+def _whitespace_only(tail: dict[str, Any]) -> bool:
+    """A tail of whitespace characters, at least one (an empty tail is no whitespace: nothing came
+    after the answer, which ran to the end of the generation). A record scored before ``blank`` was
+    kept counted stripped characters, so it cannot tell the two apart: it counts as empty."""
+    return "blank" in tail and bool(tail["blank"]) and tail["chars"] > 0
+
+
 def summarize_termination(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The summary's ``termination`` section (None when no record has a ``tail``): how many rows
     were cut off by ``max_new_tokens``, the termination rate among the rows that contain the
     reference (does the model stop once it has the answer?), and the length of what follows the
     answer over the rows known not to stop right after it (``terminated`` false, or undecided with
-    text after the answer), with how many of those rows generated whitespace only after it."""
+    text after the answer), with how many of those rows generated whitespace only after it and how many
+    nothing at all (their answer ran to the end of the generation)."""
     rows = [r for r in records if isinstance(r.get("tail"), dict)]
     if not rows:
         return None
@@ -92,7 +100,10 @@ def summarize_termination(records: list[dict[str, Any]]) -> dict[str, Any] | Non
         "n_contains_decided": len(known),
         "tail_after_answer": {
             "rows": len(going_on),
-            "whitespace_only": sum(_blank(r["tail"]) for r in going_on),
+            "whitespace_only": sum(_whitespace_only(r["tail"]) for r in going_on),
+            # nothing after the answer: the answer itself ran to the end (a generation of one long
+            # "answer" cut at max_new_tokens), not a tail of blanks
+            "empty": sum(r["tail"]["chars"] == 0 for r in going_on),
             "chars": _stats([r["tail"]["chars"] for r in going_on]),
             "tokens": _stats([r["tail"]["tokens"] for r in going_on if r["tail"].get("tokens") is not None]),
         },
@@ -110,8 +121,9 @@ def termination_line(section: dict[str, Any]) -> str:
              "stopped right after a contained reference: " + ("n/a" if rate is None else f"{rate:.3f}")]
     if tail["rows"]:
         tokens = tail["tokens"]["median"]
-        blank = tail.get("whitespace_only", 0)
+        blank, empty = tail.get("whitespace_only", 0), tail.get("empty", 0)
         parts.append(f"{tail['rows']} rows go on after their answer (median {tail['chars']['median']:g} chars"
                      + ("" if tokens is None else f", {tokens:g} tokens")
-                     + (f"; {blank} of them only whitespace" if blank else "") + ")")
+                     + (f"; {blank} of them only whitespace" if blank else "")
+                     + (f"; {empty} with nothing after it: the answer ran to the end" if empty else "") + ")")
     return "; ".join(parts)
