@@ -317,11 +317,13 @@ def _cells(sweep: Sweep) -> list[_Cell]:
     return out
 
 
-def check_keys(sweep: Sweep) -> None:
+def check_keys(sweep: Sweep, *, runs: bool = True) -> None:
     """For the default run function (train, then evaluate): refuse a key of ``grid``, ``fixed`` or
     ``baseline`` that is no training option, and a key of ``eval`` that neither the evaluation nor
     its task reads, naming it, before any run starts (each run would otherwise fail on it, or the
-    task's ``score(**_)`` would swallow it)."""
+    task's ``score(**_)`` would swallow it). ``runs=False`` (a report, which starts none): a cell
+    whose option its switch leaves unread (:func:`_check_unused`) is not refused; its runs, made
+    before such options were refused, are reported."""
     import inspect
 
     from ..config import _valid_names, config_parser
@@ -338,7 +340,8 @@ def check_keys(sweep: Sweep) -> None:
         if unknown:
             raise SweepError(f"{_where(sweep.source, section + '.' + unknown[0])}: not a training option "
                              "(llm-jepa train --help lists them)")
-    _check_unused(sweep, parser)
+    if runs:
+        _check_unused(sweep, parser)
     params = {p.name for p in inspect.signature(evaluate).parameters.values() if p.kind is p.KEYWORD_ONLY}
     task = sweep.eval_options.get("task")
     tasks = [task] if task in TASKS else list(TASKS)  # an unknown task is evaluate's to name
