@@ -35,3 +35,20 @@ def test_report_only_reports_a_sweep_made_before_unused_options_were_refused(tmp
     report = sweep(path, out, report_only=True)  # the default run function's checks, no run
     assert [c["cell_id"] for c in report["cells"]] == ["baseline", "stp_lambda=0.0", "stp_lambda=0.02"]
     assert all(c["n"] == 2 for c in report["cells"])
+
+
+def test_an_unread_option_from_the_base_config_is_named_as_the_base_configs(tmp_path):
+    """It was said to come "from its cell" (the baseline's {regular, stp_lambda: 0}), with advice to
+    set it only in the cells that use it, which the sweep file already did."""
+    import pytest
+
+    from llm_jepa.sweep.grid import SweepError, check_keys, load_sweep
+
+    (tmp_path / "train.yaml").write_text("output_dir: x\nmax_steps: 4\nstp_lambda: 0.02\nstp_times: 4\n")
+    path = tmp_path / "sweep.yaml"
+    path.write_text("base: train.yaml\ngrid: {k: [1, 2]}\nbaseline: {regular: true, stp_lambda: 0.0}\nseeds: [82]\n")
+    with pytest.raises(SweepError, match=r"cell baseline: stp_times 4 \(from the base config .*train\.yaml\).*"
+                                         r"give this cell stp_times: 1 \(its default\)"):
+        check_keys(load_sweep(path))
+    path.write_text(path.read_text().replace("stp_lambda: 0.0}", "stp_lambda: 0.0, stp_times: 1}"))
+    check_keys(load_sweep(path))  # as the advice says: the cell at the default is no unread option

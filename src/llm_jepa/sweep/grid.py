@@ -384,11 +384,17 @@ def _check_unused(sweep: Sweep, parser: Any) -> None:
             continue
         seen.add(run.cell_id)
         given = {dest.get(str(k), str(k)): v for k, v in {**base, **run.overrides}.items()}
-        for name, switch, what, _ in unused_options(SimpleNamespace(**{**defaults, **given})):
-            section = "fixed" if name in {dest.get(str(k), str(k)) for k in sweep.fixed} else "its cell"
+        for name, switch, what, default in unused_options(SimpleNamespace(**{**defaults, **given})):
+            def sets(options: dict[str, Any], option: str = name) -> bool:
+                return option in {dest.get(str(k), str(k)) for k in options}
+
+            # where the value comes from: the cell wins over fixed, fixed over the base config
+            section = "its cell" if sets(run.cell) else "fixed" if sets(sweep.fixed) else f"the base config {sweep.base}"
+            fix = ("set it only in the cells that use it (grid or arms)" if not section.startswith("the base")
+                   else f"give this cell {name}: {default!r} (its default), or set it only in the cells that use it")
             raise SweepError(f"{sweep.source}: cell {run.cell_id}: {name} {given[name]!r} (from {section}) does nothing "
                              f"with {switch} {given.get(switch, defaults.get(switch))!r}: it is read only with {what}; "
-                             "set it only in the cells that use it (grid or arms)")
+                             f"{fix}")
 
 
 def expand(sweep: Sweep) -> list[Run]:
