@@ -488,7 +488,7 @@ def unused_options(cfg: Any, names: Any = None) -> list[tuple[str, str, str, Any
         if needs is None or (names is not None and f.name not in names) or not hasattr(cfg, f.name):
             continue
         switch, on, what = needs
-        if not hasattr(cfg, switch) or on(getattr(cfg, switch)):
+        if not hasattr(cfg, switch) or _is_on(on, getattr(cfg, switch)):
             continue
         default = f.default_factory() if f.default_factory is not MISSING else f.default
         if getattr(cfg, f.name) != default:
@@ -510,6 +510,15 @@ def unused_options_allowed() -> Iterator[None]:
         yield
     finally:
         _UNUSED_ALLOWED.reset(token)
+
+
+def _is_on(on: Any, value: Any) -> bool:
+    """Whether a switch's ``value`` turns it on; a value of the wrong type (a sweep's unconverted
+    YAML text) counts as on: its own type check names it, not this one."""
+    try:
+        return bool(on(value))
+    except (TypeError, ValueError):
+        return True
 
 
 def refuse_unused_options(cfg: Any, names: Any = None) -> None:

@@ -52,3 +52,21 @@ def test_an_unread_option_from_the_base_config_is_named_as_the_base_configs(tmp_
         check_keys(load_sweep(path))
     path.write_text(path.read_text().replace("stp_lambda: 0.0}", "stp_lambda: 0.0, stp_times: 1}"))
     check_keys(load_sweep(path))  # as the advice says: the cell at the default is no unread option
+
+
+def test_a_lambda_written_2e_2_in_a_sweep_file_is_checked_as_the_number_train_reads(tmp_path):
+    """YAML reads ``2e-2`` as text (training's parser makes it 0.02): the unread-option check compared
+    it with 0 and crashed with a TypeError, where the file was accepted before the check."""
+    import pytest
+
+    from llm_jepa.sweep.grid import SweepError, check_keys, load_sweep
+
+    (tmp_path / "train.yaml").write_text("output_dir: x\nmax_steps: 4\nstp_lambda: 1e-2\n")
+    path = tmp_path / "sweep.yaml"
+    path.write_text("base: train.yaml\ngrid: {stp_lambda: [0.0, 2e-2]}\nseeds: [82]\n")
+    assert load_sweep(path).grid["stp_lambda"] == [0.0, "2e-2"]
+    check_keys(load_sweep(path))
+    path.write_text("base: train.yaml\ngrid: {stp_lambda: [2e-2, 3e-2]}\nfixed: {stp_times: 4}\n"
+                    "baseline: {regular: true, stp_lambda: 0e0}\nseeds: [82]\n")
+    with pytest.raises(SweepError, match="cell baseline: stp_times 4 .* with stp_lambda 0.0"):
+        check_keys(load_sweep(path))

@@ -376,6 +376,17 @@ def _check_unused(sweep: Sweep, parser: Any) -> None:
     from ..config import option_fields, read_yaml_options, unused_options
 
     dest = {s.lstrip("-").replace("-", "_"): a.dest for a in parser._actions for s in a.option_strings}
+    types = {a.dest: a.type for a in parser._actions if callable(a.type) and a.type is not str}
+
+    def typed(name: str, value: Any) -> Any:
+        """``value`` as training reads it: YAML leaves ``2e-2`` a string, which the parser makes a float."""
+        if isinstance(value, str) and name in types:
+            try:
+                return types[name](value)
+            except (TypeError, ValueError):  # a bad value is the run's to name, as train does
+                return value
+        return value
+
     defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default for f in option_fields()}
     base = read_yaml_options(Path(sweep.base)) if sweep.base and Path(sweep.base).is_file() else {}
     seen = set()
@@ -384,6 +395,7 @@ def _check_unused(sweep: Sweep, parser: Any) -> None:
             continue
         seen.add(run.cell_id)
         given = {dest.get(str(k), str(k)): v for k, v in {**base, **run.overrides}.items()}
+        given = {k: typed(k, v) for k, v in given.items()}
         for name, switch, what, default in unused_options(SimpleNamespace(**{**defaults, **given})):
             def sets(options: dict[str, Any], option: str = name) -> bool:
                 return option in {dest.get(str(k), str(k)) for k in options}
