@@ -14,7 +14,9 @@ objective term's own options live in its options dataclass (``objective.Term.opt
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import MISSING, dataclass, fields
 from functools import partial
 from pathlib import Path
@@ -240,7 +242,8 @@ class JepaConfig(TrainingArguments):
         if self.train_rows is not None and (self.train_rows < 1 or self.train_fraction != 1.0):
             raise ConfigError(f"train_rows must be >= 1 and not combined with train_fraction, got {self.train_rows}")
         self._check_terms()
-        refuse_unused_options(self)
+        if not _UNUSED_ALLOWED.get():
+            refuse_unused_options(self)
 
     @property
     def is_baseline(self) -> bool:
@@ -485,12 +488,37 @@ def unused_options(cfg: Any, names: Any = None) -> list[tuple[str, str, str, Any
         if needs is None or (names is not None and f.name not in names) or not hasattr(cfg, f.name):
             continue
         switch, on, what = needs
-        if not hasattr(cfg, switch) or on(getattr(cfg, switch)):
+        if not hasattr(cfg, switch) or _is_on(on, getattr(cfg, switch)):
             continue
         default = f.default_factory() if f.default_factory is not MISSING else f.default
         if getattr(cfg, f.name) != default:
             found.append((f.name, switch, what, default))
     return found
+
+
+#: True inside :func:`unused_options_allowed`
+_UNUSED_ALLOWED: ContextVar[bool] = ContextVar("llm_jepa_unused_options_allowed", default=False)
+
+
+@contextmanager
+def unused_options_allowed() -> Iterator[None]:
+    """Build configs without :func:`refuse_unused_options`, as they were built before it: a sweep
+    keys its runs by the resolved config (``sweep.runner.run_key``), and a run made then with an
+    option its switch left unread keeps its key (and so its results) only this way. Never for training."""
+    token = _UNUSED_ALLOWED.set(True)
+    try:
+        yield
+    finally:
+        _UNUSED_ALLOWED.reset(token)
+
+
+def _is_on(on: Any, value: Any) -> bool:
+    """Whether a switch's ``value`` turns it on; a value of the wrong type (a sweep's unconverted
+    YAML text) counts as on: its own type check names it, not this one."""
+    try:
+        return bool(on(value))
+    except (TypeError, ValueError):
+        return True
 
 
 def refuse_unused_options(cfg: Any, names: Any = None) -> None:

@@ -430,12 +430,29 @@ def _check_resume_options(cfg: JepaConfig, out: Path, facts: dict[str, Any] | No
         raise ValueError(f"{path}: --resume with another optimizer ({describe(optimizer)}); the checkpoint holds the "
                          "saved optimizer's state, even with --resume_allow_changes. Resume with the saved value, or "
                          "start a new run (or --overwrite) to change the optimizer")
-    changed = changes(saved, now, [k for k in resume_fixed() if k in now], _same_option)
+    unread = _unread_then_and_now(saved, cfg)  # did nothing in the checkpoint's training, and does nothing now
+    changed = changes(saved, now, [k for k in resume_fixed() if k in now and k not in unread], _same_option)
     changed.update(_changed_facts(out, facts))
     if changed and not cfg.resume_allow_changes:
         raise ValueError(f"{path}: --resume with changed options ({describe(changed)}); the checkpoint was trained "
                          "with the saved values. Pass --resume_allow_changes true to continue anyway (both are recorded)")
     return changed
+
+
+def _unread_then_and_now(saved: dict[str, Any], cfg: JepaConfig) -> set[str]:
+    """The options read only under a switch (their ``needs``) that is off both in the saved config and
+    in ``cfg``: their values trained nothing. A run saved before such options were refused may hold
+    one away from its default (``stp_times: 4`` with ``stp_lambda: 0``), which ``cfg`` now cannot."""
+    from .config import _is_on, _metadata, option_fields
+
+    out = set()
+    for f in option_fields():
+        needs = _metadata(f).get("needs")
+        if needs is not None and needs[0] in saved and hasattr(cfg, needs[0]):
+            switch, on, _ = needs
+            if not _is_on(on, saved[switch]) and not _is_on(on, getattr(cfg, switch)):
+                out.add(f.name)
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -38,7 +38,7 @@ def sweep(sweep_file: str | Path, output: str | Path, *, run_fn: Any = None, exe
 
     spec = load_sweep(sweep_file)
     if run_fn is None:  # the default run function trains and evaluates: a typo'd key is named now
-        check_keys(spec)
+        check_keys(spec, runs=not report_only)
     output = Path(output)
     if report_only:  # the sweep file's runs made under today's settings only
         from ..runrecord import OutputLock

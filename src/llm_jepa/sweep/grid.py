@@ -317,11 +317,13 @@ def _cells(sweep: Sweep) -> list[_Cell]:
     return out
 
 
-def check_keys(sweep: Sweep) -> None:
+def check_keys(sweep: Sweep, *, runs: bool = True) -> None:
     """For the default run function (train, then evaluate): refuse a key of ``grid``, ``fixed`` or
     ``baseline`` that is no training option, and a key of ``eval`` that neither the evaluation nor
     its task reads, naming it, before any run starts (each run would otherwise fail on it, or the
-    task's ``score(**_)`` would swallow it)."""
+    task's ``score(**_)`` would swallow it). ``runs=False`` (a report, which starts none): a cell
+    whose option its switch leaves unread (:func:`_check_unused`) is not refused; its runs, made
+    before such options were refused, are reported."""
     import inspect
 
     from ..config import _valid_names, config_parser
@@ -338,7 +340,8 @@ def check_keys(sweep: Sweep) -> None:
         if unknown:
             raise SweepError(f"{_where(sweep.source, section + '.' + unknown[0])}: not a training option "
                              "(llm-jepa train --help lists them)")
-    _check_unused(sweep, parser)
+    if runs:
+        _check_unused(sweep, parser)
     params = {p.name for p in inspect.signature(evaluate).parameters.values() if p.kind is p.KEYWORD_ONLY}
     task = sweep.eval_options.get("task")
     tasks = [task] if task in TASKS else list(TASKS)  # an unknown task is evaluate's to name
@@ -373,6 +376,17 @@ def _check_unused(sweep: Sweep, parser: Any) -> None:
     from ..config import option_fields, read_yaml_options, unused_options
 
     dest = {s.lstrip("-").replace("-", "_"): a.dest for a in parser._actions for s in a.option_strings}
+    types = {a.dest: a.type for a in parser._actions if callable(a.type) and a.type is not str}
+
+    def typed(name: str, value: Any) -> Any:
+        """``value`` as training reads it: YAML leaves ``2e-2`` a string, which the parser makes a float."""
+        if isinstance(value, str) and name in types:
+            try:
+                return types[name](value)
+            except (TypeError, ValueError):  # a bad value is the run's to name, as train does
+                return value
+        return value
+
     defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default for f in option_fields()}
     base = read_yaml_options(Path(sweep.base)) if sweep.base and Path(sweep.base).is_file() else {}
     seen = set()
@@ -381,11 +395,18 @@ def _check_unused(sweep: Sweep, parser: Any) -> None:
             continue
         seen.add(run.cell_id)
         given = {dest.get(str(k), str(k)): v for k, v in {**base, **run.overrides}.items()}
-        for name, switch, what, _ in unused_options(SimpleNamespace(**{**defaults, **given})):
-            section = "fixed" if name in {dest.get(str(k), str(k)) for k in sweep.fixed} else "its cell"
+        given = {k: typed(k, v) for k, v in given.items()}
+        for name, switch, what, default in unused_options(SimpleNamespace(**{**defaults, **given})):
+            def sets(options: dict[str, Any], option: str = name) -> bool:
+                return option in {dest.get(str(k), str(k)) for k in options}
+
+            # where the value comes from: the cell wins over fixed, fixed over the base config
+            section = "its cell" if sets(run.cell) else "fixed" if sets(sweep.fixed) else f"the base config {sweep.base}"
+            fix = ("set it only in the cells that use it (grid or arms)" if not section.startswith("the base")
+                   else f"give this cell {name}: {default!r} (its default), or set it only in the cells that use it")
             raise SweepError(f"{sweep.source}: cell {run.cell_id}: {name} {given[name]!r} (from {section}) does nothing "
                              f"with {switch} {given.get(switch, defaults.get(switch))!r}: it is read only with {what}; "
-                             "set it only in the cells that use it (grid or arms)")
+                             f"{fix}")
 
 
 def expand(sweep: Sweep) -> list[Run]:

@@ -164,10 +164,12 @@ def _resolved_config(run: Run) -> dict[str, Any]:
     base = Path(run.base) if run.base else None
     if base is None or not base.is_file():  # a run function that does not train from a base config
         return {"base": run.base, "overrides": run.overrides}
-    from ..config import load_config
+    from ..config import load_config, unused_options_allowed
 
     try:
-        with warnings.catch_warnings():
+        # an option its switch leaves unread is the run's error, not its key's: a run made before such
+        # options were refused keeps the key it was made under
+        with warnings.catch_warnings(), unused_options_allowed():
             warnings.simplefilter("ignore")
             cfg = load_config(base, overrides={**run.overrides, "output_dir": "."})
     except ValueError:  # the run will report the error itself; key it by what it was given
