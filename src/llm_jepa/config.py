@@ -50,7 +50,8 @@ from .views import PREDICTOR_TOKENS, VIEW_CHOICES, VIEW_SYSTEM, ViewConfig
 __all__ = ["JepaConfig", "ConfigError", "load_config", "config_parser", "config_class", "save_config", "PUBLIC_NAMES",
            "field_name", "is_baseline", "read_yaml_options", "options_with", "help_groups", "option_roles",
            "option_fields", "INHERITED_ROLES", "LOCAL_PATHS", "ROLES", "RUN", "FIXED", "VIEW_ONLY", "PATH",  # noqa: F822
-           "CONTROL", "SPEED", "MACHINE", "local_paths", "unused_options", "refuse_unused_options"]
+           "CONTROL", "SPEED", "MACHINE", "local_paths", "unused_options", "refuse_unused_options",
+           "unread_options", "option_default", "option_dests"]
 
 
 def is_baseline(settings: Mapping[str, Any]) -> bool:
@@ -476,21 +477,43 @@ def _refuse_unused_trainer_options(cfg: JepaConfig) -> None:
                           "or --bf16 true")
 
 
-def unused_options(cfg: Any, names: Any = None) -> list[tuple[str, str, str, Any]]:
-    """(option, switch, what the switch must be, the option's default) of every option that declares ``needs`` (the switch
-    it is read under, :func:`llm_jepa.options.option`), is set away from its default, and whose
-    switch is off in ``cfg``: such an option would be accepted and do nothing. ``names``: only these
-    options (a config class that copies some of them: ``JepaSFTConfig``); a switch ``cfg`` lacks
-    leaves its option alone. Defaults never count."""
+def option_default(f: Any) -> Any:
+    """The default of a training option's field (a fresh one for a list)."""
+    return f.default_factory() if f.default_factory is not MISSING else f.default
+
+
+def _switched_off(cfg: Any) -> list[tuple[Any, str, str]]:
+    """(field, switch, what the switch must be) of every option that declares ``needs`` (the switch
+    it is read under, :func:`llm_jepa.options.option`) whose switch is off in ``cfg`` (a config, or
+    a mapping such as a saved config); a switch ``cfg`` lacks leaves its option out."""
     found = []
     for f in option_fields():
         needs = _metadata(f).get("needs")
-        if needs is None or (names is not None and f.name not in names) or not hasattr(cfg, f.name):
+        if needs is None:
             continue
         switch, on, what = needs
-        if not hasattr(cfg, switch) or _is_on(on, getattr(cfg, switch)):
+        value = cfg.get(switch, MISSING) if isinstance(cfg, Mapping) else getattr(cfg, switch, MISSING)
+        if value is not MISSING and not _is_on(on, value):
+            found.append((f, switch, what))
+    return found
+
+
+def unread_options(cfg: Any) -> set[str]:
+    """The options whose switch is off in ``cfg`` (a config or a mapping): whatever their values,
+    they are not read."""
+    return {f.name for f, _, _ in _switched_off(cfg)}
+
+
+def unused_options(cfg: Any, names: Any = None) -> list[tuple[str, str, str, Any]]:
+    """(option, switch, what the switch must be, the option's default) of every option whose switch
+    is off in ``cfg`` (:func:`_switched_off`) and that is set away from its default: such an option
+    would be accepted and do nothing. ``names``: only these options (a config class that copies some
+    of them: ``JepaSFTConfig``). Defaults never count."""
+    found = []
+    for f, switch, what in _switched_off(cfg):
+        if (names is not None and f.name not in names) or not hasattr(cfg, f.name):
             continue
-        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        default = option_default(f)
         if getattr(cfg, f.name) != default:
             found.append((f.name, switch, what, default))
     return found
@@ -606,11 +629,14 @@ def _check_item(action: Any, item: Any, where: str) -> None:
         raise ConfigError(f"{where}: {item!r} is not one of {list(action.choices)}")
 
 
+def option_dests(parser: Any) -> dict[str, str]:
+    """Every spelling the parser accepts (dashes as underscores, aliases and public names included)
+    -> the option it sets."""
+    return {s.lstrip("-").replace("-", "_"): a.dest for a in parser._actions for s in a.option_strings}
+
+
 def _valid_names(parser: HfArgumentParser) -> set[str]:
-    names = set()
-    for action in parser._actions:
-        names.update(s.lstrip("-").replace("-", "_") for s in action.option_strings)
-    return names
+    return set(option_dests(parser))
 
 
 def read_yaml_options(path: Path) -> dict[str, Any]:

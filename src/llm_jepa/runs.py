@@ -131,12 +131,9 @@ class TrainedRun:
 
 def _default(name: str) -> Any:
     """A training option's default (what a run saved without it trained with)."""
-    from dataclasses import MISSING
+    from .config import config_class, option_default
 
-    from .config import config_class
-
-    f = config_class().__dataclass_fields__[name]
-    return f.default_factory() if f.default_factory is not MISSING else f.default
+    return option_default(config_class().__dataclass_fields__[name])
 
 
 def _with_term_settings(config: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -443,16 +443,9 @@ def _unread_then_and_now(saved: dict[str, Any], cfg: JepaConfig) -> set[str]:
     """The options read only under a switch (their ``needs``) that is off both in the saved config and
     in ``cfg``: their values trained nothing. A run saved before such options were refused may hold
     one away from its default (``stp_times: 4`` with ``stp_lambda: 0``), which ``cfg`` now cannot."""
-    from .config import _is_on, _metadata, option_fields
+    from .config import unread_options
 
-    out = set()
-    for f in option_fields():
-        needs = _metadata(f).get("needs")
-        if needs is not None and needs[0] in saved and hasattr(cfg, needs[0]):
-            switch, on, _ = needs
-            if not _is_on(on, saved[switch]) and not _is_on(on, getattr(cfg, switch)):
-                out.add(f.name)
-    return out
+    return unread_options(saved) & unread_options(cfg)
 
 
 def _plain(value: Any) -> Any:

@@ -326,13 +326,14 @@ def check_keys(sweep: Sweep, *, runs: bool = True) -> None:
     before such options were refused, are reported."""
     import inspect
 
-    from ..config import _valid_names, config_parser
+    from ..config import config_parser, option_dests
     from ..eval.runner import evaluate
     from ..eval.tasks import TASKS, get_task, task_options
     from ..runs import SETTINGS
 
     parser = config_parser()
-    train = _valid_names(parser)
+    dest = option_dests(parser)
+    train = set(dest)
     sections = [("grid", sweep.grid), ("fixed", sweep.fixed), ("baseline", sweep.baseline or {}),
                 *((f"arms.{name}", cell) for name, cell in sweep.arms.items())]
     for section, keys in sections:
@@ -341,7 +342,7 @@ def check_keys(sweep: Sweep, *, runs: bool = True) -> None:
             raise SweepError(f"{_where(sweep.source, section + '.' + unknown[0])}: not a training option "
                              "(llm-jepa train --help lists them)")
     if runs:
-        _check_unused(sweep, parser)
+        _check_unused(sweep, parser, dest)
     params = {p.name for p in inspect.signature(evaluate).parameters.values() if p.kind is p.KEYWORD_ONLY}
     task = sweep.eval_options.get("task")
     tasks = [task] if task in TASKS else list(TASKS)  # an unknown task is evaluate's to name
@@ -365,17 +366,15 @@ def _compute_reference(sweep: Sweep, cell: _Cell, seed: int) -> dict[str, Any] |
     return {**sweep.fixed, **_named(sweep)[reference], **same_data, "seed": seed}
 
 
-def _check_unused(sweep: Sweep, parser: Any) -> None:
+def _check_unused(sweep: Sweep, parser: Any, dest: dict[str, str]) -> None:
     """Refuse, before any run starts, a cell whose settings (library defaults, the base config, then
     the cell's overrides: ``fixed`` included) set an option its switch leaves unread (e.g. ``fixed:
     {stp_times: 4}`` with an ``stp_lambda: 0`` cell): that cell's every run would fail on it
     (``config.refuse_unused_options``). Named by file, cell and option."""
-    from dataclasses import MISSING
     from types import SimpleNamespace
 
-    from ..config import option_fields, read_yaml_options, unused_options
+    from ..config import option_default, option_fields, read_yaml_options, unused_options
 
-    dest = {s.lstrip("-").replace("-", "_"): a.dest for a in parser._actions for s in a.option_strings}
     types = {a.dest: a.type for a in parser._actions if callable(a.type) and a.type is not str}
 
     def typed(name: str, value: Any) -> Any:
@@ -387,24 +386,20 @@ def _check_unused(sweep: Sweep, parser: Any) -> None:
                 return value
         return value
 
-    defaults = {f.name: f.default_factory() if f.default_factory is not MISSING else f.default for f in option_fields()}
+    defaults = {f.name: option_default(f) for f in option_fields()}
     base = read_yaml_options(Path(sweep.base)) if sweep.base and Path(sweep.base).is_file() else {}
-    seen = set()
-    for run in expand(sweep):
-        if run.cell_id in seen:
-            continue
-        seen.add(run.cell_id)
-        given = {dest.get(str(k), str(k)): v for k, v in {**base, **run.overrides}.items()}
+    for c in _cells(sweep):  # the seed changes no option
+        given = {dest.get(str(k), str(k)): v for k, v in {**base, **sweep.fixed, **c.cell}.items()}
         given = {k: typed(k, v) for k, v in given.items()}
         for name, switch, what, default in unused_options(SimpleNamespace(**{**defaults, **given})):
             def sets(options: dict[str, Any], option: str = name) -> bool:
                 return option in {dest.get(str(k), str(k)) for k in options}
 
             # where the value comes from: the cell wins over fixed, fixed over the base config
-            section = "its cell" if sets(run.cell) else "fixed" if sets(sweep.fixed) else f"the base config {sweep.base}"
+            section = "its cell" if sets(c.cell) else "fixed" if sets(sweep.fixed) else f"the base config {sweep.base}"
             fix = ("set it only in the cells that use it (grid or arms)" if not section.startswith("the base")
                    else f"give this cell {name}: {default!r} (its default), or set it only in the cells that use it")
-            raise SweepError(f"{sweep.source}: cell {run.cell_id}: {name} {given[name]!r} (from {section}) does nothing "
+            raise SweepError(f"{sweep.source}: cell {c.cid}: {name} {given[name]!r} (from {section}) does nothing "
                              f"with {switch} {given.get(switch, defaults.get(switch))!r}: it is read only with {what}; "
                              f"{fix}")
 
