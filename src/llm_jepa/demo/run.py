@@ -332,7 +332,8 @@ def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
         full["tune_learning_rates"] = sorted(full["tune_learning_rates"])
     else:
         full.pop("n_validation")
-    return {k: v for k, v in _absolute(full).items() if k not in fields_with(*NOT_SETTINGS)}
+    ignored = fields_with(*NOT_SETTINGS)
+    return {k: v for k, v in _absolute(full).items() if k not in ignored}
 
 
 def _absolute(cfg: dict[str, Any]) -> dict[str, Any]:
