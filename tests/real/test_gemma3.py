@@ -80,12 +80,16 @@ def test_packed_forward_equals_separate_forwards_under_sliding_window_attention(
             packed = forward_packed(model, batch, isolation)[0][0]
             start = 0
             for s, want in zip(segs, alone, strict=True):
-                torch.testing.assert_close(packed[start : start + len(s)], want, atol=2e-4, rtol=1e-4,
+                # float32 kernels sum in another order for another length: up to 1.1e-4 of the states' RMS
+                # (about 3.7; single values reach 66) was seen on one thread, beyond a fixed 2e-4. A dropped
+                # window or a leak between segments moves them by the order of the RMS (below: max 24).
+                tol = 1e-3 * want.pow(2).mean().sqrt().item()
+                torch.testing.assert_close(packed[start : start + len(s)], want, atol=tol, rtol=0,
                                            msg=lambda m, iso=isolation: f"{iso}: {m}")
                 start += len(s)
         del model
         wide = _model(gemma_dir, None)(input_ids=torch.tensor([segs[2]]), output_hidden_states=True).hidden_states[-1][0]
-    assert (wide - alone[2]).abs().max() > 1e-2  # the 8-token window changed what the long segment sees
+    assert (wide - alone[2]).abs().max() > 1.0  # the 8-token window changed what the long segment sees
 
 
 def test_anchors_and_views_as_inspect_shows_them(synth, real_cache, tmp_path):
