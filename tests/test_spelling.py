@@ -89,6 +89,8 @@ def test_aliases_that_agree_or_one_name_repeated_are_accepted(tmp_path):
     from llm_jepa.spelling import conflicting_aliases
 
     assert conflicting_aliases(["--output", "A", "--output_dir", "A"]) is None
+    assert conflicting_aliases(["--output", "runs/a", "--output_dir=./runs/a/"]) is None  # one folder
+    assert conflicting_aliases(["--output", "runs/a", "--output_dir", "runs/b"]) is not None
     assert conflicting_aliases(["--output_dir", "A", "--output_dir", "B"]) is None  # argparse's own rule
     cfg = load_config(None, ["--output", str(tmp_path), "--output_dir", str(tmp_path)])
     assert cfg.output_dir == str(tmp_path)

@@ -11,6 +11,7 @@ shows defaults the same way (:class:`HelpFormatter`).
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 
 __all__ = ["respell", "SpellingParser", "HelpFormatter", "PUBLIC_NAMES", "OPTION_ALIASES", "field_name",
@@ -39,8 +40,8 @@ def _other_names(body: str) -> list[str]:
 def conflicting_aliases(argv: Sequence[str]) -> str | None:
     """One line naming both values when ``argv`` gives two aliases of one option (:data:`OPTION_ALIASES`:
     ``--output A --output_dir B``, any spelling, ``--flag=value`` too) different values: argparse
-    would keep the last one silently. None when they agree, or when one name is repeated (argparse's
-    usual "the last one wins")."""
+    would keep the last one silently. None when they agree (as folders: ``runs/a`` and ``runs/a/`` do),
+    or when one name is repeated (argparse's usual "the last one wins")."""
     for group in OPTION_ALIASES:
         names = {f"--{n}" for alias in group for n in (alias, alias.replace("_", "-"))}
         given: dict[str, tuple[str, str]] = {}  # the alias (one spelling) -> (as written, its last value)
@@ -53,7 +54,8 @@ def conflicting_aliases(argv: Sequence[str]) -> str | None:
             if not eq:
                 value = argv[i + 1] if i + 1 < len(argv) else ""
             given[name[2:].replace("-", "_")] = (name, value)
-        if len({value for _, value in given.values()}) > 1:
+        # the aliases name a folder: ``runs/a`` and ``runs/a/`` (or ``./runs/a``) are one value
+        if len({os.path.normpath(value) for _, value in given.values()}) > 1:
             shown = " and ".join(f"{name} {value}" for name, value in given.values())
             return f"{shown} name the same option with different values; give it once"
     return None
