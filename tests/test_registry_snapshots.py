@@ -102,3 +102,15 @@ def test_resume_fixed_follows_a_later_term(run_setting_term):
     import llm_jepa.train as train_mod
 
     assert "modey_mode" in train_mod.RESUME_FIXED and "modey_weight" in train_mod.RESUME_FIXED
+
+
+@pytest.mark.parametrize("command", ["bench", "demo"])
+def test_a_later_tiny_model_size_is_a_choice_of_bench_and_demo(command, monkeypatch):
+    """``--size`` takes its choices from :data:`llm_jepa.toy.tiny.SIZES` when the parser is built, in
+    both commands that build a tiny model (bench had its own list)."""
+    from llm_jepa.cli import build_parser
+    from llm_jepa.toy import tiny
+
+    monkeypatch.setitem(tiny.SIZES, "nano", (32, 1, 2))
+    args = build_parser().parse_args([command, "--size", "nano"])
+    assert args.size == "nano"

@@ -12,6 +12,7 @@ ATTENTION = ["auto", "sdpa", "eager", "flash_attention_2", "flash_attention_3", 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from ..toy.tiny import SIZES
     from .run import STRATEGIES, BenchConfig
 
     d = BenchConfig()
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attn", default=d.attn, choices=ATTENTION,
                    help="attention implementation; auto: flash_attention_2 on CUDA with flash-attn and bf16/fp16 "
                         "weights, else flex_attention on CUDA (sdpa where torch has none), sdpa on CPU")
-    p.add_argument("--size", default=d.size, choices=["micro", "tiny", "small"], help="size of the default model")
+    p.add_argument("--size", default=d.size, choices=list(SIZES), help="size of the default model")
     p.add_argument("--model-config", help="JSON of transformers config fields with model_type: random weights of that "
                                           "shape (tokenizer from the default model)")
     p.add_argument("--threads", type=int, help=THREADS_HELP)
