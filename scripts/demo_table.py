@@ -1,5 +1,5 @@
 """Markdown tables of a demo run over seeds (``llm-jepa demo --seeds ...``, or ``seed-S`` folders run
-one by one): per seed and arm, exact match with its 95% Wilson interval, startswith, DFA equivalence,
+one by one, or ``seed-S-ARM`` folders of one-arm demos run side by side, joined by seed): per seed and arm, exact match with its 95% Wilson interval, startswith, DFA equivalence,
 s/step and the collapse / straightness diagnostics (the base model's beside them when the demo
 started from a pretrained model); then, per arm against the baseline, mean ± std over seeds, the
 baseline's mean on the same seeds and rows, the paired one-tailed t-test over seeds (the paper's rule:
@@ -35,11 +35,15 @@ METRICS = ("exact", "startswith", "equivalent")
 _ARM_ORDER = {name: i for i, name in enumerate(ARMS)}
 
 
+#: a demo's folder: seed-S, or seed-S-ARM for a one-arm demo run beside the others (an old output that
+#: `demo --overwrite` moved aside, seed-S.previous-N, matches neither)
+_FOLDER = re.compile(r"seed-(\d+)(?:-(\w+))?")
+
+
 def _load(root: Path) -> dict[int, dict]:
-    seeds = {}
-    # seed-S only: `demo --overwrite` moves an old output aside as seed-S.previous-N
-    folders = [f for f in root.glob("seed-*") if re.fullmatch(r"seed-\d+", f.name)]
-    for folder in sorted(folders, key=lambda f: int(f.name[5:])):
+    seeds: dict[int, dict] = {}
+    folders = [(f, m) for f in root.glob("seed-*") if (m := _FOLDER.fullmatch(f.name))]
+    for folder, m in sorted(folders, key=lambda fm: (int(fm[1].group(1)), fm[0].name)):
         # a demo still running (or stopped) has the arms it finished in results.partial.json
         found = [folder / n for n in ("results.json", "results.partial.json") if (folder / n).exists()]
         if not found:
@@ -47,16 +51,22 @@ def _load(root: Path) -> dict[int, dict]:
         r = json.loads(found[0].read_text())
         if found[0].name != "results.json":
             print(f"{folder.name}: unfinished, arms so far: {', '.join(r['arms'])}", file=sys.stderr)
-        arms = {}
-        # the arms in the demo's own order, whatever order the runs that wrote results.json had
-        for name, a in sorted(r["arms"].items(), key=lambda kv: _ARM_ORDER.get(kv[0], len(_ARM_ORDER))):
+        seed = seeds.setdefault(int(m.group(1)), {"arms": {}, "base": (r.get("base") or {}).get("diagnostics"),
+                                                  "learning_rate": r["config"]["learning_rate"],
+                                                  "tuning": r.get("tuning")})
+        if r["config"]["learning_rate"] != seed["learning_rate"]:
+            raise ValueError(f"{folder}: learning rate {r['config']['learning_rate']:g}, another than the "
+                             f"{seed['learning_rate']:g} of the seed's other folders: not one run to tabulate")
+        for name, a in r["arms"].items():
+            if name in seed["arms"]:
+                raise ValueError(f"{folder}: arm {name} of seed {m.group(1)} is in another folder too")
             run = folder / a.get("run_dir", f"runs/{name}")  # relative to the demo's folder; lr-*/runs/ when tuned
             preds = [json.loads(x) for x in (run / "eval" / "predictions.jsonl").read_text().splitlines()]
-            arms[name] = {**a, "preds": {p["index"]: p for p in preds},
-                          "metrics": summarize(preds, "regex", {})["metrics"],
-                          "s_per_step": a["s_per_step"] if "s_per_step" in a else trainer_time(run, a["steps"])[1]}
-        seeds[int(folder.name[5:])] = {"arms": arms, "base": (r.get("base") or {}).get("diagnostics"),
-                                       "learning_rate": r["config"]["learning_rate"], "tuning": r.get("tuning")}
+            seed["arms"][name] = {**a, "preds": {p["index"]: p for p in preds},
+                                  "metrics": summarize(preds, "regex", {})["metrics"],
+                                  "s_per_step": a["s_per_step"] if "s_per_step" in a else trainer_time(run, a["steps"])[1]}
+    for seed in seeds.values():  # the arms in the demo's own order, whatever order the folders had
+        seed["arms"] = dict(sorted(seed["arms"].items(), key=lambda kv: _ARM_ORDER.get(kv[0], len(_ARM_ORDER))))
     return seeds
 
 

@@ -140,3 +140,19 @@ def test_rows_are_matched_across_seeds_by_content_not_index(table, tmp_path):
     _seed(tmp_path, 23, {"baseline": [(T, T), (F, F)], "jepa": [(T, T), (T, T)]}, prompts=["b", "a"])
     ex = _row(table.tables(tmp_path), "| jepa | exact |")
     assert ex[7] == "1 / 1"  # by index it would be row 0: +1 +0, row 1: -1 +1 -> "1 / 0"
+
+
+def test_one_arm_demos_run_side_by_side_join_by_seed(table, tmp_path):
+    """``seed-S-ARM`` folders (one ``demo --arms ARM`` each, run in parallel) are one seed's arms: the
+    table equals that of one seed-S folder holding them all; an arm in two folders is refused."""
+    T, F = True, False
+    arms = {"baseline": [(T, T), (F, T), (F, F), (T, T)], "jepa": [(T, T), (T, T), (F, F), (F, F)]}
+    _seed(tmp_path / "one", 82, arms)
+    for arm, verdicts in arms.items():
+        _seed(tmp_path / "split", 82, {arm: verdicts}, name=f"seed-82-{arm}")
+    _seed(tmp_path / "split", 82, {"jepa": [(F, F)] * 4}, name="seed-82-jepa.previous-1")  # set aside: not read
+    text = table.tables(tmp_path / "split")
+    assert "| jepa | exact |" in text and text == table.tables(tmp_path / "one")
+    _seed(tmp_path / "split", 82, {"jepa": [(F, F)] * 4}, name="seed-82-jepa_again")
+    with pytest.raises(ValueError, match="arm jepa of seed 82 is in another folder too"):
+        table.tables(tmp_path / "split")
