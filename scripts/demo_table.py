@@ -1,6 +1,7 @@
 """Markdown tables of a demo run over seeds (``llm-jepa demo --seeds ...``, or ``seed-S`` folders run
-one by one, or ``seed-S-ARM`` folders of one-arm demos run side by side, joined by seed): per seed and arm, exact match with its 95% Wilson interval, startswith, DFA equivalence,
-s/step and the collapse / straightness diagnostics (the base model's beside them when the demo
+one by one, or ``seed-S-ARM`` folders of one-arm demos run side by side, joined by seed): per seed
+and arm, exact match with its 95% Wilson interval, startswith, DFA equivalence, s/step and the
+collapse / straightness diagnostics (the base model's beside them when the demo
 started from a pretrained model); then, per arm against the baseline, mean ± std over seeds, the
 baseline's mean on the same seeds and rows, the paired one-tailed t-test over seeds (the paper's rule:
 is the arm better?) and a two-sided exact sign-flip test over the test rows, each row's verdicts

@@ -635,10 +635,6 @@ def option_dests(parser: Any) -> dict[str, str]:
     return {s.lstrip("-").replace("-", "_"): a.dest for a in parser._actions for s in a.option_strings}
 
 
-def _valid_names(parser: HfArgumentParser) -> set[str]:
-    return set(option_dests(parser))
-
-
 def read_yaml_options(path: Path) -> dict[str, Any]:
     """A YAML file of ``option: value`` lines as a dict (an empty file is {})."""
     import yaml
@@ -666,7 +662,7 @@ def load_config(
     if clash:
         raise ConfigError(clash)
     parser = config_parser(*extra)
-    valid = _valid_names(parser)
+    valid = set(option_dests(parser))
     argv: list[str] = []
     if yaml_path is not None:
         path = Path(yaml_path)
